@@ -1,0 +1,97 @@
+//! Command-line interface: clap types only.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mew",
+    version,
+    about = "Run MEW spaces (and any multi-process project) in the foreground, with a TUI, \
+             detach/attach, and control from any shell.",
+    long_about = None,
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub space: SpaceArgs,
+}
+
+/// How a command finds its space.
+#[derive(Debug, Clone, Args, Default)]
+pub struct SpaceArgs {
+    /// The space directory (holds `.mew/`).
+    #[arg(long, global = true, value_name = "DIR", default_value = ".")]
+    pub space_dir: PathBuf,
+
+    /// The space config file [default: $MEW_SPACE_CONFIG, DIR/.mew/space.yaml, DIR/space.yaml]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Run a Procfile instead of a space.yaml (one process per line, foreman format).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub procfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a new `.mew/space.yaml` from a template.
+    Init(InitArgs),
+    /// Run and control a space.
+    #[command(subcommand)]
+    Space(SpaceCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The template to use (see --list-templates).
+    #[arg(default_value = "demo")]
+    pub template: String,
+    /// The space name (default: the directory name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The gateway port written into the template.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Overwrite an existing space.yaml.
+    #[arg(long)]
+    pub force: bool,
+    /// List the templates and exit.
+    #[arg(long)]
+    pub list_templates: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpaceCommand {
+    /// Validate the config and print the resolved plan.
+    Check(CheckArgs),
+    /// Start the space.
+    Up(UpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Print the plan as one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Run headless: prefixed output lines, exit code from the processes (for CI).
+    #[arg(long)]
+    pub no_tui: bool,
+    /// Gateway port (default: gateway.port, else 8080; the next free port if taken).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Prefix output lines with HH:MM:SS (--no-tui).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub timestamps: bool,
+    /// Stop the space when a process fails for good, and exit with its code.
+    #[arg(long)]
+    pub exit_on_failure: bool,
+}

@@ -1,0 +1,247 @@
+//! The validated, typed model of a space: what the rest of mew consumes.
+//!
+//! `load` (in `config::mod`) produces a [`SpaceConfig`] whose strings are still
+//! uninterpolated; [`crate::config::resolve`] turns it into [`ResolvedProcess`]es
+//! once the gateway port and tokens are known.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// A position in a source file (1-based line and column).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Loc {
+    pub line: u32,
+    pub col: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcKind {
+    Gateway,
+    Participant,
+    Process,
+}
+
+impl ProcKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcKind::Gateway => "gateway",
+            ProcKind::Participant => "participant",
+            ProcKind::Process => "process",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    No,
+    OnFailure,
+    Always,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DependCondition {
+    /// The dependency has been spawned.
+    Started,
+    /// The dependency passed its readiness probe (or is running, without one).
+    Ready,
+    /// The dependency exited with status 0.
+    CompletedSuccessfully,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Dependency {
+    pub name: String,
+    pub condition: DependCondition,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProbeKind {
+    /// HTTP GET; any 2xx answer is success. Only `http://` URLs.
+    Http { url: String },
+    /// A TCP connect succeeds.
+    Tcp { host: String, port: String },
+    /// `sh -c command` exits 0.
+    Exec { command: String },
+    /// A regex matches one of the process's output lines.
+    Log { regex: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Probe {
+    #[serde(flatten)]
+    pub kind: ProbeKind,
+    #[serde(with = "ser_duration")]
+    pub initial_delay: Duration,
+    #[serde(with = "ser_duration")]
+    pub period: Duration,
+    #[serde(with = "ser_duration")]
+    pub timeout: Duration,
+    pub failure_threshold: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Backoff {
+    #[serde(with = "ser_duration")]
+    pub initial: Duration,
+    #[serde(with = "ser_duration")]
+    pub max: Duration,
+    pub multiplier: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+            multiplier: 2.0,
+        }
+    }
+}
+
+/// A signal by number with the name the user wrote (normalised, e.g. `SIGTERM`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct StopSignal {
+    pub number: i32,
+    pub name: &'static str,
+}
+
+impl Default for StopSignal {
+    fn default() -> Self {
+        StopSignal {
+            number: libc::SIGTERM,
+            name: "SIGTERM",
+        }
+    }
+}
+
+/// One process as configured (uninterpolated strings).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProcessConfig {
+    pub name: String,
+    pub kind: ProcKind,
+    /// The program (with `args`) or a shell command line (without `args`).
+    pub command: String,
+    /// `Some`: exec `command` with these arguments directly. `None`: run
+    /// `command` through `/bin/sh -c`.
+    pub args: Option<Vec<String>>,
+    /// Environment added by the config, in file order (after `env_file`).
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    pub env_file: Option<String>,
+    pub depends_on: Vec<Dependency>,
+    pub ready: Option<Probe>,
+    pub restart_policy: RestartPolicy,
+    /// `None`: unlimited.
+    pub max_restarts: Option<u32>,
+    pub backoff: Backoff,
+    pub stop_signal: StopSignal,
+    #[serde(with = "ser_duration")]
+    pub stop_timeout: Duration,
+    pub max_memory: Option<u64>,
+    /// Lines of scrollback kept in memory for the TUI.
+    pub scrollback: usize,
+    pub disabled: bool,
+    pub auto_start: bool,
+    /// A task: exiting 0 is its success, not a failure of the space.
+    pub one_shot: bool,
+    /// Token names declared by a participant (`tokens:`); informational.
+    pub tokens: Vec<String>,
+    /// Where the process is defined in the config file.
+    pub loc: Loc,
+}
+
+/// A participant that is not a process (no `command`), or one mew cannot run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ParticipantInfo {
+    pub name: String,
+    /// Why it is not a process, e.g. "no command" or "type mcp-bridge needs the MEW CLI".
+    pub note: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LogConfig {
+    /// Absolute directory for log files (default `<space>/.mew/logs`).
+    pub dir: PathBuf,
+    /// Rotate a log file when it grows past this many bytes.
+    pub rotate_size: u64,
+    /// Rotated files kept per process (`name.log.1` … `name.log.N`).
+    pub keep: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigSource {
+    SpaceYaml,
+    Procfile,
+}
+
+/// A warning or error about the configuration, with a location when there is one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub loc: Option<Loc>,
+    pub message: String,
+}
+
+/// The whole validated space.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SpaceConfig {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// The space directory (absolute).
+    pub dir: PathBuf,
+    /// The config file that was read (absolute).
+    pub config_path: PathBuf,
+    pub source: ConfigSource,
+    /// The configured gateway port (before `--port` and free-port search).
+    pub gateway_port: u16,
+    /// Processes: the gateway first (if any), then participants, then
+    /// `processes:`, each in file order.
+    pub processes: Vec<ProcessConfig>,
+    pub participants: Vec<ParticipantInfo>,
+    pub logs: LogConfig,
+    #[serde(with = "ser_duration")]
+    pub shutdown_timeout: Duration,
+    /// `ui.keys`: action name → key, as written.
+    pub ui_keys: Vec<(String, String)>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl SpaceConfig {
+    pub fn process(&self, name: &str) -> Option<&ProcessConfig> {
+        self.processes.iter().find(|p| p.name == name)
+    }
+
+    pub fn gateway(&self) -> Option<&ProcessConfig> {
+        self.processes.iter().find(|p| p.kind == ProcKind::Gateway)
+    }
+}
+
+/// A process ready to spawn: every string interpolated.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ResolvedProcess {
+    pub name: String,
+    pub kind: ProcKind,
+    /// Program and arguments (`["/bin/sh", "-c", line]` for shell commands).
+    pub argv: Vec<String>,
+    /// Environment mew adds on top of its own (config env, env_file, MEW_*).
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    pub ready: Option<Probe>,
+    pub config: ProcessConfig,
+}
+
+pub(crate) mod ser_duration {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis().try_into().unwrap_or(u64::MAX))
+    }
+}

@@ -1,0 +1,178 @@
+//! Live state of a running space, as the supervisor reports it and as it
+//! crosses the socket. Pure data: no IO.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ProcKind;
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = u64;
+
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The lifecycle state of one process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ProcState {
+    /// Waiting for its dependencies.
+    Pending { waiting_for: Vec<String> },
+    /// Spawned; readiness probe not yet decided (or initial delay running).
+    Starting,
+    /// Running, readiness probe still failing (only with a probe).
+    Running,
+    /// Running and ready (probe passed, or no probe).
+    Ready,
+    /// A stop was requested; waiting for the group to exit.
+    Stopping { escalated: bool },
+    /// Exited on its own with a code.
+    Exited { code: i32 },
+    /// Killed by a signal it did not ask for (not a mew stop).
+    Killed { signal: i32 },
+    /// Could not be started, or gave up restarting.
+    Failed { reason: String },
+    /// Waiting to be restarted.
+    Backoff { until: Millis },
+    /// Stopped by the user (or by mew stopping the space).
+    Stopped,
+    /// Defined but not started (auto_start: false, disabled).
+    Idle,
+}
+
+impl ProcState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProcState::Pending { .. } => "pending",
+            ProcState::Starting => "starting",
+            ProcState::Running => "running",
+            ProcState::Ready => "ready",
+            ProcState::Stopping { .. } => "stopping",
+            ProcState::Exited { .. } => "exited",
+            ProcState::Killed { .. } => "killed",
+            ProcState::Failed { .. } => "failed",
+            ProcState::Backoff { .. } => "backoff",
+            ProcState::Stopped => "stopped",
+            ProcState::Idle => "idle",
+        }
+    }
+
+    /// A process exists (or is about to) in this state.
+    pub fn is_alive(&self) -> bool {
+        matches!(
+            self,
+            ProcState::Starting
+                | ProcState::Running
+                | ProcState::Ready
+                | ProcState::Stopping { .. }
+        )
+    }
+
+    /// Nothing more will happen without a user action.
+    pub fn is_settled(&self) -> bool {
+        matches!(
+            self,
+            ProcState::Exited { .. }
+                | ProcState::Killed { .. }
+                | ProcState::Failed { .. }
+                | ProcState::Stopped
+                | ProcState::Idle
+        )
+    }
+
+    /// A short human description, e.g. `exited 1`, `backoff 3s`.
+    pub fn describe(&self, now: Millis) -> String {
+        match self {
+            ProcState::Pending { waiting_for } if !waiting_for.is_empty() => {
+                format!("pending ({})", waiting_for.join(", "))
+            }
+            ProcState::Exited { code } => format!("exited {code}"),
+            ProcState::Killed { signal } => format!("killed {}", signal_name(*signal)),
+            ProcState::Failed { reason } => format!("failed: {reason}"),
+            ProcState::Backoff { until } => {
+                let secs = until.saturating_sub(now).div_ceil(1000);
+                format!("backoff {secs}s")
+            }
+            ProcState::Stopping { escalated: true } => "stopping (killing)".into(),
+            other => other.name().into(),
+        }
+    }
+}
+
+/// The name of a signal number, e.g. `SIGTERM`; `signal N` when unknown.
+pub fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {sig}"))
+}
+
+/// One entry of a process's state history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    pub at: Millis,
+    pub state: ProcState,
+    /// Why it changed, e.g. "exit 1", "memory 612M over limit 500M".
+    pub reason: String,
+}
+
+/// What status reports about one process.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProcessStatus {
+    pub name: String,
+    pub kind: ProcKind,
+    pub state: ProcState,
+    pub pid: Option<u32>,
+    /// Start time of the current (or last) run.
+    pub started_at: Option<Millis>,
+    pub restarts: u32,
+    pub exit_code: Option<i32>,
+    pub ready: bool,
+    pub cpu_percent: Option<f32>,
+    pub rss_bytes: Option<u64>,
+    /// The command line, for display.
+    pub command: String,
+    pub cwd: String,
+    /// The last transitions, newest last (bounded).
+    pub history: Vec<Transition>,
+    /// Last probe outcome, e.g. "GET http://127.0.0.1:8080/health: connection refused".
+    pub probe: Option<String>,
+    pub one_shot: bool,
+}
+
+/// A participant without a process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantStatus {
+    pub name: String,
+    pub note: String,
+}
+
+/// The whole space as status reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpaceStatus {
+    pub space: SpaceInfo,
+    pub server_pid: u32,
+    pub gateway_url: Option<String>,
+    pub processes: Vec<ProcessStatus>,
+    pub participants: Vec<ParticipantStatus>,
+    /// Set when log files cannot be written (disk full, permissions).
+    pub logging_degraded: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpaceInfo {
+    pub id: String,
+    pub name: String,
+    pub dir: String,
+}
+
+/// A lifecycle event, as printed by `--no-tui` and written to the log files.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LifecycleEvent {
+    pub at: Millis,
+    pub process: String,
+    pub state: ProcState,
+    pub message: String,
+}
