@@ -44,6 +44,15 @@ pub enum Command {
     /// Run and control a space.
     #[command(subcommand)]
     Space(SpaceCommand),
+    /// The space server itself (started by `mew space up`; not for direct use).
+    #[command(name = "__serve", hide = true)]
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[arg(long)]
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +80,65 @@ pub enum SpaceCommand {
     Check(CheckArgs),
     /// Start the space.
     Up(UpArgs),
+    /// Show every process: state, pid, uptime, restarts, CPU, memory.
+    Status(StatusArgs),
+    /// Print process logs (from the log files; -f follows live).
+    Logs(LogsArgs),
+    /// Restart processes (no name: all, in dependency order).
+    Restart(NamesArgs),
+    /// Stop processes; they stay stopped until started.
+    Stop(NamesArgs),
+    /// Start stopped processes (no name: every auto-start process).
+    Start(NamesArgs),
+    /// Stop every process and the space server.
+    Down(DownArgs),
+    /// List the spaces running on this machine.
+    Ls(LsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print one JSON document (schema in docs/cli.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Keep printing new lines as they come.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Print only the last N lines (all processes together).
+    #[arg(short = 'n', long = "lines", value_name = "N")]
+    pub lines: Option<usize>,
+    /// Only lines newer than this (e.g. 30s, 5m, 1h).
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+    /// Print the text only, without time and process name.
+    #[arg(long)]
+    pub no_prefix: bool,
+    /// Processes to show (default: all).
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct NamesArgs {
+    /// Process names.
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Kill whatever has not stopped after this long (e.g. 10s).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -94,4 +162,13 @@ pub struct UpArgs {
     /// Stop the space when a process fails for good, and exit with its code.
     #[arg(long)]
     pub exit_on_failure: bool,
+    /// Start the space server in the background and return.
+    #[arg(short, long, conflicts_with = "no_tui")]
+    pub detach: bool,
+    /// With -d: return only once every auto-start process is ready.
+    #[arg(long, requires = "detach")]
+    pub wait: bool,
+    /// With --wait: give up after this long (e.g. 60s).
+    #[arg(long, value_name = "DURATION", requires = "wait")]
+    pub timeout: Option<String>,
 }

@@ -3,6 +3,19 @@
 //! The binary is a thin entry point (`src/main.rs`); everything lives here so
 //! that tests and benchmarks can reach it.
 
+pub mod check;
+pub mod clean;
 pub mod cli;
+pub mod client;
 pub mod config;
+pub mod headless;
+pub mod init;
+pub mod logs;
+pub mod procfs;
+pub mod protocol;
+pub mod server;
+pub mod space;
 pub mod status;
+pub mod supervisor;
+pub mod sys;
+pub mod terminal;

@@ -1,11 +1,169 @@
+use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use mew::cli::Cli;
+use mew::cli::{Cli, Command, SpaceArgs, SpaceCommand, UpArgs};
+use mew::config::{ConfigSource, SpaceConfig, parse_duration};
+use mew::protocol::Request;
+use mew::{client, server};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _ = cli;
-    ExitCode::SUCCESS
+    init_tracing(matches!(cli.command, Some(Command::Serve(_))));
+    match cli.command {
+        None => {
+            println!("mew: run a space. Start with \"mew init\" then \"mew space up\"; see \"mew --help\".");
+            ExitCode::SUCCESS
+        }
+        Some(Command::Init(args)) => mew::init::run(&cli.space, &args),
+        Some(Command::Serve(args)) => match server::load_config(&cli.space) {
+            Ok(cfg) => server::run(
+                cfg,
+                server::ServeOptions {
+                    port: args.port,
+                    headless: None,
+                },
+            ),
+            Err(code) => code,
+        },
+        Some(Command::Space(cmd)) => space(cmd, &cli.space),
+    }
+}
+
+/// mew's own diagnostics go to stderr (for the server: its log file),
+/// filtered by `MEW_LOG` (default: warnings; the server logs info).
+fn init_tracing(server: bool) {
+    let default = if server { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MEW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
+}
+
+fn duration_arg(what: &str, value: &Option<String>) -> Result<Option<std::time::Duration>, ExitCode> {
+    match value {
+        None => Ok(None),
+        Some(v) => parse_duration(v).map(Some).map_err(|e| {
+            eprintln!("mew: {what}: {e}");
+            ExitCode::from(2)
+        }),
+    }
+}
+
+/// Arguments that make the server read exactly the config this command read.
+fn config_args(cfg: &SpaceConfig) -> Vec<OsString> {
+    let flag = match cfg.source {
+        ConfigSource::SpaceYaml => "--config",
+        ConfigSource::Procfile => "--procfile",
+    };
+    vec![
+        "--space-dir".into(),
+        cfg.dir.clone().into_os_string(),
+        flag.into(),
+        cfg.config_path.clone().into_os_string(),
+    ]
+}
+
+fn space(cmd: SpaceCommand, args: &SpaceArgs) -> ExitCode {
+    let load = || server::load_config(args);
+    match cmd {
+        SpaceCommand::Check(a) => mew::check::run(args, &a),
+        SpaceCommand::Up(up) => space_up(up, args),
+        SpaceCommand::Status(a) => match load() {
+            Ok(cfg) => client::status(&cfg.dir, a.json),
+            Err(code) => code,
+        },
+        SpaceCommand::Logs(a) => {
+            let since = match duration_arg("--since", &a.since) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            match load() {
+                Ok(cfg) => client::logs(
+                    &cfg,
+                    client::LogsOptions {
+                        follow: a.follow,
+                        lines: a.lines,
+                        since,
+                        no_prefix: a.no_prefix,
+                        names: a.names,
+                    },
+                ),
+                Err(code) => code,
+            }
+        }
+        SpaceCommand::Restart(a) => match load() {
+            Ok(cfg) => client::control(&cfg.dir, Request::Restart { names: a.names }, "restarted"),
+            Err(code) => code,
+        },
+        SpaceCommand::Stop(a) => match load() {
+            Ok(cfg) => client::control(&cfg.dir, Request::Stop { names: a.names }, "stopped"),
+            Err(code) => code,
+        },
+        SpaceCommand::Start(a) => match load() {
+            Ok(cfg) => client::control(&cfg.dir, Request::Start { names: a.names }, "started"),
+            Err(code) => code,
+        },
+        SpaceCommand::Down(a) => {
+            let timeout = match duration_arg("--timeout", &a.timeout) {
+                Ok(t) => t,
+                Err(code) => return code,
+            };
+            // `down` must work even when the config is broken: it only needs the dir.
+            let dir = match load() {
+                Ok(cfg) => cfg.dir,
+                Err(_) => args.space_dir.clone(),
+            };
+            client::down(&dir, timeout)
+        }
+        SpaceCommand::Ls(a) => client::ls(a.json),
+        SpaceCommand::Clean(a) => mew::clean::run(args, &a),
+    }
+}
+
+fn space_up(up: UpArgs, args: &SpaceArgs) -> ExitCode {
+    let timeout = match duration_arg("--timeout", &up.timeout) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let cfg = match server::load_config(args) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    if up.detach {
+        let extra = config_args(&cfg);
+        return client::up_detached(
+            &cfg,
+            &extra,
+            client::DetachOptions {
+                wait: up.wait,
+                timeout,
+                port: up.port,
+            },
+        );
+    }
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if !up.no_tui {
+        if interactive {
+            eprintln!("mew: the TUI is not built yet: running as --no-tui");
+        } else {
+            eprintln!("mew: stdin or stdout is not a terminal: running as --no-tui");
+        }
+    }
+    server::run(
+        cfg,
+        server::ServeOptions {
+            port: up.port,
+            headless: Some(server::HeadlessOptions {
+                timestamps: up.timestamps,
+                exit_on_failure: up.exit_on_failure,
+            }),
+        },
+    )
 }

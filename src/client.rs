@@ -1,0 +1,742 @@
+//! The client side of the socket: `status`, `logs`, `restart`, `stop`,
+//! `start`, `down`, `ls`, and starting a background server (`up -d`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+
+use crate::config::SpaceConfig;
+use crate::protocol::{self, ClientKind, ClientMsg, Request, ResponseBody, ServerMsg, Versions};
+use crate::space::{self, SpacePaths};
+use crate::status::{Millis, ProcState, SpaceStatus, now_millis};
+use crate::sys;
+
+/// Exit code when the space is not running.
+pub const NOT_RUNNING: u8 = 3;
+
+/// A connected, greeted client.
+pub struct Conn {
+    rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    next_id: u64,
+    pub server_pid: u32,
+    pub space_id: String,
+}
+
+#[derive(Debug)]
+pub enum ConnectError {
+    /// No server answers (no socket, or a stale one).
+    NotRunning,
+    /// A server answered but the conversation failed.
+    Failed(String),
+}
+
+impl Conn {
+    pub async fn connect(space_dir: &Path, kind: ClientKind) -> Result<Conn, ConnectError> {
+        let socket = space::socket_path_for(space_dir).map_err(|_| ConnectError::NotRunning)?;
+        let stream = UnixStream::connect(&socket)
+            .await
+            .map_err(|_| ConnectError::NotRunning)?;
+        let (mut rd, mut wr) = stream.into_split();
+        let ours = Versions::ours();
+        let hello = ClientMsg::Hello {
+            version: ours.protocol,
+            mew_version: ours.mew.clone(),
+            client: kind,
+        };
+        protocol::write_msg(&mut wr, &hello)
+            .await
+            .map_err(|e| ConnectError::Failed(format!("cannot talk to the space server: {e}")))?;
+        let reply = tokio::time::timeout(Duration::from_secs(10), protocol::read_frame(&mut rd))
+            .await
+            .map_err(|_| ConnectError::Failed("the space server did not answer within 10s".into()))?;
+        match reply {
+            Ok(Some(f)) => match f.decode::<ServerMsg>() {
+                Ok(ServerMsg::Hello {
+                    version,
+                    mew_version,
+                    server_pid,
+                    space_id,
+                }) => {
+                    let theirs = Versions {
+                        protocol: version,
+                        mew: mew_version,
+                    };
+                    protocol::check_hello(&ours, &theirs).map_err(ConnectError::Failed)?;
+                    Ok(Conn {
+                        rd,
+                        wr,
+                        next_id: 1,
+                        server_pid,
+                        space_id,
+                    })
+                }
+                Ok(ServerMsg::Bye { reason }) => Err(ConnectError::Failed(reason)),
+                Ok(other) => Err(ConnectError::Failed(format!("unexpected answer: {other:?}"))),
+                Err(e) => Err(ConnectError::Failed(e.to_string())),
+            },
+            Ok(None) => Err(ConnectError::NotRunning),
+            Err(e) => Err(ConnectError::Failed(e.to_string())),
+        }
+    }
+
+    pub async fn send(&mut self, msg: &ClientMsg) -> Result<(), String> {
+        protocol::write_msg(&mut self.wr, msg)
+            .await
+            .map_err(|e| format!("lost the space server: {e}"))
+    }
+
+    pub async fn recv(&mut self) -> Result<Option<ServerMsg>, String> {
+        match protocol::read_frame(&mut self.rd).await {
+            Ok(Some(f)) => f.decode::<ServerMsg>().map(Some).map_err(|e| e.to_string()),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Send a request and wait for its response (skipping stream messages).
+    pub async fn request(&mut self, req: Request) -> Result<ResponseBody, String> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&ClientMsg::Request { id, req }).await?;
+        loop {
+            match self.recv().await? {
+                Some(ServerMsg::Response { id: rid, result }) if rid == id => return result,
+                Some(ServerMsg::Bye { reason }) => return Err(reason),
+                Some(_) => continue,
+                None => return Err("the space server closed the connection".into()),
+            }
+        }
+    }
+
+    pub async fn status(&mut self) -> Result<SpaceStatus, String> {
+        match self.request(Request::Status).await? {
+            ResponseBody::Status { status } => Ok(status),
+            other => Err(format!("unexpected answer: {other:?}")),
+        }
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mew: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn not_running(space_dir: &Path) -> ExitCode {
+    eprintln!(
+        "mew: the space in {} is not running (start it with \"mew space up\")",
+        space_dir.display()
+    );
+    ExitCode::from(NOT_RUNNING)
+}
+
+async fn connect_or_exit(space_dir: &Path, kind: ClientKind) -> Result<Conn, ExitCode> {
+    match Conn::connect(space_dir, kind).await {
+        Ok(c) => Ok(c),
+        Err(ConnectError::NotRunning) => Err(not_running(space_dir)),
+        Err(ConnectError::Failed(why)) => {
+            eprintln!("mew: {why}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+// ---- status ------------------------------------------------------------------
+
+pub fn status(space_dir: &Path, json: bool) -> ExitCode {
+    runtime().block_on(async {
+        let mut conn = match connect_or_exit(space_dir, ClientKind::Control).await {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        match conn.status().await {
+            Ok(status) => {
+                if json {
+                    println!("{}", status_json(&status));
+                } else {
+                    print!("{}", status_table(&status, now_millis()));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mew: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// The documented, stable JSON shape of `status --json` (docs/cli.md).
+pub fn status_json(s: &SpaceStatus) -> String {
+    let now = now_millis();
+    let processes: Vec<serde_json::Value> = s
+        .processes
+        .iter()
+        .map(|p| {
+            let uptime = match (&p.state, p.started_at) {
+                (st, Some(t)) if st.is_alive() => Some(now.saturating_sub(t) / 1000),
+                _ => None,
+            };
+            serde_json::json!({
+                "name": p.name,
+                "kind": p.kind.as_str(),
+                "state": p.state.name(),
+                "detail": p.state.describe(now),
+                "pid": p.pid,
+                "restarts": p.restarts,
+                "exit_code": p.exit_code,
+                "ready": p.ready,
+                "uptime_s": uptime,
+                "cpu_percent": p.cpu_percent,
+                "rss_bytes": p.rss_bytes,
+                "command": p.command,
+            })
+        })
+        .collect();
+    let participants: Vec<serde_json::Value> = s
+        .participants
+        .iter()
+        .map(|p| serde_json::json!({"name": p.name, "note": p.note}))
+        .collect();
+    let doc = serde_json::json!({
+        "space": {"id": s.space.id, "name": s.space.name, "dir": s.space.dir},
+        "server_pid": s.server_pid,
+        "gateway_url": s.gateway_url,
+        "logging_degraded": s.logging_degraded,
+        "processes": processes,
+        "participants": participants,
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+pub fn fmt_uptime(secs: u64) -> String {
+    if secs < 60 {
+        format!("{secs}s")
+    } else if secs < 3600 {
+        format!("{}m{}s", secs / 60, secs % 60)
+    } else if secs < 86400 {
+        format!("{}h{}m", secs / 3600, (secs % 3600) / 60)
+    } else {
+        format!("{}d{}h", secs / 86400, (secs % 86400) / 3600)
+    }
+}
+
+/// The human status table.
+pub fn status_table(s: &SpaceStatus, now: Millis) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("space {} ({})", s.space.id, s.space.dir));
+    if let Some(url) = &s.gateway_url {
+        out.push_str(&format!("  gateway {url}"));
+    }
+    out.push_str(&format!("  server pid {}\n", s.server_pid));
+    if let Some(d) = &s.logging_degraded {
+        out.push_str(&format!("logging degraded: {d}\n"));
+    }
+    let header = ["NAME", "KIND", "STATE", "PID", "UPTIME", "RESTARTS", "EXIT", "READY", "CPU", "RSS"];
+    let mut rows: Vec<[String; 10]> = Vec::new();
+    for p in &s.processes {
+        let uptime = match (&p.state, p.started_at) {
+            (st, Some(t)) if st.is_alive() => fmt_uptime(now.saturating_sub(t) / 1000),
+            _ => "-".into(),
+        };
+        rows.push([
+            p.name.clone(),
+            p.kind.as_str().into(),
+            p.state.describe(now),
+            p.pid.map_or("-".into(), |x| x.to_string()),
+            uptime,
+            p.restarts.to_string(),
+            p.exit_code.map_or("-".into(), |c| c.to_string()),
+            if p.ready { "yes".into() } else { "no".into() },
+            p.cpu_percent.map_or("-".into(), |c| format!("{c:.1}%")),
+            p.rss_bytes.map_or("-".into(), crate::supervisor::fmt_size),
+        ]);
+    }
+    for p in &s.participants {
+        rows.push([
+            p.name.clone(),
+            "participant".into(),
+            format!("no process ({})", p.note),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ]);
+    }
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r.iter()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut l = String::new();
+        for (i, (c, w)) in cells.iter().zip(widths.iter()).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                l.push_str(&format!("{c:w$}  "));
+            }
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    out.push_str(&line(&header.map(String::from)));
+    for r in &rows {
+        out.push_str(&line(r));
+    }
+    out
+}
+
+// ---- control -----------------------------------------------------------------
+
+pub fn control(space_dir: &Path, req: Request, verb: &str) -> ExitCode {
+    runtime().block_on(async {
+        let mut conn = match connect_or_exit(space_dir, ClientKind::Control).await {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        match conn.request(req).await {
+            Ok(ResponseBody::Done { names }) => {
+                if names.is_empty() {
+                    println!("{verb}: all processes");
+                } else {
+                    println!("{verb}: {}", names.join(", "));
+                }
+                ExitCode::SUCCESS
+            }
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mew: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+// ---- down --------------------------------------------------------------------
+
+pub fn down(space_dir: &Path, timeout: Option<Duration>) -> ExitCode {
+    runtime().block_on(async {
+        let mut conn = match Conn::connect(space_dir, ClientKind::Control).await {
+            Ok(c) => c,
+            Err(ConnectError::NotRunning) => return down_without_server(space_dir),
+            Err(ConnectError::Failed(why)) => {
+                eprintln!("mew: {why}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let server_pid = conn.server_pid;
+        let req = Request::Down {
+            timeout_ms: timeout.map(|t| t.as_millis() as u64),
+        };
+        if let Err(e) = conn.request(req).await {
+            eprintln!("mew: {e}");
+            return ExitCode::FAILURE;
+        }
+        loop {
+            match conn.recv().await {
+                Ok(Some(ServerMsg::Event { event })) => {
+                    if matches!(
+                        event.state,
+                        ProcState::Stopped
+                            | ProcState::Stopping { escalated: true }
+                            | ProcState::Exited { .. }
+                            | ProcState::Killed { .. }
+                    ) {
+                        println!("{}: {}", event.process, event.message);
+                    }
+                }
+                Ok(Some(ServerMsg::Bye { .. })) | Ok(None) | Err(_) => break,
+                Ok(Some(_)) => {}
+            }
+        }
+        // The server removes its socket and exits once everything is gone.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sys::pid_exists(server_pid) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        println!("space \"{}\" is down", conn.space_id);
+        ExitCode::SUCCESS
+    })
+}
+
+fn down_without_server(space_dir: &Path) -> ExitCode {
+    let Ok(paths) = SpacePaths::new(space_dir) else {
+        println!("the space is not running; nothing to stop");
+        return ExitCode::SUCCESS;
+    };
+    // A live server that holds the lock but does not answer is not ours to judge.
+    match space::try_lock(&paths) {
+        Ok(lock) => {
+            match crate::server::recover(&paths) {
+                Some((pid, killed)) => println!(
+                    "the space server (pid {pid}) had died; killed {killed} leftover process{}",
+                    if killed == 1 { "" } else { "es" }
+                ),
+                None => println!("the space is not running; nothing to stop"),
+            }
+            let _ = std::fs::remove_file(&paths.socket);
+            drop(lock);
+            ExitCode::SUCCESS
+        }
+        Err(space::LockError::Held { pid }) => {
+            eprintln!(
+                "mew: a space server holds the lock (pid {}) but does not answer on {}",
+                pid.map_or("unknown".into(), |p| p.to_string()),
+                paths.socket.display()
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("mew: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ---- ls ----------------------------------------------------------------------
+
+pub fn ls(json: bool) -> ExitCode {
+    let entries = space::list_running();
+    if json {
+        let v: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| serde_json::json!({"id": e.id, "dir": e.dir, "pid": e.pid, "socket": e.socket, "started_at": e.started_at}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else if entries.is_empty() {
+        println!("no spaces are running");
+    } else {
+        let now = now_millis();
+        let w = entries.iter().map(|e| e.id.len()).max().unwrap_or(2).max(2);
+        println!("{:w$}  {:>7}  {:>8}  DIR", "ID", "PID", "UPTIME");
+        for e in entries {
+            println!(
+                "{:w$}  {:>7}  {:>8}  {}",
+                e.id,
+                e.pid,
+                fmt_uptime(now.saturating_sub(e.started_at) / 1000),
+                e.dir.display()
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+// ---- logs --------------------------------------------------------------------
+
+pub struct LogsOptions {
+    pub follow: bool,
+    pub lines: Option<usize>,
+    pub since: Option<Duration>,
+    pub no_prefix: bool,
+    pub names: Vec<String>,
+}
+
+pub fn logs(cfg: &SpaceConfig, opts: LogsOptions) -> ExitCode {
+    let known: Vec<String> = cfg.processes.iter().map(|p| p.name.clone()).collect();
+    let unknown: Vec<&String> = opts.names.iter().filter(|n| !known.contains(n)).collect();
+    if !unknown.is_empty() {
+        eprintln!(
+            "mew: unknown process {}; valid names: {}",
+            unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            known.join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    let names = if opts.names.is_empty() { known.clone() } else { opts.names.clone() };
+    let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
+    let since = opts.since.map(|d| now_millis().saturating_sub(d.as_millis() as u64));
+    let tail = opts.lines.or(if opts.follow { Some(10) } else { None });
+    let dir = cfg.logs.dir.clone();
+    let print = move |out: &mut dyn Write, process: &str, at: Millis, event: bool, text: &str| {
+        let ts = chrono::DateTime::from_timestamp_millis(at as i64)
+            .map(|t| t.with_timezone(&chrono::Local).format("%H:%M:%S%.3f").to_string())
+            .unwrap_or_default();
+        let sep = if event { '*' } else { '|' };
+        let _ = if opts.no_prefix {
+            writeln!(out, "{text}")
+        } else {
+            writeln!(out, "{ts} {process:width$} {sep} {text}")
+        };
+    };
+    let mut last_at: Millis = 0;
+    if opts.follow {
+        return runtime().block_on(async move {
+            // Subscribe first so nothing falls between the files and the stream.
+            let mut conn = match Conn::connect(&cfg.dir, ClientKind::Follow).await {
+                Ok(c) => Some(c),
+                Err(ConnectError::NotRunning) => None,
+                Err(ConnectError::Failed(why)) => {
+                    eprintln!("mew: {why}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if let Some(c) = conn.as_mut()
+                && let Err(e) = c
+                    .request(Request::Follow {
+                        names: opts.names.clone(),
+                        since_ms: None,
+                    })
+                    .await
+            {
+                eprintln!("mew: {e}");
+                return ExitCode::FAILURE;
+            }
+            let stdout = std::io::stdout();
+            {
+                let mut out = stdout.lock();
+                match crate::logs::read_logs(&dir, &names, tail, since) {
+                    Ok(records) => {
+                        for r in records {
+                            last_at = last_at.max(r.at);
+                            print(&mut out, &r.process, r.at, r.event, &r.text);
+                        }
+                    }
+                    Err(e) => eprintln!("mew: cannot read logs in {}: {e}", dir.display()),
+                }
+            }
+            let Some(mut conn) = conn else {
+                eprintln!("mew: the space is not running; nothing to follow");
+                return ExitCode::from(NOT_RUNNING);
+            };
+            loop {
+                match conn.recv().await {
+                    Ok(Some(ServerMsg::Line { process, at, text })) if at >= last_at => {
+                        print(&mut stdout.lock(), &process, at, false, &text);
+                    }
+                    Ok(Some(ServerMsg::Event { event })) if event.at >= last_at => {
+                        print(&mut stdout.lock(), &event.process, event.at, true, &event.message);
+                    }
+                    Ok(Some(ServerMsg::Resync { dropped })) => {
+                        eprintln!("mew: fell behind; {dropped} messages skipped (see the log files)");
+                    }
+                    Ok(Some(ServerMsg::Bye { reason })) => {
+                        eprintln!("mew: {reason}");
+                        return ExitCode::SUCCESS;
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => return ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("mew: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+        });
+    }
+    match crate::logs::read_logs(&dir, &names, tail, since) {
+        Ok(records) => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            for r in records {
+                print(&mut out, &r.process, r.at, r.event, &r.text);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mew: cannot read logs in {}: {e}", dir.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ---- up -d -------------------------------------------------------------------
+
+pub struct DetachOptions {
+    pub wait: bool,
+    pub timeout: Option<Duration>,
+    pub port: Option<u16>,
+}
+
+/// Start the space server in the background and return once it answers
+/// (with `wait`: once every auto-start process is ready).
+pub fn up_detached(cfg: &SpaceConfig, config_args: &[std::ffi::OsString], opts: DetachOptions) -> ExitCode {
+    let paths = match SpacePaths::new(&cfg.dir) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("mew: {}: {e}", cfg.dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = paths.ensure_run_dir() {
+        eprintln!("mew: {e}");
+        return ExitCode::FAILURE;
+    }
+    match space::try_lock(&paths) {
+        Ok(lock) => drop(lock),
+        Err(space::LockError::Held { pid }) => {
+            let pid = pid.map_or("unknown pid".to_string(), |p| format!("pid {p}"));
+            eprintln!(
+                "mew: space \"{}\" is already running ({pid}) — use \"mew space attach\" or \"mew space down\"",
+                cfg.id
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("mew: cannot lock the space: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("mew: cannot find the mew binary: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(&cfg.logs.dir) {
+        eprintln!("mew: cannot create {}: {e}", cfg.logs.dir.display());
+        return ExitCode::FAILURE;
+    }
+    let log = crate::server::server_log(&cfg.logs.dir);
+    let mut args: Vec<std::ffi::OsString> = vec!["__serve".into()];
+    args.extend(config_args.iter().cloned());
+    if let Some(p) = opts.port {
+        args.push("--port".into());
+        args.push(p.to_string().into());
+    }
+    let log_start = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let pid = match sys::spawn_daemon(&exe, &args, &log) {
+        Ok(pid) => pid,
+        Err(e) => {
+            eprintln!("mew: cannot start the space server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let deadline = Instant::now() + opts.timeout.unwrap_or(Duration::from_secs(60)).max(Duration::from_secs(10));
+    runtime().block_on(async {
+        let mut conn = loop {
+            match Conn::connect(&cfg.dir, ClientKind::Control).await {
+                Ok(c) if c.server_pid == pid => break c,
+                Ok(c) => {
+                    eprintln!("mew: space \"{}\" is already running (pid {})", c.space_id, c.server_pid);
+                    return ExitCode::FAILURE;
+                }
+                Err(ConnectError::Failed(why)) => {
+                    eprintln!("mew: {why}");
+                    return ExitCode::FAILURE;
+                }
+                Err(ConnectError::NotRunning) => {}
+            }
+            if !alive(pid) || Instant::now() > deadline {
+                eprintln!("mew: the space server did not start; its log ({}) says:", log.display());
+                print_tail_from(&log, log_start, 20);
+                return ExitCode::FAILURE;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        let status = match conn.status().await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("mew: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!("space \"{}\" is up (server pid {pid})", status.space.id);
+        if let Some(url) = &status.gateway_url {
+            println!("gateway: {url}");
+        }
+        if !opts.wait {
+            return ExitCode::SUCCESS;
+        }
+        let wait_deadline = opts.timeout.map(|t| Instant::now() + t);
+        loop {
+            let status = match conn.status().await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("mew: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match readiness(&status) {
+                Readiness::Ready => {
+                    println!("all processes are ready");
+                    return ExitCode::SUCCESS;
+                }
+                Readiness::Failed(name, why) => {
+                    eprintln!("mew: {name} failed before becoming ready: {why}");
+                    print_process_tail(cfg, &name);
+                    return ExitCode::FAILURE;
+                }
+                Readiness::Waiting(names) => {
+                    if wait_deadline.is_some_and(|d| Instant::now() > d) {
+                        eprintln!(
+                            "mew: timed out after {} waiting for: {}",
+                            crate::supervisor::fmt_duration(opts.timeout.unwrap_or_default()),
+                            names.join(", ")
+                        );
+                        for n in &names {
+                            print_process_tail(cfg, n);
+                        }
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+}
+
+fn alive(pid: u32) -> bool {
+    // The daemon is our child until it exits: reap it if it died.
+    let exited = sys::reap_all().iter().any(|(p, _)| *p == pid);
+    !exited && sys::pid_exists(pid)
+}
+
+enum Readiness {
+    Ready,
+    Waiting(Vec<String>),
+    Failed(String, String),
+}
+
+fn readiness(s: &SpaceStatus) -> Readiness {
+    let mut waiting = Vec::new();
+    for p in &s.processes {
+        match &p.state {
+            ProcState::Ready => {}
+            ProcState::Idle | ProcState::Stopped => {}
+            ProcState::Exited { code: 0 } if p.one_shot => {}
+            ProcState::Exited { .. } | ProcState::Killed { .. } | ProcState::Failed { .. } => {
+                return Readiness::Failed(p.name.clone(), p.state.describe(now_millis()));
+            }
+            _ => waiting.push(p.name.clone()),
+        }
+    }
+    if waiting.is_empty() {
+        Readiness::Ready
+    } else {
+        Readiness::Waiting(waiting)
+    }
+}
+
+fn print_process_tail(cfg: &SpaceConfig, name: &str) {
+    if let Ok(records) = crate::logs::read_logs(&cfg.logs.dir, &[name.to_string()], Some(15), None) {
+        eprintln!("--- last lines of {name} ---");
+        for r in records {
+            let sep = if r.event { '*' } else { '|' };
+            eprintln!("{name} {sep} {}", r.text);
+        }
+    }
+}
+
+fn print_tail_from(path: &PathBuf, from: u64, lines: usize) {
+    let Ok(text) = std::fs::read(path) else { return };
+    let text = String::from_utf8_lossy(&text[(from as usize).min(text.len())..]).to_string();
+    let all: Vec<&str> = text.lines().collect();
+    for l in &all[all.len().saturating_sub(lines)..] {
+        eprintln!("  {l}");
+    }
+}

@@ -1,0 +1,308 @@
+//! The `--no-tui` front end: prefixed output lines and the exit-code rules.
+//!
+//! Output: `HH:MM:SS name | line` for process output, `HH:MM:SS name * event`
+//! for lifecycle events, names padded to the longest, a stable colour per
+//! name (only on a terminal and when `NO_COLOR` is unset).
+//!
+//! Exit codes (docs/cli.md):
+//! - interrupted: 130 (SIGINT), 143 (SIGTERM), 129 (SIGHUP);
+//! - every process ended on its own: 0 if all succeeded, else the code of the
+//!   first process that failed for good;
+//! - `--exit-on-failure`: the first process that fails for good stops the
+//!   space, and mew exits with its code. A service (not `one_shot`) that
+//!   ends, even with code 0, counts as failed there (exit 1 for code 0).
+
+use std::io::{self, Write};
+
+use crate::status::{Millis, ProcState, ProcessStatus};
+use crate::supervisor::{LineFeed, Printable};
+
+/// Colours for process names (basic 16-colour palette, readable on dark and light).
+const PALETTE: [&str; 6] = ["36", "33", "32", "35", "34", "31"];
+
+pub struct Printer {
+    names: Vec<String>,
+    width: usize,
+    color: bool,
+    timestamps: bool,
+    colors: Vec<&'static str>,
+    clock: Clock,
+}
+
+/// Formats `HH:MM:SS` in local time, once per second.
+struct Clock {
+    second: i64,
+    text: String,
+}
+
+impl Clock {
+    fn format(&mut self, at: Millis) -> &str {
+        let second = (at / 1000) as i64;
+        if second != self.second || self.text.is_empty() {
+            self.second = second;
+            self.text = chrono::DateTime::from_timestamp(second, 0)
+                .map(|t| t.with_timezone(&chrono::Local).format("%H:%M:%S").to_string())
+                .unwrap_or_else(|| "--:--:--".into());
+        }
+        &self.text
+    }
+}
+
+/// A stable colour index for a name (FNV-1a).
+pub fn color_index(name: &str) -> usize {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h as usize % PALETTE.len()
+}
+
+impl Printer {
+    pub fn new(names: Vec<String>, color: bool, timestamps: bool) -> Printer {
+        let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+        let colors = names.iter().map(|n| PALETTE[color_index(n)]).collect();
+        Printer {
+            names,
+            width,
+            color,
+            timestamps,
+            colors,
+            clock: Clock {
+                second: -1,
+                text: String::new(),
+            },
+        }
+    }
+
+    fn prefix(&mut self, out: &mut Vec<u8>, at: Millis, index: Option<usize>, name: &str, sep: char) {
+        if self.timestamps {
+            let t = self.clock.format(at).to_string();
+            if self.color {
+                out.extend_from_slice(b"\x1b[2m");
+                out.extend_from_slice(t.as_bytes());
+                out.extend_from_slice(b"\x1b[0m ");
+            } else {
+                out.extend_from_slice(t.as_bytes());
+                out.push(b' ');
+            }
+        }
+        let pad = self.width.saturating_sub(name.chars().count());
+        if self.color {
+            let c = index.map_or("37", |i| self.colors[i]);
+            out.extend_from_slice(format!("\x1b[{c}m{name}{:pad$} {sep}\x1b[0m ", "").as_bytes());
+        } else {
+            out.extend_from_slice(format!("{name}{:pad$} {sep} ", "").as_bytes());
+        }
+    }
+
+    /// Append one printable item as a line to `out`.
+    pub fn format(&mut self, item: &Printable, out: &mut Vec<u8>) {
+        match item {
+            Printable::Line { process, at, text } => {
+                let name = self.names.get(*process).cloned().unwrap_or_default();
+                self.prefix(out, *at, Some(*process), &name, '|');
+                out.extend_from_slice(text.as_bytes());
+                out.push(b'\n');
+            }
+            Printable::End => {}
+            Printable::Event(ev) => {
+                let index = self.names.iter().position(|n| *n == ev.process);
+                self.prefix(out, ev.at, index, &ev.process, '*');
+                if self.color {
+                    let style = match ev.state {
+                        ProcState::Failed { .. } | ProcState::Killed { .. } => "1;31",
+                        ProcState::Exited { code } if code != 0 => "1;31",
+                        ProcState::Ready => "1;32",
+                        _ => "1",
+                    };
+                    out.extend_from_slice(format!("\x1b[{style}m{}\x1b[0m\n", ev.message).as_bytes());
+                } else {
+                    out.extend_from_slice(ev.message.as_bytes());
+                    out.push(b'\n');
+                }
+            }
+        }
+    }
+
+    /// Print everything from `feed` until it closes. Runs on its own thread:
+    /// a slow stdout slows the processes down, it never drops a line.
+    pub fn run(mut self, mut feed: LineFeed, out: impl Write) {
+        let mut out = io::BufWriter::with_capacity(64 * 1024, out);
+        let mut buf = Vec::with_capacity(64 * 1024);
+        while let Some(item) = feed.blocking_recv() {
+            if matches!(item, Printable::End) {
+                return;
+            }
+            buf.clear();
+            self.format(&item, &mut buf);
+            let mut more = 0;
+            while more < 4096 {
+                match feed.try_recv() {
+                    Some(Printable::End) => {
+                        let _ = out.write_all(&buf).and_then(|_| out.flush());
+                        return;
+                    }
+                    Some(next) => {
+                        self.format(&next, &mut buf);
+                        more += 1;
+                    }
+                    None => break,
+                }
+            }
+            if out.write_all(&buf).and_then(|_| out.flush()).is_err() {
+                // stdout is gone (closed pipe): keep draining so nothing blocks.
+                while feed.blocking_recv().is_some() {}
+                return;
+            }
+        }
+    }
+}
+
+/// The exit code a failed process contributes.
+pub fn failure_code(p: &ProcessStatus, exit_on_failure: bool) -> Option<i32> {
+    match &p.state {
+        ProcState::Exited { code: 0 } if exit_on_failure && !p.one_shot => Some(1),
+        ProcState::Exited { code: 0 } => None,
+        ProcState::Exited { code } => Some(*code),
+        ProcState::Killed { signal } => Some(128 + signal),
+        ProcState::Failed { .. } => Some(p.exit_code.filter(|&c| c != 0).unwrap_or(1)),
+        _ => None,
+    }
+}
+
+/// Tracks the first process that failed for good, in the order failures happen.
+#[derive(Default)]
+pub struct FailureTracker {
+    first: Option<(String, i32)>,
+    seen: std::collections::HashSet<String>,
+}
+
+impl FailureTracker {
+    /// Look at a new status; returns the first failure when it is new.
+    pub fn observe(&mut self, processes: &[ProcessStatus], exit_on_failure: bool) -> Option<(String, i32)> {
+        let mut newly = None;
+        for p in processes {
+            let failed = p.state.is_settled() && failure_code(p, exit_on_failure).is_some();
+            if !failed {
+                self.seen.remove(&p.name);
+                continue;
+            }
+            if self.seen.insert(p.name.clone())
+                && self.first.is_none()
+                && let Some(code) = failure_code(p, exit_on_failure)
+            {
+                self.first = Some((p.name.clone(), code));
+                newly = self.first.clone();
+            }
+        }
+        newly
+    }
+
+    pub fn first(&self) -> Option<&(String, i32)> {
+        self.first.as_ref()
+    }
+}
+
+/// Every process has ended on its own (nothing running, pending or waiting to restart).
+pub fn all_ended(processes: &[ProcessStatus]) -> bool {
+    !processes.is_empty() && processes.iter().all(|p| p.state.is_settled())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProcKind;
+    use crate::status::LifecycleEvent;
+
+    fn proc_status(name: &str, state: ProcState, one_shot: bool) -> ProcessStatus {
+        ProcessStatus {
+            name: name.into(),
+            kind: ProcKind::Process,
+            state,
+            pid: None,
+            started_at: None,
+            restarts: 0,
+            exit_code: None,
+            ready: false,
+            cpu_percent: None,
+            rss_bytes: None,
+            command: String::new(),
+            cwd: String::new(),
+            history: vec![],
+            probe: None,
+            one_shot,
+        }
+    }
+
+    #[test]
+    fn lines_are_prefixed_and_padded() {
+        let mut p = Printer::new(vec!["web".into(), "worker".into()], false, false);
+        let mut out = Vec::new();
+        p.format(
+            &Printable::Line {
+                process: 0,
+                at: 0,
+                text: "hello".into(),
+            },
+            &mut out,
+        );
+        p.format(
+            &Printable::Event(LifecycleEvent {
+                at: 0,
+                process: "worker".into(),
+                state: ProcState::Exited { code: 1 },
+                message: "exited with code 1".into(),
+            }),
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "web    | hello\nworker * exited with code 1\n"
+        );
+    }
+
+    #[test]
+    fn timestamps_and_colour_are_optional() {
+        let mut p = Printer::new(vec!["a".into()], true, true);
+        let mut out = Vec::new();
+        p.format(
+            &Printable::Line {
+                process: 0,
+                at: 1_700_000_000_000,
+                text: "x".into(),
+            },
+            &mut out,
+        );
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.contains("\x1b["), "{s:?}");
+        assert!(s.ends_with("x\n"));
+        let time = s.trim_start_matches("\x1b[2m");
+        assert_eq!(&time[2..3], ":");
+    }
+
+    #[test]
+    fn colour_is_stable_per_name() {
+        assert_eq!(color_index("gateway"), color_index("gateway"));
+    }
+
+    #[test]
+    fn exit_codes_follow_the_rules() {
+        let ok = proc_status("a", ProcState::Exited { code: 0 }, false);
+        let task = proc_status("t", ProcState::Exited { code: 0 }, true);
+        let bad = proc_status("b", ProcState::Exited { code: 3 }, false);
+        let killed = proc_status("k", ProcState::Killed { signal: 9 }, false);
+        assert_eq!(failure_code(&ok, false), None);
+        assert_eq!(failure_code(&ok, true), Some(1));
+        assert_eq!(failure_code(&task, true), None);
+        assert_eq!(failure_code(&bad, false), Some(3));
+        assert_eq!(failure_code(&killed, false), Some(137));
+        let mut f = FailureTracker::default();
+        assert_eq!(f.observe(&[ok.clone(), task.clone()], false), None);
+        assert_eq!(f.observe(&[bad.clone(), killed.clone()], false), Some(("b".into(), 3)));
+        assert_eq!(f.observe(&[bad, killed], false), None);
+        assert_eq!(f.first(), Some(&("b".to_string(), 3)));
+        assert!(all_ended(&[ok, task]));
+        assert!(!all_ended(&[proc_status("r", ProcState::Ready, false)]));
+    }
+}

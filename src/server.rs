@@ -1,0 +1,689 @@
+//! The space server: owns the supervisor (and so every process), serves
+//! clients on the space's unix socket, records its state for crash recovery.
+//!
+//! The same code runs in the foreground for `mew space up --no-tui` (with the
+//! headless printer attached) and as the daemon behind `up -d` and the TUI.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::UnixStream;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::cli::SpaceArgs;
+use crate::config::{self, ProcKind, ResolveContext, SpaceConfig};
+use crate::headless::{self, FailureTracker, Printer};
+use crate::protocol::{
+    self, ClientMsg, Frame, Request, ResponseBody, ServerMsg, Versions,
+};
+use crate::space::{self, SpacePaths};
+use crate::status::now_millis;
+use crate::supervisor::{self, Event, Handle, Options};
+use crate::sys;
+
+/// How long a new connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Frames queued for one client before it counts as slow.
+const CLIENT_QUEUE: usize = 1024;
+
+/// What `up` asked for.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub port: Option<u16>,
+    /// `Some`: run in the foreground with the line printer (`--no-tui`).
+    pub headless: Option<HeadlessOptions>,
+}
+
+#[derive(Clone, Debug)]
+pub struct HeadlessOptions {
+    pub timestamps: bool,
+    pub exit_on_failure: bool,
+}
+
+/// Load and validate the config, printing errors and warnings. Nothing is
+/// spawned or written; a config error yields exit code 2.
+pub fn load_config(args: &SpaceArgs) -> Result<SpaceConfig, ExitCode> {
+    let opts = config::LoadOptions {
+        space_dir: args.space_dir.clone(),
+        config: args.config.clone(),
+        procfile: args.procfile.clone(),
+    };
+    match config::load(&opts) {
+        Ok(cfg) => Ok(cfg),
+        Err(e) => {
+            eprintln!("{e}");
+            Err(ExitCode::from(e.exit_code()))
+        }
+    }
+}
+
+/// Run the server until the space is down. Creates the async runtime.
+pub fn run(cfg: SpaceConfig, opts: ServeOptions) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mew: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = rt.block_on(serve(cfg, opts));
+    rt.shutdown_timeout(Duration::from_millis(200));
+    ExitCode::from(code)
+}
+
+/// Find a free TCP port, starting at `port`.
+pub fn free_port(port: u16) -> Option<u16> {
+    (port..=port.saturating_add(100)).find(|&p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok())
+}
+
+/// Kill what a crashed server left behind (recorded groups, and anything
+/// carrying its run marker). Returns how many processes were signalled.
+pub fn recover(paths: &SpacePaths) -> Option<(u32, usize)> {
+    let state = space::read_state(&paths.state).ok().flatten()?;
+    let mut killed = 0;
+    for p in &state.processes {
+        if sys::signal_group(p.pgid, libc::SIGKILL).unwrap_or(false) {
+            killed += 1;
+        }
+    }
+    for _ in 0..100 {
+        let pids = crate::procfs::find_marked("MEW_RUN_ID", &state.run_id);
+        if pids.is_empty() {
+            break;
+        }
+        for pid in pids {
+            if sys::signal_pid(pid, libc::SIGKILL).unwrap_or(false) {
+                killed += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = std::fs::remove_file(&paths.state);
+    Some((state.server_pid, killed))
+}
+
+fn resolve_context(cfg: &SpaceConfig, paths: &SpacePaths, port: u16) -> std::io::Result<ResolveContext> {
+    let mut tokens = std::collections::HashMap::new();
+    for p in &cfg.processes {
+        if p.kind == ProcKind::Participant {
+            tokens.insert(p.name.clone(), space::load_or_create_token(&paths.tokens_dir, &p.name)?);
+        }
+    }
+    Ok(ResolveContext { port, tokens })
+}
+
+struct Ctx {
+    handle: Handle,
+    space_id: String,
+    /// Set when a client asked the space to go down.
+    down_tx: watch::Sender<bool>,
+    /// Set once the space is down (all processes gone).
+    gone_tx: watch::Sender<bool>,
+}
+
+async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
+    let paths = match SpacePaths::new(&cfg.dir) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("mew: {}: {e}", cfg.dir.display());
+            return 1;
+        }
+    };
+    if let Err(e) = paths.ensure_run_dir() {
+        eprintln!("mew: {e}");
+        return 1;
+    }
+    let lock = match space::try_lock(&paths) {
+        Ok(l) => l,
+        Err(space::LockError::Held { pid }) => {
+            let pid = pid.map_or("unknown pid".to_string(), |p| format!("pid {p}"));
+            eprintln!(
+                "mew: space \"{}\" is already running ({pid}) — use \"mew space attach\" or \"mew space down\"",
+                cfg.id
+            );
+            return 1;
+        }
+        Err(e) => {
+            eprintln!("mew: cannot lock the space: {e}");
+            return 1;
+        }
+    };
+    if let Some((pid, killed)) = recover(&paths) {
+        eprintln!(
+            "mew: the previous server (pid {pid}) did not shut down cleanly; killed {killed} leftover process{}",
+            if killed == 1 { "" } else { "es" }
+        );
+    }
+    let configured = opts.port.unwrap_or(cfg.gateway_port);
+    let port = if cfg.gateway().is_some() {
+        match free_port(configured) {
+            Some(p) => {
+                if p != configured {
+                    eprintln!("mew: port {configured} is taken; the gateway uses port {p}");
+                }
+                p
+            }
+            None => {
+                eprintln!("mew: no free port from {configured} to {}", configured.saturating_add(100));
+                return 1;
+            }
+        }
+    } else {
+        configured
+    };
+    let ctx = match resolve_context(&cfg, &paths, port) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mew: cannot prepare tokens in {}: {e}", paths.tokens_dir.display());
+            return 1;
+        }
+    };
+    let (resolved, warnings) = config::resolve(&cfg, &ctx);
+    for w in cfg.warnings.iter().chain(warnings.iter()) {
+        eprintln!("{}", format_diagnostic("warning", w));
+    }
+    if let Err(e) = std::fs::create_dir_all(&cfg.logs.dir) {
+        eprintln!("mew: cannot create {}: {e} (logging is degraded)", cfg.logs.dir.display());
+    }
+    let listener = match space::bind_socket(&paths.socket) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("mew: cannot listen on {}: {e}", paths.socket.display());
+            return 1;
+        }
+    };
+    let listener = match listener
+        .set_nonblocking(true)
+        .and_then(|_| tokio::net::UnixListener::from_std(listener))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("mew: cannot listen on {}: {e}", paths.socket.display());
+            return 1;
+        }
+    };
+    let run_id = space::new_run_id();
+    let server_pid = std::process::id();
+    let gateway_url = cfg.gateway().map(|_| format!("ws://localhost:{port}"));
+    let (rows, cols) = headless_size();
+    let (sink, feed) = match &opts.headless {
+        Some(_) => {
+            let (s, f) = supervisor::line_sink();
+            (Some(s), Some(f))
+        }
+        None => (None, None),
+    };
+    let names: Vec<String> = resolved.iter().map(|p| p.name.clone()).collect();
+    let space_id = cfg.id.clone();
+    let space_dir = cfg.dir.clone();
+    let handle = supervisor::start(
+        cfg,
+        resolved,
+        Options {
+            run_id: run_id.clone(),
+            rows,
+            cols,
+            gateway_url: gateway_url.clone(),
+            server_pid,
+        },
+        sink.clone(),
+    );
+    tokio::spawn(record_state(handle.clone(), paths.state.clone(), run_id.clone(), server_pid));
+    let _ = space::register(&space::RegistryEntry {
+        id: space_id.clone(),
+        dir: space_dir.clone(),
+        pid: server_pid,
+        socket: paths.socket.clone(),
+        started_at: now_millis(),
+    });
+    let (down_tx, mut down_rx) = watch::channel(false);
+    let (gone_tx, _) = watch::channel(false);
+    let ctx = Arc::new(Ctx {
+        handle: handle.clone(),
+        space_id: space_id.clone(),
+        down_tx,
+        gone_tx,
+    });
+    let accept_ctx = ctx.clone();
+    tokio::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    tokio::spawn(serve_client(stream, accept_ctx.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+    tracing::info!(space = %space_id, pid = server_pid, "space server running");
+
+    let printer = match (&opts.headless, feed) {
+        (Some(h), Some(feed)) => {
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let printer = Printer::new(names, color, h.timestamps);
+            Some(std::thread::spawn(move || printer.run(feed, std::io::stdout())))
+        }
+        _ => None,
+    };
+
+    let mut code: Option<u8> = None;
+    let mut interrupts = 0;
+    let mut signals = Signals::new();
+    let mut status_rx = handle.watch_status();
+    let mut tracker = FailureTracker::default();
+    let exit_on_failure = opts.headless.as_ref().is_some_and(|h| h.exit_on_failure);
+    let mut shutting_down = false;
+    let mut down_done = Box::pin(wait_down_when(handle.clone(), ctx.down_tx.subscribe()));
+    loop {
+        tokio::select! {
+            sig = signals.recv() => {
+                interrupts += 1;
+                if code.is_none() {
+                    code = Some(128 + sig as u8);
+                }
+                if interrupts == 1 {
+                    handle.shutdown(false);
+                } else {
+                    handle.shutdown(true);
+                }
+                shutting_down = true;
+                let _ = ctx.down_tx.send(true);
+            }
+            changed = status_rx.changed() => {
+                if changed.is_err() { break; }
+                let status = status_rx.borrow_and_update().clone();
+                if opts.headless.is_some() && !shutting_down {
+                    let newly = tracker.observe(&status.processes, exit_on_failure);
+                    if exit_on_failure && let Some((name, c)) = newly {
+                        tracing::info!("{name} failed for good: stopping the space");
+                        code = Some(c.clamp(0, 255) as u8);
+                        shutting_down = true;
+                        handle.shutdown(false);
+                        let _ = ctx.down_tx.send(true);
+                    } else if headless::all_ended(&status.processes) {
+                        code = Some(tracker.first().map_or(0, |(_, c)| (*c).clamp(0, 255) as u8));
+                        shutting_down = true;
+                        handle.shutdown(false);
+                        let _ = ctx.down_tx.send(true);
+                    }
+                }
+            }
+            r = down_rx.changed() => {
+                if r.is_ok() && *down_rx.borrow() {
+                    shutting_down = true;
+                }
+            }
+            _ = &mut down_done => break,
+        }
+    }
+    let _ = ctx.gone_tx.send(true);
+    if let Some(sink) = sink {
+        sink.close();
+    }
+    if let Some(t) = printer {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    let _ = std::fs::remove_file(&paths.state);
+    let _ = std::fs::remove_file(&paths.socket);
+    space::unregister(&space_dir);
+    // Give clients streaming the shutdown a moment to read their last frames.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(lock);
+    code.unwrap_or(0)
+}
+
+async fn wait_down_when(handle: Handle, mut down: watch::Receiver<bool>) {
+    while !*down.borrow_and_update() {
+        if down.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+    handle.wait_down().await;
+}
+
+/// The PTY size for processes before any client says otherwise.
+fn headless_size() -> (u16, u16) {
+    (40, 120)
+}
+
+pub fn format_diagnostic(level: &str, d: &config::Diagnostic) -> String {
+    match &d.loc {
+        Some(loc) => format!("{level}: {}:{}:{}: {}", d.file.display(), loc.line, loc.col, d.message),
+        None => format!("{level}: {}: {}", d.file.display(), d.message),
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP, as the signal number.
+struct Signals {
+    int: Option<tokio::signal::unix::Signal>,
+    term: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        Signals {
+            int: signal(SignalKind::interrupt()).ok(),
+            term: signal(SignalKind::terminate()).ok(),
+            hup: signal(SignalKind::hangup()).ok(),
+        }
+    }
+
+    async fn recv(&mut self) -> i32 {
+        async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = one(&mut self.int) => libc::SIGINT,
+            _ = one(&mut self.term) => libc::SIGTERM,
+            _ = one(&mut self.hup) => libc::SIGHUP,
+        }
+    }
+}
+
+/// Keep `.mew/run/state.json` in step with the running processes.
+async fn record_state(handle: Handle, path: std::path::PathBuf, run_id: String, server_pid: u32) {
+    let mut rx = handle.watch_status();
+    let started_at = now_millis();
+    let mut last: Option<Vec<(String, u32)>> = None;
+    loop {
+        let pids: Vec<(String, u32)> = {
+            let status = rx.borrow_and_update();
+            status
+                .processes
+                .iter()
+                .filter_map(|p| p.pid.map(|pid| (p.name.clone(), pid)))
+                .collect()
+        };
+        if last.as_ref() != Some(&pids) {
+            let state = space::StateFile {
+                server_pid,
+                run_id: run_id.clone(),
+                started_at,
+                processes: pids
+                    .iter()
+                    .map(|(name, pid)| space::StateProcess {
+                        name: name.clone(),
+                        pid: *pid,
+                        pgid: *pid,
+                    })
+                    .collect(),
+            };
+            let p = path.clone();
+            let _ = tokio::task::spawn_blocking(move || space::write_state(&p, &state)).await;
+            last = Some(pids);
+        }
+        if rx.changed().await.is_err() {
+            break;
+        }
+    }
+}
+
+// ---- clients -----------------------------------------------------------------
+
+async fn send(tx: &mpsc::Sender<Frame>, msg: &ServerMsg) -> bool {
+    match Frame::msg(msg) {
+        Ok(f) => tx.send(f).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+async fn serve_client(stream: UnixStream, ctx: Arc<Ctx>) {
+    if let Err(why) = space::check_peer(&stream) {
+        tracing::warn!("refused a connection: {why}");
+        return;
+    }
+    let (mut rd, mut wr) = stream.into_split();
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, protocol::read_frame(&mut rd)).await {
+        Ok(Ok(Some(f))) => f.decode::<ClientMsg>(),
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::warn!("dropped a client before hello: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!("dropped a client that did not say hello within {HELLO_TIMEOUT:?}");
+            return;
+        }
+    };
+    let (version, mew_version, kind) = match hello {
+        Ok(ClientMsg::Hello {
+            version,
+            mew_version,
+            client,
+        }) => (version, mew_version, client),
+        Ok(other) => {
+            tracing::warn!("dropped a client whose first message was not hello: {other:?}");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!("dropped a client with a bad hello: {e}");
+            return;
+        }
+    };
+    let theirs = Versions {
+        protocol: version,
+        mew: mew_version,
+    };
+    if let Err(why) = protocol::check_hello(&theirs, &Versions::ours()) {
+        let _ = protocol::write_msg(&mut wr, &ServerMsg::Bye { reason: why }).await;
+        return;
+    }
+    let (tx, mut rx) = mpsc::channel::<Frame>(CLIENT_QUEUE);
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if protocol::write_frame(&mut wr, &frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    let ours = Versions::ours();
+    let hello = ServerMsg::Hello {
+        version: ours.protocol,
+        mew_version: ours.mew,
+        server_pid: std::process::id(),
+        space_id: ctx.space_id.clone(),
+    };
+    if !send(&tx, &hello).await {
+        return;
+    }
+    tracing::debug!(?kind, "client connected");
+    let mut streams: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    loop {
+        let frame = match protocol::read_frame(&mut rd).await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!("dropped a client: {e}");
+                break;
+            }
+        };
+        let msg = match frame.decode::<ClientMsg>() {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("dropped a client: {e}");
+                break;
+            }
+        };
+        match msg {
+            ClientMsg::Request { id, req } => {
+                if let Some(task) = handle_request(id, req, &ctx, &tx).await {
+                    streams.push(task);
+                }
+            }
+            ClientMsg::Hello { .. } => {
+                tracing::warn!("dropped a client: a second hello");
+                break;
+            }
+            ClientMsg::Input { .. } | ClientMsg::Resize { .. } | ClientMsg::Detach => {
+                // Only meaningful on an attached connection.
+            }
+        }
+    }
+    for s in streams {
+        s.abort();
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+async fn handle_request(
+    id: u64,
+    req: Request,
+    ctx: &Arc<Ctx>,
+    tx: &mpsc::Sender<Frame>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let respond = |result: Result<ResponseBody, String>| ServerMsg::Response { id, result };
+    match req {
+        Request::Status => {
+            let status = (*ctx.handle.status()).clone();
+            send(tx, &respond(Ok(ResponseBody::Status { status }))).await;
+            None
+        }
+        Request::Restart { names } => {
+            let r = ctx.handle.restart(names.clone()).await;
+            send(tx, &respond(r.map(|_| ResponseBody::Done { names }))).await;
+            None
+        }
+        Request::Stop { names } => {
+            let r = ctx.handle.stop(names.clone()).await;
+            send(tx, &respond(r.map(|_| ResponseBody::Done { names }))).await;
+            None
+        }
+        Request::Start { names } => {
+            let r = ctx.handle.start(names.clone()).await;
+            send(tx, &respond(r.map(|_| ResponseBody::Done { names }))).await;
+            None
+        }
+        Request::Down { timeout_ms } => {
+            let events = ctx.handle.subscribe();
+            send(tx, &respond(Ok(ResponseBody::Accepted))).await;
+            ctx.handle.shutdown(false);
+            let _ = ctx.down_tx.send(true);
+            if let Some(ms) = timeout_ms {
+                let handle = ctx.handle.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    handle.shutdown(true);
+                });
+            }
+            let tx = tx.clone();
+            let handle = ctx.handle.clone();
+            Some(tokio::spawn(async move {
+                let forward = stream_events(events, tx.clone(), Vec::new(), false);
+                tokio::select! {
+                    _ = forward => {}
+                    _ = handle.wait_down() => {}
+                }
+                let _ = send(&tx, &ServerMsg::Bye { reason: "the space is down".into() }).await;
+            }))
+        }
+        Request::Follow { names, .. } => {
+            let events = ctx.handle.subscribe();
+            let known: Vec<String> = ctx.handle.status().processes.iter().map(|p| p.name.clone()).collect();
+            let unknown: Vec<&String> = names.iter().filter(|n| !known.contains(n)).collect();
+            if !unknown.is_empty() {
+                let msg = format!(
+                    "unknown process {}; valid names: {}",
+                    unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                    known.join(", ")
+                );
+                send(tx, &respond(Err(msg))).await;
+                return None;
+            }
+            send(tx, &respond(Ok(ResponseBody::Accepted))).await;
+            let tx = tx.clone();
+            let mut gone = ctx.gone_tx.subscribe();
+            Some(tokio::spawn(async move {
+                tokio::select! {
+                    _ = stream_events(events, tx.clone(), names, true) => {}
+                    _ = gone.wait_for(|g| *g) => {}
+                }
+                let _ = send(&tx, &ServerMsg::Bye { reason: "the space is down".into() }).await;
+            }))
+        }
+        Request::Attach { .. } => {
+            send(tx, &respond(Err("attach is not available in this build".into()))).await;
+            None
+        }
+    }
+}
+
+/// Forward events to a client without ever blocking the supervisor: a client
+/// that falls behind is told how much it missed (`resync`).
+async fn stream_events(
+    mut events: broadcast::Receiver<Event>,
+    tx: mpsc::Sender<Frame>,
+    names: Vec<String>,
+    lines: bool,
+) {
+    let mut dropped: u64 = 0;
+    loop {
+        let ev = match events.recv().await {
+            Ok(ev) => ev,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                dropped += n;
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let msg = match ev {
+            Event::Lifecycle(event) => {
+                if !names.is_empty() && !names.contains(&event.process) {
+                    continue;
+                }
+                ServerMsg::Event { event }
+            }
+            Event::Line { process, at, text } => {
+                if !lines || (!names.is_empty() && !names.iter().any(|n| **n == *process)) {
+                    continue;
+                }
+                ServerMsg::Line {
+                    process: process.to_string(),
+                    at,
+                    text: text.to_string(),
+                }
+            }
+        };
+        if dropped > 0 {
+            match Frame::msg(&ServerMsg::Resync { dropped }) {
+                Ok(f) => match tx.try_send(f) {
+                    Ok(()) => dropped = 0,
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        dropped += 1;
+                        continue;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                },
+                Err(_) => return,
+            }
+        }
+        let Ok(frame) = Frame::msg(&msg) else { continue };
+        match tx.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => dropped += 1,
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+/// The `.mew/logs/mew-server.log` path for a space's log dir.
+pub fn server_log(logs_dir: &Path) -> std::path::PathBuf {
+    logs_dir.join("mew-server.log")
+}

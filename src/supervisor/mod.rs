@@ -1,0 +1,309 @@
+//! The supervisor: spawns every process on its own PTY, reaps them through one
+//! reaper, drives the lifecycle state machine (dependencies, probes, restart
+//! policy with backoff, memory limits) and stops them with escalation.
+//!
+//! One actor task owns all lifecycle state ([`actor`]); everything else talks
+//! to it through [`Handle`]. Output never passes through the actor: each
+//! running process has a reader task that feeds the terminal emulator, the
+//! log file and the subscribers directly.
+
+mod actor;
+pub mod policy;
+pub mod probe;
+pub mod pty;
+pub mod reaper;
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc, oneshot, watch};
+
+use crate::config::{ResolvedProcess, SpaceConfig};
+use crate::logs::LogWriter;
+use crate::status::{LifecycleEvent, Millis, SpaceStatus};
+use crate::terminal::screen::Screen;
+
+pub use actor::{fmt_duration, fmt_size, spawn_env};
+
+/// Settings for one run of a space.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Unique to this run; every child carries it as `MEW_RUN_ID`.
+    pub run_id: String,
+    /// Initial PTY size of every process (clients resize them later).
+    pub rows: u16,
+    pub cols: u16,
+    /// The gateway URL, when there is a gateway (for status).
+    pub gateway_url: Option<String>,
+    /// The server's pid, for status.
+    pub server_pid: u32,
+}
+
+/// Something worth telling subscribers.
+#[derive(Clone, Debug)]
+pub enum Event {
+    Lifecycle(LifecycleEvent),
+    Line {
+        process: Arc<str>,
+        at: Millis,
+        text: Arc<str>,
+    },
+}
+
+/// What the headless printer receives, in order.
+#[derive(Debug)]
+pub enum Printable {
+    Line { process: usize, at: Millis, text: String },
+    Event(LifecycleEvent),
+    /// Sent once by the front end when it is done: the printer returns.
+    End,
+}
+
+/// A lossless, ordered feed of lines and events (for `--no-tui`). Readers
+/// wait for permits, so a slow stdout slows the processes down like a pipe
+/// would, and never drops a line; the actor never waits.
+#[derive(Clone)]
+pub struct LineSink {
+    tx: mpsc::UnboundedSender<Printable>,
+    permits: Arc<Semaphore>,
+}
+
+/// The receiving end of a [`LineSink`].
+pub struct LineFeed {
+    rx: mpsc::UnboundedReceiver<Printable>,
+    permits: Arc<Semaphore>,
+}
+
+/// Lines in flight between the readers and the printer.
+const SINK_PERMITS: usize = 16 * 1024;
+
+pub fn line_sink() -> (LineSink, LineFeed) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let permits = Arc::new(Semaphore::new(SINK_PERMITS));
+    (
+        LineSink {
+            tx,
+            permits: permits.clone(),
+        },
+        LineFeed { rx, permits },
+    )
+}
+
+impl LineFeed {
+    pub async fn recv(&mut self) -> Option<Printable> {
+        let item = self.rx.recv().await?;
+        if matches!(item, Printable::Line { .. }) {
+            self.permits.add_permits(1);
+        }
+        Some(item)
+    }
+
+    /// Blocking receive, for a printer on its own thread.
+    pub fn blocking_recv(&mut self) -> Option<Printable> {
+        let item = self.rx.blocking_recv()?;
+        if matches!(item, Printable::Line { .. }) {
+            self.permits.add_permits(1);
+        }
+        Some(item)
+    }
+
+    pub fn try_recv(&mut self) -> Option<Printable> {
+        let item = self.rx.try_recv().ok()?;
+        if matches!(item, Printable::Line { .. }) {
+            self.permits.add_permits(1);
+        }
+        Some(item)
+    }
+}
+
+impl LineSink {
+    async fn send_lines(&self, process: usize, at: Millis, lines: Vec<String>) {
+        let n = lines.len().min(SINK_PERMITS) as u32;
+        match self.permits.acquire_many(n).await {
+            Ok(p) => p.forget(),
+            Err(_) => return,
+        }
+        for text in lines {
+            let _ = self.tx.send(Printable::Line { process, at, text });
+        }
+    }
+
+    fn send_event(&self, ev: LifecycleEvent) {
+        let _ = self.tx.send(Printable::Event(ev));
+    }
+
+    /// Tell the printer that nothing more will come.
+    pub fn close(&self) {
+        let _ = self.tx.send(Printable::End);
+    }
+}
+
+/// Per-process state shared with readers and clients (not lifecycle state).
+pub struct ProcShared {
+    pub name: Arc<str>,
+    pub index: usize,
+    /// The terminal emulator the TUI renders from.
+    pub screen: Mutex<Screen>,
+    pub log: Mutex<LogWriter>,
+    /// The PTY of the current run, for input and resizes.
+    pub pty: Mutex<Option<Arc<pty::Pty>>>,
+    /// The size the PTY should have (kept across restarts).
+    pub size: Mutex<(u16, u16)>,
+}
+
+impl ProcShared {
+    pub fn lock_screen(&self) -> std::sync::MutexGuard<'_, Screen> {
+        self.screen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_log(&self) -> std::sync::MutexGuard<'_, LogWriter> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn current_pty(&self) -> Option<Arc<pty::Pty>> {
+        self.pty.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// State shared by the supervisor and everyone who watches it.
+pub struct Shared {
+    pub procs: Vec<Arc<ProcShared>>,
+    pub events: broadcast::Sender<Event>,
+    /// Bumped on every output chunk; renderers wait on `output`.
+    pub output: Notify,
+    pub status: watch::Receiver<Arc<SpaceStatus>>,
+}
+
+impl Shared {
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.procs.iter().position(|p| &*p.name == name)
+    }
+}
+
+/// Commands the actor understands (from clients and from its own tasks).
+pub(crate) enum Cmd {
+    Start(Vec<String>, oneshot::Sender<Result<(), String>>),
+    Stop(Vec<String>, oneshot::Sender<Result<(), String>>),
+    Restart(Vec<String>, oneshot::Sender<Result<(), String>>),
+    Kill(Vec<String>, oneshot::Sender<Result<(), String>>),
+    /// Stop the whole space; `force` kills at once.
+    Shutdown { force: bool },
+    /// Resolves when every process has settled after a shutdown.
+    WaitDown(oneshot::Sender<()>),
+    Exited { index: usize, generation: u64, exit: crate::sys::Exit },
+    Escalate { index: usize, generation: u64 },
+    RestartDue { index: usize, generation: u64 },
+    ProbeResult { index: usize, generation: u64, result: Result<(), String> },
+    LogMatched { index: usize, generation: u64 },
+    StartDelayDone { index: usize, generation: u64 },
+    Sample,
+    Usage(std::collections::HashMap<u32, (u64, u64)>, std::time::Instant),
+    ShutdownDeadline,
+    SweepDone,
+}
+
+/// A cheap, cloneable way to control a running supervisor.
+#[derive(Clone)]
+pub struct Handle {
+    tx: mpsc::UnboundedSender<Cmd>,
+    pub shared: Arc<Shared>,
+}
+
+impl Handle {
+    async fn ask(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Cmd,
+    ) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .map_err(|_| "the space is shutting down".to_string())?;
+        rx.await
+            .map_err(|_| "the space is shutting down".to_string())?
+    }
+
+    /// Start processes (empty: every auto-start process that is not running).
+    pub async fn start(&self, names: Vec<String>) -> Result<(), String> {
+        self.ask(|tx| Cmd::Start(names, tx)).await
+    }
+
+    /// Stop processes (empty: all). They are never restarted by policy.
+    pub async fn stop(&self, names: Vec<String>) -> Result<(), String> {
+        self.ask(|tx| Cmd::Stop(names, tx)).await
+    }
+
+    /// Restart processes (empty: all, in dependency order).
+    pub async fn restart(&self, names: Vec<String>) -> Result<(), String> {
+        self.ask(|tx| Cmd::Restart(names, tx)).await
+    }
+
+    /// SIGKILL processes at once.
+    pub async fn kill(&self, names: Vec<String>) -> Result<(), String> {
+        self.ask(|tx| Cmd::Kill(names, tx)).await
+    }
+
+    /// Begin stopping the whole space (dependents first).
+    pub fn shutdown(&self, force: bool) {
+        let _ = self.tx.send(Cmd::Shutdown { force });
+    }
+
+    /// Wait until a shutdown has finished: no process of the space is left.
+    pub async fn wait_down(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Cmd::WaitDown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    pub fn status(&self) -> Arc<SpaceStatus> {
+        self.shared.status.borrow().clone()
+    }
+
+    pub fn watch_status(&self) -> watch::Receiver<Arc<SpaceStatus>> {
+        self.shared.status.clone()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    /// Type into a process's terminal.
+    pub async fn input(&self, index: usize, bytes: &[u8]) -> std::io::Result<()> {
+        let Some(p) = self.shared.procs.get(index) else {
+            return Ok(());
+        };
+        match p.current_pty() {
+            Some(pty) => pty.write_all(bytes).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Set the terminal size of a process (now and for later runs).
+    pub fn resize(&self, index: usize, rows: u16, cols: u16) {
+        let Some(p) = self.shared.procs.get(index) else {
+            return;
+        };
+        let (rows, cols) = (rows.max(2), cols.max(2));
+        {
+            let mut size = p.size.lock().unwrap_or_else(|e| e.into_inner());
+            if *size == (rows, cols) {
+                return;
+            }
+            *size = (rows, cols);
+        }
+        p.lock_screen().resize(rows, cols);
+        if let Some(pty) = p.current_pty() {
+            let _ = pty.resize(rows, cols);
+        }
+    }
+}
+
+/// Start supervising `space`: auto-start processes begin at once (in
+/// dependency order). Must be called inside a tokio runtime.
+pub fn start(
+    space: SpaceConfig,
+    processes: Vec<ResolvedProcess>,
+    opts: Options,
+    sink: Option<LineSink>,
+) -> Handle {
+    actor::start(space, processes, opts, sink)
+}

@@ -1,0 +1,351 @@
+//! Every call into the OS that needs `unsafe`, in one place.
+//!
+//! PTYs, spawning with `pre_exec`, the central reaper's `waitpid`, process
+//! groups, window sizes and daemonising live here; the rest of mew uses safe
+//! wrappers only.
+#![allow(unsafe_code)]
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::pty::{Winsize, openpty};
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+/// Held while a child is being forked and while the reaper calls
+/// `waitpid(-1)`. std's `Command::spawn` reaps a child whose `exec` failed
+/// itself (and asserts that the wait succeeds); a concurrent `waitpid(-1)`
+/// would steal that child. Holding this lock also closes the window between
+/// `openpty` and setting `FD_CLOEXEC`, so no child inherits another's master.
+static FORK_LOCK: Mutex<()> = Mutex::new(());
+
+fn fork_lock() -> std::sync::MutexGuard<'static, ()> {
+    FORK_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: `fd` is an open descriptor owned by the caller for the whole call.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    Ok(())
+}
+
+/// Put a descriptor in non-blocking mode (for `AsyncFd`).
+pub fn set_nonblocking(fd: &impl AsFd) -> io::Result<()> {
+    let flags = OFlag::from_bits_truncate(fcntl(fd.as_fd(), FcntlArg::F_GETFL)?);
+    fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+fn winsize(rows: u16, cols: u16) -> Winsize {
+    Winsize {
+        ws_row: rows.max(1),
+        ws_col: cols.max(1),
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }
+}
+
+/// What to run on a new PTY.
+pub struct SpawnSpec<'a> {
+    pub argv: &'a [String],
+    pub env: &'a [(String, String)],
+    pub cwd: &'a Path,
+    pub rows: u16,
+    pub cols: u16,
+}
+
+/// A child running on its own PTY, as a session leader (pgid = sid = pid).
+pub struct PtyChild {
+    pub pid: u32,
+    /// The master side; close it to hang the terminal up.
+    pub master: OwnedFd,
+}
+
+/// Why a spawn failed, in words a user can act on.
+#[derive(Debug)]
+pub struct SpawnError {
+    pub message: String,
+    /// 127 for "not found", 126 for "cannot execute", 1 otherwise (shell conventions).
+    pub exit_code: i32,
+}
+
+fn spawn_error(argv0: &str, cwd: &Path, e: &io::Error) -> SpawnError {
+    let (message, exit_code) = match e.kind() {
+        io::ErrorKind::NotFound if !cwd.is_dir() => (
+            format!("working directory {} does not exist", cwd.display()),
+            1,
+        ),
+        io::ErrorKind::NotFound => (format!("command not found: {argv0}"), 127),
+        io::ErrorKind::PermissionDenied if !cwd.is_dir() => (
+            format!("working directory {} is not accessible", cwd.display()),
+            1,
+        ),
+        io::ErrorKind::PermissionDenied => (format!("permission denied: {argv0}"), 126),
+        _ => (format!("cannot start {argv0}: {e}"), 126),
+    };
+    SpawnError { message, exit_code }
+}
+
+/// Spawn `spec` on a fresh PTY. The child gets the slave as stdin/stdout/stderr
+/// and as its controlling terminal, in a new session. The environment is the
+/// server's own plus `spec.env`.
+pub fn spawn_on_pty(spec: &SpawnSpec<'_>) -> Result<PtyChild, SpawnError> {
+    let Some(argv0) = spec.argv.first() else {
+        return Err(SpawnError {
+            message: "empty command".into(),
+            exit_code: 1,
+        });
+    };
+    let guard = fork_lock();
+    let pty = openpty(&winsize(spec.rows, spec.cols), None).map_err(|e| SpawnError {
+        message: format!("cannot open a pseudo-terminal: {e}"),
+        exit_code: 1,
+    })?;
+    let os_err = |e: io::Error| SpawnError {
+        message: format!("cannot set up the pseudo-terminal: {e}"),
+        exit_code: 1,
+    };
+    set_cloexec(pty.master.as_raw_fd()).map_err(os_err)?;
+    set_cloexec(pty.slave.as_raw_fd()).map_err(os_err)?;
+    let stdin = pty.slave.try_clone().map_err(os_err)?;
+    let stdout = pty.slave.try_clone().map_err(os_err)?;
+    let stderr = pty.slave;
+
+    let mut cmd = Command::new(argv0);
+    cmd.args(&spec.argv[1..])
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(spec.cwd)
+        .stdin(Stdio::from(stdin))
+        .stdout(Stdio::from(stdout))
+        .stderr(Stdio::from(stderr));
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // async-signal-safe functions (setsid, ioctl) on descriptor 0, which std
+    // has already replaced with the PTY slave.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let result = cmd.spawn();
+    drop(guard);
+    match result {
+        // The std `Child` is dropped without waiting: the central reaper owns the exit.
+        Ok(child) => Ok(PtyChild {
+            pid: child.id(),
+            master: pty.master,
+        }),
+        Err(e) => Err(spawn_error(argv0, spec.cwd, &e)),
+    }
+}
+
+/// Spawn a helper command (an exec probe): `sh -c line`, in its own process
+/// group, with stdio to /dev/null. Its exit is delivered by the reaper.
+pub fn spawn_helper(line: &str, env: &[(String, String)], cwd: &Path) -> io::Result<u32> {
+    let guard = fork_lock();
+    let result = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(line)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn();
+    drop(guard);
+    Ok(result?.id())
+}
+
+/// Set a PTY's window size; the kernel sends SIGWINCH to its foreground group.
+pub fn set_winsize(master: &impl AsRawFd, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = winsize(rows, cols);
+    // SAFETY: TIOCSWINSZ reads one `winsize` from the pointer, which is valid
+    // for the duration of the call; the descriptor is open.
+    let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws as *const Winsize) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// How a reaped process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    /// The shell-style code: the exit code, or 128 + signal.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// Reap every child that has ended (`waitpid(-1, WNOHANG)`), including
+/// orphans adopted as subreaper.
+pub fn reap_all() -> Vec<(u32, Exit)> {
+    let _guard = fork_lock();
+    let mut out = Vec::new();
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => out.push((pid.as_raw() as u32, Exit::Code(code))),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                out.push((pid.as_raw() as u32, Exit::Signal(sig as i32)))
+            }
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+            Ok(_) => continue,
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// Signal a whole process group. `Ok(false)` when the group no longer exists.
+pub fn signal_group(pgid: u32, sig: i32) -> io::Result<bool> {
+    let signal = Signal::try_from(sig).map_err(io::Error::from)?;
+    match killpg(Pid::from_raw(pgid as i32), signal) {
+        Ok(()) => Ok(true),
+        Err(Errno::ESRCH) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Signal one process. `Ok(false)` when it no longer exists.
+pub fn signal_pid(pid: u32, sig: i32) -> io::Result<bool> {
+    let signal = Signal::try_from(sig).map_err(io::Error::from)?;
+    match nix::sys::signal::kill(Pid::from_raw(pid as i32), signal) {
+        Ok(()) => Ok(true),
+        Err(Errno::ESRCH) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether a process (or zombie) with this pid exists.
+pub fn pid_exists(pid: u32) -> bool {
+    matches!(
+        nix::sys::signal::kill(Pid::from_raw(pid as i32), None),
+        Ok(()) | Err(Errno::EPERM)
+    )
+}
+
+/// Whether any process is left in the group.
+pub fn group_exists(pgid: u32) -> bool {
+    matches!(
+        killpg(Pid::from_raw(pgid as i32), None),
+        Ok(()) | Err(Errno::EPERM)
+    )
+}
+
+/// Become a child subreaper (Linux): orphaned descendants are reparented to
+/// this process instead of init, so they can be found, killed and reaped.
+pub fn become_subreaper() -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    nix::sys::prctl::set_child_subreaper(true)?;
+    Ok(())
+}
+
+/// Start `exe args` as a daemon: a new session, stdin from /dev/null,
+/// stdout/stderr appended to `log`. Call before any thread is started is not
+/// required (this is fork + exec through std), but the child must not inherit
+/// mew's runtime, which exec guarantees.
+pub fn spawn_daemon(exe: &Path, args: &[OsString], log: &Path) -> io::Result<u32> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let err = out.try_clone()?;
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err));
+    // SAFETY: setsid is async-signal-safe; it runs in the child between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let guard = fork_lock();
+    let child = cmd.spawn();
+    drop(guard);
+    Ok(child?.id())
+}
+
+/// The current user's uid.
+pub fn uid() -> u32 {
+    nix::unistd::getuid().as_raw()
+}
+
+/// Read from a non-blocking descriptor. `Ok(0)` at end of file; a PTY master
+/// whose slave side is closed reports EIO, which is end of file too.
+pub fn read_fd(fd: &impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
+    match nix::unistd::read(fd, buf) {
+        Ok(n) => Ok(n),
+        Err(Errno::EIO) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Write to a non-blocking descriptor.
+pub fn write_fd(fd: &impl AsFd, buf: &[u8]) -> io::Result<usize> {
+    Ok(nix::unistd::write(fd, buf)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spawn_reports_missing_command() {
+        let argv = vec!["/definitely/not/here".to_string()];
+        let err = spawn_on_pty(&SpawnSpec {
+            argv: &argv,
+            env: &[],
+            cwd: Path::new("/"),
+            rows: 24,
+            cols: 80,
+        })
+        .err()
+        .expect("spawn must fail");
+        assert_eq!(err.exit_code, 127);
+        assert!(err.message.contains("not found"), "{}", err.message);
+    }
+
+    #[test]
+    fn spawn_reports_missing_cwd() {
+        let argv = vec!["/bin/true".to_string()];
+        let err = spawn_on_pty(&SpawnSpec {
+            argv: &argv,
+            env: &[],
+            cwd: Path::new("/no/such/dir"),
+            rows: 24,
+            cols: 80,
+        })
+        .err()
+        .expect("spawn must fail");
+        assert!(err.message.contains("/no/such/dir"), "{}", err.message);
+    }
+}
