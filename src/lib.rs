@@ -3,6 +3,7 @@
 //! The binary is a thin entry point (`src/main.rs`); everything lives here so
 //! that tests and benchmarks can reach it.
 
+pub mod clean;
 pub mod cli;
 pub mod config;
-pub mod status;
+pub mod protocol;
