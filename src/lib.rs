@@ -7,3 +7,4 @@ pub mod clean;
 pub mod cli;
 pub mod config;
 pub mod protocol;
+pub mod space;
