@@ -6,5 +6,6 @@
 pub mod clean;
 pub mod cli;
 pub mod config;
+pub mod procfs;
 pub mod protocol;
 pub mod space;
