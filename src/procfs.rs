@@ -1,0 +1,369 @@
+//! Reading `/proc` (Linux): process info, per-group resource usage, and
+//! finding this run's processes by their environment marker.
+//!
+//! Every reader tolerates processes vanishing mid-scan: a process that is
+//! gone (or unreadable) is skipped, never an error.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use nix::unistd::{SysconfVar, sysconf};
+
+/// One process, from `/proc/<pid>/stat` and `/proc/<pid>/status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcInfo {
+    pub pid: u32,
+    pub ppid: u32,
+    pub pgid: u32,
+    pub sid: u32,
+    /// Real uid.
+    pub uid: u32,
+    /// Resident set size in bytes.
+    pub rss_bytes: u64,
+    /// utime + stime, in clock ticks ([`clock_ticks_per_sec`]).
+    pub cpu_ticks: u64,
+    /// Start time after boot, in clock ticks.
+    pub start_ticks: u64,
+    /// `R`, `S`, `D`, `Z`, `T`...
+    pub state: char,
+    /// The command name (at most 15 bytes, as the kernel keeps it).
+    pub comm: String,
+}
+
+/// The fields of `/proc/<pid>/stat` mew uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Stat {
+    comm: String,
+    state: char,
+    ppid: u32,
+    pgid: u32,
+    sid: u32,
+    cpu_ticks: u64,
+    start_ticks: u64,
+    rss_pages: u64,
+}
+
+/// Parse a `stat` line. `comm` is between the first `(` and the **last** `)`:
+/// it may itself contain spaces and parentheses.
+fn parse_stat(text: &str) -> Option<Stat> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    if close < open {
+        return None;
+    }
+    let comm = text[open + 1..close].to_string();
+    // Fields after comm, numbered as in proc(5) starting from 3 (state).
+    let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    let field = |n: usize| rest.get(n - 3).copied();
+    let num = |n: usize| field(n).and_then(|s| s.parse::<u64>().ok());
+    let state = field(3)?.chars().next()?;
+    Some(Stat {
+        comm,
+        state,
+        ppid: u32::try_from(num(4)?).ok()?,
+        pgid: u32::try_from(num(5)?).ok()?,
+        sid: u32::try_from(num(6)?).ok()?,
+        cpu_ticks: num(14)?.saturating_add(num(15)?),
+        start_ticks: num(22)?,
+        // rss (field 24) is a signed long; the kernel never reports it negative.
+        rss_pages: field(24)?.parse::<i64>().ok()?.max(0) as u64,
+    })
+}
+
+fn read_stat(pid: u32) -> Option<Stat> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The real uid from a `status` file (`Uid:\treal\teffective\tsaved\tfs`).
+fn parse_status_uid(text: &str) -> Option<u32> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// One process's info, `None` when it does not exist (or vanished).
+///
+/// RSS comes from the `rss` field of `stat` (the same counter `statm`
+/// reports as resident), times the page size.
+pub fn read_proc(pid: u32) -> Option<ProcInfo> {
+    let stat = read_stat(pid)?;
+    let uid = parse_status_uid(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?)?;
+    Some(ProcInfo {
+        pid,
+        ppid: stat.ppid,
+        pgid: stat.pgid,
+        sid: stat.sid,
+        uid,
+        rss_bytes: stat.rss_pages.saturating_mul(page_size()),
+        cpu_ticks: stat.cpu_ticks,
+        start_ticks: stat.start_ticks,
+        state: stat.state,
+        comm: stat.comm,
+    })
+}
+
+/// The pids under `/proc`.
+fn pids() -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        .collect()
+}
+
+/// Every process on the machine (that could be read).
+pub fn all_processes() -> Vec<ProcInfo> {
+    pids().into_iter().filter_map(read_proc).collect()
+}
+
+/// Sum RSS (bytes) and CPU (ticks) over every process of each of `pgids`,
+/// in one scan of `/proc` that reads only each process's `stat`. A group
+/// with no process left is absent from the result.
+pub fn group_usage(pgids: &[u32]) -> HashMap<u32, (u64, u64)> {
+    let wanted: HashSet<u32> = pgids.iter().copied().collect();
+    let page = page_size();
+    let mut out: HashMap<u32, (u64, u64)> = HashMap::new();
+    if wanted.is_empty() {
+        return out;
+    }
+    for pid in pids() {
+        let Some(stat) = read_stat(pid) else { continue };
+        if !wanted.contains(&stat.pgid) {
+            continue;
+        }
+        let e = out.entry(stat.pgid).or_default();
+        e.0 = e.0.saturating_add(stat.rss_pages.saturating_mul(page));
+        e.1 = e.1.saturating_add(stat.cpu_ticks);
+    }
+    out
+}
+
+/// Processes of this (effective) uid whose environment contains exactly
+/// `key=value`, e.g. `MEW_RUN_ID=<run id>`: how recovery finds descendants
+/// that left their process group and session. Unreadable environments
+/// (other users, zombies, vanished processes) are skipped.
+///
+/// Note: `/proc/<pid>/environ` is the environment the process was started
+/// with, which is what a marker inherited through `exec` needs.
+pub fn find_marked(marker_key: &str, marker_value: &str) -> Vec<u32> {
+    let needle = format!("{marker_key}={marker_value}");
+    let needle = needle.as_bytes();
+    let uid = nix::unistd::geteuid().as_raw();
+    let mut out = Vec::new();
+    for pid in pids() {
+        let dir = format!("/proc/{pid}");
+        let Ok(md) = fs::metadata(&dir) else { continue };
+        if md.uid() != uid {
+            continue;
+        }
+        let Ok(env) = fs::read(Path::new(&dir).join("environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|entry| entry == needle) {
+            out.push(pid);
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Clock ticks per second (`_SC_CLK_TCK`, 100 if unknown).
+pub fn clock_ticks_per_sec() -> u64 {
+    sysconf(SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|v| u64::try_from(v).ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(100)
+}
+
+/// The page size in bytes (`_SC_PAGESIZE`, 4096 if unknown).
+pub fn page_size() -> u64 {
+    sysconf(SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|v| u64::try_from(v).ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(4096)
+}
+
+/// Every descendant of `root` in `all` (children, grandchildren...), by
+/// parent pid, breadth first. `root` itself is not included.
+pub fn descendants(root: u32, all: &[ProcInfo]) -> Vec<u32> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for p in all {
+        if p.pid != p.ppid {
+            children.entry(p.ppid).or_default().push(p.pid);
+        }
+    }
+    let mut out = Vec::new();
+    let mut seen = HashSet::from([root]);
+    let mut queue = std::collections::VecDeque::from([root]);
+    while let Some(pid) = queue.pop_front() {
+        for &c in children.get(&pid).map(Vec::as_slice).unwrap_or_default() {
+            if seen.insert(c) {
+                out.push(c);
+                queue.push_back(c);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Child, Command, Stdio};
+
+    /// Kills and reaps a child however the test ends.
+    struct Reap(Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn sleep_with_marker(key: &str, value: &str) -> Reap {
+        Reap(
+            Command::new("sleep")
+                .arg("1000")
+                .env(key, value)
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn parse_stat_with_hostile_comm() {
+        let line = "4242 (a b) (c)) S 1 4242 4242 0 -1 4194304 100 0 0 0 7 5 0 0 20 0 1 0 987654 1000 33 18446744073709551615";
+        let s = parse_stat(line).unwrap();
+        assert_eq!(s.comm, "a b) (c)");
+        assert_eq!(s.state, 'S');
+        assert_eq!((s.ppid, s.pgid, s.sid), (1, 4242, 4242));
+        assert_eq!(s.cpu_ticks, 12);
+        assert_eq!(s.start_ticks, 987654);
+        assert_eq!(s.rss_pages, 33);
+    }
+
+    #[test]
+    fn parse_stat_rejects_garbage() {
+        assert_eq!(parse_stat(""), None);
+        assert_eq!(parse_stat("12 (x"), None);
+        assert_eq!(parse_stat("12 x) S"), None);
+        assert_eq!(parse_stat("12 (x) S 1 2"), None);
+        assert_eq!(
+            parse_stat("12 (x) S a b c d e f g h i j k l m n o p q r s t u"),
+            None
+        );
+    }
+
+    #[test]
+    fn parse_status() {
+        assert_eq!(
+            parse_status_uid("Name:\tx\nUid:\t1000\t1001\t1002\t1003\n"),
+            Some(1000)
+        );
+        assert_eq!(parse_status_uid("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn reads_ourselves() {
+        let me = read_proc(std::process::id()).unwrap();
+        assert_eq!(me.pid, std::process::id());
+        assert_eq!(me.uid, nix::unistd::getuid().as_raw());
+        assert_eq!(me.pgid, nix::unistd::getpgrp().as_raw() as u32);
+        assert_eq!(me.ppid, nix::unistd::getppid().as_raw() as u32);
+        assert!(me.rss_bytes > 0);
+        assert!(me.start_ticks > 0);
+        assert!(all_processes().iter().any(|p| p.pid == me.pid));
+    }
+
+    #[test]
+    fn missing_process_is_none() {
+        let mut c = Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        assert_eq!(read_proc(pid), None);
+    }
+
+    #[test]
+    fn group_usage_of_our_group() {
+        let pgid = nix::unistd::getpgrp().as_raw() as u32;
+        let usage = group_usage(&[pgid, u32::MAX]);
+        let (rss, _cpu) = usage[&pgid];
+        assert!(rss >= read_proc(std::process::id()).unwrap().rss_bytes / 2);
+        assert!(!usage.contains_key(&u32::MAX));
+        assert!(group_usage(&[]).is_empty());
+    }
+
+    #[test]
+    fn finds_marked_process_and_its_descendants() {
+        let value = crate::space::new_run_id();
+        let child = sleep_with_marker("MEW_TEST_MARK", &value);
+        let pid = child.0.id();
+        assert_eq!(find_marked("MEW_TEST_MARK", &value), vec![pid]);
+        // Exact match only: a prefix of the value or another key does not count.
+        assert!(find_marked("MEW_TEST_MARK", &value[..8]).is_empty());
+        assert!(find_marked("MEW_TEST_MAR", &value).is_empty());
+        let all = all_processes();
+        assert!(descendants(std::process::id(), &all).contains(&pid));
+        let info = read_proc(pid).unwrap();
+        assert_eq!(info.comm, "sleep");
+        assert_eq!(info.ppid, std::process::id());
+    }
+
+    #[test]
+    fn comm_with_spaces_and_parens() {
+        let t = tempfile::tempdir().unwrap();
+        let link = t.path().join("a b)c");
+        let sleep = ["/bin/sleep", "/usr/bin/sleep"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap();
+        std::os::unix::fs::symlink(sleep, &link).unwrap();
+        let child = Reap(Command::new(&link).arg("1000").spawn().unwrap());
+        let pid = child.0.id();
+        // std's spawn returns only after the exec succeeded.
+        let info = read_proc(pid).unwrap();
+        assert_eq!(info.comm, "a b)c");
+        assert_eq!(info.ppid, std::process::id());
+    }
+
+    #[test]
+    fn descendants_tree() {
+        let p = |pid, ppid| ProcInfo {
+            pid,
+            ppid,
+            pgid: pid,
+            sid: pid,
+            uid: 0,
+            rss_bytes: 0,
+            cpu_ticks: 0,
+            start_ticks: 0,
+            state: 'S',
+            comm: String::new(),
+        };
+        let all = vec![p(1, 0), p(10, 1), p(11, 10), p(12, 11), p(13, 10), p(20, 1)];
+        let mut d = descendants(10, &all);
+        d.sort();
+        assert_eq!(d, vec![11, 12, 13]);
+        assert!(descendants(12, &all).is_empty());
+        // A cycle (impossible in practice) does not hang.
+        let cyc = vec![p(5, 6), p(6, 5)];
+        assert_eq!(descendants(5, &cyc), vec![6]);
+    }
+
+    #[test]
+    fn sysconf_values() {
+        assert!(clock_ticks_per_sec() >= 1);
+        assert!(page_size().is_power_of_two());
+    }
+}

@@ -1,0 +1,765 @@
+//! Frames and messages spoken over the space socket.
+//!
+//! # Framing
+//!
+//! Every frame is a 5-byte header followed by a payload:
+//!
+//! ```text
+//! +----------------------+---------+---------------------+
+//! | len: u32 big-endian  | kind:u8 | payload (len bytes) |
+//! +----------------------+---------+---------------------+
+//! ```
+//!
+//! `len` counts the payload only (not the kind byte) and may not exceed
+//! [`MAX_FRAME_LEN`]. Kinds:
+//!
+//! - [`KIND_MSG`] (1): one JSON document, a [`ClientMsg`] or a [`ServerMsg`];
+//! - [`KIND_OUTPUT`] (2): raw bytes for an attached client's terminal
+//!   (rendered ANSI output).
+//!
+//! Anything else is an error: the receiver drops the connection and logs the
+//! reason. The protocol is versioned through the `hello` exchange
+//! ([`PROTOCOL_VERSION`], [`check_hello`]), so an unknown kind is never a
+//! "future extension" to skip.
+//!
+//! # Conversation
+//!
+//! 1. The client sends [`ClientMsg::Hello`]; the server answers
+//!    [`ServerMsg::Hello`] (or [`ServerMsg::Bye`] with the reason, e.g. a
+//!    version mismatch, and closes).
+//! 2. The client sends [`ClientMsg::Request`]s; each gets exactly one
+//!    [`ServerMsg::Response`] with the same `id`.
+//! 3. After a `follow` request, the server streams [`ServerMsg::Line`] and
+//!    [`ServerMsg::Event`]; after an `attach` request, [`Frame::Output`]
+//!    frames, while the client sends [`ClientMsg::Input`],
+//!    [`ClientMsg::Resize`] and finally [`ClientMsg::Detach`].
+//! 4. A client that falls behind its bounded queue gets a
+//!    [`ServerMsg::Resync`] saying how many messages it missed.
+
+use std::io;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::status::{LifecycleEvent, Millis, SpaceStatus};
+
+/// The protocol version; bump it on any incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest payload a frame may declare (16 MiB).
+pub const MAX_FRAME_LEN: u32 = 16 * 1024 * 1024;
+
+/// Frame kind: a JSON message.
+pub const KIND_MSG: u8 = 1;
+/// Frame kind: raw terminal output for an attached client.
+pub const KIND_OUTPUT: u8 = 2;
+
+/// The header length: u32 length + u8 kind.
+pub const HEADER_LEN: usize = 5;
+
+/// One frame read from or written to the socket.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Frame {
+    /// A JSON message (decode it with [`Frame::decode`]).
+    Msg(serde_json::Value),
+    /// Raw output bytes for an attached client.
+    Output(Vec<u8>),
+}
+
+impl Frame {
+    /// A message frame from any serialisable message.
+    pub fn msg<T: Serialize>(msg: &T) -> Result<Frame, FrameError> {
+        serde_json::to_value(msg)
+            .map(Frame::Msg)
+            .map_err(|e| FrameError::BadJson(e.to_string()))
+    }
+
+    /// Decode a message frame into a typed message. An output frame or a
+    /// JSON document of the wrong shape is [`FrameError::BadJson`].
+    pub fn decode<T: DeserializeOwned>(self) -> Result<T, FrameError> {
+        match self {
+            Frame::Msg(v) => {
+                serde_json::from_value(v).map_err(|e| FrameError::BadJson(e.to_string()))
+            }
+            Frame::Output(bytes) => Err(FrameError::BadJson(format!(
+                "expected a message, got {} bytes of terminal output",
+                bytes.len()
+            ))),
+        }
+    }
+}
+
+/// Why a frame could not be read. Every variant means: drop the connection.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("read failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("frame of {len} bytes exceeds the {MAX_FRAME_LEN}-byte limit")]
+    TooLarge { len: u32 },
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    #[error("malformed message: {0}")]
+    BadJson(String),
+    #[error("connection closed in the middle of a frame")]
+    Truncated,
+}
+
+/// Read one frame. `Ok(None)` on a clean end of stream at a frame boundary;
+/// an end of stream inside a frame is [`FrameError::Truncated`].
+///
+/// The declared length is checked before anything is allocated, and the
+/// payload buffer grows only as bytes actually arrive, so a peer that
+/// declares a large frame and sends little costs little.
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>, FrameError> {
+    let mut header = [0u8; HEADER_LEN];
+    let mut filled = 0;
+    while filled < HEADER_LEN {
+        let n = r.read(&mut header[filled..]).await?;
+        if n == 0 {
+            return if filled == 0 {
+                Ok(None)
+            } else {
+                Err(FrameError::Truncated)
+            };
+        }
+        filled += n;
+    }
+    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+    let kind = header[4];
+    if len > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge { len });
+    }
+    if kind != KIND_MSG && kind != KIND_OUTPUT {
+        return Err(FrameError::UnknownKind(kind));
+    }
+    let mut payload = Vec::with_capacity((len as usize).min(64 * 1024));
+    let got = r.take(u64::from(len)).read_to_end(&mut payload).await?;
+    if got != len as usize {
+        return Err(FrameError::Truncated);
+    }
+    match kind {
+        KIND_MSG => serde_json::from_slice(&payload)
+            .map(|v| Some(Frame::Msg(v)))
+            .map_err(|e| FrameError::BadJson(e.to_string())),
+        _ => Ok(Some(Frame::Output(payload))),
+    }
+}
+
+/// Write one frame (header and payload in a single buffer, then flush).
+/// A payload over [`MAX_FRAME_LEN`] is refused (`InvalidInput`): the peer
+/// would drop the connection. Split large output into several frames.
+pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, f: &Frame) -> io::Result<()> {
+    match f {
+        Frame::Msg(v) => {
+            let payload = serde_json::to_vec(v).map_err(io::Error::other)?;
+            write_raw(w, KIND_MSG, &payload).await
+        }
+        Frame::Output(bytes) => write_raw(w, KIND_OUTPUT, bytes).await,
+    }
+}
+
+/// Serialise a typed message straight into a message frame and write it
+/// (no intermediate `serde_json::Value`).
+pub async fn write_msg<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, msg: &T) -> io::Result<()> {
+    let payload = serde_json::to_vec(msg).map_err(io::Error::other)?;
+    write_raw(w, KIND_MSG, &payload).await
+}
+
+/// Encode a frame into bytes (header + payload), e.g. to queue it for a
+/// slow client. Fails on a payload over [`MAX_FRAME_LEN`].
+pub fn encode_frame(kind: u8, payload: &[u8]) -> io::Result<Vec<u8>> {
+    let len = checked_len(payload)?;
+    let mut buf = Vec::with_capacity(HEADER_LEN + payload.len());
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.push(kind);
+    buf.extend_from_slice(payload);
+    Ok(buf)
+}
+
+fn checked_len(payload: &[u8]) -> io::Result<u32> {
+    match u32::try_from(payload.len()) {
+        Ok(len) if len <= MAX_FRAME_LEN => Ok(len),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "frame payload of {} bytes exceeds the {MAX_FRAME_LEN}-byte limit",
+                payload.len()
+            ),
+        )),
+    }
+}
+
+async fn write_raw<W: AsyncWrite + Unpin>(w: &mut W, kind: u8, payload: &[u8]) -> io::Result<()> {
+    let buf = encode_frame(kind, payload)?;
+    w.write_all(&buf).await?;
+    w.flush().await
+}
+
+// ---------------------------------------------------------------------------
+// Messages
+// ---------------------------------------------------------------------------
+
+/// What a connecting client intends to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientKind {
+    /// One-shot commands: status, restart, stop, start, down.
+    Control,
+    /// The TUI: rendered output and input forwarding.
+    Attach,
+    /// `logs -f`: a stream of lines and events.
+    Follow,
+}
+
+/// Client → server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// The first message of every connection.
+    Hello {
+        version: u32,
+        mew_version: String,
+        client: ClientKind,
+    },
+    /// A request; the server answers with a [`ServerMsg::Response`] of the same `id`.
+    Request { id: u64, req: Request },
+    /// A terminal event from an attached client (key, mouse, paste, focus).
+    Input { event: crossterm::event::Event },
+    /// The attached client's terminal size changed.
+    Resize { cols: u16, rows: u16 },
+    /// An explicit detach: the space keeps running.
+    Detach,
+}
+
+/// What a client asks of the server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// The whole space's status.
+    Status,
+    /// Restart these processes (empty: all, in dependency order).
+    Restart { names: Vec<String> },
+    /// Stop these processes (they are not restarted by policy).
+    Stop { names: Vec<String> },
+    /// Start these (stopped or idle) processes.
+    Start { names: Vec<String> },
+    /// Stop everything and the server; `timeout_ms` overrides stop timeouts.
+    Down {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+    },
+    /// Stream output lines (and lifecycle events) of these processes (empty: all).
+    Follow {
+        names: Vec<String>,
+        /// Also send lines from this time on that the server still holds in
+        /// memory; `None`: only new lines.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_ms: Option<Millis>,
+    },
+    /// Become an attached (TUI) client of this size; `owner`: the client
+    /// that ran `up` (its disconnect without a detach stops the space).
+    Attach { cols: u16, rows: u16, owner: bool },
+}
+
+/// A successful response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseBody {
+    /// The answer to [`Request::Status`].
+    Status { status: SpaceStatus },
+    /// The processes a restart/stop/start acted on.
+    Done { names: Vec<String> },
+    /// The request was accepted; what follows is a stream (follow, attach)
+    /// or the server going away (down).
+    Accepted,
+}
+
+/// Server → client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// The answer to the client's hello.
+    Hello {
+        version: u32,
+        mew_version: String,
+        server_pid: u32,
+        space_id: String,
+    },
+    /// The answer to one request. Serialised as `{"ok": …}` or `{"error": "…"}`.
+    Response {
+        id: u64,
+        #[serde(serialize_with = "ser_result", deserialize_with = "de_result")]
+        result: Result<ResponseBody, String>,
+    },
+    /// A lifecycle event (follow and attach streams).
+    Event { event: LifecycleEvent },
+    /// One output line of a process (follow streams).
+    Line {
+        process: String,
+        at: Millis,
+        text: String,
+    },
+    /// The client fell behind and `dropped` messages were skipped.
+    Resync { dropped: u64 },
+    /// The server closes this connection, saying why.
+    Bye { reason: String },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ResultRepr<T> {
+    Ok(T),
+    Error(String),
+}
+
+fn ser_result<S: Serializer>(r: &Result<ResponseBody, String>, s: S) -> Result<S::Ok, S::Error> {
+    match r {
+        Ok(body) => ResultRepr::Ok(body),
+        Err(e) => ResultRepr::Error(e.clone()),
+    }
+    .serialize(s)
+}
+
+fn de_result<'de, D: Deserializer<'de>>(d: D) -> Result<Result<ResponseBody, String>, D::Error> {
+    Ok(match ResultRepr::<ResponseBody>::deserialize(d)? {
+        ResultRepr::Ok(body) => Ok(body),
+        ResultRepr::Error(e) => Err(e),
+    })
+}
+
+/// One side's versions, as exchanged in the hellos.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Versions {
+    pub protocol: u32,
+    pub mew: String,
+}
+
+impl Versions {
+    /// This binary's versions.
+    pub fn ours() -> Versions {
+        Versions {
+            protocol: PROTOCOL_VERSION,
+            mew: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// Check that a client and a server can talk. Only the protocol version has
+/// to match; differing mew versions with the same protocol are fine.
+pub fn check_hello(client: &Versions, server: &Versions) -> Result<(), String> {
+    if client.protocol == server.protocol {
+        return Ok(());
+    }
+    Err(format!(
+        "mew client speaks protocol {} (mew {}) but the server speaks {} (mew {}): \
+         restart the space with the same mew binary",
+        client.protocol, client.mew, server.protocol, server.mew
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProcKind;
+    use crate::status::{ProcState, ProcessStatus, SpaceInfo};
+    use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+    use serde_json::json;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+    }
+
+    fn read_all(bytes: &[u8]) -> Vec<Result<Option<Frame>, FrameError>> {
+        rt().block_on(async {
+            let mut r = bytes;
+            let mut out = Vec::new();
+            loop {
+                let res = read_frame(&mut r).await;
+                let stop = !matches!(res, Ok(Some(_)));
+                out.push(res);
+                if stop {
+                    return out;
+                }
+            }
+        })
+    }
+
+    fn encode(f: &Frame) -> Vec<u8> {
+        rt().block_on(async {
+            let mut buf = Vec::new();
+            write_frame(&mut buf, f).await.unwrap();
+            buf
+        })
+    }
+
+    fn roundtrip_client(m: ClientMsg) {
+        let bytes = encode(&Frame::msg(&m).unwrap());
+        let mut frames = read_all(&bytes);
+        assert!(matches!(frames.pop(), Some(Ok(None))));
+        let f = frames.pop().unwrap().unwrap().unwrap();
+        assert_eq!(f.decode::<ClientMsg>().unwrap(), m);
+    }
+
+    fn roundtrip_server(m: ServerMsg) {
+        let mut buf = Vec::new();
+        rt().block_on(write_msg(&mut buf, &m)).unwrap();
+        let frames = read_all(&buf);
+        let f = match &frames[0] {
+            Ok(Some(f)) => f.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(f.decode::<ServerMsg>().unwrap(), m);
+    }
+
+    #[test]
+    fn header_layout() {
+        let bytes = encode(&Frame::Output(b"hi".to_vec()));
+        assert_eq!(bytes, vec![0, 0, 0, 2, KIND_OUTPUT, b'h', b'i']);
+        let bytes = encode(&Frame::Msg(json!({"a": 1})));
+        assert_eq!(&bytes[..5], &[0, 0, 0, 7, KIND_MSG]);
+        assert_eq!(&bytes[5..], br#"{"a":1}"#);
+    }
+
+    #[test]
+    fn client_messages_round_trip() {
+        roundtrip_client(ClientMsg::Hello {
+            version: PROTOCOL_VERSION,
+            mew_version: "0.1.0".into(),
+            client: ClientKind::Follow,
+        });
+        for req in [
+            Request::Status,
+            Request::Restart { names: vec![] },
+            Request::Stop {
+                names: vec!["a".into(), "b".into()],
+            },
+            Request::Start {
+                names: vec!["a".into()],
+            },
+            Request::Down {
+                timeout_ms: Some(1500),
+            },
+            Request::Down { timeout_ms: None },
+            Request::Follow {
+                names: vec![],
+                since_ms: Some(42),
+            },
+            Request::Attach {
+                cols: 80,
+                rows: 24,
+                owner: true,
+            },
+        ] {
+            roundtrip_client(ClientMsg::Request { id: 7, req });
+        }
+        roundtrip_client(ClientMsg::Input {
+            event: Event::Key(KeyEvent::new(KeyCode::Char('q'), KeyModifiers::CONTROL)),
+        });
+        roundtrip_client(ClientMsg::Input {
+            event: Event::Paste("a\nb".into()),
+        });
+        roundtrip_client(ClientMsg::Resize {
+            cols: 120,
+            rows: 40,
+        });
+        roundtrip_client(ClientMsg::Detach);
+    }
+
+    #[test]
+    fn server_messages_round_trip() {
+        let status = SpaceStatus {
+            space: SpaceInfo {
+                id: "demo".into(),
+                name: "Demo".into(),
+                dir: "/x".into(),
+            },
+            server_pid: 10,
+            gateway_url: Some("ws://127.0.0.1:8080".into()),
+            processes: vec![ProcessStatus {
+                name: "gw".into(),
+                kind: ProcKind::Gateway,
+                state: ProcState::Exited { code: 3 },
+                pid: Some(12),
+                started_at: Some(1000),
+                restarts: 2,
+                exit_code: Some(3),
+                ready: false,
+                cpu_percent: Some(1.5),
+                rss_bytes: Some(4096),
+                command: "sleep 1".into(),
+                cwd: "/x".into(),
+                history: vec![],
+                probe: None,
+                one_shot: false,
+            }],
+            participants: vec![],
+            logging_degraded: None,
+        };
+        roundtrip_server(ServerMsg::Hello {
+            version: 1,
+            mew_version: "0.1.0".into(),
+            server_pid: 99,
+            space_id: "demo".into(),
+        });
+        roundtrip_server(ServerMsg::Response {
+            id: 1,
+            result: Ok(ResponseBody::Status { status }),
+        });
+        roundtrip_server(ServerMsg::Response {
+            id: 2,
+            result: Ok(ResponseBody::Done {
+                names: vec!["a".into()],
+            }),
+        });
+        roundtrip_server(ServerMsg::Response {
+            id: 3,
+            result: Ok(ResponseBody::Accepted),
+        });
+        roundtrip_server(ServerMsg::Response {
+            id: 4,
+            result: Err("no process \"x\"".into()),
+        });
+        roundtrip_server(ServerMsg::Event {
+            event: LifecycleEvent {
+                at: 5,
+                process: "a".into(),
+                state: ProcState::Ready,
+                message: "ready".into(),
+            },
+        });
+        roundtrip_server(ServerMsg::Line {
+            process: "a".into(),
+            at: 6,
+            text: "hello ✓".into(),
+        });
+        roundtrip_server(ServerMsg::Resync { dropped: 1000 });
+        roundtrip_server(ServerMsg::Bye {
+            reason: "server stopping".into(),
+        });
+    }
+
+    #[test]
+    fn wire_shapes_are_stable() {
+        let v = serde_json::to_value(ClientMsg::Request {
+            id: 1,
+            req: Request::Restart {
+                names: vec!["a".into()],
+            },
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "request", "id": 1, "req": {"type": "restart", "names": ["a"]}})
+        );
+        let v = serde_json::to_value(ServerMsg::Response {
+            id: 1,
+            result: Err("boom".into()),
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "response", "id": 1, "result": {"error": "boom"}})
+        );
+        let v = serde_json::to_value(ServerMsg::Response {
+            id: 2,
+            result: Ok(ResponseBody::Accepted),
+        })
+        .unwrap();
+        assert_eq!(
+            v,
+            json!({"type": "response", "id": 2, "result": {"ok": {"type": "accepted"}}})
+        );
+    }
+
+    #[test]
+    fn several_frames_then_clean_eof() {
+        let mut bytes = encode(&Frame::Output(vec![]));
+        bytes.extend(encode(&Frame::Msg(json!([1, 2]))));
+        bytes.extend(encode(&Frame::Output(vec![0xff; 100_000])));
+        let frames = read_all(&bytes);
+        assert_eq!(frames.len(), 4);
+        assert!(matches!(&frames[0], Ok(Some(Frame::Output(b))) if b.is_empty()));
+        assert!(matches!(&frames[1], Ok(Some(Frame::Msg(v))) if *v == json!([1, 2])));
+        assert!(matches!(&frames[2], Ok(Some(Frame::Output(b))) if b.len() == 100_000));
+        assert!(matches!(&frames[3], Ok(None)));
+    }
+
+    #[test]
+    fn empty_stream_is_clean_eof() {
+        assert!(matches!(read_all(&[])[0], Ok(None)));
+    }
+
+    #[test]
+    fn oversized_length_is_refused_before_reading() {
+        // Declares 4 GiB - 1 and carries nothing: must fail on the header alone.
+        let frames = read_all(&[0xff, 0xff, 0xff, 0xff, KIND_MSG]);
+        assert!(matches!(
+            frames[0],
+            Err(FrameError::TooLarge { len: u32::MAX })
+        ));
+        let just_over = (MAX_FRAME_LEN + 1).to_be_bytes();
+        let frames = read_all(&[
+            just_over[0],
+            just_over[1],
+            just_over[2],
+            just_over[3],
+            KIND_OUTPUT,
+        ]);
+        assert!(matches!(frames[0], Err(FrameError::TooLarge { len }) if len == MAX_FRAME_LEN + 1));
+    }
+
+    #[test]
+    fn max_size_frame_is_accepted() {
+        let bytes = encode(&Frame::Output(vec![7; MAX_FRAME_LEN as usize]));
+        let frames = read_all(&bytes);
+        assert!(
+            matches!(&frames[0], Ok(Some(Frame::Output(b))) if b.len() == MAX_FRAME_LEN as usize)
+        );
+    }
+
+    #[test]
+    fn writing_an_oversized_frame_fails() {
+        let err = rt()
+            .block_on(write_frame(
+                &mut Vec::new(),
+                &Frame::Output(vec![0; MAX_FRAME_LEN as usize + 1]),
+            ))
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn truncated_header_and_payload() {
+        assert!(matches!(read_all(&[0, 0])[0], Err(FrameError::Truncated)));
+        assert!(matches!(
+            read_all(&[0, 0, 0, 10])[0],
+            Err(FrameError::Truncated)
+        ));
+        // Declares 16 MiB, sends 3 bytes.
+        let len = MAX_FRAME_LEN.to_be_bytes();
+        assert!(matches!(
+            read_all(&[len[0], len[1], len[2], len[3], KIND_OUTPUT, 1, 2, 3])[0],
+            Err(FrameError::Truncated)
+        ));
+        let mut bytes = encode(&Frame::Msg(json!({"type": "detach"})));
+        bytes.pop();
+        assert!(matches!(read_all(&bytes)[0], Err(FrameError::Truncated)));
+    }
+
+    #[test]
+    fn unknown_kinds() {
+        for kind in [0u8, 3, 255] {
+            assert!(
+                matches!(read_all(&[0, 0, 0, 0, kind])[0], Err(FrameError::UnknownKind(k)) if k == kind)
+            );
+        }
+    }
+
+    #[test]
+    fn bad_json() {
+        let mut bytes = vec![0, 0, 0, 5, KIND_MSG];
+        bytes.extend_from_slice(b"{nope");
+        assert!(matches!(read_all(&bytes)[0], Err(FrameError::BadJson(_))));
+        let empty = [0, 0, 0, 0, KIND_MSG];
+        assert!(matches!(read_all(&empty)[0], Err(FrameError::BadJson(_))));
+        // Valid JSON, wrong shape: fails at decode.
+        let f = Frame::Msg(json!({"type": "launch_missiles"}));
+        assert!(matches!(
+            f.decode::<ClientMsg>(),
+            Err(FrameError::BadJson(_))
+        ));
+        assert!(matches!(
+            Frame::Output(vec![1]).decode::<ClientMsg>(),
+            Err(FrameError::BadJson(_))
+        ));
+    }
+
+    #[test]
+    fn garbage_bytes() {
+        // ASCII text where a header is expected: "GET / HTTP/1.1" declares ~1.2 GB.
+        let frames = read_all(b"GET / HTTP/1.1\r\n\r\n");
+        assert!(matches!(frames[0], Err(FrameError::TooLarge { .. })));
+        // A small length with an unknown kind.
+        let frames = read_all(&[0, 0, 0, 1, 0x7f, 0]);
+        assert!(matches!(frames[0], Err(FrameError::UnknownKind(0x7f))));
+    }
+
+    #[test]
+    fn hello_versions() {
+        let ours = Versions::ours();
+        assert_eq!(ours.protocol, PROTOCOL_VERSION);
+        assert!(check_hello(&ours, &ours).is_ok());
+        let newer_mew = Versions {
+            protocol: PROTOCOL_VERSION,
+            mew: "9.9.9".into(),
+        };
+        assert!(check_hello(&newer_mew, &ours).is_ok());
+        let client = Versions {
+            protocol: 2,
+            mew: "0.3.0".into(),
+        };
+        let server = Versions {
+            protocol: 1,
+            mew: "0.1.0".into(),
+        };
+        assert_eq!(
+            check_hello(&client, &server).unwrap_err(),
+            "mew client speaks protocol 2 (mew 0.3.0) but the server speaks 1 (mew 0.1.0): \
+             restart the space with the same mew binary"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn read_frame_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let frames = read_all(&bytes);
+            // Every stream ends in exactly one terminal outcome.
+            let last = frames.last().unwrap();
+            proptest::prop_assert!(!matches!(last, Ok(Some(_))));
+        }
+
+        #[test]
+        fn near_valid_streams_never_panic(
+            parts in proptest::collection::vec(
+                (0u8..4, -2i64..3, proptest::collection::vec(proptest::num::u8::ANY, 0..64)),
+                0..8,
+            ),
+        ) {
+            // Headers whose declared length is close to the real one, kinds
+            // around the valid ones, payloads that are sometimes JSON.
+            let mut bytes = Vec::new();
+            for (kind, delta, mut payload) in parts {
+                if kind == KIND_MSG && delta == 0 {
+                    payload = serde_json::to_vec(&payload).unwrap();
+                }
+                let len = (payload.len() as i64 + delta).max(0) as u32;
+                bytes.extend_from_slice(&len.to_be_bytes());
+                bytes.push(kind);
+                bytes.extend_from_slice(&payload);
+            }
+            let frames = read_all(&bytes);
+            proptest::prop_assert!(!matches!(frames.last().unwrap(), Ok(Some(_))));
+        }
+
+        #[test]
+        fn small_frames_survive_arbitrary_prefixes(
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+        ) {
+            let bytes = encode(&Frame::Output(payload.clone()));
+            let frames = read_all(&bytes);
+            proptest::prop_assert!(matches!(&frames[0], Ok(Some(Frame::Output(b))) if *b == payload));
+            // Every strict prefix is a clean EOF (empty) or a truncation.
+            for cut in 0..bytes.len() {
+                let frames = read_all(&bytes[..cut]);
+                if cut == 0 {
+                    proptest::prop_assert!(matches!(frames[0], Ok(None)));
+                } else {
+                    proptest::prop_assert!(matches!(frames[0], Err(FrameError::Truncated)));
+                }
+            }
+        }
+    }
+}
