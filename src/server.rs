@@ -418,7 +418,7 @@ async fn record_state(handle: Handle, path: std::path::PathBuf, run_id: String, 
                 started_at,
                 processes: pids
                     .iter()
-                    .map(|(name, pid)| space::StateProcess {
+                    .map(|(name, pid)| space::ProcessRecord {
                         name: name.clone(),
                         pid: *pid,
                         pgid: *pid,
