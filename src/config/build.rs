@@ -719,8 +719,10 @@ impl<'a> Builder<'a> {
         let mut p = probe(ProbeKind::Exec {
             command: String::new(),
         });
+        let mut target_seen = false;
         for (key, k, v) in self.entries(m, READY_KEYS, &format!("`{what}`")) {
             let w = format!("{what}.{key}");
+            target_seen |= READY_TARGETS.contains(&key);
             match key {
                 "http" => {
                     if let Some(url) = self.string(v, &w) {
@@ -806,6 +808,8 @@ impl<'a> Builder<'a> {
             }
         }
         match kinds.len() {
+            // A target was written but is invalid: already reported.
+            0 if target_seen => None,
             0 => {
                 self.err(
                     &n.loc,

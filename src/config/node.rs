@@ -163,7 +163,10 @@ pub fn parse(text: &str) -> Result<Node, serde_saphyr::Error> {
             loc: Loc { line: 1, col: 1 },
         });
     }
-    serde_saphyr::from_str::<Node>(text)
+    // YAML 1.2 booleans only: `command: y` or `restart_policy: no` stay strings.
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    serde_saphyr::from_str_with_options::<Node>(text, options)
 }
 
 #[cfg(test)]
@@ -180,7 +183,7 @@ mod tests {
         let NodeValue::Seq(items) = &m[1].1.value else { panic!("not a seq") };
         assert_eq!(items[0].loc, Loc { line: 3, col: 5 });
         assert_eq!(items[1].value, NodeValue::Str("no".into()));
-        assert_eq!(items[2].value, NodeValue::Bool(false));
+        assert_eq!(items[2].value, NodeValue::Str("no".into()));
         assert_eq!(items[3].value, NodeValue::Null);
         assert_eq!(n.get("c").unwrap().get("d").unwrap().value, NodeValue::Float(1.5));
     }
