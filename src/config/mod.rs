@@ -1,11 +1,34 @@
 //! space.yaml (and Procfile): discovery, parsing, validation, interpolation.
+//!
+//! [`load`] reads and validates (nothing is spawned or written); [`resolve`]
+//! interpolates once the gateway port and tokens are known.
 
+mod build;
+mod interp;
 mod model;
+mod node;
+mod procfile;
+mod report;
+mod suggest;
+mod units;
+mod validate;
 
+pub use build::{DEFAULT_GATEWAY_PROBE_URL, DEFAULT_PORT, GATEWAY_NAME, check_name};
+pub use interp::interpolate;
 pub use model::*;
+pub use procfile::{parse_dotenv, parse_procfile};
+pub use suggest::did_you_mean;
+pub use units::{parse_duration, parse_signal, parse_size};
+pub use validate::start_order;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+pub(crate) fn interp_is_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
 
 /// Where to look for the config.
 #[derive(Clone, Debug, Default)]
@@ -16,10 +39,48 @@ pub struct LoadOptions {
 }
 
 /// Why a config could not be loaded. `Display` renders the full, user-facing report.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum ConfigError {
-    #[error("no space config found")]
+    /// No config file in any of the places searched.
     NotFound { searched: Vec<PathBuf> },
+    /// A file exists (or was named) but cannot be read.
+    Io { path: PathBuf, message: String },
+    /// The file was read and has problems: every one of them, located.
+    Invalid {
+        errors: Vec<Diagnostic>,
+        warnings: Vec<Diagnostic>,
+        /// The text of each file the diagnostics point into (for snippets).
+        sources: Vec<(PathBuf, String)>,
+    },
+}
+
+impl std::error::Error for ConfigError {}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        report::render_error(self, f)
+    }
+}
+
+impl ConfigError {
+    /// The process exit code for this error: 2, like every configuration error.
+    pub fn exit_code(&self) -> u8 {
+        2
+    }
+
+    /// The located problems (empty for `NotFound` and `Io`).
+    pub fn errors(&self) -> &[Diagnostic] {
+        match self {
+            ConfigError::Invalid { errors, .. } => errors,
+            _ => &[],
+        }
+    }
+}
+
+/// Render one diagnostic (`warning` or `error`) with its snippet, as `Display` does.
+pub fn render_diagnostic(severity: &str, d: &Diagnostic) -> String {
+    let source = std::fs::read_to_string(&d.file).ok();
+    report::render(severity, d, source.as_deref())
 }
 
 /// What interpolation needs that only exists at run time.
@@ -33,7 +94,415 @@ pub struct ResolveContext {
 
 /// Discover, parse and validate the space config. Nothing is spawned or written.
 pub fn load(opts: &LoadOptions) -> Result<SpaceConfig, ConfigError> {
-    Err(ConfigError::NotFound {
-        searched: vec![opts.space_dir.join(".mew/space.yaml")],
+    load_with_env(opts, &|k| std::env::var(k).ok())
+}
+
+/// [`load`] with an explicit environment (`MEW_SPACE_CONFIG`, `PORT` for Procfiles).
+pub fn load_with_env(
+    opts: &LoadOptions,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SpaceConfig, ConfigError> {
+    if let Some(p) = &opts.procfile {
+        let dir = absolute(&opts.space_dir)?;
+        return load_procfile(p, &dir, env);
+    }
+    let explicit = opts
+        .config
+        .clone()
+        .or_else(|| env("MEW_SPACE_CONFIG").filter(|s| !s.is_empty()).map(PathBuf::from));
+    if let Some(path) = explicit {
+        if !path.is_file() {
+            return Err(ConfigError::NotFound {
+                searched: vec![path],
+            });
+        }
+        let path = absolute(&path)?;
+        let dir = space_dir_of(&path);
+        return load_yaml(&path, &dir);
+    }
+    let dir = &opts.space_dir;
+    let candidates = [dir.join(".mew/space.yaml"), dir.join("space.yaml")];
+    for c in &candidates {
+        if c.is_file() {
+            let path = absolute(c)?;
+            let dir = absolute(dir)?;
+            return load_yaml(&path, &dir);
+        }
+    }
+    let procfile = dir.join("Procfile");
+    if procfile.is_file() {
+        let dir = absolute(dir)?;
+        return load_procfile(&procfile, &dir, env);
+    }
+    let mut searched = candidates.to_vec();
+    searched.push(procfile);
+    Err(ConfigError::NotFound { searched })
+}
+
+/// The space dir of an explicitly named config: its directory, or the one
+/// above when the file is inside `.mew/`.
+fn space_dir_of(path: &Path) -> PathBuf {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    if parent.file_name().is_some_and(|n| n == ".mew") {
+        parent.parent().unwrap_or(parent).to_path_buf()
+    } else {
+        parent.to_path_buf()
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf, ConfigError> {
+    std::fs::canonicalize(p).map_err(|e| ConfigError::Io {
+        path: p.to_path_buf(),
+        message: e.to_string(),
     })
 }
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn dir_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "space".to_owned())
+}
+
+fn invalid(
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+    main: (&Path, String),
+) -> ConfigError {
+    let mut sources = vec![(main.0.to_path_buf(), main.1)];
+    for d in errors.iter().chain(&warnings) {
+        if !sources.iter().any(|(p, _)| *p == d.file)
+            && let Ok(t) = std::fs::read_to_string(&d.file)
+        {
+            sources.push((d.file.clone(), t));
+        }
+    }
+    ConfigError::Invalid {
+        errors,
+        warnings,
+        sources,
+    }
+}
+
+/// Parse and validate a space.yaml at `path` (absolute) for the space in `dir` (absolute).
+pub fn load_yaml(path: &Path, dir: &Path) -> Result<SpaceConfig, ConfigError> {
+    let text = read(path)?;
+    parse_yaml(&text, path, dir)
+}
+
+/// Parse and validate space.yaml text. `path` is used for messages.
+pub fn parse_yaml(text: &str, path: &Path, dir: &Path) -> Result<SpaceConfig, ConfigError> {
+    let root = match node::parse(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let loc = e.location().map(|l| Loc {
+                line: u32::try_from(l.line()).unwrap_or(u32::MAX),
+                col: u32::try_from(l.column()).unwrap_or(u32::MAX),
+            });
+            let d = Diagnostic {
+                file: path.to_path_buf(),
+                loc,
+                message: format!("invalid YAML: {}", report::syntax_message(&e)),
+            };
+            return Err(invalid(vec![d], Vec::new(), (path, text.to_owned())));
+        }
+    };
+    let mut b = build::Builder::new(path.to_path_buf(), dir);
+    let parsed = b.space(&root);
+    let mut processes = parsed.processes;
+    validate::dependencies(&mut b, &mut processes, &parsed.participants);
+    if !b.errors.is_empty() {
+        return Err(invalid(b.errors, b.warnings, (path, text.to_owned())));
+    }
+    let id = parsed.id.unwrap_or_else(|| dir_name(dir));
+    let log_dir = match parsed.log_dir {
+        Some(d) => dir.join(d),
+        None => dir.join(".mew/logs"),
+    };
+    Ok(SpaceConfig {
+        name: parsed.name.unwrap_or_else(|| id.clone()),
+        id,
+        description: parsed.description,
+        dir: dir.to_path_buf(),
+        config_path: path.to_path_buf(),
+        source: ConfigSource::SpaceYaml,
+        gateway_port: parsed.port.unwrap_or(DEFAULT_PORT),
+        processes,
+        participants: parsed.participants,
+        logs: LogConfig {
+            dir: log_dir,
+            rotate_size: parsed.rotate_size.unwrap_or(build::DEFAULT_ROTATE_SIZE),
+            keep: parsed.keep.unwrap_or(build::DEFAULT_KEEP),
+        },
+        shutdown_timeout: parsed
+            .shutdown_timeout
+            .unwrap_or(build::DEFAULT_SHUTDOWN_TIMEOUT),
+        ui_keys: parsed.ui_keys,
+        warnings: b.warnings,
+    })
+}
+
+/// The first Procfile port: `PORT` from `.env`, else from the environment, else 5000.
+pub const PROCFILE_BASE_PORT: u16 = 5000;
+/// The port step between Procfile lines.
+pub const PROCFILE_PORT_STEP: u16 = 100;
+
+fn load_procfile(
+    path: &Path,
+    dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SpaceConfig, ConfigError> {
+    let path = absolute(path)?;
+    let text = read(&path)?;
+    let mut errors = Vec::new();
+    let entries = match procfile::parse_procfile(&text) {
+        Ok(e) => e,
+        Err(errs) => {
+            for (loc, message) in errs {
+                errors.push(Diagnostic {
+                    file: path.clone(),
+                    loc: Some(loc),
+                    message,
+                });
+            }
+            Vec::new()
+        }
+    };
+    let dotenv_path = dir.join(".env");
+    let mut dotenv = Vec::new();
+    if dotenv_path.is_file() {
+        match procfile::parse_dotenv(&read(&dotenv_path)?) {
+            Ok(v) => dotenv = v,
+            Err(errs) => {
+                for (loc, message) in errs {
+                    errors.push(Diagnostic {
+                        file: dotenv_path.clone(),
+                        loc: Some(loc),
+                        message,
+                    });
+                }
+            }
+        }
+    }
+    if entries.is_empty() && errors.is_empty() {
+        errors.push(Diagnostic {
+            file: path.clone(),
+            loc: Some(Loc { line: 1, col: 1 }),
+            message: "the Procfile defines no process\nhelp: add lines like `web: python -m http.server $PORT`"
+                .to_owned(),
+        });
+    }
+    let base_text = dotenv
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PORT")
+        .map(|(_, v)| v.clone())
+        .or_else(|| env("PORT"));
+    let base = match base_text {
+        None => PROCFILE_BASE_PORT,
+        Some(t) => match t.trim().parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => {
+                errors.push(Diagnostic {
+                    file: dotenv_path.clone(),
+                    loc: None,
+                    message: format!("PORT=`{t}` is not a port number, so Procfile ports cannot be assigned"),
+                });
+                PROCFILE_BASE_PORT
+            }
+        },
+    };
+    let mut processes = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let port = u32::from(base) + u32::from(PROCFILE_PORT_STEP) * u32::try_from(i).unwrap_or(0);
+        let Ok(port) = u16::try_from(port) else {
+            errors.push(Diagnostic {
+                file: path.clone(),
+                loc: Some(e.loc.clone()),
+                message: format!("`{}` would get PORT {port}, beyond 65535 (base port {base})", e.name),
+            });
+            continue;
+        };
+        let mut p = build::default_process(&e.name, ProcKind::Process, e.command.clone(), e.loc.clone());
+        p.env_file_vars = dotenv.iter().filter(|(k, _)| k != "PORT").cloned().collect();
+        p.env_file_vars.push(("PORT".to_owned(), port.to_string()));
+        processes.push(p);
+    }
+    if !errors.is_empty() {
+        return Err(invalid(errors, Vec::new(), (&path, text)));
+    }
+    let id = dir_name(dir);
+    Ok(SpaceConfig {
+        name: id.clone(),
+        id,
+        description: None,
+        dir: dir.to_path_buf(),
+        config_path: path,
+        source: ConfigSource::Procfile,
+        gateway_port: DEFAULT_PORT,
+        processes,
+        participants: Vec::new(),
+        logs: LogConfig {
+            dir: dir.join(".mew/logs"),
+            rotate_size: build::DEFAULT_ROTATE_SIZE,
+            keep: build::DEFAULT_KEEP,
+        },
+        shutdown_timeout: build::DEFAULT_SHUTDOWN_TIMEOUT,
+        ui_keys: Vec::new(),
+        warnings: Vec::new(),
+    })
+}
+
+/// The environment variable carrying a participant's token: `MEW_TOKEN_<ID>`,
+/// upper-cased, `-` and `.` as `_`.
+pub fn token_env_name(participant: &str) -> String {
+    let id: String = participant
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .collect();
+    format!("MEW_TOKEN_{id}")
+}
+
+/// Interpolate every process (see `docs/space-yaml.md`). Warnings name the
+/// process and field of each unset variable.
+pub fn resolve(cfg: &SpaceConfig, ctx: &ResolveContext) -> (Vec<ResolvedProcess>, Vec<Diagnostic>) {
+    resolve_with_env(cfg, ctx, &|k| std::env::var(k).ok())
+}
+
+/// [`resolve`] with an explicit environment lookup.
+pub fn resolve_with_env(
+    cfg: &SpaceConfig,
+    ctx: &ResolveContext,
+    os_env: &dyn Fn(&str) -> Option<String>,
+) -> (Vec<ResolvedProcess>, Vec<Diagnostic>) {
+    let mut out = Vec::new();
+    let mut warnings = Vec::new();
+    for p in &cfg.processes {
+        out.push(resolve_one(cfg, ctx, p, os_env, &mut warnings));
+    }
+    (out, warnings)
+}
+
+fn resolve_one(
+    cfg: &SpaceConfig,
+    ctx: &ResolveContext,
+    p: &ProcessConfig,
+    os_env: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<Diagnostic>,
+) -> ResolvedProcess {
+    let token = ctx.tokens.get(&p.name).cloned();
+    let builtin = |name: &str| -> Option<String> {
+        match name {
+            "PORT" if cfg.source == ConfigSource::SpaceYaml => Some(ctx.port.to_string()),
+            "SPACE" => Some(cfg.id.clone()),
+            "SPACE_DIR" => Some(cfg.dir.display().to_string()),
+            "SPACE_CONFIG" => Some(cfg.config_path.display().to_string()),
+            "PARTICIPANT" => Some(p.name.clone()),
+            "TOKEN" => token.clone(),
+            _ => None,
+        }
+    };
+    let mut env: Vec<(String, String)> = p.env_file_vars.clone();
+    let mut warn = |field: &str, unset: Vec<String>| {
+        for name in unset {
+            let why = if name == "TOKEN" {
+                format!("`{}` has no token", p.name)
+            } else {
+                "it is not set in the environment".to_owned()
+            };
+            warnings.push(Diagnostic {
+                file: cfg.config_path.clone(),
+                loc: Some(p.loc.clone()),
+                message: format!(
+                    "`${{{name}}}` in `{}.{field}` is left as written: {why}",
+                    p.name
+                ),
+            });
+        }
+    };
+    // Config env: each value may use the built-ins, env_file, earlier entries, the OS.
+    for (k, v) in &p.env {
+        let (value, unset) = {
+            let lookup = |name: &str| {
+                builtin(name)
+                    .or_else(|| env.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.clone()))
+                    .or_else(|| os_env(name))
+            };
+            interpolate(v, &lookup)
+        };
+        warn(&format!("env.{k}"), unset);
+        env.push((k.clone(), value));
+    }
+    let lookup = |name: &str| {
+        builtin(name)
+            .or_else(|| env.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.clone()))
+            .or_else(|| os_env(name))
+    };
+    let mut field = |what: &str, s: &str| {
+        let (v, unset) = interpolate(s, &lookup);
+        warn(what, unset);
+        v
+    };
+    let command = field("command", &p.command);
+    let argv = match &p.args {
+        Some(args) => {
+            let mut argv = vec![command];
+            for (i, a) in args.iter().enumerate() {
+                argv.push(field(&format!("args[{i}]"), a));
+            }
+            argv
+        }
+        None => vec!["/bin/sh".to_owned(), "-c".to_owned(), command],
+    };
+    let cwd = match &p.cwd {
+        Some(c) => cfg.dir.join(field("cwd", c)),
+        None => cfg.dir.clone(),
+    };
+    let ready = p.ready.as_ref().map(|probe| {
+        let kind = match &probe.kind {
+            ProbeKind::Http { url } => ProbeKind::Http {
+                url: field("ready.http", url),
+            },
+            ProbeKind::Tcp { host, port } => ProbeKind::Tcp {
+                host: field("ready.tcp", host),
+                port: field("ready.tcp", port),
+            },
+            ProbeKind::Exec { command } => ProbeKind::Exec {
+                command: field("ready.exec", command),
+            },
+            ProbeKind::Log { regex } => ProbeKind::Log {
+                regex: regex.clone(),
+            },
+        };
+        Probe {
+            kind,
+            ..probe.clone()
+        }
+    });
+    env.push(("MEW_SPACE".to_owned(), cfg.id.clone()));
+    env.push(("MEW_SPACE_DIR".to_owned(), cfg.dir.display().to_string()));
+    env.push(("MEW_PROCESS".to_owned(), p.name.clone()));
+    if p.kind == ProcKind::Participant
+        && let Some(t) = &token
+    {
+        env.push((token_env_name(&p.name), t.clone()));
+    }
+    ResolvedProcess {
+        name: p.name.clone(),
+        kind: p.kind,
+        argv,
+        env,
+        cwd,
+        ready,
+        config: p.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

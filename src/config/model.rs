@@ -134,6 +134,8 @@ pub struct ProcessConfig {
     pub env: Vec<(String, String)>,
     pub cwd: Option<String>,
     pub env_file: Option<String>,
+    /// The variables read from `env_file` when the config was loaded (not interpolated).
+    pub env_file_vars: Vec<(String, String)>,
     pub depends_on: Vec<Dependency>,
     pub ready: Option<Probe>,
     pub restart_policy: RestartPolicy,

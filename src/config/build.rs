@@ -1,0 +1,1056 @@
+//! From the spanned YAML tree to the typed model, collecting every problem.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::model::*;
+use super::node::{Node, NodeValue};
+use super::suggest::did_you_mean;
+use super::units::{parse_duration, parse_signal, parse_size};
+
+pub const TOP_KEYS: &[&str] = &[
+    "space",
+    "participants",
+    "gateway",
+    "processes",
+    "logs",
+    "shutdown_timeout",
+    "ui",
+    "defaults",
+];
+const SPACE_KEYS: &[&str] = &["id", "name", "description", "default_participant"];
+pub const PROC_KEYS: &[&str] = &[
+    "command",
+    "args",
+    "env",
+    "cwd",
+    "env_file",
+    "depends_on",
+    "depends_on_gateway",
+    "ready",
+    "restart_policy",
+    "max_restarts",
+    "backoff",
+    "stop_signal",
+    "stop_timeout",
+    "max_memory",
+    "scrollback",
+    "disabled",
+    "auto_start",
+    "one_shot",
+];
+/// Upstream MEW participant keys mew accepts and keeps but does not act on
+/// (also candidates for did-you-mean).
+const UPSTREAM_PARTICIPANT_KEYS: &[&str] = &[
+    "type",
+    "tokens",
+    "capabilities",
+    "fifo",
+    "output_log",
+    "auto_connect",
+    "mcp_server",
+    "default_to",
+    "ui_theme",
+];
+const READY_TARGETS: &[&str] = &["http", "tcp", "exec", "log"];
+const READY_KEYS: &[&str] = &[
+    "http",
+    "tcp",
+    "exec",
+    "log",
+    "initial_delay",
+    "period",
+    "timeout",
+    "failure_threshold",
+];
+const BACKOFF_KEYS: &[&str] = &["initial", "max", "multiplier"];
+const LOGS_KEYS: &[&str] = &["dir", "rotate_size", "keep"];
+const UI_KEYS: &[&str] = &["keys"];
+
+pub const GATEWAY_NAME: &str = "gateway";
+pub const DEFAULT_PORT: u16 = 8080;
+pub const DEFAULT_GATEWAY_PROBE_URL: &str = "http://127.0.0.1:${PORT}/health";
+pub const DEFAULT_SCROLLBACK: usize = 2000;
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_ROTATE_SIZE: u64 = 10 << 20;
+pub const DEFAULT_KEEP: u32 = 5;
+
+/// Probe defaults: no initial delay, every 1s, 1s timeout, 3 failures.
+pub fn probe(kind: ProbeKind) -> Probe {
+    Probe {
+        kind,
+        initial_delay: Duration::ZERO,
+        period: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+        failure_threshold: 3,
+    }
+}
+
+/// A process config with every default applied.
+pub fn default_process(name: &str, kind: ProcKind, command: String, loc: Loc) -> ProcessConfig {
+    ProcessConfig {
+        name: name.to_owned(),
+        kind,
+        command,
+        args: None,
+        env: Vec::new(),
+        cwd: None,
+        env_file: None,
+        env_file_vars: Vec::new(),
+        depends_on: Vec::new(),
+        ready: None,
+        restart_policy: RestartPolicy::No,
+        max_restarts: None,
+        backoff: Backoff::default(),
+        stop_signal: StopSignal::default(),
+        stop_timeout: DEFAULT_STOP_TIMEOUT,
+        max_memory: None,
+        scrollback: DEFAULT_SCROLLBACK,
+        disabled: false,
+        auto_start: true,
+        one_shot: false,
+        tokens: Vec::new(),
+        loc,
+    }
+}
+
+/// Names must be usable as file names under `.mew/logs/`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok_first = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_rest = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if name.is_empty() {
+        Err("a name cannot be empty".to_owned())
+    } else if name.len() > 64 {
+        Err(format!(
+            "the name `{}…` is too long ({} characters, at most 64)",
+            name.chars().take(20).collect::<String>(),
+            name.chars().count()
+        ))
+    } else if !ok_first || !ok_rest {
+        Err(format!(
+            "`{}` is not a valid name: use letters, digits, `.`, `_` and `-`, starting with a letter or digit (names become log file names)",
+            name.escape_debug()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// What the builder learnt about one process beyond the model.
+pub struct Extra {
+    /// Location of each `depends_on` entry (parallel to `depends_on`).
+    pub dep_locs: Vec<Loc>,
+    pub depends_on_gateway: Option<bool>,
+    /// `depends_on[0]` is the gateway dependency added by mew.
+    pub implicit_gateway: bool,
+}
+
+pub struct Builder<'a> {
+    pub file: PathBuf,
+    pub space_dir: &'a Path,
+    pub errors: Vec<Diagnostic>,
+    pub warnings: Vec<Diagnostic>,
+    /// Same order as the processes built.
+    pub extras: Vec<Extra>,
+    /// Every defined name (processes and non-process participants) with its location.
+    pub names: Vec<(String, Loc, &'static str)>,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(file: PathBuf, space_dir: &'a Path) -> Self {
+        Builder {
+            file,
+            space_dir,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            extras: Vec::new(),
+            names: Vec::new(),
+        }
+    }
+
+    pub fn err(&mut self, loc: &Loc, msg: impl Into<String>) {
+        self.errors.push(Diagnostic {
+            file: self.file.clone(),
+            loc: Some(loc.clone()),
+            message: msg.into(),
+        });
+    }
+
+    pub fn warn(&mut self, loc: Option<&Loc>, msg: impl Into<String>) {
+        self.warnings.push(Diagnostic {
+            file: self.file.clone(),
+            loc: loc.cloned(),
+            message: msg.into(),
+        });
+    }
+
+    fn mismatch(&mut self, n: &Node, what: &str, expected: &str) {
+        self.err(
+            &n.loc,
+            format!(
+                "`{what}`: expected {expected}, found {}",
+                n.value.describe()
+            ),
+        );
+    }
+
+    /// A mapping, or an error. `Null` counts as an empty mapping.
+    fn map<'n>(&mut self, n: &'n Node, what: &str) -> Option<&'n [(Node, Node)]> {
+        match &n.value {
+            NodeValue::Map(m) => Some(m),
+            NodeValue::Null => Some(&[]),
+            _ => {
+                self.mismatch(n, what, "a mapping (`key: value` lines)");
+                None
+            }
+        }
+    }
+
+    /// Iterate a mapping's entries with string keys; warns about likely typos.
+    fn entries<'n>(
+        &mut self,
+        m: &'n [(Node, Node)],
+        known: &[&str],
+        context: &str,
+    ) -> Vec<(&'n str, &'n Node, &'n Node)> {
+        let mut out = Vec::new();
+        for (k, v) in m {
+            let Some(key) = k.as_str() else {
+                self.err(
+                    &k.loc,
+                    format!(
+                        "{context}: expected a key name, found {}",
+                        k.value.describe()
+                    ),
+                );
+                continue;
+            };
+            if !known.contains(&key)
+                && let Some(s) = did_you_mean(key, known)
+            {
+                self.warn(
+                    Some(&k.loc),
+                    format!("unknown key `{key}` in {context} is ignored\nhelp: did you mean `{s}`?"),
+                );
+            }
+            out.push((key, k, v));
+        }
+        out
+    }
+
+    fn string(&mut self, n: &Node, what: &str) -> Option<String> {
+        match &n.value {
+            NodeValue::Str(s) => Some(s.clone()),
+            _ => {
+                self.mismatch(n, what, "a string");
+                None
+            }
+        }
+    }
+
+    /// Strings, numbers and booleans as text.
+    fn scalar(&mut self, n: &Node, what: &str) -> Option<String> {
+        n.scalar_text().or_else(|| {
+            self.mismatch(n, what, "a string");
+            None
+        })
+    }
+
+    fn bool(&mut self, n: &Node, what: &str) -> Option<bool> {
+        match &n.value {
+            NodeValue::Bool(b) => Some(*b),
+            _ => {
+                self.mismatch(n, what, "`true` or `false`");
+                None
+            }
+        }
+    }
+
+    fn uint(&mut self, n: &Node, what: &str, max: u64) -> Option<u64> {
+        match &n.value {
+            NodeValue::Int(i) if *i >= 0 && *i <= i128::from(max) => u64::try_from(*i).ok(),
+            NodeValue::Int(i) => {
+                self.err(
+                    &n.loc,
+                    format!("`{what}`: {i} is out of range (0 to {max})"),
+                );
+                None
+            }
+            _ => {
+                self.mismatch(n, what, "a whole number");
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, n: &Node, what: &str) -> Option<Duration> {
+        let text = match &n.value {
+            NodeValue::Str(s) => s.clone(),
+            NodeValue::Int(i) => i.to_string(),
+            _ => {
+                self.mismatch(n, what, "a duration like `500ms`, `10s` or `2m`");
+                return None;
+            }
+        };
+        match parse_duration(&text) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(&n.loc, format!("`{what}`: {e}"));
+                None
+            }
+        }
+    }
+
+    fn size(&mut self, n: &Node, what: &str) -> Option<u64> {
+        let text = match &n.value {
+            NodeValue::Str(s) => s.clone(),
+            NodeValue::Int(i) => i.to_string(),
+            _ => {
+                self.mismatch(n, what, "a size like `512K`, `500M` or `1G`");
+                return None;
+            }
+        };
+        match parse_size(&text) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.err(&n.loc, format!("`{what}`: {e}"));
+                None
+            }
+        }
+    }
+
+    fn string_list(&mut self, n: &Node, what: &str) -> Option<Vec<String>> {
+        let NodeValue::Seq(items) = &n.value else {
+            self.mismatch(n, what, "a list of strings");
+            return None;
+        };
+        let mut out = Vec::new();
+        for item in items {
+            out.push(self.scalar(item, what)?);
+        }
+        Some(out)
+    }
+
+    /// Record a name and report a duplicate.
+    pub fn define(&mut self, name: &str, loc: &Loc, section: &'static str) {
+        if let Some((_, first, first_section)) = self.names.iter().find(|(n, _, _)| n == name) {
+            let msg = format!(
+                "duplicate name `{name}` in {section}: already defined in {first_section} on line {}\nhelp: names must be unique across gateway, participants and processes",
+                first.line
+            );
+            let loc = loc.clone();
+            self.err(&loc, msg);
+        } else {
+            self.names.push((name.to_owned(), loc.clone(), section));
+        }
+    }
+
+    /// Parse the keys shared by every process. Returns `None` for the command
+    /// when it is absent.
+    pub fn process(
+        &mut self,
+        name: &str,
+        name_loc: &Loc,
+        node: &Node,
+        kind: ProcKind,
+    ) -> (ProcessConfig, Option<String>, Extra) {
+        let mut p = default_process(name, kind, String::new(), name_loc.clone());
+        let mut extra = Extra {
+            dep_locs: Vec::new(),
+            depends_on_gateway: None,
+            implicit_gateway: false,
+        };
+        let mut command = None;
+        let mut ready_set = false;
+        let section = match kind {
+            ProcKind::Gateway => "the gateway".to_owned(),
+            ProcKind::Participant => format!("participant `{name}`"),
+            ProcKind::Process => format!("process `{name}`"),
+        };
+        let Some(m) = self.map(node, name) else {
+            return (p, None, extra);
+        };
+        let mut known: Vec<&str> = PROC_KEYS.to_vec();
+        match kind {
+            ProcKind::Gateway => known.push("port"),
+            ProcKind::Participant => known.extend_from_slice(UPSTREAM_PARTICIPANT_KEYS),
+            ProcKind::Process => {}
+        }
+        for (key, _k, v) in self.entries(m, &known, &section) {
+            let what = format!("{name}.{key}");
+            match key {
+                "command" => match &v.value {
+                    NodeValue::Str(s) if s.trim().is_empty() => {
+                        self.err(&v.loc, format!("`{what}`: the command is empty"));
+                        command = Some(String::new());
+                    }
+                    NodeValue::Str(s) => command = Some(s.clone()),
+                    NodeValue::Null => {
+                        self.err(&v.loc, format!("`{what}`: the command is empty"));
+                        command = Some(String::new());
+                    }
+                    NodeValue::Seq(_) => {
+                        self.mismatch(v, &what, "a string");
+                        if let Some(d) = self.errors.last_mut() {
+                            d.message.push_str(
+                                "\nhelp: write the program in `command` and its arguments in `args: [...]`",
+                            );
+                        }
+                        command = Some(String::new());
+                    }
+                    _ => {
+                        self.mismatch(v, &what, "a string");
+                        command = Some(String::new());
+                    }
+                },
+                "args" => p.args = self.string_list(v, &what),
+                "env" => p.env = self.env(v, &what),
+                "cwd" => p.cwd = self.string(v, &what),
+                "env_file" => {
+                    if let Some(f) = self.string(v, &what) {
+                        p.env_file_vars = self.env_file(&f, v, &what);
+                        p.env_file = Some(f);
+                    }
+                }
+                "depends_on" => {
+                    let (deps, locs) = self.depends_on(v, &what);
+                    p.depends_on = deps;
+                    extra.dep_locs = locs;
+                }
+                "depends_on_gateway" => extra.depends_on_gateway = self.bool(v, &what),
+                "ready" => {
+                    ready_set = true;
+                    p.ready = self.ready(v, &what);
+                }
+                "restart_policy" => {
+                    if let Some(r) = self.restart_policy(v, &what) {
+                        p.restart_policy = r;
+                    }
+                }
+                "max_restarts" => {
+                    p.max_restarts = self
+                        .uint(v, &what, u64::from(u32::MAX))
+                        .and_then(|n| u32::try_from(n).ok());
+                }
+                "backoff" => {
+                    if let Some(b) = self.backoff(v, &what) {
+                        p.backoff = b;
+                    }
+                }
+                "stop_signal" => {
+                    if let Some(text) = self.scalar(v, &what) {
+                        match parse_signal(&text) {
+                            Ok(s) => p.stop_signal = s,
+                            Err(e) => self.err(&v.loc, format!("`{what}`: {e}")),
+                        }
+                    }
+                }
+                "stop_timeout" => {
+                    if let Some(d) = self.duration(v, &what) {
+                        p.stop_timeout = d;
+                    }
+                }
+                "max_memory" => p.max_memory = self.size(v, &what),
+                "scrollback" => {
+                    if let Some(n) = self.uint(v, &what, 10_000_000) {
+                        p.scrollback = usize::try_from(n).unwrap_or(DEFAULT_SCROLLBACK);
+                    }
+                }
+                "disabled" => p.disabled = self.bool(v, &what).unwrap_or(false),
+                "auto_start" => p.auto_start = self.bool(v, &what).unwrap_or(true),
+                "one_shot" => p.one_shot = self.bool(v, &what).unwrap_or(false),
+                "tokens" => {
+                    if let NodeValue::Seq(items) = &v.value {
+                        p.tokens = items.iter().filter_map(Node::scalar_text).collect();
+                    }
+                }
+                _ => {}
+            }
+        }
+        if kind == ProcKind::Gateway && !ready_set {
+            p.ready = Some(probe(ProbeKind::Http {
+                url: DEFAULT_GATEWAY_PROBE_URL.to_owned(),
+            }));
+        }
+        if let Some(c) = &command {
+            p.command = c.clone();
+        }
+        (p, command, extra)
+    }
+
+    fn env(&mut self, n: &Node, what: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        match &n.value {
+            NodeValue::Map(m) => {
+                for (k, v) in m {
+                    let Some(key) = k.scalar_text() else {
+                        self.mismatch(k, what, "a variable name");
+                        continue;
+                    };
+                    if key.is_empty() || key.contains('=') || key.contains('\0') {
+                        self.err(
+                            &k.loc,
+                            format!("`{what}`: `{}` is not a valid environment variable name", key.escape_debug()),
+                        );
+                        continue;
+                    }
+                    let value = match &v.value {
+                        NodeValue::Null => Some(String::new()),
+                        _ => self.scalar(v, &format!("{what}.{key}")),
+                    };
+                    if let Some(value) = value {
+                        out.push((key, value));
+                    }
+                }
+            }
+            NodeValue::Seq(items) => {
+                for item in items {
+                    let Some(s) = self.string(item, what) else {
+                        continue;
+                    };
+                    match s.split_once('=') {
+                        Some((k, v)) if !k.is_empty() => out.push((k.to_owned(), v.to_owned())),
+                        _ => self.err(
+                            &item.loc,
+                            format!("`{what}`: expected `NAME=value`, found `{s}`"),
+                        ),
+                    }
+                }
+            }
+            NodeValue::Null => {}
+            _ => self.mismatch(n, what, "a mapping of NAME: value"),
+        }
+        out
+    }
+
+    fn env_file(&mut self, f: &str, n: &Node, what: &str) -> Vec<(String, String)> {
+        let path = self.space_dir.join(f);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.err(
+                    &n.loc,
+                    format!("`{what}`: cannot read {}: {e}", path.display()),
+                );
+                return Vec::new();
+            }
+        };
+        match super::procfile::parse_dotenv(&text) {
+            Ok(vars) => vars,
+            Err(errs) => {
+                for (loc, msg) in errs {
+                    self.errors.push(Diagnostic {
+                        file: path.clone(),
+                        loc: Some(loc),
+                        message: msg,
+                    });
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    fn condition(&mut self, n: &Node, what: &str) -> Option<DependCondition> {
+        const CONDS: &[&str] = &["started", "ready", "completed_successfully"];
+        let s = self.string(n, what)?;
+        match s.as_str() {
+            "started" => Some(DependCondition::Started),
+            "ready" => Some(DependCondition::Ready),
+            "completed_successfully" => Some(DependCondition::CompletedSuccessfully),
+            other => {
+                let mut msg = format!(
+                    "`{what}`: unknown condition `{other}`; expected `started`, `ready` or `completed_successfully`"
+                );
+                if let Some(s) = did_you_mean(other, CONDS) {
+                    msg.push_str(&format!("\nhelp: did you mean `{s}`?"));
+                }
+                self.err(&n.loc, msg);
+                None
+            }
+        }
+    }
+
+    fn depends_on(&mut self, n: &Node, what: &str) -> (Vec<Dependency>, Vec<Loc>) {
+        let mut deps = Vec::new();
+        let mut locs = Vec::new();
+        let default_cond = |name: &str| {
+            if name == GATEWAY_NAME {
+                DependCondition::Ready
+            } else {
+                DependCondition::Started
+            }
+        };
+        match &n.value {
+            NodeValue::Seq(items) => {
+                for item in items {
+                    if let Some(name) = self.string(item, what) {
+                        deps.push(Dependency {
+                            condition: default_cond(&name),
+                            name,
+                        });
+                        locs.push(item.loc.clone());
+                    }
+                }
+            }
+            NodeValue::Map(m) => {
+                for (k, v) in m {
+                    let Some(name) = self.string(k, what) else {
+                        continue;
+                    };
+                    let condition = match &v.value {
+                        NodeValue::Null => Some(default_cond(&name)),
+                        _ => self.condition(v, &format!("{what}.{name}")),
+                    };
+                    if let Some(condition) = condition {
+                        deps.push(Dependency { name, condition });
+                        locs.push(k.loc.clone());
+                    }
+                }
+            }
+            NodeValue::Str(s) => {
+                deps.push(Dependency {
+                    condition: default_cond(s),
+                    name: s.clone(),
+                });
+                locs.push(n.loc.clone());
+            }
+            NodeValue::Null => {}
+            _ => self.mismatch(
+                n,
+                what,
+                "a list of names or a mapping of name: condition",
+            ),
+        }
+        (deps, locs)
+    }
+
+    fn restart_policy(&mut self, n: &Node, what: &str) -> Option<RestartPolicy> {
+        const POLICIES: &[&str] = &["no", "on-failure", "always"];
+        let text = match &n.value {
+            // YAML 1.1 reads a bare `no` as false.
+            NodeValue::Bool(false) => "no".to_owned(),
+            NodeValue::Str(s) => s.clone(),
+            _ => {
+                self.mismatch(n, what, "`no`, `on-failure` or `always`");
+                return None;
+            }
+        };
+        match text.replace('_', "-").as_str() {
+            "no" => Some(RestartPolicy::No),
+            "on-failure" => Some(RestartPolicy::OnFailure),
+            "always" => Some(RestartPolicy::Always),
+            other => {
+                let mut msg = format!(
+                    "`{what}`: unknown restart policy `{other}`; expected `no`, `on-failure` or `always`"
+                );
+                if let Some(s) = did_you_mean(other, POLICIES) {
+                    msg.push_str(&format!("\nhelp: did you mean `{s}`?"));
+                }
+                self.err(&n.loc, msg);
+                None
+            }
+        }
+    }
+
+    fn backoff(&mut self, n: &Node, what: &str) -> Option<Backoff> {
+        let m = self.map(n, what)?;
+        let mut b = Backoff::default();
+        let mut ok = true;
+        for (key, _, v) in self.entries(m, BACKOFF_KEYS, &format!("`{what}`")) {
+            let w = format!("{what}.{key}");
+            match key {
+                "initial" => match self.duration(v, &w) {
+                    Some(d) => b.initial = d,
+                    None => ok = false,
+                },
+                "max" => match self.duration(v, &w) {
+                    Some(d) => b.max = d,
+                    None => ok = false,
+                },
+                "multiplier" => match &v.value {
+                    NodeValue::Int(i) if *i >= 1 && *i <= 1000 => b.multiplier = *i as f64,
+                    NodeValue::Float(f) if *f >= 1.0 && *f <= 1000.0 => b.multiplier = *f,
+                    _ => {
+                        self.err(
+                            &v.loc,
+                            format!("`{w}`: expected a number from 1 to 1000 (like `2` or `1.5`)"),
+                        );
+                        ok = false;
+                    }
+                },
+                _ => {}
+            }
+        }
+        if ok && b.initial > b.max {
+            self.err(
+                &n.loc,
+                format!(
+                    "`{what}`: `initial` ({} ms) is longer than `max` ({} ms)",
+                    b.initial.as_millis(),
+                    b.max.as_millis()
+                ),
+            );
+        }
+        Some(b)
+    }
+
+    fn ready(&mut self, n: &Node, what: &str) -> Option<Probe> {
+        match &n.value {
+            NodeValue::Null | NodeValue::Bool(false) => return None,
+            NodeValue::Str(s) if s == "none" => return None,
+            NodeValue::Map(_) => {}
+            _ => {
+                self.mismatch(
+                    n,
+                    what,
+                    "a probe like `{ http: URL }`, `{ tcp: HOST:PORT }`, `{ exec: COMMAND }` or `{ log: REGEX }`, or `false`",
+                );
+                return None;
+            }
+        }
+        let m = self.map(n, what)?;
+        let mut kinds: Vec<(ProbeKind, Loc, &str)> = Vec::new();
+        let mut p = probe(ProbeKind::Exec {
+            command: String::new(),
+        });
+        let mut target_seen = false;
+        for (key, k, v) in self.entries(m, READY_KEYS, &format!("`{what}`")) {
+            let w = format!("{what}.{key}");
+            target_seen |= READY_TARGETS.contains(&key);
+            match key {
+                "http" => {
+                    if let Some(url) = self.string(v, &w) {
+                        if url.starts_with("https://") {
+                            self.err(&v.loc, format!("`{w}`: only `http://` URLs can be probed"));
+                        } else if !url.starts_with("http://") && !url.starts_with('$') {
+                            self.err(
+                                &v.loc,
+                                format!("`{w}`: expected a URL starting with `http://`, found `{url}`"),
+                            );
+                        }
+                        kinds.push((ProbeKind::Http { url }, k.loc.clone(), "http"));
+                    }
+                }
+                "tcp" => {
+                    let parsed = match &v.value {
+                        NodeValue::Int(port) => Some(("127.0.0.1".to_owned(), port.to_string())),
+                        NodeValue::Str(s) => match s.rsplit_once(':') {
+                            Some((h, port)) if !port.is_empty() => Some((
+                                if h.is_empty() { "127.0.0.1".to_owned() } else { h.to_owned() },
+                                port.to_owned(),
+                            )),
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    match parsed {
+                        Some((host, port)) => {
+                            if !port.starts_with('$') && port.parse::<u16>().map_or(true, |p| p == 0) {
+                                self.err(&v.loc, format!("`{w}`: `{port}` is not a port number (1-65535)"));
+                            }
+                            kinds.push((ProbeKind::Tcp { host, port }, k.loc.clone(), "tcp"));
+                        }
+                        None => self.err(
+                            &v.loc,
+                            format!("`{w}`: expected `HOST:PORT` (like `127.0.0.1:5432`) or a port number"),
+                        ),
+                    }
+                }
+                "exec" => {
+                    if let Some(command) = self.string(v, &w) {
+                        if command.trim().is_empty() {
+                            self.err(&v.loc, format!("`{w}`: the command is empty"));
+                        }
+                        kinds.push((ProbeKind::Exec { command }, k.loc.clone(), "exec"));
+                    }
+                }
+                "log" => {
+                    if let Some(regex) = self.string(v, &w) {
+                        if let Err(e) = regex::Regex::new(&regex) {
+                            let first = e.to_string().lines().last().unwrap_or_default().to_owned();
+                            self.err(&v.loc, format!("`{w}`: invalid regex: {first}"));
+                        }
+                        kinds.push((ProbeKind::Log { regex }, k.loc.clone(), "log"));
+                    }
+                }
+                "initial_delay" => {
+                    if let Some(d) = self.duration(v, &w) {
+                        p.initial_delay = d;
+                    }
+                }
+                "period" | "timeout" => {
+                    if let Some(d) = self.duration(v, &w) {
+                        if d.is_zero() {
+                            self.err(&v.loc, format!("`{w}`: must be longer than 0"));
+                        } else if key == "period" {
+                            p.period = d;
+                        } else {
+                            p.timeout = d;
+                        }
+                    }
+                }
+                "failure_threshold" => {
+                    if let Some(t) = self.uint(v, &w, u64::from(u32::MAX)) {
+                        if t == 0 {
+                            self.err(&v.loc, format!("`{w}`: must be at least 1"));
+                        } else {
+                            p.failure_threshold = u32::try_from(t).unwrap_or(u32::MAX);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        match kinds.len() {
+            // A target was written but is invalid: already reported.
+            0 if target_seen => None,
+            0 => {
+                self.err(
+                    &n.loc,
+                    format!(
+                        "`{what}`: the probe has no target\nhelp: add one of {} (e.g. `http: \"http://127.0.0.1:${{PORT}}/health\"`), or write `ready: false`",
+                        READY_TARGETS.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+                    ),
+                );
+                None
+            }
+            1 => {
+                let (kind, _, _) = kinds.remove(0);
+                p.kind = kind;
+                Some(p)
+            }
+            _ => {
+                let (_, loc, second) = &kinds[1];
+                let first = kinds[0].2;
+                let loc = loc.clone();
+                self.err(
+                    &loc,
+                    format!("`{what}`: a probe has one target, found both `{first}` and `{second}`"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Parse the whole document. Returns the partially built config; the
+    /// caller checks `errors`.
+    pub fn space(&mut self, root: &Node) -> Parsed {
+        let mut out = Parsed::default();
+        let m = match &root.value {
+            NodeValue::Map(m) => m.as_slice(),
+            NodeValue::Null => {
+                self.err(
+                    &root.loc,
+                    "the file is empty\nhelp: define `participants:` or `processes:` (see `mew init`)",
+                );
+                return out;
+            }
+            _ => {
+                self.mismatch(root, "space.yaml", "a mapping at the top level");
+                return out;
+            }
+        };
+        let entries = self.entries(m, TOP_KEYS, "the top level");
+        // The gateway first, so its name is taken before participants'.
+        for (key, _k, v) in &entries {
+            if *key == "gateway" {
+                self.gateway(v, &mut out);
+            }
+        }
+        // Then participants, then processes, whatever their order in the file.
+        for section in ["participants", "processes"] {
+            for (key, _k, v) in &entries {
+                if *key == section {
+                    let kind = if section == "participants" {
+                        ProcKind::Participant
+                    } else {
+                        ProcKind::Process
+                    };
+                    self.group(v, kind, &mut out);
+                }
+            }
+        }
+        for (key, _k, v) in entries {
+            match key {
+                "space" => {
+                    let Some(sm) = self.map(v, "space") else {
+                        continue;
+                    };
+                    for (sk, _, sv) in self.entries(sm, SPACE_KEYS, "`space`") {
+                        match sk {
+                            "id" => {
+                                if let Some(id) = self.scalar(sv, "space.id") {
+                                    if let Err(e) = check_name(&id) {
+                                        self.err(&sv.loc, format!("`space.id`: {e}"));
+                                    }
+                                    out.id = Some(id);
+                                }
+                            }
+                            "name" => out.name = self.scalar(sv, "space.name"),
+                            "description" => out.description = self.scalar(sv, "space.description"),
+                            _ => {}
+                        }
+                    }
+                }
+                "logs" => {
+                    let Some(lm) = self.map(v, "logs") else {
+                        continue;
+                    };
+                    for (lk, _, lv) in self.entries(lm, LOGS_KEYS, "`logs`") {
+                        match lk {
+                            "dir" => out.log_dir = self.string(lv, "logs.dir"),
+                            "rotate_size" => {
+                                if let Some(s) = self.size(lv, "logs.rotate_size") {
+                                    if s == 0 {
+                                        self.err(&lv.loc, "`logs.rotate_size`: must be more than 0");
+                                    }
+                                    out.rotate_size = Some(s);
+                                }
+                            }
+                            "keep" => {
+                                out.keep = self
+                                    .uint(lv, "logs.keep", 1000)
+                                    .and_then(|n| u32::try_from(n).ok());
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                "shutdown_timeout" => out.shutdown_timeout = self.duration(v, "shutdown_timeout"),
+                "ui" => {
+                    let Some(um) = self.map(v, "ui") else {
+                        continue;
+                    };
+                    for (uk, _, uv) in self.entries(um, UI_KEYS, "`ui`") {
+                        if uk == "keys"
+                            && let Some(km) = self.map(uv, "ui.keys")
+                        {
+                            for (ak, av) in km {
+                                if let (Some(a), Some(key)) =
+                                    (self.scalar(ak, "ui.keys"), self.scalar(av, "ui.keys"))
+                                {
+                                    out.ui_keys.push((a, key));
+                                }
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn gateway(&mut self, v: &Node, out: &mut Parsed) {
+        let (p, command, extra) = self.process(GATEWAY_NAME, &v.loc, v, ProcKind::Gateway);
+        if let Some(port) = v.get("port") {
+            match &port.value {
+                NodeValue::Int(i) if (1..=65535).contains(i) => {
+                    out.port = u16::try_from(*i).ok();
+                }
+                NodeValue::Str(s) if s.parse::<u16>().is_ok_and(|p| p > 0) => {
+                    out.port = s.parse().ok();
+                }
+                _ => self.err(
+                    &port.loc,
+                    format!(
+                        "`gateway.port`: expected a port number (1-65535), found {}",
+                        match port.scalar_text() {
+                            Some(t) => format!("`{t}`"),
+                            None => port.value.describe().to_owned(),
+                        }
+                    ),
+                ),
+            }
+        }
+        if command.is_some() {
+            self.define(GATEWAY_NAME, &v.loc, "gateway");
+            out.processes.push(p);
+            self.extras.push(extra);
+        }
+    }
+
+    fn group(&mut self, v: &Node, kind: ProcKind, out: &mut Parsed) {
+        let section: &'static str = if kind == ProcKind::Participant {
+            "participants"
+        } else {
+            "processes"
+        };
+        let Some(m) = self.map(v, section) else {
+            return;
+        };
+        for (nk, nv) in m {
+            let Some(name) = nk.scalar_text() else {
+                self.mismatch(nk, section, "a name");
+                continue;
+            };
+            if let Err(e) = check_name(&name) {
+                self.err(&nk.loc, format!("{section}: {e}"));
+                continue;
+            }
+            self.define(&name, &nk.loc, section);
+            let (p, command, extra) = self.process(&name, &nk.loc, nv, kind);
+            if kind == ProcKind::Process {
+                if command.is_none() {
+                    self.err(
+                        &nk.loc,
+                        format!("process `{name}` has no `command`\nhelp: add `command: ...`, or move it under `participants:` if it is not a process"),
+                    );
+                }
+                out.processes.push(p);
+                self.extras.push(extra);
+                continue;
+            }
+            let ptype = nv.get("type").and_then(Node::as_str);
+            let flag = |key: &str| matches!(nv.get(key).map(|n| &n.value), Some(NodeValue::Bool(true)));
+            if ptype == Some("mcp-bridge") {
+                let note = "type mcp-bridge needs the MEW CLI's bridge".to_owned();
+                self.warn(
+                    Some(&nk.loc),
+                    format!("participant `{name}` (type mcp-bridge) is not started: it needs the MEW CLI's bridge (`mew bridge`), which mew does not run"),
+                );
+                out.participants.push(ParticipantInfo { name, note });
+            } else if command.is_none() && (flag("auto_connect") || flag("fifo")) {
+                let what = if flag("auto_connect") { "auto_connect" } else { "fifo" };
+                self.warn(
+                    Some(&nk.loc),
+                    format!("participant `{name}` ({what}) is not started: FIFO/auto-connect clients need the MEW CLI's client, which mew does not run"),
+                );
+                out.participants.push(ParticipantInfo {
+                    name,
+                    note: format!("{what} client needs the MEW CLI"),
+                });
+            } else if command.is_none() {
+                out.participants.push(ParticipantInfo {
+                    name,
+                    note: "no command".to_owned(),
+                });
+            } else {
+                out.processes.push(p);
+                self.extras.push(extra);
+            }
+        }
+    }
+}
+
+/// The document's contents before defaults that need the space dir.
+#[derive(Default)]
+pub struct Parsed {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub port: Option<u16>,
+    pub processes: Vec<ProcessConfig>,
+    pub participants: Vec<ParticipantInfo>,
+    pub log_dir: Option<String>,
+    pub rotate_size: Option<u64>,
+    pub keep: Option<u32>,
+    pub shutdown_timeout: Option<Duration>,
+    pub ui_keys: Vec<(String, String)>,
+}

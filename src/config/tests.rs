@@ -1,0 +1,547 @@
+//! Unit tests for the validation rules, defaults and interpolation.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+
+fn dir() -> PathBuf {
+    PathBuf::from("/space/demo")
+}
+
+fn parse(yaml: &str) -> Result<SpaceConfig, ConfigError> {
+    parse_yaml(yaml, Path::new("/space/demo/.mew/space.yaml"), &dir())
+}
+
+fn ok(yaml: &str) -> SpaceConfig {
+    match parse(yaml) {
+        Ok(c) => c,
+        Err(e) => panic!("unexpected error:\n{e}"),
+    }
+}
+
+/// The errors as `line:col message` strings.
+fn errs(yaml: &str) -> Vec<String> {
+    match parse(yaml) {
+        Ok(_) => panic!("expected errors"),
+        Err(e) => e
+            .errors()
+            .iter()
+            .map(|d| {
+                let l = d.loc.clone().unwrap_or_default();
+                format!("{}:{} {}", l.line, l.col, d.message)
+            })
+            .collect(),
+    }
+}
+
+fn one_err(yaml: &str) -> String {
+    let e = errs(yaml);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    e.into_iter().next().unwrap_or_default()
+}
+
+fn warnings(cfg: &SpaceConfig) -> Vec<String> {
+    cfg.warnings.iter().map(|d| d.message.clone()).collect()
+}
+
+#[test]
+fn defaults_are_applied() {
+    let c = ok("processes:\n  web:\n    command: ./serve\n");
+    assert_eq!(c.id, "demo");
+    assert_eq!(c.name, "demo");
+    assert_eq!(c.gateway_port, 8080);
+    assert_eq!(c.source, ConfigSource::SpaceYaml);
+    assert_eq!(c.logs.dir, dir().join(".mew/logs"));
+    assert_eq!(c.logs.rotate_size, 10 << 20);
+    assert_eq!(c.logs.keep, 5);
+    assert_eq!(c.shutdown_timeout, Duration::from_secs(10));
+    let p = &c.processes[0];
+    assert_eq!(p.kind, ProcKind::Process);
+    assert_eq!(p.restart_policy, RestartPolicy::No);
+    assert_eq!(p.max_restarts, None);
+    assert_eq!(p.backoff, Backoff::default());
+    assert_eq!(p.stop_signal, StopSignal::default());
+    assert_eq!(p.stop_timeout, Duration::from_secs(5));
+    assert_eq!(p.scrollback, 2000);
+    assert!(p.auto_start && !p.disabled && !p.one_shot);
+    assert_eq!(p.ready, None);
+    assert!(p.depends_on.is_empty());
+    assert_eq!(p.loc, Loc { line: 2, col: 3 });
+}
+
+#[test]
+fn every_key_is_read() {
+    let c = ok(r#"
+space: { id: s1, name: "Space One", description: d }
+gateway: { command: gw, port: 9000, args: [--port, "${PORT}"], stop_signal: INT }
+logs: { dir: var/logs, rotate_size: 1M, keep: 2 }
+shutdown_timeout: 3s
+ui: { keys: { quit: q, restart: R } }
+processes:
+  db:
+    command: postgres
+    ready: { tcp: "127.0.0.1:5432", initial_delay: 1s, period: 500ms, timeout: 2s, failure_threshold: 5 }
+  web:
+    command: npm run dev
+    cwd: web
+    env: { A: 1, B: "two", C: true, D: }
+    depends_on: { db: ready }
+    restart_policy: always
+    max_restarts: 0
+    backoff: { initial: 1s, max: 1m, multiplier: 1.5 }
+    stop_signal: 2
+    stop_timeout: 1m
+    max_memory: 500M
+    scrollback: 100
+    auto_start: false
+  task:
+    command: make
+    one_shot: true
+    disabled: true
+"#);
+    assert_eq!((c.id.as_str(), c.name.as_str()), ("s1", "Space One"));
+    assert_eq!(c.description.as_deref(), Some("d"));
+    assert_eq!(c.gateway_port, 9000);
+    assert_eq!(c.logs.dir, dir().join("var/logs"));
+    assert_eq!((c.logs.rotate_size, c.logs.keep), (1 << 20, 2));
+    assert_eq!(c.shutdown_timeout, Duration::from_secs(3));
+    assert_eq!(c.ui_keys, vec![("quit".into(), "q".into()), ("restart".into(), "R".into())]);
+    let names: Vec<&str> = c.processes.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["gateway", "db", "web", "task"]);
+    let gw = c.gateway().unwrap();
+    assert_eq!(gw.stop_signal.name, "SIGINT");
+    assert_eq!(gw.args.as_deref(), Some(&["--port".to_string(), "${PORT}".to_string()][..]));
+    let db = c.process("db").unwrap();
+    let probe = db.ready.clone().unwrap();
+    assert_eq!(probe.kind, ProbeKind::Tcp { host: "127.0.0.1".into(), port: "5432".into() });
+    assert_eq!(probe.initial_delay, Duration::from_secs(1));
+    assert_eq!(probe.period, Duration::from_millis(500));
+    assert_eq!(probe.timeout, Duration::from_secs(2));
+    assert_eq!(probe.failure_threshold, 5);
+    let web = c.process("web").unwrap();
+    assert_eq!(web.cwd.as_deref(), Some("web"));
+    assert_eq!(
+        web.env,
+        vec![("A".into(), "1".into()), ("B".into(), "two".into()), ("C".into(), "true".into()), ("D".into(), String::new())]
+    );
+    assert_eq!(web.depends_on, vec![Dependency { name: "db".into(), condition: DependCondition::Ready }]);
+    assert_eq!(web.restart_policy, RestartPolicy::Always);
+    assert_eq!(web.max_restarts, Some(0));
+    assert_eq!(web.backoff.initial, Duration::from_secs(1));
+    assert_eq!(web.backoff.max, Duration::from_secs(60));
+    assert_eq!(web.backoff.multiplier, 1.5);
+    assert_eq!(web.stop_signal.number, libc::SIGINT);
+    assert_eq!(web.stop_timeout, Duration::from_secs(60));
+    assert_eq!(web.max_memory, Some(500 << 20));
+    assert_eq!(web.scrollback, 100);
+    assert!(!web.auto_start);
+    let task = c.process("task").unwrap();
+    assert!(task.one_shot && task.disabled);
+    // Processes do not wait for the gateway unless they ask to.
+    assert!(c.process("db").unwrap().depends_on.is_empty());
+}
+
+#[test]
+fn gateway_defaults() {
+    let c = ok("gateway: { command: gw }\nparticipants:\n  a: { command: agent }\n  b: { command: agent, depends_on_gateway: false }\n  c: { command: agent, depends_on: { gateway: started } }\n");
+    let gw = c.gateway().unwrap();
+    assert_eq!(gw.name, "gateway");
+    assert_eq!(
+        gw.ready.as_ref().map(|p| p.kind.clone()),
+        Some(ProbeKind::Http { url: "http://127.0.0.1:${PORT}/health".into() })
+    );
+    let dep = |n: &str| c.process(n).unwrap().depends_on.clone();
+    assert_eq!(dep("a"), vec![Dependency { name: "gateway".into(), condition: DependCondition::Ready }]);
+    assert!(dep("b").is_empty());
+    assert_eq!(dep("c"), vec![Dependency { name: "gateway".into(), condition: DependCondition::Started }]);
+    let c = ok("gateway: { command: gw, ready: false }\n");
+    assert_eq!(c.gateway().unwrap().ready, None);
+    let c = ok("gateway: { command: gw, ready: none }\n");
+    assert_eq!(c.gateway().unwrap().ready, None);
+    // A gateway without a command only sets the port.
+    let c = ok("gateway: { port: 9100 }\nparticipants: { a: { command: x } }\n");
+    assert!(c.gateway().is_none());
+    assert_eq!(c.gateway_port, 9100);
+    assert!(c.process("a").unwrap().depends_on.is_empty());
+}
+
+#[test]
+fn depends_on_list_defaults() {
+    let c = ok("gateway: { command: gw }\nprocesses:\n  a: { command: x }\n  b: { command: y, depends_on: [a, gateway] }\n");
+    assert_eq!(
+        c.process("b").unwrap().depends_on,
+        vec![
+            Dependency { name: "a".into(), condition: DependCondition::Started },
+            Dependency { name: "gateway".into(), condition: DependCondition::Ready },
+        ]
+    );
+}
+
+#[test]
+fn participants_that_are_not_processes() {
+    let c = ok(r#"
+participants:
+  agent: { command: node, args: [a.js], tokens: [t1], capabilities: [ { kind: chat } ] }
+  human: { capabilities: [ { kind: "*" } ] }
+  nothing:
+  client: { fifo: true, auto_connect: true, output_log: ./x.log }
+  bridge: { type: mcp-bridge, auto_start: true, mcp_server: { command: npx, args: [a] } }
+"#);
+    assert_eq!(c.processes.len(), 1);
+    assert_eq!(c.processes[0].kind, ProcKind::Participant);
+    assert_eq!(c.processes[0].tokens, vec!["t1".to_string()]);
+    let notes: Vec<(&str, &str)> = c.participants.iter().map(|p| (p.name.as_str(), p.note.as_str())).collect();
+    assert_eq!(notes[0], ("human", "no command"));
+    assert_eq!(notes[1], ("nothing", "no command"));
+    assert_eq!(notes[2].0, "client");
+    assert_eq!(notes[3].0, "bridge");
+    let w = warnings(&c);
+    assert_eq!(w.len(), 2, "{w:#?}");
+    assert!(w[0].contains("participant `client` (auto_connect) is not started"));
+    assert!(w[1].contains("participant `bridge` (type mcp-bridge) is not started"));
+}
+
+#[test]
+fn type_mismatches() {
+    let e = one_err("processes:\n  a:\n    command: [node, x]\n");
+    assert!(e.starts_with("3:14 `a.command`: expected a string, found a list"), "{e}");
+    assert!(e.contains("args"));
+    let e = one_err("processes:\n  a: { command: x, args: x }\n");
+    assert!(e.contains("`a.args`: expected a list of strings, found a string"), "{e}");
+    let e = one_err("processes:\n  a: { command: x, disabled: maybe }\n");
+    assert!(e.contains("`a.disabled`: expected `true` or `false`, found a string"), "{e}");
+    let e = one_err("processes: [a, b]\n");
+    assert!(e.starts_with("1:12 `processes`: expected a mapping"), "{e}");
+    let e = one_err("- a\n");
+    assert!(e.contains("expected a mapping at the top level, found a list"), "{e}");
+    let e = one_err("processes:\n  a: { command: x, scrollback: -1 }\n");
+    assert!(e.contains("out of range"), "{e}");
+}
+
+#[test]
+fn empty_command() {
+    assert!(one_err("processes:\n  a: { command: \"  \" }\n").contains("`a.command`: the command is empty"));
+    assert!(one_err("processes:\n  a: { command: }\n").contains("the command is empty"));
+    assert!(one_err("processes:\n  a: { cwd: x }\n").contains("process `a` has no `command`"));
+}
+
+#[test]
+fn bad_values_are_located() {
+    let e = one_err("processes:\n  a:\n    command: x\n    stop_signal: SIGFOO\n");
+    assert!(e.starts_with("4:18 `a.stop_signal`: `SIGFOO` is not a supported stop signal"), "{e}");
+    let e = one_err("processes:\n  a:\n    command: x\n    stop_timeout: 10\n");
+    assert!(e.starts_with("4:19 `a.stop_timeout`: `10` has no unit"), "{e}");
+    let e = one_err("processes:\n  a:\n    command: x\n    max_memory: 5X\n");
+    assert!(e.starts_with("4:17 `a.max_memory`: `5X` is not a size"), "{e}");
+    let e = one_err("processes:\n  a:\n    command: x\n    restart_policy: on-failur\n");
+    assert!(e.starts_with("4:21 `a.restart_policy`: unknown restart policy `on-failur`"), "{e}");
+    assert!(e.contains("did you mean `on-failure`?"), "{e}");
+    let e = one_err("processes:\n  a: { command: x, backoff: { initial: 1m, max: 1s } }\n");
+    assert!(e.contains("`initial` (60000 ms) is longer than `max`"), "{e}");
+    let e = one_err("processes:\n  a: { command: x, backoff: { multiplier: 0.5 } }\n");
+    assert!(e.contains("a.backoff.multiplier"), "{e}");
+    let e = one_err("gateway: { command: x, port: 70000 }\n");
+    assert!(e.contains("`gateway.port`: expected a port number (1-65535), found `70000`"), "{e}");
+    let e = one_err("shutdown_timeout: forever\n");
+    assert!(e.contains("`shutdown_timeout`: `forever` is not a duration"), "{e}");
+    let e = one_err("processes:\n  a: { command: x, depends_on: { b: healthy } }\n  b: { command: y }\n");
+    assert!(e.contains("unknown condition `healthy`"), "{e}");
+}
+
+#[test]
+fn restart_policy_values() {
+    for (text, want) in [("no", RestartPolicy::No), ("'no'", RestartPolicy::No), ("on-failure", RestartPolicy::OnFailure), ("on_failure", RestartPolicy::OnFailure), ("always", RestartPolicy::Always)] {
+        let c = ok(&format!("processes:\n  a: {{ command: x, restart_policy: {text} }}\n"));
+        assert_eq!(c.processes[0].restart_policy, want, "{text}");
+    }
+    assert!(one_err("processes:\n  a: { command: x, restart_policy: true }\n").contains("expected `no`, `on-failure` or `always`"));
+    let c = ok("processes:\n  a: { command: y, disabled: false }\n");
+    assert_eq!(c.processes[0].command, "y");
+}
+
+#[test]
+fn probes() {
+    let probe = |ready: &str| {
+        let c = ok(&format!("processes:\n  a: {{ command: x, ready: {ready} }}\n"));
+        c.processes[0].ready.clone().map(|p| p.kind)
+    };
+    assert_eq!(probe("{ http: \"http://localhost:3000/\" }"), Some(ProbeKind::Http { url: "http://localhost:3000/".into() }));
+    assert_eq!(probe("{ tcp: 5432 }"), Some(ProbeKind::Tcp { host: "127.0.0.1".into(), port: "5432".into() }));
+    assert_eq!(probe("{ tcp: \"db:${PORT}\" }"), Some(ProbeKind::Tcp { host: "db".into(), port: "${PORT}".into() }));
+    assert_eq!(probe("{ exec: pg_isready }"), Some(ProbeKind::Exec { command: "pg_isready".into() }));
+    assert_eq!(probe("{ log: \"listening on \\\\d+\" }"), Some(ProbeKind::Log { regex: "listening on \\d+".into() }));
+    assert_eq!(probe("false"), None);
+
+    let e = one_err("processes:\n  a: { command: x, ready: { period: 2s } }\n");
+    assert!(e.starts_with("2:27 `a.ready`: the probe has no target"), "{e}");
+    let e = one_err("processes:\n  a: { command: x, ready: { http: \"http://x/\", tcp: 80 } }\n");
+    assert!(e.contains("found both `http` and `tcp`"), "{e}");
+    assert!(one_err("processes:\n  a: { command: x, ready: { log: \"(\" } }\n").contains("invalid regex"));
+    assert!(one_err("processes:\n  a: { command: x, ready: { http: \"https://x/\" } }\n").contains("only `http://`"));
+    assert!(one_err("processes:\n  a: { command: x, ready: { tcp: \"host\" } }\n").contains("HOST:PORT"));
+    assert!(one_err("processes:\n  a: { command: x, ready: { exec: x, period: 0s } }\n").contains("longer than 0"));
+    assert!(one_err("processes:\n  a: { command: x, ready: { exec: x, failure_threshold: 0 } }\n").contains("at least 1"));
+    assert!(one_err("processes:\n  a: { command: x, ready: true }\n").contains("expected a probe"));
+}
+
+#[test]
+fn names_are_safe_file_names() {
+    for bad in ["../x", "/etc/passwd", "a b", ".hidden", "-x", "é"] {
+        let e = one_err(&format!("processes:\n  \"{bad}\": {{ command: x }}\n"));
+        assert!(e.contains("is not a valid name"), "{bad}: {e}");
+        assert!(e.starts_with("2:3 "), "{e}");
+    }
+    let long = "a".repeat(65);
+    assert!(one_err(&format!("processes:\n  {long}: {{ command: x }}\n")).contains("too long"));
+    assert!(one_err("processes:\n  \"\": { command: x }\n").contains("cannot be empty"));
+    assert!(one_err("processes:\n  \"a\\0b\": { command: x }\n").contains("not a valid name"));
+    ok(&format!("processes:\n  {}: {{ command: x }}\n  a.b_c-D9: {{ command: x }}\n", "a".repeat(64)));
+}
+
+#[test]
+fn duplicate_names() {
+    let e = one_err("participants:\n  web: { command: x }\nprocesses:\n  web: { command: y }\n");
+    assert!(e.starts_with("4:3 duplicate name `web` in processes: already defined in participants on line 2"), "{e}");
+    let e = one_err("gateway: { command: x }\nprocesses:\n  gateway: { command: y }\n");
+    assert!(e.contains("duplicate name `gateway`"), "{e}");
+    // A participant without a command still owns its name.
+    assert!(one_err("participants:\n  human: {}\nprocesses:\n  human: { command: y }\n").contains("duplicate name `human`"));
+    // Duplicate keys inside one mapping are a YAML error.
+    assert!(one_err("processes:\n  a: { command: x }\n  a: { command: y }\n").contains("duplicate mapping key"));
+}
+
+#[test]
+fn unknown_dependency_with_suggestion() {
+    let e = one_err("processes:\n  database: { command: x }\n  web:\n    command: y\n    depends_on: [databse]\n");
+    assert!(e.starts_with("5:18 `web` depends on `databse`, which is not defined"), "{e}");
+    assert!(e.contains("did you mean `database`?"), "{e}");
+    let e = one_err("participants:\n  human: {}\nprocesses:\n  web: { command: y, depends_on: [human] }\n");
+    assert!(e.contains("participant without a process"), "{e}");
+    assert!(one_err("processes:\n  a: { command: x, depends_on: [a] }\n").contains("depends on itself"));
+}
+
+#[test]
+fn dependency_cycles() {
+    let e = one_err("processes:\n  a: { command: x, depends_on: [b] }\n  b: { command: x, depends_on: [c] }\n  c: { command: x, depends_on: [a] }\n");
+    assert_eq!(e, "2:33 dependency cycle: a -> b -> c -> a");
+    let e = errs("processes:\n  a: { command: x, depends_on: [b] }\n  b: { command: x, depends_on: [a] }\n  c: { command: x, depends_on: [d] }\n  d: { command: x, depends_on: { c: ready } }\n");
+    assert_eq!(e, vec!["2:33 dependency cycle: a -> b -> a".to_string(), "4:33 dependency cycle: c -> d -> c".to_string()]);
+}
+
+#[test]
+fn disabled_dependencies() {
+    let e = one_err("processes:\n  a: { command: x, disabled: true }\n  b: { command: y, depends_on: [a] }\n");
+    assert!(e.starts_with("3:33 `b` starts with the space but depends on `a`, which is disabled"), "{e}");
+    // Fine when the dependent does not start by itself.
+    ok("processes:\n  a: { command: x, disabled: true }\n  b: { command: y, auto_start: false, depends_on: [a] }\n");
+    let e = one_err("gateway: { command: x, disabled: true }\nparticipants:\n  p: { command: y }\n");
+    assert!(e.contains("implicitly") && e.contains("depends_on_gateway: false"), "{e}");
+    let c = ok("processes:\n  a: { command: x, auto_start: false }\n  b: { command: y, depends_on: [a] }\n");
+    assert!(warnings(&c)[0].contains("`b` waits for `a`, which has `auto_start: false`"));
+}
+
+#[test]
+fn all_errors_at_once() {
+    let e = errs(r#"
+processes:
+  a: { command: "", stop_signal: NOPE }
+  b: { command: y, depends_on: [zzz], stop_timeout: 5 }
+  c: { command: z, max_memory: lots, ready: {} }
+"#);
+    assert_eq!(e.len(), 6, "{e:#?}");
+}
+
+#[test]
+fn typo_warnings() {
+    let c = ok("procesess:\n  x: 1\nprocesses:\n  a:\n    command: x\n    autostart: false\n    restart-policy: always\n    env-file: .env\n    depends-on: [b]\n  b:\n    command: y\n    comand: z\n    ready: { exec: x, perod: 1s }\n");
+    let w = warnings(&c);
+    let want = [
+        "`procesess` in the top level is ignored\nhelp: did you mean `processes`?",
+        "`autostart` in process `a` is ignored\nhelp: did you mean `auto_start`?",
+        "did you mean `restart_policy`?",
+        "did you mean `env_file`?",
+        "did you mean `depends_on`?",
+        "did you mean `command`?",
+        "did you mean `period`?",
+    ];
+    assert_eq!(w.len(), want.len(), "{w:#?}");
+    for (got, want) in w.iter().zip(want) {
+        assert!(got.contains(want), "{got:?} lacks {want:?}");
+    }
+    // Misspelled keys are ignored, so defaults stay.
+    assert_eq!(c.process("a").unwrap().restart_policy, RestartPolicy::No);
+    assert!(c.warnings[1].loc == Some(Loc { line: 6, col: 5 }));
+    // Upstream keys are not typos.
+    let c = ok("participants:\n  a: { command: x, capabilities: [], fifo: false, output_log: x, mcp_server: {}, default_to: {}, type: local }\ndefaults: {}\n");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn syntax_errors_are_located() {
+    let e = one_err("processes:\n  a: { command: [x }\n");
+    assert!(e.starts_with("2:"), "{e}");
+    assert!(e.contains("invalid YAML"), "{e}");
+    let e = one_err("");
+    assert!(e.contains("the file is empty"), "{e}");
+}
+
+#[test]
+fn start_order_is_topological_gateway_first() {
+    let c = ok("gateway: { command: gw }\nparticipants:\n  agent: { command: a, depends_on: [db] }\nprocesses:\n  web: { command: w, depends_on: { agent: ready } }\n  db: { command: d }\n");
+    let order: Vec<&str> = start_order(&c).into_iter().map(|i| c.processes[i].name.as_str()).collect();
+    assert_eq!(order, ["gateway", "db", "agent", "web"]);
+}
+
+fn ctx() -> ResolveContext {
+    ResolveContext {
+        port: 8123,
+        tokens: HashMap::from([("agent".to_string(), "tok-123".to_string())]),
+    }
+}
+
+fn env_of(r: &ResolvedProcess, k: &str) -> Option<String> {
+    r.env.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+}
+
+#[test]
+fn resolve_interpolates_everything() {
+    let c = ok(r#"
+space: { id: sp }
+gateway: { command: "gw --port ${PORT}", ready: { http: "http://127.0.0.1:${PORT}/h" } }
+participants:
+  agent:
+    command: node
+    args: ["a.js", "--gateway", "ws://localhost:${PORT}", "--space", "${SPACE}", "--token", "${TOKEN}", "$${PORT}"]
+    env: { ME: "${PARTICIPANT}", KEY: "${OPENAI_API_KEY}", HOME_DIR: "${HOME}", BOTH: "${ME}-${SPACE_DIR}" }
+    cwd: "sub/${PARTICIPANT}"
+processes:
+  db:
+    command: "echo ${SPACE_CONFIG}"
+    cwd: /abs
+    ready: { tcp: "localhost:${PORT}" }
+"#);
+    let env = |k: &str| if k == "HOME" { Some("/home/u".to_string()) } else { None };
+    let (rs, warns) = resolve_with_env(&c, &ctx(), &env);
+    let gw = &rs[0];
+    assert_eq!(gw.argv, ["/bin/sh", "-c", "gw --port 8123"]);
+    assert_eq!(gw.ready.as_ref().map(|p| p.kind.clone()), Some(ProbeKind::Http { url: "http://127.0.0.1:8123/h".into() }));
+    assert_eq!(gw.cwd, dir());
+    let a = &rs[1];
+    assert_eq!(
+        a.argv,
+        ["node", "a.js", "--gateway", "ws://localhost:8123", "--space", "sp", "--token", "tok-123", "${PORT}"]
+    );
+    assert_eq!(a.cwd, dir().join("sub/agent"));
+    assert_eq!(env_of(a, "ME").as_deref(), Some("agent"));
+    assert_eq!(env_of(a, "KEY").as_deref(), Some("${OPENAI_API_KEY}"));
+    assert_eq!(env_of(a, "HOME_DIR").as_deref(), Some("/home/u"));
+    assert_eq!(env_of(a, "BOTH").as_deref(), Some("agent-/space/demo"));
+    assert_eq!(env_of(a, "MEW_SPACE").as_deref(), Some("sp"));
+    assert_eq!(env_of(a, "MEW_SPACE_DIR").as_deref(), Some("/space/demo"));
+    assert_eq!(env_of(a, "MEW_PROCESS").as_deref(), Some("agent"));
+    assert_eq!(env_of(a, "MEW_TOKEN_AGENT").as_deref(), Some("tok-123"));
+    let keys: Vec<&str> = a.env.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["ME", "KEY", "HOME_DIR", "BOTH", "MEW_SPACE", "MEW_SPACE_DIR", "MEW_PROCESS", "MEW_TOKEN_AGENT"]);
+    let db = &rs[2];
+    assert_eq!(db.argv[2], "echo /space/demo/.mew/space.yaml");
+    assert_eq!(db.cwd, PathBuf::from("/abs"));
+    assert_eq!(db.ready.as_ref().map(|p| p.kind.clone()), Some(ProbeKind::Tcp { host: "localhost".into(), port: "8123".into() }));
+    assert!(env_of(db, "MEW_TOKEN_DB").is_none());
+    assert_eq!(warns.len(), 1, "{warns:#?}");
+    assert_eq!(warns[0].message, "`${OPENAI_API_KEY}` in `agent.env.KEY` is left as written: it is not set in the environment");
+    assert_eq!(warns[0].loc, Some(Loc { line: 5, col: 3 }));
+}
+
+#[test]
+fn resolve_token_missing_is_a_warning() {
+    let c = ok("processes:\n  p: { command: \"x ${TOKEN}\" }\n");
+    let (rs, warns) = resolve_with_env(&c, &ctx(), &|_| None);
+    assert_eq!(rs[0].argv[2], "x ${TOKEN}");
+    assert!(warns[0].message.contains("`p` has no token"));
+}
+
+#[test]
+fn token_env_names() {
+    assert_eq!(token_env_name("echo-agent"), "MEW_TOKEN_ECHO_AGENT");
+    assert_eq!(token_env_name("a.b"), "MEW_TOKEN_A_B");
+}
+
+#[test]
+fn env_file_is_read_at_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("app.env"), "A=1\nB='two'\n").unwrap();
+    let path = tmp.path().join("space.yaml");
+    let c = parse_yaml("processes:\n  a: { command: x, env_file: app.env, env: { B: three, C: \"${A}\" } }\n", &path, tmp.path()).unwrap();
+    let (rs, _) = resolve_with_env(&c, &ctx(), &|_| None);
+    let keys: Vec<(&str, &str)> = rs[0].env.iter().take(4).map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(keys, [("A", "1"), ("B", "two"), ("B", "three"), ("C", "1")]);
+    let e = parse_yaml("processes:\n  a: { command: x, env_file: missing.env }\n", &path, tmp.path()).unwrap_err();
+    assert!(e.errors()[0].message.contains("cannot read"), "{e}");
+    std::fs::write(tmp.path().join("bad.env"), "OK=1\nnot a line\n").unwrap();
+    let e = parse_yaml("processes:\n  a: { command: x, env_file: bad.env }\n", &path, tmp.path()).unwrap_err();
+    assert_eq!(e.errors()[0].file, tmp.path().join("bad.env"));
+    assert_eq!(e.errors()[0].loc, Some(Loc { line: 2, col: 1 }));
+    assert!(e.to_string().contains("bad.env:2:1: expected `KEY=VALUE`"), "{e}");
+}
+
+#[test]
+fn procfile_loading() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("Procfile"), "web: serve -p $PORT\nworker: work\n").unwrap();
+    std::fs::write(tmp.path().join(".env"), "PORT=6000\nSECRET=s\n").unwrap();
+    let opts = LoadOptions { space_dir: tmp.path().to_path_buf(), ..Default::default() };
+    let c = load_with_env(&opts, &|_| None).unwrap();
+    assert_eq!(c.source, ConfigSource::Procfile);
+    let (rs, _) = resolve_with_env(&c, &ctx(), &|_| None);
+    assert_eq!(rs[0].argv, ["/bin/sh", "-c", "serve -p $PORT"]);
+    assert_eq!(env_of(&rs[0], "PORT").as_deref(), Some("6000"));
+    assert_eq!(env_of(&rs[1], "PORT").as_deref(), Some("6100"));
+    assert_eq!(env_of(&rs[1], "SECRET").as_deref(), Some("s"));
+    std::fs::remove_file(tmp.path().join(".env")).unwrap();
+    let c = load_with_env(&opts, &|k| (k == "PORT").then(|| "7000".to_string())).unwrap();
+    assert_eq!(c.processes[1].env_file_vars, vec![("PORT".to_string(), "7100".to_string())]);
+    let c = load_with_env(&opts, &|_| None).unwrap();
+    assert_eq!(c.processes[0].env_file_vars, vec![("PORT".to_string(), "5000".to_string())]);
+}
+
+#[test]
+fn discovery_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let opts = LoadOptions { space_dir: d.to_path_buf(), ..Default::default() };
+    let none = |_: &str| None;
+    match load_with_env(&opts, &none) {
+        Err(ConfigError::NotFound { searched }) => assert_eq!(searched.len(), 3),
+        other => panic!("{other:?}"),
+    }
+    std::fs::write(d.join("Procfile"), "a: x\n").unwrap();
+    assert_eq!(load_with_env(&opts, &none).unwrap().source, ConfigSource::Procfile);
+    std::fs::write(d.join("space.yaml"), "space: { id: plain }\n").unwrap();
+    assert_eq!(load_with_env(&opts, &none).unwrap().id, "plain");
+    std::fs::create_dir(d.join(".mew")).unwrap();
+    std::fs::write(d.join(".mew/space.yaml"), "space: { id: dotmew }\n").unwrap();
+    assert_eq!(load_with_env(&opts, &none).unwrap().id, "dotmew");
+    std::fs::write(d.join("other.yaml"), "space: { id: other }\n").unwrap();
+    let env = |k: &str| (k == "MEW_SPACE_CONFIG").then(|| d.join("other.yaml").display().to_string());
+    assert_eq!(load_with_env(&opts, &env).unwrap().id, "other");
+    let explicit = LoadOptions { config: Some(d.join(".mew/space.yaml")), ..opts.clone() };
+    let c = load_with_env(&explicit, &env).unwrap();
+    assert_eq!(c.id, "dotmew");
+    assert_eq!(c.dir, d.canonicalize().unwrap());
+    let pf = LoadOptions { procfile: Some(d.join("Procfile")), ..opts.clone() };
+    assert_eq!(load_with_env(&pf, &none).unwrap().source, ConfigSource::Procfile);
+    let missing = LoadOptions { config: Some(d.join("nope.yaml")), ..opts };
+    assert!(matches!(load_with_env(&missing, &none), Err(ConfigError::NotFound { .. })));
+}
+
+#[test]
+fn error_report_format() {
+    let e = parse("processes:\n  web:\n    command: y\n    depends_on: [databse]\n  database: { command: x }\n").unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+    let text = e.to_string();
+    let want = "error: /space/demo/.mew/space.yaml:4:18: `web` depends on `databse`, which is not defined\n  |\n4 |     depends_on: [databse]\n  |                  ^\n  = help: did you mean `database`?\n";
+    assert!(text.starts_with(want), "{text}");
+    assert!(text.ends_with("1 configuration error in /space/demo/.mew/space.yaml; nothing was started"), "{text}");
+}
