@@ -1,0 +1,156 @@
+//! Shared helpers for integration tests: temporary spaces, running the real
+//! `mew` binary with deadlines, and checking that nothing is left behind.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const MEW: &str = env!("CARGO_BIN_EXE_mew");
+
+/// A temporary space directory with a `.mew/space.yaml`.
+pub struct Space {
+    pub dir: tempfile::TempDir,
+    /// A marker unique to this test, in every process's environment.
+    pub mark: String,
+}
+
+impl Space {
+    /// `yaml` may use `{mark}` for the test's marker value.
+    pub fn new(yaml: &str) -> Space {
+        let dir = tempfile::Builder::new().prefix("mew-test-").tempdir().unwrap();
+        let mark = format!(
+            "m{}x{}",
+            std::process::id(),
+            dir.path().file_name().unwrap().to_string_lossy().replace(['.', '-'], "")
+        );
+        std::fs::create_dir_all(dir.path().join(".mew")).unwrap();
+        std::fs::write(dir.path().join(".mew/space.yaml"), yaml.replace("{mark}", &mark)).unwrap();
+        Space { dir, mark }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn mew(&self) -> Command {
+        let mut c = Command::new(MEW);
+        c.arg("--space-dir").arg(self.path());
+        c.env_remove("MEW_SPACE_CONFIG");
+        c.env("NO_COLOR", "1");
+        // Every process mew starts (and mew itself) inherits the marker.
+        c.env("TEST_MARK", &self.mark);
+        c
+    }
+
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.path().join(".mew/logs").join(format!("{name}.log"))
+    }
+
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.log_path(name)).unwrap_or_default()
+    }
+
+    /// Processes (of this user) that carry this test's marker.
+    pub fn survivors(&self) -> Vec<u32> {
+        mew::procfs::find_marked("TEST_MARK", &self.mark)
+    }
+
+    /// Wait until no process carries the marker (bounded); returns survivors.
+    pub fn wait_no_survivors(&self) -> Vec<u32> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = self.survivors();
+            if s.is_empty() || Instant::now() > deadline {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Space {
+    fn drop(&mut self) {
+        // Never leave a process behind, whatever the test did.
+        for pid in self.survivors() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+        let _ = Command::new(MEW)
+            .arg("--space-dir")
+            .arg(self.path())
+            .args(["space", "down"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+/// Run to completion, killing the command if it exceeds `deadline`.
+pub fn run(mut cmd: Command, deadline: Duration) -> Output {
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = cmd.spawn().expect("spawn mew");
+    wait_output(child, deadline)
+}
+
+pub fn wait_output(mut child: Child, deadline: Duration) -> Output {
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        String::from_utf8_lossy(&s).into_owned()
+    });
+    let end = Instant::now() + deadline;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let st = child.wait().unwrap();
+            let stdout = t_out.join().unwrap();
+            let stderr = t_err.join().unwrap();
+            panic!("mew did not finish within {deadline:?} ({st:?})\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
+}
+
+/// Poll `cond` until it holds or `deadline` passes.
+pub fn wait_for(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+pub fn kill(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}

@@ -1,0 +1,386 @@
+//! The supervisor, driven through `mew space up --no-tui` with real processes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Space, run, wait_for};
+
+const T: Duration = Duration::from_secs(60);
+
+fn up(space: &Space, extra: &[&str]) -> common::Output {
+    let mut cmd = space.mew();
+    cmd.args(["space", "up", "--no-tui", "--timestamps=false"]).args(extra);
+    run(cmd, T)
+}
+
+/// Lines of `name`'s log without their timestamps.
+fn log_lines(space: &Space, name: &str) -> Vec<String> {
+    let records = mew::logs::read_logs(&space.path().join(".mew/logs"), &[name.to_string()], None, None)
+        .expect("read logs");
+    records
+        .into_iter()
+        .map(|r| if r.event { format!("* {}", r.text) } else { r.text })
+        .collect()
+}
+
+fn event_times(space: &Space, name: &str, needle: &str) -> Vec<u64> {
+    mew::logs::read_logs(&space.path().join(".mew/logs"), &[name.to_string()], None, None)
+        .expect("read logs")
+        .into_iter()
+        .filter(|r| r.event && r.text.contains(needle))
+        .map(|r| r.at)
+        .collect()
+}
+
+#[test]
+fn prints_prefixed_lines_and_exits_zero_when_all_succeed() {
+    let space = Space::new(
+        r#"
+processes:
+  hello: { command: "echo hello from mew; echo second line" }
+  other: { command: "printf 'a\rb\n'" }
+"#,
+    );
+    let out = up(&space, &[]);
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("hello | hello from mew\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("hello | second line\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("other | b\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("hello * exited with code 0"), "{}", out.stdout);
+    assert!(log_lines(&space, "hello").contains(&"hello from mew".to_string()));
+    assert!(space.wait_no_survivors().is_empty());
+}
+
+#[test]
+fn exit_code_is_the_first_failure() {
+    let space = Space::new(
+        r#"
+processes:
+  ok: { command: "exit 0" }
+  bad: { command: "sleep 0.2; exit 3" }
+  worse: { command: "sleep 1; exit 4" }
+"#,
+    );
+    let out = up(&space, &[]);
+    assert_eq!(out.code(), Some(3), "{}\n{}", out.stdout, out.stderr);
+}
+
+#[test]
+fn spawn_failure_is_reported_and_the_rest_keeps_running() {
+    let space = Space::new(
+        r#"
+processes:
+  missing: { command: "/no/such/binary", args: [] }
+  badcwd: { command: "true", cwd: "/no/such/dir" }
+  fine: { command: "sleep 0.5; echo still here" }
+"#,
+    );
+    let out = up(&space, &[]);
+    assert!(out.stdout.contains("missing * failed to start: command not found: /no/such/binary"), "{}", out.stdout);
+    assert!(out.stdout.contains("/no/such/dir"), "{}", out.stdout);
+    assert!(out.stdout.contains("fine    | still here"), "{}", out.stdout);
+    assert_eq!(out.code(), Some(127), "{}", out.stdout);
+}
+
+#[test]
+fn exit_on_failure_stops_the_space_with_the_code() {
+    let space = Space::new(
+        r#"
+processes:
+  server: { command: "sleep 1000" }
+  tests: { command: "sleep 0.3; exit 5", one_shot: true }
+"#,
+    );
+    let out = up(&space, &["--exit-on-failure"]);
+    assert_eq!(out.code(), Some(5), "{}\n{}", out.stdout, out.stderr);
+    assert!(space.wait_no_survivors().is_empty());
+}
+
+#[test]
+fn dependencies_start_in_order_for_each_condition() {
+    let space = Space::new(
+        r#"
+processes:
+  setup: { command: "sleep 0.3; echo setup done", one_shot: true }
+  db:
+    command: "sleep 0.3; echo 'db listening'; sleep 1000"
+    ready: { log: "listening" }
+  api:
+    command: "echo api up; sleep 1000"
+    depends_on: { db: ready, setup: completed_successfully }
+  watcher:
+    command: "echo watching; sleep 1000"
+    depends_on: [api]
+  probe-done: { command: "sleep 1; exit 0", depends_on: [watcher], one_shot: true }
+  stopper: { command: "sleep 1.5; exit 9", depends_on: { probe-done: completed_successfully } }
+"#,
+    );
+    let out = up(&space, &["--exit-on-failure"]);
+    assert_eq!(out.code(), Some(9), "{}\n{}", out.stdout, out.stderr);
+    let ready_db = event_times(&space, "db", "ready")[0];
+    let setup_done = event_times(&space, "setup", "exited with code 0")[0];
+    let api_start = event_times(&space, "api", "started pid")[0];
+    let watcher_start = event_times(&space, "watcher", "started pid")[0];
+    assert!(api_start >= ready_db && api_start >= setup_done, "{}", out.stdout);
+    assert!(watcher_start >= api_start, "{}", out.stdout);
+    assert!(space.wait_no_survivors().is_empty());
+}
+
+#[test]
+fn a_failed_dependency_fails_its_dependents() {
+    let space = Space::new(
+        r#"
+processes:
+  migrate: { command: "exit 2", one_shot: true }
+  app: { command: "sleep 1000", depends_on: { migrate: completed_successfully } }
+"#,
+    );
+    let out = up(&space, &[]);
+    assert!(out.stdout.contains("app     * not started: dependency migrate exited 2"), "{}", out.stdout);
+    assert_eq!(out.code(), Some(2), "{}", out.stdout);
+}
+
+#[test]
+fn probes_exec_tcp_http_decide_readiness() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { break };
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let flag = tempfile::NamedTempFile::new().unwrap().into_temp_path();
+    let flag_path = flag.to_path_buf();
+    drop(flag);
+    let yaml = format!(
+        r#"
+processes:
+  by-exec:
+    command: "sleep 0.5; touch {flag}; sleep 1000"
+    ready: {{ exec: "test -f {flag}", period: 100ms }}
+  by-tcp:
+    command: "sleep 1000"
+    ready: {{ tcp: "127.0.0.1:{port}", period: 100ms }}
+  by-http:
+    command: "sleep 1000"
+    ready: {{ http: "http://127.0.0.1:{port}/health", period: 100ms }}
+  after:
+    command: "echo all ready; exit 6"
+    depends_on: {{ by-exec: ready, by-tcp: ready, by-http: ready }}
+"#,
+        flag = flag_path.display()
+    );
+    let space = Space::new(&yaml);
+    let out = up(&space, &["--exit-on-failure"]);
+    let _ = std::fs::remove_file(&flag_path);
+    assert_eq!(out.code(), Some(6), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("after    | all ready"), "{}", out.stdout);
+    for name in ["by-exec", "by-tcp", "by-http"] {
+        assert_eq!(event_times(&space, name, "ready").len(), 1, "{name}: {}", out.stdout);
+    }
+}
+
+#[test]
+fn restart_on_failure_backs_off_exponentially_then_gives_up() {
+    let space = Space::new(
+        r#"
+processes:
+  crashy:
+    command: "sleep 1.1; exit 1"
+    restart_policy: on-failure
+    max_restarts: 3
+    backoff: { initial: 200ms, multiplier: 2, max: 10s }
+"#,
+    );
+    let out = up(&space, &[]);
+    assert_eq!(out.code(), Some(1), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("gave up after 3 restarts"), "{}", out.stdout);
+    let exits = event_times(&space, "crashy", "exited with code 1");
+    let starts = event_times(&space, "crashy", "started pid");
+    assert_eq!(starts.len(), 4, "{}", out.stdout);
+    assert_eq!(exits.len(), 4, "{}", out.stdout);
+    // The gap between an exit and the next start grows: ~200ms, ~400ms, ~800ms.
+    let gaps: Vec<u64> = (0..3).map(|i| starts[i + 1] - exits[i]).collect();
+    assert!(gaps[0] >= 190 && gaps[1] >= 390 && gaps[2] >= 790, "{gaps:?}");
+    assert!(gaps[1] > gaps[0] && gaps[2] > gaps[1], "{gaps:?}");
+}
+
+#[test]
+fn always_restarts_even_on_success_and_no_never_restarts() {
+    let space = Space::new(
+        r#"
+processes:
+  looper:
+    command: "echo run"
+    restart_policy: always
+    max_restarts: 2
+    backoff: { initial: 50ms }
+  once: { command: "exit 0", restart_policy: "no" }
+"#,
+    );
+    let out = up(&space, &[]);
+    assert_eq!(event_times(&space, "looper", "started pid").len(), 3, "{}", out.stdout);
+    assert_eq!(event_times(&space, "once", "started pid").len(), 1, "{}", out.stdout);
+}
+
+#[test]
+fn crash_loop_guard_stops_fast_failures() {
+    let space = Space::new(
+        r#"
+processes:
+  spin:
+    command: "exit 1"
+    restart_policy: always
+    backoff: { initial: 10ms, max: 20ms }
+"#,
+    );
+    let out = up(&space, &[]);
+    assert!(out.stdout.contains("crash loop"), "{}", out.stdout);
+    assert_eq!(out.code(), Some(1));
+}
+
+#[test]
+fn memory_limit_restarts_the_process() {
+    let space = Space::new(
+        r#"
+processes:
+  hog:
+    command: "tail /dev/zero"
+    max_memory: 40M
+    restart_policy: "no"
+  stopper: { command: "sleep 8; exit 7" }
+"#,
+    );
+    let out = up(&space, &["--exit-on-failure"]);
+    let log = space.log("hog");
+    assert!(log.contains("over limit 40M: restarting"), "{log}\n{}", out.stdout);
+    assert!(event_times(&space, "hog", "started pid").len() >= 2, "{}", out.stdout);
+}
+
+#[test]
+fn stop_escalates_to_sigkill_and_leaves_no_orphan() {
+    let space = Space::new(
+        r#"
+processes:
+  stubborn:
+    command: "trap '' TERM HUP INT; while true; do sleep 0.1; done"
+    stop_timeout: 300ms
+  background: { command: "sleep 1000 & sleep 1000 & wait" }
+  nohup: { command: "(trap '' HUP TERM; sleep 1000) & wait" }
+  escaped: { command: "setsid sleep 1000 & sleep 1000" }
+  daemon: { command: "(sleep 1000 &) ; sleep 1000" }
+  ender: { command: "sleep 1.5; exit 4" }
+"#,
+    );
+    let out = up(&space, &["--exit-on-failure"]);
+    assert_eq!(out.code(), Some(4), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("did not stop within 300ms: sent SIGKILL"), "{}", out.stdout);
+    let left = space.wait_no_survivors();
+    assert!(left.is_empty(), "left behind: {left:?}\n{}", out.stdout);
+}
+
+#[test]
+fn sigint_and_sigterm_stop_gracefully_with_130_and_143() {
+    for (sig, code) in [("INT", 130), ("TERM", 143)] {
+        let space = Space::new(
+            r#"
+processes:
+  a: { command: "echo started; sleep 1000" }
+  b: { command: "sleep 1000 & wait" }
+"#,
+        );
+        let mut cmd = space.mew();
+        cmd.args(["space", "up", "--no-tui", "--timestamps=false"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = cmd.spawn().unwrap();
+        let pid = child.id();
+        assert!(wait_for(T, || space.log("a").contains("started")), "never started");
+        common::kill(pid, sig);
+        let out = common::wait_output(child, T);
+        assert_eq!(out.code(), Some(code), "{sig}: {}\n{}", out.stdout, out.stderr);
+        assert!(space.wait_no_survivors().is_empty());
+    }
+}
+
+#[test]
+fn log_keeps_every_line_in_order() {
+    let space = Space::new(
+        r#"
+processes:
+  counter: { command: "seq 1 200000" }
+"#,
+    );
+    let out = up(&space, &[]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let lines: Vec<String> = log_lines(&space, "counter")
+        .into_iter()
+        .filter(|l| !l.starts_with("* "))
+        .collect();
+    assert_eq!(lines.len(), 200000);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l, &(i + 1).to_string());
+    }
+    let printed = out.stdout.lines().filter(|l| l.starts_with("counter | ")).count();
+    assert_eq!(printed, 200000);
+}
+
+#[test]
+fn logs_rotate_by_size() {
+    let space = Space::new(
+        r#"
+logs: { rotate_size: 20K, keep: 2 }
+processes:
+  chatty: { command: "seq 1 20000" }
+"#,
+    );
+    let out = up(&space, &[]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let dir = space.path().join(".mew/logs");
+    assert!(dir.join("chatty.log.1").exists());
+    assert!(dir.join("chatty.log.2").exists());
+    assert!(!dir.join("chatty.log.3").exists());
+    let size = std::fs::metadata(dir.join("chatty.log")).unwrap().len();
+    assert!(size <= 20 * 1024, "{size}");
+    // The newest lines are in the current file, in order.
+    let lines = log_lines(&space, "chatty");
+    assert!(lines.iter().any(|l| l == "20000"));
+}
+
+#[test]
+fn two_spaces_run_side_by_side() {
+    let a = Space::new("processes:\n  p: { command: \"sleep 1; echo in-a\" }\n");
+    let b = Space::new("processes:\n  p: { command: \"sleep 1; echo in-b\" }\n");
+    let mut ca = a.mew();
+    ca.args(["space", "up", "--no-tui"]);
+    let mut cb = b.mew();
+    cb.args(["space", "up", "--no-tui"]);
+    let ta = std::thread::spawn(move || run(ca, T));
+    let tb = std::thread::spawn(move || run(cb, T));
+    let (oa, ob) = (ta.join().unwrap(), tb.join().unwrap());
+    assert_eq!(oa.code(), Some(0), "{}", oa.stderr);
+    assert_eq!(ob.code(), Some(0), "{}", ob.stderr);
+    assert!(a.log("p").contains("in-a") && !a.log("p").contains("in-b"));
+    assert!(b.log("p").contains("in-b") && !b.log("p").contains("in-a"));
+}
+
+#[test]
+fn children_get_the_mew_environment_and_a_tty() {
+    let space = Space::new(
+        r#"
+space: { id: envtest }
+processes:
+  show:
+    command: "echo space=$MEW_SPACE proc=$MEW_PROCESS term=$TERM run=${MEW_RUN_ID:+set}; [ -t 1 ] && echo tty"
+"#,
+    );
+    let out = up(&space, &[]);
+    assert!(out.stdout.contains("space=envtest proc=show term=xterm-256color run=set"), "{}", out.stdout);
+    assert!(out.stdout.contains("show | tty"), "{}", out.stdout);
+}
