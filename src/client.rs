@@ -391,7 +391,7 @@ fn down_without_server(space_dir: &Path) -> ExitCode {
             drop(lock);
             ExitCode::SUCCESS
         }
-        Err(space::LockError::Held { pid }) => {
+        Err(space::LockError::Held { pid, .. }) => {
             eprintln!(
                 "mew: a space server holds the lock (pid {}) but does not answer on {}",
                 pid.map_or("unknown".into(), |p| p.to_string()),
@@ -577,7 +577,7 @@ pub fn up_detached(cfg: &SpaceConfig, config_args: &[std::ffi::OsString], opts: 
     }
     match space::try_lock(&paths) {
         Ok(lock) => drop(lock),
-        Err(space::LockError::Held { pid }) => {
+        Err(space::LockError::Held { pid, .. }) => {
             let pid = pid.map_or("unknown pid".to_string(), |p| format!("pid {p}"));
             eprintln!(
                 "mew: space \"{}\" is already running ({pid}) — use \"mew space attach\" or \"mew space down\"",

@@ -142,7 +142,7 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     }
     let lock = match space::try_lock(&paths) {
         Ok(l) => l,
-        Err(space::LockError::Held { pid }) => {
+        Err(space::LockError::Held { pid, .. }) => {
             let pid = pid.map_or("unknown pid".to_string(), |p| format!("pid {p}"));
             eprintln!(
                 "mew: space \"{}\" is already running ({pid}) — use \"mew space attach\" or \"mew space down\"",
@@ -335,7 +335,7 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     }
     let _ = std::fs::remove_file(&paths.state);
     let _ = std::fs::remove_file(&paths.socket);
-    space::unregister(&space_dir);
+    let _ = space::unregister(&space_dir);
     // Give clients streaming the shutdown a moment to read their last frames.
     tokio::time::sleep(Duration::from_millis(20)).await;
     drop(lock);

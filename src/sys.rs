@@ -294,6 +294,14 @@ pub fn spawn_daemon(exe: &Path, args: &[OsString], log: &Path) -> io::Result<u32
     Ok(child?.id())
 }
 
+/// Register a descriptor with tokio's reactor.
+pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: an `OwnedFd` owns its descriptor until it is dropped, and its
+    // `as_raw_fd` always returns that same open descriptor; the `AsyncFd`
+    // takes ownership of it, so it stays open for the `AsyncFd`'s lifetime.
+    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
+}
+
 /// The current user's uid.
 pub fn uid() -> u32 {
     nix::unistd::getuid().as_raw()

@@ -376,6 +376,11 @@ impl Actor {
             state: state.clone(),
             reason: message.clone(),
         });
+        // Waiting on nothing is not news: the "started" event follows at once.
+        if matches!(&state, ProcState::Pending { waiting_for } if waiting_for.is_empty()) {
+            self.dirty = true;
+            return;
+        }
         self.emit(i, at, state, message);
     }
 
@@ -657,6 +662,15 @@ impl Actor {
         p.started_at = Some(now_millis());
         p.started = Some(Instant::now());
         *shared.pty.lock().unwrap_or_else(|e| e.into_inner()) = Some(pty.clone());
+        let probe = p.rp.ready.clone();
+        let log_re = p.log_re.clone();
+        // The event goes out before the reader starts, so "started" precedes the output.
+        if probe.is_none() {
+            p.ready = true;
+            self.set_state(i, ProcState::Ready, format!("started pid {pid}"));
+        } else {
+            self.set_state(i, ProcState::Starting, format!("started pid {pid}, waiting until ready"));
+        }
         let finish = Finish::new();
         let reader = tokio::spawn(read_output(
             self.shared.clone(),
@@ -665,20 +679,15 @@ impl Actor {
             pty,
             finish.clone(),
             self.sink.clone(),
-            p.log_re.clone(),
+            log_re,
             self.tx.clone(),
         ));
         let tx = self.tx.clone();
         tokio::spawn(watch_exit(tx, i, generation, exit_rx, finish, reader));
 
-        let probe = p.rp.ready.clone();
         match probe {
-            None => {
-                p.ready = true;
-                self.set_state(i, ProcState::Ready, format!("started pid {pid}"));
-            }
+            None => {}
             Some(probe) => {
-                self.set_state(i, ProcState::Starting, format!("started pid {pid}, waiting until ready"));
                 if !matches!(probe.kind, ProbeKind::Log { .. }) {
                     let tx = self.tx.clone();
                     let env = env.clone();

@@ -194,7 +194,6 @@ pub(crate) enum Cmd {
     RestartDue { index: usize, generation: u64 },
     ProbeResult { index: usize, generation: u64, result: Result<(), String> },
     LogMatched { index: usize, generation: u64 },
-    StartDelayDone { index: usize, generation: u64 },
     Sample,
     Usage(std::collections::HashMap<u32, (u64, u64)>, std::time::Instant),
     ShutdownDeadline,

@@ -23,7 +23,7 @@ impl Pty {
     pub fn new(master: OwnedFd) -> io::Result<Pty> {
         sys::set_nonblocking(&master)?;
         Ok(Pty {
-            fd: AsyncFd::new(master)?,
+            fd: sys::async_fd(master)?,
         })
     }
 
