@@ -3,6 +3,8 @@
 //! The binary is a thin entry point (`src/main.rs`); everything lives here so
 //! that tests and benchmarks can reach it.
 
+pub mod check;
 pub mod cli;
 pub mod config;
+pub mod init;
 pub mod status;

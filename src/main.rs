@@ -2,10 +2,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use mew::cli::Cli;
+use mew::cli::{Cli, Command, SpaceCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _ = cli;
-    ExitCode::SUCCESS
+    match &cli.command {
+        Some(Command::Init(args)) => mew::init::run(&cli.space, args),
+        Some(Command::Space(SpaceCommand::Check(args))) => mew::check::run(&cli.space, args),
+        _ => ExitCode::SUCCESS,
+    }
 }
