@@ -236,7 +236,9 @@ impl<'a> Builder<'a> {
             {
                 self.warn(
                     Some(&k.loc),
-                    format!("unknown key `{key}` in {context} is ignored\nhelp: did you mean `{s}`?"),
+                    format!(
+                        "unknown key `{key}` in {context} is ignored\nhelp: did you mean `{s}`?"
+                    ),
                 );
             }
             out.push((key, k, v));
@@ -496,7 +498,10 @@ impl<'a> Builder<'a> {
                     if key.is_empty() || key.contains('=') || key.contains('\0') {
                         self.err(
                             &k.loc,
-                            format!("`{what}`: `{}` is not a valid environment variable name", key.escape_debug()),
+                            format!(
+                                "`{what}`: `{}` is not a valid environment variable name",
+                                key.escape_debug()
+                            ),
                         );
                         continue;
                     }
@@ -621,11 +626,7 @@ impl<'a> Builder<'a> {
                 locs.push(n.loc.clone());
             }
             NodeValue::Null => {}
-            _ => self.mismatch(
-                n,
-                what,
-                "a list of names or a mapping of name: condition",
-            ),
+            _ => self.mismatch(n, what, "a list of names or a mapping of name: condition"),
         }
         (deps, locs)
     }
@@ -731,7 +732,9 @@ impl<'a> Builder<'a> {
                         } else if !url.starts_with("http://") && !url.starts_with('$') {
                             self.err(
                                 &v.loc,
-                                format!("`{w}`: expected a URL starting with `http://`, found `{url}`"),
+                                format!(
+                                    "`{w}`: expected a URL starting with `http://`, found `{url}`"
+                                ),
                             );
                         }
                         kinds.push((ProbeKind::Http { url }, k.loc.clone(), "http"));
@@ -742,7 +745,11 @@ impl<'a> Builder<'a> {
                         NodeValue::Int(port) => Some(("127.0.0.1".to_owned(), port.to_string())),
                         NodeValue::Str(s) => match s.rsplit_once(':') {
                             Some((h, port)) if !port.is_empty() => Some((
-                                if h.is_empty() { "127.0.0.1".to_owned() } else { h.to_owned() },
+                                if h.is_empty() {
+                                    "127.0.0.1".to_owned()
+                                } else {
+                                    h.to_owned()
+                                },
                                 port.to_owned(),
                             )),
                             _ => None,
@@ -831,7 +838,9 @@ impl<'a> Builder<'a> {
                 let loc = loc.clone();
                 self.err(
                     &loc,
-                    format!("`{what}`: a probe has one target, found both `{first}` and `{second}`"),
+                    format!(
+                        "`{what}`: a probe has one target, found both `{first}` and `{second}`"
+                    ),
                 );
                 None
             }
@@ -908,7 +917,10 @@ impl<'a> Builder<'a> {
                             "rotate_size" => {
                                 if let Some(s) = self.size(lv, "logs.rotate_size") {
                                     if s == 0 {
-                                        self.err(&lv.loc, "`logs.rotate_size`: must be more than 0");
+                                        self.err(
+                                            &lv.loc,
+                                            "`logs.rotate_size`: must be more than 0",
+                                        );
                                     }
                                     out.rotate_size = Some(s);
                                 }
@@ -1008,7 +1020,8 @@ impl<'a> Builder<'a> {
                 continue;
             }
             let ptype = nv.get("type").and_then(Node::as_str);
-            let flag = |key: &str| matches!(nv.get(key).map(|n| &n.value), Some(NodeValue::Bool(true)));
+            let flag =
+                |key: &str| matches!(nv.get(key).map(|n| &n.value), Some(NodeValue::Bool(true)));
             if ptype == Some("mcp-bridge") {
                 let note = "type mcp-bridge needs the MEW CLI's bridge".to_owned();
                 self.warn(
@@ -1017,7 +1030,11 @@ impl<'a> Builder<'a> {
                 );
                 out.participants.push(ParticipantInfo { name, note });
             } else if command.is_none() && (flag("auto_connect") || flag("fifo")) {
-                let what = if flag("auto_connect") { "auto_connect" } else { "fifo" };
+                let what = if flag("auto_connect") {
+                    "auto_connect"
+                } else {
+                    "fifo"
+                };
                 self.warn(
                     Some(&nk.loc),
                     format!("participant `{name}` ({what}) is not started: FIFO/auto-connect clients need the MEW CLI's client, which mew does not run"),

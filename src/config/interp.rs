@@ -106,7 +106,10 @@ mod tests {
 
     #[test]
     fn other_dollars_are_kept() {
-        assert_eq!(run("$HOME ${1} ${a b} ${unclosed $").0, "$HOME ${1} ${a b} ${unclosed $");
+        assert_eq!(
+            run("$HOME ${1} ${a b} ${unclosed $").0,
+            "$HOME ${1} ${a b} ${unclosed $"
+        );
         assert!(run("$HOME ${1}").1.is_empty());
         assert_eq!(run("é${PORT}ü").0, "é8080ü");
     }

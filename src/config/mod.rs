@@ -106,10 +106,11 @@ pub fn load_with_env(
         let dir = absolute(&opts.space_dir)?;
         return load_procfile(p, &dir, env);
     }
-    let explicit = opts
-        .config
-        .clone()
-        .or_else(|| env("MEW_SPACE_CONFIG").filter(|s| !s.is_empty()).map(PathBuf::from));
+    let explicit = opts.config.clone().or_else(|| {
+        env("MEW_SPACE_CONFIG")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    });
     if let Some(path) = explicit {
         if !path.is_file() {
             return Err(ConfigError::NotFound {
@@ -312,7 +313,9 @@ fn load_procfile(
                 errors.push(Diagnostic {
                     file: dotenv_path.clone(),
                     loc: None,
-                    message: format!("PORT=`{t}` is not a port number, so Procfile ports cannot be assigned"),
+                    message: format!(
+                        "PORT=`{t}` is not a port number, so Procfile ports cannot be assigned"
+                    ),
                 });
                 PROCFILE_BASE_PORT
             }
@@ -325,12 +328,20 @@ fn load_procfile(
             errors.push(Diagnostic {
                 file: path.clone(),
                 loc: Some(e.loc.clone()),
-                message: format!("`{}` would get PORT {port}, beyond 65535 (base port {base})", e.name),
+                message: format!(
+                    "`{}` would get PORT {port}, beyond 65535 (base port {base})",
+                    e.name
+                ),
             });
             continue;
         };
-        let mut p = build::default_process(&e.name, ProcKind::Process, e.command.clone(), e.loc.clone());
-        p.env_file_vars = dotenv.iter().filter(|(k, _)| k != "PORT").cloned().collect();
+        let mut p =
+            build::default_process(&e.name, ProcKind::Process, e.command.clone(), e.loc.clone());
+        p.env_file_vars = dotenv
+            .iter()
+            .filter(|(k, _)| k != "PORT")
+            .cloned()
+            .collect();
         p.env_file_vars.push(("PORT".to_owned(), port.to_string()));
         processes.push(p);
     }
@@ -364,7 +375,13 @@ fn load_procfile(
 pub fn token_env_name(participant: &str) -> String {
     let id: String = participant
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("MEW_TOKEN_{id}")
 }
@@ -431,7 +448,12 @@ fn resolve_one(
         let (value, unset) = {
             let lookup = |name: &str| {
                 builtin(name)
-                    .or_else(|| env.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.clone()))
+                    .or_else(|| {
+                        env.iter()
+                            .rev()
+                            .find(|(n, _)| n == name)
+                            .map(|(_, v)| v.clone())
+                    })
                     .or_else(|| os_env(name))
             };
             interpolate(v, &lookup)
@@ -441,7 +463,12 @@ fn resolve_one(
     }
     let lookup = |name: &str| {
         builtin(name)
-            .or_else(|| env.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.clone()))
+            .or_else(|| {
+                env.iter()
+                    .rev()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+            })
             .or_else(|| os_env(name))
     };
     let mut field = |what: &str, s: &str| {

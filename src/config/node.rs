@@ -157,7 +157,11 @@ impl<'de> Visitor<'de> for ValueVisitor {
 
 /// Parse a YAML document into a spanned tree. An empty document is `Null`.
 pub fn parse(text: &str) -> Result<Node, serde_saphyr::Error> {
-    if text.trim().is_empty() || text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+    if text.trim().is_empty()
+        || text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
         return Ok(Node {
             value: NodeValue::Null,
             loc: Loc { line: 1, col: 1 },
@@ -180,12 +184,17 @@ mod tests {
         assert_eq!(m[0].0.as_str(), Some("b"));
         assert_eq!(m[0].1.value, NodeValue::Int(1));
         assert_eq!(m[0].1.loc, Loc { line: 1, col: 4 });
-        let NodeValue::Seq(items) = &m[1].1.value else { panic!("not a seq") };
+        let NodeValue::Seq(items) = &m[1].1.value else {
+            panic!("not a seq")
+        };
         assert_eq!(items[0].loc, Loc { line: 3, col: 5 });
         assert_eq!(items[1].value, NodeValue::Str("no".into()));
         assert_eq!(items[2].value, NodeValue::Str("no".into()));
         assert_eq!(items[3].value, NodeValue::Null);
-        assert_eq!(n.get("c").unwrap().get("d").unwrap().value, NodeValue::Float(1.5));
+        assert_eq!(
+            n.get("c").unwrap().get("d").unwrap().value,
+            NodeValue::Float(1.5)
+        );
     }
 
     #[test]

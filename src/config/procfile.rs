@@ -52,7 +52,11 @@ pub fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, Vec<LineError>>
             Err((offset, msg)) => errors.push((loc(lineno, value_col + offset), msg)),
         }
     }
-    if errors.is_empty() { Ok(vars) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(vars)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Parse the right-hand side of a `.env` line. Errors carry a byte offset into `raw`.
@@ -104,7 +108,10 @@ fn parse_value(raw: &str) -> Result<String, (usize, String)> {
     if !tail.is_empty() && !tail.starts_with('#') {
         return Err((
             rest_start,
-            format!("unexpected text after the closing quote: `{}`", tail.trim_end()),
+            format!(
+                "unexpected text after the closing quote: `{}`",
+                tail.trim_end()
+            ),
         ));
     }
     Ok(value)
@@ -165,7 +172,11 @@ pub fn parse_procfile(text: &str) -> Result<Vec<ProcfileEntry>, Vec<LineError>> 
             loc: loc(lineno, indent + 1),
         });
     }
-    if errors.is_empty() { Ok(entries) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(entries)
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]
@@ -189,7 +200,8 @@ mod tests {
 
     #[test]
     fn dotenv_errors_are_located_and_all_reported() {
-        let errs = parse_dotenv("OK=1\nno equals here\n1BAD=x\nQ=\"open\nR='x' junk\n").unwrap_err();
+        let errs =
+            parse_dotenv("OK=1\nno equals here\n1BAD=x\nQ=\"open\nR='x' junk\n").unwrap_err();
         assert_eq!(errs.len(), 4);
         assert_eq!(errs[0].0, Loc { line: 2, col: 1 });
         assert!(errs[0].1.contains("KEY=VALUE"));
@@ -203,7 +215,8 @@ mod tests {
 
     #[test]
     fn procfile_basics() {
-        let e = parse_procfile("# c\nweb: bundle exec rails s -p $PORT\n\n  worker:sh -c 'a: b'\n").unwrap();
+        let e = parse_procfile("# c\nweb: bundle exec rails s -p $PORT\n\n  worker:sh -c 'a: b'\n")
+            .unwrap();
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].name, "web");
         assert_eq!(e[0].command, "bundle exec rails s -p $PORT");
@@ -215,12 +228,17 @@ mod tests {
 
     #[test]
     fn procfile_errors() {
-        let errs = parse_procfile("web: ok\njust text\n../x: evil\nempty:   \nweb: again\n").unwrap_err();
+        let errs =
+            parse_procfile("web: ok\njust text\n../x: evil\nempty:   \nweb: again\n").unwrap_err();
         let lines: Vec<u32> = errs.iter().map(|(l, _)| l.line).collect();
         assert_eq!(lines, vec![2, 3, 4, 5]);
         assert!(errs[0].1.contains("name: command"));
         assert!(errs[1].1.contains("../x"));
         assert!(errs[2].1.contains("empty command"));
-        assert!(errs[3].1.contains("duplicate process name `web` (first defined on line 1)"));
+        assert!(
+            errs[3]
+                .1
+                .contains("duplicate process name `web` (first defined on line 1)")
+        );
     }
 }

@@ -47,8 +47,18 @@ mod tests {
     use super::*;
 
     const KEYS: &[&str] = &[
-        "command", "args", "env", "cwd", "env_file", "depends_on", "auto_start",
-        "restart_policy", "ready", "tokens", "type", "disabled",
+        "command",
+        "args",
+        "env",
+        "cwd",
+        "env_file",
+        "depends_on",
+        "auto_start",
+        "restart_policy",
+        "ready",
+        "tokens",
+        "type",
+        "disabled",
     ];
 
     #[test]

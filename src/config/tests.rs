@@ -107,15 +107,27 @@ processes:
     assert_eq!(c.logs.dir, dir().join("var/logs"));
     assert_eq!((c.logs.rotate_size, c.logs.keep), (1 << 20, 2));
     assert_eq!(c.shutdown_timeout, Duration::from_secs(3));
-    assert_eq!(c.ui_keys, vec![("quit".into(), "q".into()), ("restart".into(), "R".into())]);
+    assert_eq!(
+        c.ui_keys,
+        vec![("quit".into(), "q".into()), ("restart".into(), "R".into())]
+    );
     let names: Vec<&str> = c.processes.iter().map(|p| p.name.as_str()).collect();
     assert_eq!(names, ["gateway", "db", "web", "task"]);
     let gw = c.gateway().unwrap();
     assert_eq!(gw.stop_signal.name, "SIGINT");
-    assert_eq!(gw.args.as_deref(), Some(&["--port".to_string(), "${PORT}".to_string()][..]));
+    assert_eq!(
+        gw.args.as_deref(),
+        Some(&["--port".to_string(), "${PORT}".to_string()][..])
+    );
     let db = c.process("db").unwrap();
     let probe = db.ready.clone().unwrap();
-    assert_eq!(probe.kind, ProbeKind::Tcp { host: "127.0.0.1".into(), port: "5432".into() });
+    assert_eq!(
+        probe.kind,
+        ProbeKind::Tcp {
+            host: "127.0.0.1".into(),
+            port: "5432".into()
+        }
+    );
     assert_eq!(probe.initial_delay, Duration::from_secs(1));
     assert_eq!(probe.period, Duration::from_millis(500));
     assert_eq!(probe.timeout, Duration::from_secs(2));
@@ -124,9 +136,20 @@ processes:
     assert_eq!(web.cwd.as_deref(), Some("web"));
     assert_eq!(
         web.env,
-        vec![("A".into(), "1".into()), ("B".into(), "two".into()), ("C".into(), "true".into()), ("D".into(), String::new())]
+        vec![
+            ("A".into(), "1".into()),
+            ("B".into(), "two".into()),
+            ("C".into(), "true".into()),
+            ("D".into(), String::new())
+        ]
     );
-    assert_eq!(web.depends_on, vec![Dependency { name: "db".into(), condition: DependCondition::Ready }]);
+    assert_eq!(
+        web.depends_on,
+        vec![Dependency {
+            name: "db".into(),
+            condition: DependCondition::Ready
+        }]
+    );
     assert_eq!(web.restart_policy, RestartPolicy::Always);
     assert_eq!(web.max_restarts, Some(0));
     assert_eq!(web.backoff.initial, Duration::from_secs(1));
@@ -145,17 +168,33 @@ processes:
 
 #[test]
 fn gateway_defaults() {
-    let c = ok("gateway: { command: gw }\nparticipants:\n  a: { command: agent }\n  b: { command: agent, depends_on_gateway: false }\n  c: { command: agent, depends_on: { gateway: started } }\n");
+    let c = ok(
+        "gateway: { command: gw }\nparticipants:\n  a: { command: agent }\n  b: { command: agent, depends_on_gateway: false }\n  c: { command: agent, depends_on: { gateway: started } }\n",
+    );
     let gw = c.gateway().unwrap();
     assert_eq!(gw.name, "gateway");
     assert_eq!(
         gw.ready.as_ref().map(|p| p.kind.clone()),
-        Some(ProbeKind::Http { url: "http://127.0.0.1:${PORT}/health".into() })
+        Some(ProbeKind::Http {
+            url: "http://127.0.0.1:${PORT}/health".into()
+        })
     );
     let dep = |n: &str| c.process(n).unwrap().depends_on.clone();
-    assert_eq!(dep("a"), vec![Dependency { name: "gateway".into(), condition: DependCondition::Ready }]);
+    assert_eq!(
+        dep("a"),
+        vec![Dependency {
+            name: "gateway".into(),
+            condition: DependCondition::Ready
+        }]
+    );
     assert!(dep("b").is_empty());
-    assert_eq!(dep("c"), vec![Dependency { name: "gateway".into(), condition: DependCondition::Started }]);
+    assert_eq!(
+        dep("c"),
+        vec![Dependency {
+            name: "gateway".into(),
+            condition: DependCondition::Started
+        }]
+    );
     let c = ok("gateway: { command: gw, ready: false }\n");
     assert_eq!(c.gateway().unwrap().ready, None);
     let c = ok("gateway: { command: gw, ready: none }\n");
@@ -169,12 +208,20 @@ fn gateway_defaults() {
 
 #[test]
 fn depends_on_list_defaults() {
-    let c = ok("gateway: { command: gw }\nprocesses:\n  a: { command: x }\n  b: { command: y, depends_on: [a, gateway] }\n");
+    let c = ok(
+        "gateway: { command: gw }\nprocesses:\n  a: { command: x }\n  b: { command: y, depends_on: [a, gateway] }\n",
+    );
     assert_eq!(
         c.process("b").unwrap().depends_on,
         vec![
-            Dependency { name: "a".into(), condition: DependCondition::Started },
-            Dependency { name: "gateway".into(), condition: DependCondition::Ready },
+            Dependency {
+                name: "a".into(),
+                condition: DependCondition::Started
+            },
+            Dependency {
+                name: "gateway".into(),
+                condition: DependCondition::Ready
+            },
         ]
     );
 }
@@ -192,7 +239,11 @@ participants:
     assert_eq!(c.processes.len(), 1);
     assert_eq!(c.processes[0].kind, ProcKind::Participant);
     assert_eq!(c.processes[0].tokens, vec!["t1".to_string()]);
-    let notes: Vec<(&str, &str)> = c.participants.iter().map(|p| (p.name.as_str(), p.note.as_str())).collect();
+    let notes: Vec<(&str, &str)> = c
+        .participants
+        .iter()
+        .map(|p| (p.name.as_str(), p.note.as_str()))
+        .collect();
     assert_eq!(notes[0], ("human", "no command"));
     assert_eq!(notes[1], ("nothing", "no command"));
     assert_eq!(notes[2].0, "client");
@@ -206,23 +257,38 @@ participants:
 #[test]
 fn type_mismatches() {
     let e = one_err("processes:\n  a:\n    command: [node, x]\n");
-    assert!(e.starts_with("3:14 `a.command`: expected a string, found a list"), "{e}");
+    assert!(
+        e.starts_with("3:14 `a.command`: expected a string, found a list"),
+        "{e}"
+    );
     assert!(e.contains("args"));
     let e = one_err("processes:\n  a: { command: x, args: x }\n");
-    assert!(e.contains("`a.args`: expected a list of strings, found a string"), "{e}");
+    assert!(
+        e.contains("`a.args`: expected a list of strings, found a string"),
+        "{e}"
+    );
     let e = one_err("processes:\n  a: { command: x, disabled: maybe }\n");
-    assert!(e.contains("`a.disabled`: expected `true` or `false`, found a string"), "{e}");
+    assert!(
+        e.contains("`a.disabled`: expected `true` or `false`, found a string"),
+        "{e}"
+    );
     let e = one_err("processes: [a, b]\n");
     assert!(e.starts_with("1:12 `processes`: expected a mapping"), "{e}");
     let e = one_err("- a\n");
-    assert!(e.contains("expected a mapping at the top level, found a list"), "{e}");
+    assert!(
+        e.contains("expected a mapping at the top level, found a list"),
+        "{e}"
+    );
     let e = one_err("processes:\n  a: { command: x, scrollback: -1 }\n");
     assert!(e.contains("out of range"), "{e}");
 }
 
 #[test]
 fn empty_command() {
-    assert!(one_err("processes:\n  a: { command: \"  \" }\n").contains("`a.command`: the command is empty"));
+    assert!(
+        one_err("processes:\n  a: { command: \"  \" }\n")
+            .contains("`a.command`: the command is empty")
+    );
     assert!(one_err("processes:\n  a: { command: }\n").contains("the command is empty"));
     assert!(one_err("processes:\n  a: { cwd: x }\n").contains("process `a` has no `command`"));
 }
@@ -230,33 +296,67 @@ fn empty_command() {
 #[test]
 fn bad_values_are_located() {
     let e = one_err("processes:\n  a:\n    command: x\n    stop_signal: SIGFOO\n");
-    assert!(e.starts_with("4:18 `a.stop_signal`: `SIGFOO` is not a supported stop signal"), "{e}");
+    assert!(
+        e.starts_with("4:18 `a.stop_signal`: `SIGFOO` is not a supported stop signal"),
+        "{e}"
+    );
     let e = one_err("processes:\n  a:\n    command: x\n    stop_timeout: 10\n");
-    assert!(e.starts_with("4:19 `a.stop_timeout`: `10` has no unit"), "{e}");
+    assert!(
+        e.starts_with("4:19 `a.stop_timeout`: `10` has no unit"),
+        "{e}"
+    );
     let e = one_err("processes:\n  a:\n    command: x\n    max_memory: 5X\n");
-    assert!(e.starts_with("4:17 `a.max_memory`: `5X` is not a size"), "{e}");
+    assert!(
+        e.starts_with("4:17 `a.max_memory`: `5X` is not a size"),
+        "{e}"
+    );
     let e = one_err("processes:\n  a:\n    command: x\n    restart_policy: on-failur\n");
-    assert!(e.starts_with("4:21 `a.restart_policy`: unknown restart policy `on-failur`"), "{e}");
+    assert!(
+        e.starts_with("4:21 `a.restart_policy`: unknown restart policy `on-failur`"),
+        "{e}"
+    );
     assert!(e.contains("did you mean `on-failure`?"), "{e}");
     let e = one_err("processes:\n  a: { command: x, backoff: { initial: 1m, max: 1s } }\n");
-    assert!(e.contains("`initial` (60000 ms) is longer than `max`"), "{e}");
+    assert!(
+        e.contains("`initial` (60000 ms) is longer than `max`"),
+        "{e}"
+    );
     let e = one_err("processes:\n  a: { command: x, backoff: { multiplier: 0.5 } }\n");
     assert!(e.contains("a.backoff.multiplier"), "{e}");
     let e = one_err("gateway: { command: x, port: 70000 }\n");
-    assert!(e.contains("`gateway.port`: expected a port number (1-65535), found `70000`"), "{e}");
+    assert!(
+        e.contains("`gateway.port`: expected a port number (1-65535), found `70000`"),
+        "{e}"
+    );
     let e = one_err("shutdown_timeout: forever\n");
-    assert!(e.contains("`shutdown_timeout`: `forever` is not a duration"), "{e}");
-    let e = one_err("processes:\n  a: { command: x, depends_on: { b: healthy } }\n  b: { command: y }\n");
+    assert!(
+        e.contains("`shutdown_timeout`: `forever` is not a duration"),
+        "{e}"
+    );
+    let e = one_err(
+        "processes:\n  a: { command: x, depends_on: { b: healthy } }\n  b: { command: y }\n",
+    );
     assert!(e.contains("unknown condition `healthy`"), "{e}");
 }
 
 #[test]
 fn restart_policy_values() {
-    for (text, want) in [("no", RestartPolicy::No), ("'no'", RestartPolicy::No), ("on-failure", RestartPolicy::OnFailure), ("on_failure", RestartPolicy::OnFailure), ("always", RestartPolicy::Always)] {
-        let c = ok(&format!("processes:\n  a: {{ command: x, restart_policy: {text} }}\n"));
+    for (text, want) in [
+        ("no", RestartPolicy::No),
+        ("'no'", RestartPolicy::No),
+        ("on-failure", RestartPolicy::OnFailure),
+        ("on_failure", RestartPolicy::OnFailure),
+        ("always", RestartPolicy::Always),
+    ] {
+        let c = ok(&format!(
+            "processes:\n  a: {{ command: x, restart_policy: {text} }}\n"
+        ));
         assert_eq!(c.processes[0].restart_policy, want, "{text}");
     }
-    assert!(one_err("processes:\n  a: { command: x, restart_policy: true }\n").contains("expected `no`, `on-failure` or `always`"));
+    assert!(
+        one_err("processes:\n  a: { command: x, restart_policy: true }\n")
+            .contains("expected `no`, `on-failure` or `always`")
+    );
     let c = ok("processes:\n  a: { command: y, disabled: false }\n");
     assert_eq!(c.processes[0].command, "y");
 }
@@ -264,25 +364,72 @@ fn restart_policy_values() {
 #[test]
 fn probes() {
     let probe = |ready: &str| {
-        let c = ok(&format!("processes:\n  a: {{ command: x, ready: {ready} }}\n"));
+        let c = ok(&format!(
+            "processes:\n  a: {{ command: x, ready: {ready} }}\n"
+        ));
         c.processes[0].ready.clone().map(|p| p.kind)
     };
-    assert_eq!(probe("{ http: \"http://localhost:3000/\" }"), Some(ProbeKind::Http { url: "http://localhost:3000/".into() }));
-    assert_eq!(probe("{ tcp: 5432 }"), Some(ProbeKind::Tcp { host: "127.0.0.1".into(), port: "5432".into() }));
-    assert_eq!(probe("{ tcp: \"db:${PORT}\" }"), Some(ProbeKind::Tcp { host: "db".into(), port: "${PORT}".into() }));
-    assert_eq!(probe("{ exec: pg_isready }"), Some(ProbeKind::Exec { command: "pg_isready".into() }));
-    assert_eq!(probe("{ log: \"listening on \\\\d+\" }"), Some(ProbeKind::Log { regex: "listening on \\d+".into() }));
+    assert_eq!(
+        probe("{ http: \"http://localhost:3000/\" }"),
+        Some(ProbeKind::Http {
+            url: "http://localhost:3000/".into()
+        })
+    );
+    assert_eq!(
+        probe("{ tcp: 5432 }"),
+        Some(ProbeKind::Tcp {
+            host: "127.0.0.1".into(),
+            port: "5432".into()
+        })
+    );
+    assert_eq!(
+        probe("{ tcp: \"db:${PORT}\" }"),
+        Some(ProbeKind::Tcp {
+            host: "db".into(),
+            port: "${PORT}".into()
+        })
+    );
+    assert_eq!(
+        probe("{ exec: pg_isready }"),
+        Some(ProbeKind::Exec {
+            command: "pg_isready".into()
+        })
+    );
+    assert_eq!(
+        probe("{ log: \"listening on \\\\d+\" }"),
+        Some(ProbeKind::Log {
+            regex: "listening on \\d+".into()
+        })
+    );
     assert_eq!(probe("false"), None);
 
     let e = one_err("processes:\n  a: { command: x, ready: { period: 2s } }\n");
-    assert!(e.starts_with("2:27 `a.ready`: the probe has no target"), "{e}");
+    assert!(
+        e.starts_with("2:27 `a.ready`: the probe has no target"),
+        "{e}"
+    );
     let e = one_err("processes:\n  a: { command: x, ready: { http: \"http://x/\", tcp: 80 } }\n");
     assert!(e.contains("found both `http` and `tcp`"), "{e}");
-    assert!(one_err("processes:\n  a: { command: x, ready: { log: \"(\" } }\n").contains("invalid regex"));
-    assert!(one_err("processes:\n  a: { command: x, ready: { http: \"https://x/\" } }\n").contains("only `http://`"));
-    assert!(one_err("processes:\n  a: { command: x, ready: { tcp: \"host\" } }\n").contains("HOST:PORT"));
-    assert!(one_err("processes:\n  a: { command: x, ready: { exec: x, period: 0s } }\n").contains("longer than 0"));
-    assert!(one_err("processes:\n  a: { command: x, ready: { exec: x, failure_threshold: 0 } }\n").contains("at least 1"));
+    assert!(
+        one_err("processes:\n  a: { command: x, ready: { log: \"(\" } }\n")
+            .contains("invalid regex")
+    );
+    assert!(
+        one_err("processes:\n  a: { command: x, ready: { http: \"https://x/\" } }\n")
+            .contains("only `http://`")
+    );
+    assert!(
+        one_err("processes:\n  a: { command: x, ready: { tcp: \"host\" } }\n")
+            .contains("HOST:PORT")
+    );
+    assert!(
+        one_err("processes:\n  a: { command: x, ready: { exec: x, period: 0s } }\n")
+            .contains("longer than 0")
+    );
+    assert!(
+        one_err("processes:\n  a: { command: x, ready: { exec: x, failure_threshold: 0 } }\n")
+            .contains("at least 1")
+    );
     assert!(one_err("processes:\n  a: { command: x, ready: true }\n").contains("expected a probe"));
 }
 
@@ -297,65 +444,115 @@ fn names_are_safe_file_names() {
     assert!(one_err(&format!("processes:\n  {long}: {{ command: x }}\n")).contains("too long"));
     assert!(one_err("processes:\n  \"\": { command: x }\n").contains("cannot be empty"));
     assert!(one_err("processes:\n  \"a\\0b\": { command: x }\n").contains("not a valid name"));
-    ok(&format!("processes:\n  {}: {{ command: x }}\n  a.b_c-D9: {{ command: x }}\n", "a".repeat(64)));
+    ok(&format!(
+        "processes:\n  {}: {{ command: x }}\n  a.b_c-D9: {{ command: x }}\n",
+        "a".repeat(64)
+    ));
 }
 
 #[test]
 fn duplicate_names() {
     let e = one_err("participants:\n  web: { command: x }\nprocesses:\n  web: { command: y }\n");
-    assert!(e.starts_with("4:3 duplicate name `web` in processes: already defined in participants on line 2"), "{e}");
+    assert!(
+        e.starts_with(
+            "4:3 duplicate name `web` in processes: already defined in participants on line 2"
+        ),
+        "{e}"
+    );
     let e = one_err("gateway: { command: x }\nprocesses:\n  gateway: { command: y }\n");
     assert!(e.contains("duplicate name `gateway`"), "{e}");
     // A participant without a command still owns its name.
-    assert!(one_err("participants:\n  human: {}\nprocesses:\n  human: { command: y }\n").contains("duplicate name `human`"));
+    assert!(
+        one_err("participants:\n  human: {}\nprocesses:\n  human: { command: y }\n")
+            .contains("duplicate name `human`")
+    );
     // Duplicate keys inside one mapping are a YAML error.
-    assert!(one_err("processes:\n  a: { command: x }\n  a: { command: y }\n").contains("duplicate mapping key"));
+    assert!(
+        one_err("processes:\n  a: { command: x }\n  a: { command: y }\n")
+            .contains("duplicate mapping key")
+    );
 }
 
 #[test]
 fn unknown_dependency_with_suggestion() {
-    let e = one_err("processes:\n  database: { command: x }\n  web:\n    command: y\n    depends_on: [databse]\n");
-    assert!(e.starts_with("5:18 `web` depends on `databse`, which is not defined"), "{e}");
+    let e = one_err(
+        "processes:\n  database: { command: x }\n  web:\n    command: y\n    depends_on: [databse]\n",
+    );
+    assert!(
+        e.starts_with("5:18 `web` depends on `databse`, which is not defined"),
+        "{e}"
+    );
     assert!(e.contains("did you mean `database`?"), "{e}");
-    let e = one_err("participants:\n  human: {}\nprocesses:\n  web: { command: y, depends_on: [human] }\n");
+    let e = one_err(
+        "participants:\n  human: {}\nprocesses:\n  web: { command: y, depends_on: [human] }\n",
+    );
     assert!(e.contains("participant without a process"), "{e}");
-    assert!(one_err("processes:\n  a: { command: x, depends_on: [a] }\n").contains("depends on itself"));
+    assert!(
+        one_err("processes:\n  a: { command: x, depends_on: [a] }\n").contains("depends on itself")
+    );
 }
 
 #[test]
 fn dependency_cycles() {
-    let e = one_err("processes:\n  a: { command: x, depends_on: [b] }\n  b: { command: x, depends_on: [c] }\n  c: { command: x, depends_on: [a] }\n");
+    let e = one_err(
+        "processes:\n  a: { command: x, depends_on: [b] }\n  b: { command: x, depends_on: [c] }\n  c: { command: x, depends_on: [a] }\n",
+    );
     assert_eq!(e, "2:33 dependency cycle: a -> b -> c -> a");
-    let e = errs("processes:\n  a: { command: x, depends_on: [b] }\n  b: { command: x, depends_on: [a] }\n  c: { command: x, depends_on: [d] }\n  d: { command: x, depends_on: { c: ready } }\n");
-    assert_eq!(e, vec!["2:33 dependency cycle: a -> b -> a".to_string(), "4:33 dependency cycle: c -> d -> c".to_string()]);
+    let e = errs(
+        "processes:\n  a: { command: x, depends_on: [b] }\n  b: { command: x, depends_on: [a] }\n  c: { command: x, depends_on: [d] }\n  d: { command: x, depends_on: { c: ready } }\n",
+    );
+    assert_eq!(
+        e,
+        vec![
+            "2:33 dependency cycle: a -> b -> a".to_string(),
+            "4:33 dependency cycle: c -> d -> c".to_string()
+        ]
+    );
 }
 
 #[test]
 fn disabled_dependencies() {
-    let e = one_err("processes:\n  a: { command: x, disabled: true }\n  b: { command: y, depends_on: [a] }\n");
-    assert!(e.starts_with("3:33 `b` starts with the space but depends on `a`, which is disabled"), "{e}");
+    let e = one_err(
+        "processes:\n  a: { command: x, disabled: true }\n  b: { command: y, depends_on: [a] }\n",
+    );
+    assert!(
+        e.starts_with("3:33 `b` starts with the space but depends on `a`, which is disabled"),
+        "{e}"
+    );
     // Fine when the dependent does not start by itself.
-    ok("processes:\n  a: { command: x, disabled: true }\n  b: { command: y, auto_start: false, depends_on: [a] }\n");
-    let e = one_err("gateway: { command: x, disabled: true }\nparticipants:\n  p: { command: y }\n");
-    assert!(e.contains("implicitly") && e.contains("depends_on_gateway: false"), "{e}");
-    let c = ok("processes:\n  a: { command: x, auto_start: false }\n  b: { command: y, depends_on: [a] }\n");
+    ok(
+        "processes:\n  a: { command: x, disabled: true }\n  b: { command: y, auto_start: false, depends_on: [a] }\n",
+    );
+    let e =
+        one_err("gateway: { command: x, disabled: true }\nparticipants:\n  p: { command: y }\n");
+    assert!(
+        e.contains("implicitly") && e.contains("depends_on_gateway: false"),
+        "{e}"
+    );
+    let c = ok(
+        "processes:\n  a: { command: x, auto_start: false }\n  b: { command: y, depends_on: [a] }\n",
+    );
     assert!(warnings(&c)[0].contains("`b` waits for `a`, which has `auto_start: false`"));
 }
 
 #[test]
 fn all_errors_at_once() {
-    let e = errs(r#"
+    let e = errs(
+        r#"
 processes:
   a: { command: "", stop_signal: NOPE }
   b: { command: y, depends_on: [zzz], stop_timeout: 5 }
   c: { command: z, max_memory: lots, ready: {} }
-"#);
+"#,
+    );
     assert_eq!(e.len(), 6, "{e:#?}");
 }
 
 #[test]
 fn typo_warnings() {
-    let c = ok("procesess:\n  x: 1\nprocesses:\n  a:\n    command: x\n    autostart: false\n    restart-policy: always\n    env-file: .env\n    depends-on: [b]\n  b:\n    command: y\n    comand: z\n    ready: { exec: x, perod: 1s }\n");
+    let c = ok(
+        "procesess:\n  x: 1\nprocesses:\n  a:\n    command: x\n    autostart: false\n    restart-policy: always\n    env-file: .env\n    depends-on: [b]\n  b:\n    command: y\n    comand: z\n    ready: { exec: x, perod: 1s }\n",
+    );
     let w = warnings(&c);
     let want = [
         "`procesess` in the top level is ignored\nhelp: did you mean `processes`?",
@@ -374,7 +571,9 @@ fn typo_warnings() {
     assert_eq!(c.process("a").unwrap().restart_policy, RestartPolicy::No);
     assert!(c.warnings[1].loc == Some(Loc { line: 6, col: 5 }));
     // Upstream keys are not typos.
-    let c = ok("participants:\n  a: { command: x, capabilities: [], fifo: false, output_log: x, mcp_server: {}, default_to: {}, type: local }\ndefaults: {}\n");
+    let c = ok(
+        "participants:\n  a: { command: x, capabilities: [], fifo: false, output_log: x, mcp_server: {}, default_to: {}, type: local }\ndefaults: {}\n",
+    );
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
 
@@ -389,8 +588,13 @@ fn syntax_errors_are_located() {
 
 #[test]
 fn start_order_is_topological_gateway_first() {
-    let c = ok("gateway: { command: gw }\nparticipants:\n  agent: { command: a, depends_on: [db] }\nprocesses:\n  web: { command: w, depends_on: { agent: ready } }\n  db: { command: d }\n");
-    let order: Vec<&str> = start_order(&c).into_iter().map(|i| c.processes[i].name.as_str()).collect();
+    let c = ok(
+        "gateway: { command: gw }\nparticipants:\n  agent: { command: a, depends_on: [db] }\nprocesses:\n  web: { command: w, depends_on: { agent: ready } }\n  db: { command: d }\n",
+    );
+    let order: Vec<&str> = start_order(&c)
+        .into_iter()
+        .map(|i| c.processes[i].name.as_str())
+        .collect();
     assert_eq!(order, ["gateway", "db", "agent", "web"]);
 }
 
@@ -402,7 +606,11 @@ fn ctx() -> ResolveContext {
 }
 
 fn env_of(r: &ResolvedProcess, k: &str) -> Option<String> {
-    r.env.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    r.env
+        .iter()
+        .rev()
+        .find(|(n, _)| n == k)
+        .map(|(_, v)| v.clone())
 }
 
 #[test]
@@ -422,16 +630,37 @@ processes:
     cwd: /abs
     ready: { tcp: "localhost:${PORT}" }
 "#);
-    let env = |k: &str| if k == "HOME" { Some("/home/u".to_string()) } else { None };
+    let env = |k: &str| {
+        if k == "HOME" {
+            Some("/home/u".to_string())
+        } else {
+            None
+        }
+    };
     let (rs, warns) = resolve_with_env(&c, &ctx(), &env);
     let gw = &rs[0];
     assert_eq!(gw.argv, ["/bin/sh", "-c", "gw --port 8123"]);
-    assert_eq!(gw.ready.as_ref().map(|p| p.kind.clone()), Some(ProbeKind::Http { url: "http://127.0.0.1:8123/h".into() }));
+    assert_eq!(
+        gw.ready.as_ref().map(|p| p.kind.clone()),
+        Some(ProbeKind::Http {
+            url: "http://127.0.0.1:8123/h".into()
+        })
+    );
     assert_eq!(gw.cwd, dir());
     let a = &rs[1];
     assert_eq!(
         a.argv,
-        ["node", "a.js", "--gateway", "ws://localhost:8123", "--space", "sp", "--token", "tok-123", "${PORT}"]
+        [
+            "node",
+            "a.js",
+            "--gateway",
+            "ws://localhost:8123",
+            "--space",
+            "sp",
+            "--token",
+            "tok-123",
+            "${PORT}"
+        ]
     );
     assert_eq!(a.cwd, dir().join("sub/agent"));
     assert_eq!(env_of(a, "ME").as_deref(), Some("agent"));
@@ -443,14 +672,35 @@ processes:
     assert_eq!(env_of(a, "MEW_PROCESS").as_deref(), Some("agent"));
     assert_eq!(env_of(a, "MEW_TOKEN_AGENT").as_deref(), Some("tok-123"));
     let keys: Vec<&str> = a.env.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(keys, ["ME", "KEY", "HOME_DIR", "BOTH", "MEW_SPACE", "MEW_SPACE_DIR", "MEW_PROCESS", "MEW_TOKEN_AGENT"]);
+    assert_eq!(
+        keys,
+        [
+            "ME",
+            "KEY",
+            "HOME_DIR",
+            "BOTH",
+            "MEW_SPACE",
+            "MEW_SPACE_DIR",
+            "MEW_PROCESS",
+            "MEW_TOKEN_AGENT"
+        ]
+    );
     let db = &rs[2];
     assert_eq!(db.argv[2], "echo /space/demo/.mew/space.yaml");
     assert_eq!(db.cwd, PathBuf::from("/abs"));
-    assert_eq!(db.ready.as_ref().map(|p| p.kind.clone()), Some(ProbeKind::Tcp { host: "localhost".into(), port: "8123".into() }));
+    assert_eq!(
+        db.ready.as_ref().map(|p| p.kind.clone()),
+        Some(ProbeKind::Tcp {
+            host: "localhost".into(),
+            port: "8123".into()
+        })
+    );
     assert!(env_of(db, "MEW_TOKEN_DB").is_none());
     assert_eq!(warns.len(), 1, "{warns:#?}");
-    assert_eq!(warns[0].message, "`${OPENAI_API_KEY}` in `agent.env.KEY` is left as written: it is not set in the environment");
+    assert_eq!(
+        warns[0].message,
+        "`${OPENAI_API_KEY}` in `agent.env.KEY` is left as written: it is not set in the environment"
+    );
     assert_eq!(warns[0].loc, Some(Loc { line: 5, col: 3 }));
 }
 
@@ -473,25 +723,55 @@ fn env_file_is_read_at_load() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("app.env"), "A=1\nB='two'\n").unwrap();
     let path = tmp.path().join("space.yaml");
-    let c = parse_yaml("processes:\n  a: { command: x, env_file: app.env, env: { B: three, C: \"${A}\" } }\n", &path, tmp.path()).unwrap();
+    let c = parse_yaml(
+        "processes:\n  a: { command: x, env_file: app.env, env: { B: three, C: \"${A}\" } }\n",
+        &path,
+        tmp.path(),
+    )
+    .unwrap();
     let (rs, _) = resolve_with_env(&c, &ctx(), &|_| None);
-    let keys: Vec<(&str, &str)> = rs[0].env.iter().take(4).map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let keys: Vec<(&str, &str)> = rs[0]
+        .env
+        .iter()
+        .take(4)
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     assert_eq!(keys, [("A", "1"), ("B", "two"), ("B", "three"), ("C", "1")]);
-    let e = parse_yaml("processes:\n  a: { command: x, env_file: missing.env }\n", &path, tmp.path()).unwrap_err();
+    let e = parse_yaml(
+        "processes:\n  a: { command: x, env_file: missing.env }\n",
+        &path,
+        tmp.path(),
+    )
+    .unwrap_err();
     assert!(e.errors()[0].message.contains("cannot read"), "{e}");
     std::fs::write(tmp.path().join("bad.env"), "OK=1\nnot a line\n").unwrap();
-    let e = parse_yaml("processes:\n  a: { command: x, env_file: bad.env }\n", &path, tmp.path()).unwrap_err();
+    let e = parse_yaml(
+        "processes:\n  a: { command: x, env_file: bad.env }\n",
+        &path,
+        tmp.path(),
+    )
+    .unwrap_err();
     assert_eq!(e.errors()[0].file, tmp.path().join("bad.env"));
     assert_eq!(e.errors()[0].loc, Some(Loc { line: 2, col: 1 }));
-    assert!(e.to_string().contains("bad.env:2:1: expected `KEY=VALUE`"), "{e}");
+    assert!(
+        e.to_string().contains("bad.env:2:1: expected `KEY=VALUE`"),
+        "{e}"
+    );
 }
 
 #[test]
 fn procfile_loading() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("Procfile"), "web: serve -p $PORT\nworker: work\n").unwrap();
+    std::fs::write(
+        tmp.path().join("Procfile"),
+        "web: serve -p $PORT\nworker: work\n",
+    )
+    .unwrap();
     std::fs::write(tmp.path().join(".env"), "PORT=6000\nSECRET=s\n").unwrap();
-    let opts = LoadOptions { space_dir: tmp.path().to_path_buf(), ..Default::default() };
+    let opts = LoadOptions {
+        space_dir: tmp.path().to_path_buf(),
+        ..Default::default()
+    };
     let c = load_with_env(&opts, &|_| None).unwrap();
     assert_eq!(c.source, ConfigSource::Procfile);
     let (rs, _) = resolve_with_env(&c, &ctx(), &|_| None);
@@ -501,39 +781,67 @@ fn procfile_loading() {
     assert_eq!(env_of(&rs[1], "SECRET").as_deref(), Some("s"));
     std::fs::remove_file(tmp.path().join(".env")).unwrap();
     let c = load_with_env(&opts, &|k| (k == "PORT").then(|| "7000".to_string())).unwrap();
-    assert_eq!(c.processes[1].env_file_vars, vec![("PORT".to_string(), "7100".to_string())]);
+    assert_eq!(
+        c.processes[1].env_file_vars,
+        vec![("PORT".to_string(), "7100".to_string())]
+    );
     let c = load_with_env(&opts, &|_| None).unwrap();
-    assert_eq!(c.processes[0].env_file_vars, vec![("PORT".to_string(), "5000".to_string())]);
+    assert_eq!(
+        c.processes[0].env_file_vars,
+        vec![("PORT".to_string(), "5000".to_string())]
+    );
 }
 
 #[test]
 fn discovery_order() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let opts = LoadOptions { space_dir: d.to_path_buf(), ..Default::default() };
+    let opts = LoadOptions {
+        space_dir: d.to_path_buf(),
+        ..Default::default()
+    };
     let none = |_: &str| None;
     match load_with_env(&opts, &none) {
         Err(ConfigError::NotFound { searched }) => assert_eq!(searched.len(), 3),
         other => panic!("{other:?}"),
     }
     std::fs::write(d.join("Procfile"), "a: x\n").unwrap();
-    assert_eq!(load_with_env(&opts, &none).unwrap().source, ConfigSource::Procfile);
+    assert_eq!(
+        load_with_env(&opts, &none).unwrap().source,
+        ConfigSource::Procfile
+    );
     std::fs::write(d.join("space.yaml"), "space: { id: plain }\n").unwrap();
     assert_eq!(load_with_env(&opts, &none).unwrap().id, "plain");
     std::fs::create_dir(d.join(".mew")).unwrap();
     std::fs::write(d.join(".mew/space.yaml"), "space: { id: dotmew }\n").unwrap();
     assert_eq!(load_with_env(&opts, &none).unwrap().id, "dotmew");
     std::fs::write(d.join("other.yaml"), "space: { id: other }\n").unwrap();
-    let env = |k: &str| (k == "MEW_SPACE_CONFIG").then(|| d.join("other.yaml").display().to_string());
+    let env =
+        |k: &str| (k == "MEW_SPACE_CONFIG").then(|| d.join("other.yaml").display().to_string());
     assert_eq!(load_with_env(&opts, &env).unwrap().id, "other");
-    let explicit = LoadOptions { config: Some(d.join(".mew/space.yaml")), ..opts.clone() };
+    let explicit = LoadOptions {
+        config: Some(d.join(".mew/space.yaml")),
+        ..opts.clone()
+    };
     let c = load_with_env(&explicit, &env).unwrap();
     assert_eq!(c.id, "dotmew");
     assert_eq!(c.dir, d.canonicalize().unwrap());
-    let pf = LoadOptions { procfile: Some(d.join("Procfile")), ..opts.clone() };
-    assert_eq!(load_with_env(&pf, &none).unwrap().source, ConfigSource::Procfile);
-    let missing = LoadOptions { config: Some(d.join("nope.yaml")), ..opts };
-    assert!(matches!(load_with_env(&missing, &none), Err(ConfigError::NotFound { .. })));
+    let pf = LoadOptions {
+        procfile: Some(d.join("Procfile")),
+        ..opts.clone()
+    };
+    assert_eq!(
+        load_with_env(&pf, &none).unwrap().source,
+        ConfigSource::Procfile
+    );
+    let missing = LoadOptions {
+        config: Some(d.join("nope.yaml")),
+        ..opts
+    };
+    assert!(matches!(
+        load_with_env(&missing, &none),
+        Err(ConfigError::NotFound { .. })
+    ));
 }
 
 #[test]
@@ -543,5 +851,8 @@ fn error_report_format() {
     let text = e.to_string();
     let want = "error: /space/demo/.mew/space.yaml:4:18: `web` depends on `databse`, which is not defined\n  |\n4 |     depends_on: [databse]\n  |                  ^\n  = help: did you mean `database`?\n";
     assert!(text.starts_with(want), "{text}");
-    assert!(text.ends_with("1 configuration error in /space/demo/.mew/space.yaml; nothing was started"), "{text}");
+    assert!(
+        text.ends_with("1 configuration error in /space/demo/.mew/space.yaml; nothing was started"),
+        "{text}"
+    );
 }

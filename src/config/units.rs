@@ -135,7 +135,18 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
         assert_eq!(parse_duration(" 3s "), Ok(Duration::from_secs(3)));
-        for bad in ["", "s", "10", "1.5s", "10 s", "10sec", "-1s", "1m30s", "10S", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "s",
+            "10",
+            "1.5s",
+            "10 s",
+            "10sec",
+            "-1s",
+            "1m30s",
+            "10S",
+            "99999999999999999999s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
         }
         assert!(parse_duration("10").unwrap_err().contains("`10s`"));
@@ -157,7 +168,18 @@ mod tests {
 
     #[test]
     fn signals() {
-        for (s, n) in [("TERM", libc::SIGTERM), ("SIGTERM", libc::SIGTERM), ("int", libc::SIGINT), ("HUP", libc::SIGHUP), ("QUIT", libc::SIGQUIT), ("KILL", libc::SIGKILL), ("USR1", libc::SIGUSR1), ("SIGUSR2", libc::SIGUSR2), ("9", libc::SIGKILL), ("15", libc::SIGTERM)] {
+        for (s, n) in [
+            ("TERM", libc::SIGTERM),
+            ("SIGTERM", libc::SIGTERM),
+            ("int", libc::SIGINT),
+            ("HUP", libc::SIGHUP),
+            ("QUIT", libc::SIGQUIT),
+            ("KILL", libc::SIGKILL),
+            ("USR1", libc::SIGUSR1),
+            ("SIGUSR2", libc::SIGUSR2),
+            ("9", libc::SIGKILL),
+            ("15", libc::SIGTERM),
+        ] {
             assert_eq!(parse_signal(s).map(|x| x.number), Ok(n), "{s}");
         }
         assert_eq!(parse_signal("term").unwrap().name, "SIGTERM");

@@ -5,7 +5,11 @@ use super::model::*;
 use super::suggest::did_you_mean;
 
 /// Add the implicit gateway dependency, then check every dependency.
-pub fn dependencies(b: &mut Builder<'_>, procs: &mut [ProcessConfig], non_process: &[ParticipantInfo]) {
+pub fn dependencies(
+    b: &mut Builder<'_>,
+    procs: &mut [ProcessConfig],
+    non_process: &[ParticipantInfo],
+) {
     let has_gateway = procs.iter().any(|p| p.kind == ProcKind::Gateway);
     if has_gateway {
         for (p, extra) in procs.iter_mut().zip(b.extras.iter_mut()) {
@@ -35,7 +39,11 @@ pub fn dependencies(b: &mut Builder<'_>, procs: &mut [ProcessConfig], non_proces
     for (i, p) in procs.iter().enumerate() {
         let extra = &b.extras[i];
         for (d_idx, d) in p.depends_on.iter().enumerate() {
-            let loc = extra.dep_locs.get(d_idx).cloned().unwrap_or_else(|| p.loc.clone());
+            let loc = extra
+                .dep_locs
+                .get(d_idx)
+                .cloned()
+                .unwrap_or_else(|| p.loc.clone());
             let implicit = extra.implicit_gateway && d_idx == 0;
             if d.name == p.name {
                 problems.push((loc, format!("`{}` depends on itself", p.name)));
@@ -48,7 +56,8 @@ pub fn dependencies(b: &mut Builder<'_>, procs: &mut [ProcessConfig], non_proces
                         p.name, d.name
                     )
                 } else {
-                    let mut m = format!("`{}` depends on `{}`, which is not defined", p.name, d.name);
+                    let mut m =
+                        format!("`{}` depends on `{}`, which is not defined", p.name, d.name);
                     if let Some(s) = did_you_mean(&d.name, &names) {
                         m.push_str(&format!("\nhelp: did you mean `{s}`?"));
                     } else if !names.is_empty() {
@@ -62,7 +71,11 @@ pub fn dependencies(b: &mut Builder<'_>, procs: &mut [ProcessConfig], non_proces
             edges[i].push((j, d_idx));
             let dep = &procs[j];
             if p.auto_start && !p.disabled && dep.disabled {
-                let how = if implicit { " (implicitly, as a participant)" } else { "" };
+                let how = if implicit {
+                    " (implicitly, as a participant)"
+                } else {
+                    ""
+                };
                 let help = if implicit {
                     "set `depends_on_gateway: false`, or enable the gateway"
                 } else {

@@ -1,0 +1,390 @@
+//! `mew space check [--json]`: validate the config and print the resolved plan.
+//! Nothing is spawned and nothing is written.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+use crate::cli::{CheckArgs, SpaceArgs};
+use crate::config::{
+    self, ConfigError, Diagnostic, LoadOptions, Probe, ProbeKind, ProcKind, ResolveContext,
+    ResolvedProcess, SpaceConfig,
+};
+
+/// What `check` shows in place of a token.
+pub const TOKEN_MASK: &str = "****";
+
+/// The load options for a command's `SpaceArgs`.
+pub fn load_options(space: &SpaceArgs) -> LoadOptions {
+    LoadOptions {
+        space_dir: space.space_dir.clone(),
+        config: space.config.clone(),
+        procfile: space.procfile.clone(),
+    }
+}
+
+/// The resolved plan: processes in start order, with masked tokens.
+pub struct Plan {
+    pub cfg: SpaceConfig,
+    pub order: Vec<usize>,
+    pub resolved: Vec<ResolvedProcess>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Resolve `cfg` for display: the configured port, placeholder tokens.
+pub fn plan(cfg: SpaceConfig) -> Plan {
+    let tokens: HashMap<String, String> = cfg
+        .processes
+        .iter()
+        .filter(|p| p.kind == ProcKind::Participant)
+        .map(|p| (p.name.clone(), TOKEN_MASK.to_owned()))
+        .collect();
+    let ctx = ResolveContext {
+        port: cfg.gateway_port,
+        tokens,
+    };
+    let (resolved, resolve_warnings) = config::resolve(&cfg, &ctx);
+    let order = config::start_order(&cfg);
+    let mut warnings = cfg.warnings.clone();
+    warnings.extend(resolve_warnings);
+    Plan {
+        cfg,
+        order,
+        resolved,
+        warnings,
+    }
+}
+
+pub fn run(space: &SpaceArgs, args: &CheckArgs) -> ExitCode {
+    match config::load(&load_options(space)) {
+        Ok(cfg) => {
+            let plan = plan(cfg);
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&plan_json(&plan)).unwrap_or_default()
+                );
+            } else {
+                print!("{}", plan_text(&plan));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&error_json(&e)).unwrap_or_default()
+                );
+            }
+            eprintln!("{e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Quote an argument for display as a shell word.
+pub fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+fn ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn human(d: std::time::Duration) -> String {
+    let ms = ms(d);
+    if ms == 0 {
+        "0s".to_owned()
+    } else if ms.is_multiple_of(3_600_000) {
+        format!("{}h", ms / 3_600_000)
+    } else if ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+fn probe_target(p: &Probe) -> String {
+    match &p.kind {
+        ProbeKind::Http { url } => format!("http GET {url}"),
+        ProbeKind::Tcp { host, port } => format!("tcp {host}:{port}"),
+        ProbeKind::Exec { command } => format!("exec {command}"),
+        ProbeKind::Log { regex } => format!("log /{regex}/"),
+    }
+}
+
+fn diag_json(d: &Diagnostic) -> Value {
+    json!({
+        "file": d.file.display().to_string(),
+        "line": d.loc.as_ref().map(|l| l.line),
+        "col": d.loc.as_ref().map(|l| l.col),
+        "message": d.message,
+    })
+}
+
+/// The `--json` document for a config error (schema in docs/cli.md).
+pub fn error_json(e: &ConfigError) -> Value {
+    let (errors, warnings): (Vec<Value>, Vec<Value>) = match e {
+        ConfigError::Invalid {
+            errors, warnings, ..
+        } => (
+            errors.iter().map(diag_json).collect(),
+            warnings.iter().map(diag_json).collect(),
+        ),
+        other => (
+            vec![json!({"file": null, "line": null, "col": null, "message": other.to_string()})],
+            Vec::new(),
+        ),
+    };
+    json!({ "ok": false, "errors": errors, "warnings": warnings })
+}
+
+/// The `--json` document for a valid config (schema in docs/cli.md).
+pub fn plan_json(plan: &Plan) -> Value {
+    let cfg = &plan.cfg;
+    let processes: Vec<Value> = plan
+        .order
+        .iter()
+        .map(|&i| {
+            let r = &plan.resolved[i];
+            let p = &r.config;
+            json!({
+                "name": r.name,
+                "kind": r.kind.as_str(),
+                "argv": r.argv,
+                "cwd": r.cwd.display().to_string(),
+                "env": r.env.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
+                "depends_on": p.depends_on.iter().map(|d| json!({"name": d.name, "condition": d.condition})).collect::<Vec<_>>(),
+                "ready": r.ready.as_ref().map(|probe| {
+                    let mut v = serde_json::to_value(&probe.kind).unwrap_or(Value::Null);
+                    if let Value::Object(m) = &mut v {
+                        m.insert("initial_delay_ms".into(), json!(ms(probe.initial_delay)));
+                        m.insert("period_ms".into(), json!(ms(probe.period)));
+                        m.insert("timeout_ms".into(), json!(ms(probe.timeout)));
+                        m.insert("failure_threshold".into(), json!(probe.failure_threshold));
+                    }
+                    v
+                }),
+                "restart_policy": p.restart_policy,
+                "max_restarts": p.max_restarts,
+                "backoff": {
+                    "initial_ms": ms(p.backoff.initial),
+                    "max_ms": ms(p.backoff.max),
+                    "multiplier": p.backoff.multiplier,
+                },
+                "stop_signal": p.stop_signal.name,
+                "stop_timeout_ms": ms(p.stop_timeout),
+                "max_memory": p.max_memory,
+                "scrollback": p.scrollback,
+                "auto_start": p.auto_start,
+                "disabled": p.disabled,
+                "one_shot": p.one_shot,
+                "line": p.loc.line,
+            })
+        })
+        .collect();
+    json!({
+        "ok": true,
+        "space": {
+            "id": cfg.id,
+            "name": cfg.name,
+            "description": cfg.description,
+            "dir": cfg.dir.display().to_string(),
+            "config": cfg.config_path.display().to_string(),
+            "source": cfg.source,
+        },
+        "gateway_port": cfg.gateway_port,
+        "processes": processes,
+        "participants": cfg.participants.iter().map(|p| json!({"name": p.name, "note": p.note})).collect::<Vec<_>>(),
+        "logs": {
+            "dir": cfg.logs.dir.display().to_string(),
+            "rotate_size": cfg.logs.rotate_size,
+            "keep": cfg.logs.keep,
+        },
+        "shutdown_timeout_ms": ms(cfg.shutdown_timeout),
+        "ui_keys": cfg.ui_keys.iter().map(|(a, k)| json!([a, k])).collect::<Vec<_>>(),
+        "warnings": plan.warnings.iter().map(diag_json).collect::<Vec<_>>(),
+    })
+}
+
+/// The human-readable plan.
+pub fn plan_text(plan: &Plan) -> String {
+    let cfg = &plan.cfg;
+    let mut o = String::new();
+    let _ = writeln!(o, "space    {} ({})", cfg.id, cfg.name);
+    if let Some(d) = &cfg.description {
+        let _ = writeln!(o, "         {d}");
+    }
+    let _ = writeln!(o, "dir      {}", cfg.dir.display());
+    let _ = writeln!(o, "config   {}", cfg.config_path.display());
+    if cfg.source == config::ConfigSource::SpaceYaml {
+        let _ = writeln!(
+            o,
+            "port     {} (gateway; --port overrides)",
+            cfg.gateway_port
+        );
+    }
+    let _ = writeln!(
+        o,
+        "logs     {} (rotate at {} bytes, keep {})",
+        cfg.logs.dir.display(),
+        cfg.logs.rotate_size,
+        cfg.logs.keep
+    );
+    let _ = writeln!(o, "shutdown {}", human(cfg.shutdown_timeout));
+    let _ = writeln!(o);
+    let _ = writeln!(o, "start order:");
+    for (n, &i) in plan.order.iter().enumerate() {
+        let r = &plan.resolved[i];
+        let p = &r.config;
+        let mut flags = Vec::new();
+        if p.disabled {
+            flags.push("disabled");
+        } else if !p.auto_start {
+            flags.push("not auto-started");
+        }
+        if p.one_shot {
+            flags.push("one-shot");
+        }
+        let flags = if flags.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", flags.join(", "))
+        };
+        let _ = writeln!(o, "  {}. {} ({}{flags})", n + 1, r.name, r.kind.as_str());
+        match r.argv.as_slice() {
+            [sh, c, script] if sh == "/bin/sh" && c == "-c" && script.trim_end().contains('\n') => {
+                let _ = writeln!(o, "       argv     /bin/sh -c SCRIPT");
+                for line in script.trim_end().lines() {
+                    let _ = writeln!(o, "                | {line}");
+                }
+            }
+            _ => {
+                let argv: Vec<String> = r.argv.iter().map(|a| shell_quote(a)).collect();
+                let _ = writeln!(o, "       argv     {}", argv.join(" "));
+            }
+        }
+        let _ = writeln!(o, "       cwd      {}", r.cwd.display());
+        for (k, v) in &r.env {
+            let _ = writeln!(o, "       env      {k}={}", shell_quote(v));
+        }
+        if !p.depends_on.is_empty() {
+            let deps: Vec<String> = p
+                .depends_on
+                .iter()
+                .map(|d| {
+                    let c = serde_json::to_value(d.condition)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    format!("{} {c}", d.name)
+                })
+                .collect();
+            let _ = writeln!(o, "       after    {}", deps.join(", "));
+        }
+        match &r.ready {
+            Some(probe) => {
+                let _ = writeln!(
+                    o,
+                    "       ready    {} (every {}, timeout {}, first after {}, {} failures)",
+                    probe_target(probe),
+                    human(probe.period),
+                    human(probe.timeout),
+                    human(probe.initial_delay),
+                    probe.failure_threshold
+                );
+            }
+            None => {
+                let _ = writeln!(o, "       ready    when started (no probe)");
+            }
+        }
+        let restart = serde_json::to_value(p.restart_policy)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if restart == "no" {
+            let _ = writeln!(o, "       restart  no");
+        } else {
+            let limit = match p.max_restarts {
+                Some(n) => format!(" (at most {n} times)"),
+                None => String::new(),
+            };
+            let _ = writeln!(
+                o,
+                "       restart  {restart}{limit}, backoff {} x{} up to {}",
+                human(p.backoff.initial),
+                p.backoff.multiplier,
+                human(p.backoff.max)
+            );
+        }
+        let _ = writeln!(
+            o,
+            "       stop     {}, SIGKILL after {}",
+            p.stop_signal.name,
+            human(p.stop_timeout)
+        );
+        if let Some(m) = p.max_memory {
+            let _ = writeln!(o, "       memory   restart above {m} bytes");
+        }
+    }
+    if plan.order.is_empty() {
+        let _ = writeln!(o, "  (no processes)");
+    }
+    if !cfg.participants.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "participants without a process:");
+        for p in &cfg.participants {
+            let _ = writeln!(o, "  {}: {}", p.name, p.note);
+        }
+    }
+    if !plan.warnings.is_empty() {
+        let _ = writeln!(o);
+        for w in &plan.warnings {
+            let _ = write!(o, "{}", config::render_diagnostic("warning", w));
+        }
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "ok: {} process{}, {} warning{}",
+        plan.order.len(),
+        if plan.order.len() == 1 { "" } else { "es" },
+        plan.warnings.len(),
+        if plan.warnings.len() == 1 { "" } else { "s" }
+    );
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("abc"), "abc");
+        assert_eq!(shell_quote("ws://localhost:8080"), "ws://localhost:8080");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn durations_read_well() {
+        use std::time::Duration;
+        assert_eq!(human(Duration::from_millis(500)), "500ms");
+        assert_eq!(human(Duration::from_secs(30)), "30s");
+        assert_eq!(human(Duration::from_secs(120)), "2m");
+        assert_eq!(human(Duration::ZERO), "0s");
+    }
+}
