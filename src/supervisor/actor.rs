@@ -79,13 +79,13 @@ struct Actor {
     dirty: bool,
 }
 
-/// The environment mew adds for a process, on top of its own.
-pub fn spawn_env(rp: &ResolvedProcess, space: &SpaceConfig, run_id: &str) -> Vec<(String, String)> {
-    let mut env = rp.env.clone();
+/// The environment of a process on top of mew's own: what the config
+/// resolved (its env, `MEW_SPACE`, `MEW_PROCESS`, tokens…), the terminal
+/// type, and this run's marker.
+pub fn spawn_env(rp: &ResolvedProcess, run_id: &str) -> Vec<(String, String)> {
+    let mut env = Vec::with_capacity(rp.env.len() + 2);
     env.push(("TERM".into(), "xterm-256color".into()));
-    env.push(("MEW_SPACE".into(), space.id.clone()));
-    env.push(("MEW_SPACE_DIR".into(), space.dir.display().to_string()));
-    env.push(("MEW_PROCESS".into(), rp.name.clone()));
+    env.extend(rp.env.iter().cloned());
     env.push(("MEW_RUN_ID".into(), run_id.to_string()));
     env
 }
@@ -609,7 +609,7 @@ impl Actor {
     }
 
     fn spawn(&mut self, i: usize) {
-        let env = spawn_env(&self.procs[i].rp, &self.space, &self.opts.run_id);
+        let env = spawn_env(&self.procs[i].rp, &self.opts.run_id);
         let shared = self.shared.procs[i].clone();
         let (rows, cols) = *shared.size.lock().unwrap_or_else(|e| e.into_inner());
         let p = &mut self.procs[i];
