@@ -71,6 +71,8 @@ pub enum SpaceCommand {
     Check(CheckArgs),
     /// Start the space.
     Up(UpArgs),
+    /// Remove logs and run state (and with flags, tokens or everything mew created).
+    Clean(CleanArgs),
 }
 
 #[derive(Debug, Args)]
@@ -94,4 +96,25 @@ pub struct UpArgs {
     /// Stop the space when a process fails for good, and exit with its code.
     #[arg(long)]
     pub exit_on_failure: bool,
+}
+
+/// What `mew space clean` removes. With no selector: logs and run state.
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Remove the log files only (.mew/logs, and mew's log files in a configured logs dir).
+    #[arg(long)]
+    pub logs: bool,
+    /// Remove the participant tokens only (.mew/tokens); new ones are made at the next `up`.
+    #[arg(long)]
+    pub tokens: bool,
+    /// Remove everything mew created in .mew/ (logs, run state, tokens); keeps space.yaml,
+    /// agents/ and any other file.
+    #[arg(long, conflicts_with_all = ["logs", "tokens"])]
+    pub all: bool,
+    /// Show what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Clean even while the space is running.
+    #[arg(long)]
+    pub force: bool,
 }

@@ -9,3 +9,4 @@ pub mod config;
 pub mod procfs;
 pub mod protocol;
 pub mod space;
+pub mod status;

@@ -442,6 +442,17 @@ pub fn try_lock(paths: &SpacePaths) -> Result<SpaceLock, LockError> {
     }
 }
 
+/// Whether some process holds the space lock, found without taking it (from
+/// `/proc/locks`, so a dry run changes nothing). `None` when it cannot tell.
+pub fn is_locked(paths: &SpacePaths) -> Option<bool> {
+    let md = match fs::metadata(&paths.lock) {
+        Ok(md) => md,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(false),
+        Err(_) => return None,
+    };
+    Some(held_flock_inodes()?.contains(&md.ino()))
+}
+
 /// The lock file's content, whoever holds it (or held it last).
 pub fn read_lock_info(paths: &SpacePaths) -> Option<LockInfo> {
     let text = fs::read_to_string(&paths.lock).ok()?;
@@ -1014,6 +1025,17 @@ mod tests {
         let lock2 = try_lock(&p).unwrap();
         assert_eq!(fs::read_to_string(&p.lock).unwrap(), "");
         drop(lock2);
+    }
+
+    #[test]
+    fn is_locked_without_taking_the_lock() {
+        let (_t, p) = space();
+        assert_eq!(is_locked(&p), Some(false));
+        p.ensure_run_dir().unwrap();
+        let lock = try_lock(&p).unwrap();
+        assert_eq!(is_locked(&p), Some(true));
+        drop(lock);
+        assert_eq!(is_locked(&p), Some(false));
     }
 
     #[test]
