@@ -984,6 +984,68 @@ mod tests {
         assert!(err.contains(&format!("uid {other}")), "{err}");
     }
 
+    /// Only root can give a file to another user or run a process as one.
+    fn root_with_perl() -> bool {
+        euid() == 0 && Path::new("/usr/bin/perl").exists()
+    }
+
+    #[test]
+    fn run_dir_of_another_user_is_refused() {
+        if euid() != 0 {
+            eprintln!("skipped: needs root to chown");
+            return;
+        }
+        let (_t, p) = space();
+        p.ensure_run_dir().unwrap();
+        std::os::unix::fs::chown(&p.run_dir, Some(65534), Some(65534)).unwrap();
+        let err = p.ensure_run_dir().unwrap_err();
+        assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+        assert!(bind_socket(&p.socket).is_err());
+    }
+
+    #[test]
+    fn peer_of_another_uid_is_refused() {
+        use std::io::Read as _;
+        use std::os::unix::process::CommandExt;
+        if !root_with_perl() {
+            eprintln!("skipped: needs root and /usr/bin/perl");
+            return;
+        }
+        // A deliberately public socket, so that another user can reach it.
+        let t = tempfile::tempdir().unwrap();
+        fs::set_permissions(t.path(), fs::Permissions::from_mode(0o711)).unwrap();
+        let sock = t.path().join("s.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        fs::set_permissions(&sock, fs::Permissions::from_mode(0o777)).unwrap();
+        let mut child = std::process::Command::new("/usr/bin/perl")
+            .args([
+                "-MIO::Socket::UNIX",
+                "-e",
+                "my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or die \"connect: $!\"; print \"connected\\n\"; $| = 1; <STDIN>;",
+            ])
+            .arg(&sock)
+            .uid(65534)
+            .gid(65534)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        assert_eq!(peer_uid(&stream).unwrap(), 65534);
+        let err = check_peer(&stream).unwrap_err();
+        assert!(err.contains("uid 65534"), "{err}");
+        drop(child.stdin.take());
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(out, "connected\n");
+    }
+
     #[test]
     fn socket_path_for_without_record_computes_it() {
         let (t, p) = space();
