@@ -135,10 +135,14 @@ fn clean(space: &SpaceArgs, args: &CleanArgs, out: &mut String) -> Result<(), St
     } else if paths.run_dir.is_dir() {
         match space::try_lock(&paths) {
             Ok(lock) => _lock = Some(lock),
-            Err(LockError::Held { pid, space_id }) if !args.force => {
-                return Err(running_msg(pid, space_id));
+            Err(LockError::Held { pid }) if !args.force => {
+                return Err(running_msg(
+                    pid,
+                    space::read_lock_info(&paths).and_then(|i| i.space_id),
+                ));
             }
-            Err(LockError::Held { pid, space_id }) => {
+            Err(LockError::Held { pid }) => {
+                let space_id = space::read_lock_info(&paths).and_then(|i| i.space_id);
                 let pid = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
                 let _ = writeln!(
                     out,

@@ -396,10 +396,7 @@ impl SpaceLock {
 pub enum LockError {
     /// Another live process holds the lock.
     #[error("the space is locked by {}", .pid.map(|p| format!("pid {p}")).unwrap_or_else(|| "another process".into()))]
-    Held {
-        pid: Option<u32>,
-        space_id: Option<String>,
-    },
+    Held { pid: Option<u32> },
     #[error("{0}")]
     Io(#[from] io::Error),
 }
@@ -426,14 +423,12 @@ pub fn try_lock(paths: &SpacePaths) -> Result<SpaceLock, LockError> {
         }
         Err((mut file, Errno::EWOULDBLOCK)) => {
             let mut text = String::new();
-            let info = file
+            let pid = file
                 .read_to_string(&mut text)
                 .ok()
-                .and_then(|_| serde_json::from_str::<LockInfo>(&text).ok());
-            Err(LockError::Held {
-                pid: info.as_ref().map(|i| i.pid),
-                space_id: info.and_then(|i| i.space_id),
-            })
+                .and_then(|_| serde_json::from_str::<LockInfo>(&text).ok())
+                .map(|i| i.pid);
+            Err(LockError::Held { pid })
         }
         Err((_, errno)) => Err(LockError::Io(with_context(
             io::Error::from(errno),
@@ -1077,10 +1072,7 @@ mod tests {
         lock.write_info(&info).unwrap();
         // A second open file description conflicts, even in this process.
         match try_lock(&p) {
-            Err(LockError::Held { pid, space_id }) => {
-                assert_eq!(pid, Some(std::process::id()));
-                assert_eq!(space_id.as_deref(), Some("demo"));
-            }
+            Err(LockError::Held { pid }) => assert_eq!(pid, Some(std::process::id())),
             other => panic!("expected Held, got {other:?}"),
         }
         assert_eq!(read_lock_info(&p), Some(info));
@@ -1107,13 +1099,7 @@ mod tests {
         let (_t, p) = space();
         p.ensure_run_dir().unwrap();
         let _lock = try_lock(&p).unwrap();
-        assert!(matches!(
-            try_lock(&p),
-            Err(LockError::Held {
-                pid: None,
-                space_id: None
-            })
-        ));
+        assert!(matches!(try_lock(&p), Err(LockError::Held { pid: None })));
     }
 
     #[test]
