@@ -94,6 +94,8 @@ pub enum SpaceCommand {
     Down(DownArgs),
     /// List the spaces running on this machine.
     Ls(LsArgs),
+    /// Remove logs and run state (and, on request, tokens).
+    Clean(CleanArgs),
 }
 
 #[derive(Debug, Args)]
@@ -171,4 +173,25 @@ pub struct UpArgs {
     /// With --wait: give up after this long (e.g. 60s).
     #[arg(long, value_name = "DURATION", requires = "wait")]
     pub timeout: Option<String>,
+}
+
+/// What `mew space clean` removes. With no selector: logs and run state.
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Remove the log files only (.mew/logs, and mew's log files in a configured logs dir).
+    #[arg(long)]
+    pub logs: bool,
+    /// Remove the participant tokens only (.mew/tokens); new ones are made at the next `up`.
+    #[arg(long)]
+    pub tokens: bool,
+    /// Remove everything mew created in .mew/ (logs, run state, tokens); keeps space.yaml,
+    /// agents/ and any other file.
+    #[arg(long, conflicts_with_all = ["logs", "tokens"])]
+    pub all: bool,
+    /// Show what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Clean even while the space is running.
+    #[arg(long)]
+    pub force: bool,
 }

@@ -123,6 +123,7 @@ fn space(cmd: SpaceCommand, args: &SpaceArgs) -> ExitCode {
             client::down(&dir, timeout)
         }
         SpaceCommand::Ls(a) => client::ls(a.json),
+        SpaceCommand::Clean(a) => mew::clean::run(args, &a),
 
     }
 }

@@ -140,7 +140,7 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         eprintln!("mew: {e}");
         return 1;
     }
-    let lock = match space::try_lock(&paths) {
+    let mut lock = match space::try_lock(&paths) {
         Ok(l) => l,
         Err(space::LockError::Held { pid, .. }) => {
             let pid = pid.map_or("unknown pid".to_string(), |p| format!("pid {p}"));
@@ -209,8 +209,20 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
             return 1;
         }
     };
+    if let Err(e) = paths.record_socket() {
+        eprintln!("mew: cannot record the socket path: {e}");
+        return 1;
+    }
     let run_id = space::new_run_id();
     let server_pid = std::process::id();
+    let _ = lock.write_info(&space::LockInfo {
+        pid: server_pid,
+        started_at: now_millis(),
+        run_id: run_id.clone(),
+        mew_version: env!("CARGO_PKG_VERSION").to_string(),
+        socket: paths.socket.clone(),
+        space_id: Some(cfg.id.clone()),
+    });
     let gateway_url = cfg.gateway().map(|_| format!("ws://localhost:{port}"));
     let (rows, cols) = headless_size();
     let (sink, feed) = match &opts.headless {

@@ -396,10 +396,7 @@ impl SpaceLock {
 pub enum LockError {
     /// Another live process holds the lock.
     #[error("the space is locked by {}", .pid.map(|p| format!("pid {p}")).unwrap_or_else(|| "another process".into()))]
-    Held {
-        pid: Option<u32>,
-        space_id: Option<String>,
-    },
+    Held { pid: Option<u32> },
     #[error("{0}")]
     Io(#[from] io::Error),
 }
@@ -426,20 +423,29 @@ pub fn try_lock(paths: &SpacePaths) -> Result<SpaceLock, LockError> {
         }
         Err((mut file, Errno::EWOULDBLOCK)) => {
             let mut text = String::new();
-            let info = file
+            let pid = file
                 .read_to_string(&mut text)
                 .ok()
-                .and_then(|_| serde_json::from_str::<LockInfo>(&text).ok());
-            Err(LockError::Held {
-                pid: info.as_ref().map(|i| i.pid),
-                space_id: info.and_then(|i| i.space_id),
-            })
+                .and_then(|_| serde_json::from_str::<LockInfo>(&text).ok())
+                .map(|i| i.pid);
+            Err(LockError::Held { pid })
         }
         Err((_, errno)) => Err(LockError::Io(with_context(
             io::Error::from(errno),
             format!("cannot lock {}", paths.lock.display()),
         ))),
     }
+}
+
+/// Whether some process holds the space lock, found without taking it (from
+/// `/proc/locks`, so a dry run changes nothing). `None` when it cannot tell.
+pub fn is_locked(paths: &SpacePaths) -> Option<bool> {
+    let md = match fs::metadata(&paths.lock) {
+        Ok(md) => md,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Some(false),
+        Err(_) => return None,
+    };
+    Some(held_flock_inodes()?.contains(&md.ino()))
 }
 
 /// The lock file's content, whoever holds it (or held it last).
@@ -498,7 +504,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_file_name(format!(".{name}.{}.{seq}.tmp", std::process::id()));
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
@@ -973,6 +981,68 @@ mod tests {
         assert!(err.contains(&format!("uid {other}")), "{err}");
     }
 
+    /// Only root can give a file to another user or run a process as one.
+    fn root_with_perl() -> bool {
+        euid() == 0 && Path::new("/usr/bin/perl").exists()
+    }
+
+    #[test]
+    fn run_dir_of_another_user_is_refused() {
+        if euid() != 0 {
+            eprintln!("skipped: needs root to chown");
+            return;
+        }
+        let (_t, p) = space();
+        p.ensure_run_dir().unwrap();
+        std::os::unix::fs::chown(&p.run_dir, Some(65534), Some(65534)).unwrap();
+        let err = p.ensure_run_dir().unwrap_err();
+        assert!(err.to_string().contains("owned by uid 65534"), "{err}");
+        assert!(bind_socket(&p.socket).is_err());
+    }
+
+    #[test]
+    fn peer_of_another_uid_is_refused() {
+        use std::io::Read as _;
+        use std::os::unix::process::CommandExt;
+        if !root_with_perl() {
+            eprintln!("skipped: needs root and /usr/bin/perl");
+            return;
+        }
+        // A deliberately public socket, so that another user can reach it.
+        let t = tempfile::tempdir().unwrap();
+        fs::set_permissions(t.path(), fs::Permissions::from_mode(0o711)).unwrap();
+        let sock = t.path().join("s.sock");
+        let listener = UnixListener::bind(&sock).unwrap();
+        fs::set_permissions(&sock, fs::Permissions::from_mode(0o777)).unwrap();
+        let mut child = std::process::Command::new("/usr/bin/perl")
+            .args([
+                "-MIO::Socket::UNIX",
+                "-e",
+                "my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or die \"connect: $!\"; print \"connected\\n\"; $| = 1; <STDIN>;",
+            ])
+            .arg(&sock)
+            .uid(65534)
+            .gid(65534)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        assert_eq!(peer_uid(&stream).unwrap(), 65534);
+        let err = check_peer(&stream).unwrap_err();
+        assert!(err.contains("uid 65534"), "{err}");
+        drop(child.stdin.take());
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(out, "connected\n");
+    }
+
     #[test]
     fn socket_path_for_without_record_computes_it() {
         let (t, p) = space();
@@ -1002,10 +1072,7 @@ mod tests {
         lock.write_info(&info).unwrap();
         // A second open file description conflicts, even in this process.
         match try_lock(&p) {
-            Err(LockError::Held { pid, space_id }) => {
-                assert_eq!(pid, Some(std::process::id()));
-                assert_eq!(space_id.as_deref(), Some("demo"));
-            }
+            Err(LockError::Held { pid }) => assert_eq!(pid, Some(std::process::id())),
             other => panic!("expected Held, got {other:?}"),
         }
         assert_eq!(read_lock_info(&p), Some(info));
@@ -1017,17 +1084,22 @@ mod tests {
     }
 
     #[test]
+    fn is_locked_without_taking_the_lock() {
+        let (_t, p) = space();
+        assert_eq!(is_locked(&p), Some(false));
+        p.ensure_run_dir().unwrap();
+        let lock = try_lock(&p).unwrap();
+        assert_eq!(is_locked(&p), Some(true));
+        drop(lock);
+        assert_eq!(is_locked(&p), Some(false));
+    }
+
+    #[test]
     fn held_lock_without_info() {
         let (_t, p) = space();
         p.ensure_run_dir().unwrap();
         let _lock = try_lock(&p).unwrap();
-        assert!(matches!(
-            try_lock(&p),
-            Err(LockError::Held {
-                pid: None,
-                space_id: None
-            })
-        ));
+        assert!(matches!(try_lock(&p), Err(LockError::Held { pid: None })));
     }
 
     #[test]
