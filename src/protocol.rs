@@ -259,7 +259,14 @@ pub enum Request {
     },
     /// Become an attached (TUI) client of this size; `owner`: the client
     /// that ran `up` (its disconnect without a detach stops the space).
-    Attach { cols: u16, rows: u16, owner: bool },
+    Attach {
+        cols: u16,
+        rows: u16,
+        owner: bool,
+        /// The client's `NO_COLOR` is set: mew's own chrome goes without colour.
+        #[serde(default)]
+        no_color: bool,
+    },
 }
 
 /// A successful response.
@@ -304,6 +311,9 @@ pub enum ServerMsg {
     Resync { dropped: u64 },
     /// The server closes this connection, saying why.
     Bye { reason: String },
+    /// The space was stopped from this attached session (a confirmed quit):
+    /// the client exits with this code (the `--no-tui` rules).
+    Ended { exit_code: i32 },
 }
 
 #[derive(Serialize, Deserialize)]
