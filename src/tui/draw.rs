@@ -165,27 +165,41 @@ impl App {
         if let Some(url) = &st.gateway_url {
             spans.push(Span::styled(format!("│ {url} "), theme.header_dim()));
         }
-        // counts by state, in lifecycle order
+        // counts by state, in lifecycle order; glyphs when the words do not fit
         let order = [
             "ready", "running", "starting", "pending", "backoff", "stopping", "exited", "killed",
             "failed", "stopped", "idle",
         ];
-        let mut counts = Vec::new();
+        let mut counts: Vec<(usize, &ProcState, &str)> = Vec::new();
         for name in order {
-            let n = st
-                .processes
-                .iter()
-                .filter(|p| p.state.name() == name)
-                .count();
-            if n > 0 {
-                counts.push(format!("{n} {name}"));
+            let mut of = st.processes.iter().filter(|p| p.state.name() == name);
+            if let Some(first) = of.next() {
+                counts.push((1 + of.count(), &first.state, name));
             }
         }
         if !counts.is_empty() {
-            spans.push(Span::styled(
-                format!("│ {} ", counts.join(" · ")),
-                theme.header_dim(),
-            ));
+            let words: Vec<String> = counts
+                .iter()
+                .map(|(n, _, name)| format!("{n} {name}"))
+                .collect();
+            let words = format!("│ {} ", words.join(" · "));
+            let used: usize = spans.iter().map(|s| s.width()).sum();
+            if used + unicode_width::UnicodeWidthStr::width(words.as_str()) <= usize::from(r.width)
+            {
+                spans.push(Span::styled(words, theme.header_dim()));
+            } else {
+                spans.push(Span::styled("│", theme.header_dim()));
+                for (n, state, name) in counts {
+                    let (glyph, style) = theme.state(state);
+                    let glyph = if name == "ready" { "✓" } else { glyph };
+                    spans.push(Span::styled(
+                        format!(" {glyph}"),
+                        theme.header_dim().patch(style),
+                    ));
+                    spans.push(Span::styled(n.to_string(), theme.header_dim()));
+                }
+                spans.push(Span::styled(" ", theme.header_dim()));
+            }
         }
         if let Some(why) = &st.logging_degraded {
             spans.push(Span::styled(
@@ -224,6 +238,16 @@ impl App {
             let mut info = row_info(p, now);
             if p.restarts > 0 {
                 info = format!("↻{} {info}", p.restarts);
+            }
+            // On a narrow list the name wins: drop the restarts, then the info.
+            let name_len = p.name.chars().count().min(8);
+            let room =
+                |info: &str| w.saturating_sub(unicode_width::UnicodeWidthStr::width(info) + 4);
+            if room(&info) < name_len {
+                info = row_info(p, now);
+            }
+            if room(&info) < name_len {
+                info = if p.ready { "✓".into() } else { String::new() };
             }
             let mark = if self.marked.contains(&p.name) {
                 "+"
@@ -549,6 +573,14 @@ impl App {
                 ],
             );
         } else {
+            if self.view() == View::Zoom
+                && let Some(p) = self.current(st)
+            {
+                let (glyph, style) = theme.state(&p.state);
+                spans.push(Span::styled(format!(" ZOOM {} ", p.name), theme.mode()));
+                spans.push(Span::styled(format!(" {glyph}"), style));
+                spans.push(Span::raw(format!(" {} │", p.state.name())));
+            }
             if self.prefix_armed {
                 let p = k(Command::Prefix);
                 spans.push(Span::styled(format!(" {p}… "), theme.mode()));
@@ -585,32 +617,35 @@ impl App {
             } else {
                 "start"
             };
-            let mut pairs: Vec<(String, &str)> = Vec::new();
+            // (key, what, priority): when the line is too narrow, the lowest priorities go first
+            let mut pairs: Vec<(String, &str, u8)> = Vec::new();
             match self.view() {
-                View::Zoom => pairs.push((k(Command::Zoom), "unzoom")),
+                View::Zoom => pairs.push((k(Command::Zoom), "unzoom", 0)),
                 View::Grid => {
-                    pairs.push(("hjkl".into(), "move"));
-                    pairs.push((k(Command::Mark), "mark"));
+                    pairs.push(("hjkl".into(), "move", 1));
+                    pairs.push((k(Command::Mark), "mark", 4));
                 }
-                View::List => {
-                    pairs.push((format!("{}/{}", k(Command::Down), k(Command::Up)), "select"))
-                }
+                View::List => pairs.push((
+                    format!("{}/{}", k(Command::Down), k(Command::Up)),
+                    "select",
+                    1,
+                )),
             }
             pairs.extend([
-                (k(Command::Focus), "focus"),
-                (k(Command::Restart), "restart"),
-                (k(Command::StopStart), stop),
-                (k(Command::Kill), "kill"),
+                (k(Command::Focus), "focus", 1),
+                (k(Command::Restart), "restart", 2),
+                (k(Command::StopStart), stop, 2),
+                (k(Command::Kill), "kill", 5),
             ]);
             if self.view() != View::Zoom {
-                pairs.push((k(Command::Grid), if self.grid { "list" } else { "grid" }));
-                pairs.push((k(Command::Zoom), "zoom"));
+                pairs.push((k(Command::Grid), if self.grid { "list" } else { "grid" }, 4));
+                pairs.push((k(Command::Zoom), "zoom", 4));
             }
             pairs.extend([
-                (k(Command::Search), "search"),
-                (k(Command::Help), "help"),
-                (k(Command::Detach), "detach"),
-                (k(Command::Quit), "quit"),
+                (k(Command::Search), "search", 3),
+                (k(Command::Help), "help", 0),
+                (k(Command::Detach), "detach", 3),
+                (k(Command::Quit), "quit", 0),
             ]);
             if l.hidden > 0 {
                 spans.push(Span::styled(
@@ -618,7 +653,25 @@ impl App {
                     theme.message(),
                 ));
             }
-            keys(&mut spans, &pairs);
+            let used: usize = spans.iter().map(|s| s.width()).sum();
+            let mut room = usize::from(r.width).saturating_sub(used);
+            let mut keep = vec![false; pairs.len()];
+            for prio in 0..=5 {
+                for (i, (key, what, p)) in pairs.iter().enumerate() {
+                    let w = key.chars().count() + what.chars().count() + 3;
+                    if *p == prio && w <= room {
+                        keep[i] = true;
+                        room -= w;
+                    }
+                }
+            }
+            let shown: Vec<(String, &str)> = pairs
+                .into_iter()
+                .zip(keep)
+                .filter(|(_, k)| *k)
+                .map(|((key, what, _), _)| (key, what))
+                .collect();
+            keys(&mut spans, &shown);
         }
         frame.render_widget(Paragraph::new(Line::from(spans)), r);
     }
@@ -634,7 +687,7 @@ impl App {
             .max()
             .unwrap_or(8)
             .min(14);
-        let col_w = key_w + 2 + 26;
+        let col_w = key_w + 2 + 24;
         let two = usize::from(area.width) >= col_w * 2 + 5;
         let per_col = if two {
             entries.len().div_ceil(2)
@@ -650,7 +703,7 @@ impl App {
                         format!(" {:<key_w$} ", fit(key, key_w)),
                         theme.key(),
                     ));
-                    spans.push(Span::raw(format!("{:<26}", fit(help, 26))));
+                    spans.push(Span::raw(format!("{:<24}", fit(help, 24))));
                 }
             }
             lines.push(Line::from(spans));
@@ -660,21 +713,19 @@ impl App {
         let extra = [
             (
                 "focus",
-                format!(
-                    "every key goes to the process; {p} leaves, {p} {p} sends {p}, {p} d detaches"
-                ),
+                format!("all keys go to the process · {p} leaves · {p} {p} sends {p}"),
             ),
             (
                 "copy",
-                "hjkl/arrows move, v starts/ends a selection, y or Enter copies, Esc leaves".into(),
+                "hjkl/arrows move · v select · y/Enter copy · Esc leave".into(),
             ),
             (
                 "search",
-                "type, Enter finds the newest match; n older, N newer; Esc clears".into(),
+                "Enter finds the newest match · n older · N newer · Esc clears".into(),
             ),
             (
                 "mouse",
-                "click selects (a pane: focuses), wheel scrolls the output".into(),
+                "click selects (a pane: focuses) · wheel scrolls".into(),
             ),
         ];
         for (what, text) in extra {
@@ -684,7 +735,7 @@ impl App {
             ]));
         }
         let w = if two { col_w * 2 + 4 } else { col_w + 2 };
-        let w = u16::try_from(w).unwrap_or(u16::MAX).max(60);
+        let w = u16::try_from(w).unwrap_or(u16::MAX).max(78);
         let h = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
         let r = layout::centered(area, w, h);
         frame.render_widget(Clear, r);
