@@ -19,3 +19,4 @@ pub mod status;
 pub mod supervisor;
 pub mod sys;
 pub mod terminal;
+pub mod tui;

@@ -1,0 +1,969 @@
+//! One attached client's view: what is selected, focused, marked, scrolled,
+//! searched; which mode and overlay is showing. Events in, actions out.
+//! Drawing lives in `draw.rs` and is a pure function of this state.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crossterm::event::{
+    Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
+use ratatui::layout::Rect;
+
+use super::input::{key_to_pty_bytes, mouse_to_pty_bytes, paste_to_pty_bytes};
+use super::keys::{Command, KeyMap, KeySpec};
+use super::layout::{self, ScreenLayout, View};
+use super::pane::{self, Match, Matcher, Pos, ScreenInfo};
+use super::{Action, PaneSource};
+use crate::status::{Millis, ProcState, ProcessStatus, SpaceStatus};
+
+/// Lines scrolled by one mouse wheel step.
+const WHEEL_LINES: usize = 3;
+
+/// A question waiting for y/n.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Confirm {
+    Quit,
+    Kill(String),
+    RestartAll,
+}
+
+/// A view scrolled into the scrollback, pinned to the content: when new
+/// output pushes lines into the scrollback, the offset grows with it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Scroll {
+    pub offset: usize,
+    pub at_len: usize,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Search {
+    pub query: String,
+    pub editing: bool,
+    pub current: Option<Match>,
+    /// The process the current match belongs to.
+    pub process: String,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Copy {
+    pub process: String,
+    pub cursor: Pos,
+    pub anchor: Option<Pos>,
+}
+
+/// The TUI state of one attached client.
+pub struct App {
+    pub(crate) keys: KeyMap,
+    pub(crate) color: bool,
+    pub(crate) size: (u16, u16),
+    pub(crate) selected: Option<String>,
+    pub(crate) focused: bool,
+    pub(crate) prefix_armed: bool,
+    pub(crate) grid: bool,
+    pub(crate) zoom: bool,
+    pub(crate) details: bool,
+    pub(crate) help: bool,
+    pub(crate) marked: BTreeSet<String>,
+    pub(crate) confirm: Option<Confirm>,
+    pub(crate) search: Search,
+    pub(crate) copy: Option<Copy>,
+    pub(crate) scroll: HashMap<String, Scroll>,
+    pub(crate) message: Option<String>,
+    pub(crate) quitting: bool,
+    pub(crate) clock: Option<Millis>,
+    sent_sizes: HashMap<String, (u16, u16)>,
+}
+
+impl App {
+    /// A client view with the `ui.keys` bindings applied. The error names the
+    /// bad entry (unknown action, unparsable key, key bound twice).
+    pub fn new(keys: &[(String, String)]) -> Result<App, String> {
+        Ok(App {
+            keys: KeyMap::from_config(keys)?,
+            color: true,
+            size: (80, 24),
+            selected: None,
+            focused: false,
+            prefix_armed: false,
+            grid: false,
+            zoom: false,
+            details: false,
+            help: false,
+            marked: BTreeSet::new(),
+            confirm: None,
+            search: Search::default(),
+            copy: None,
+            scroll: HashMap::new(),
+            message: None,
+            quitting: false,
+            clock: None,
+            sent_sizes: HashMap::new(),
+        })
+    }
+
+    /// Chrome colours on or off (off when the client has `NO_COLOR` set).
+    pub fn set_color(&mut self, color: bool) {
+        self.color = color;
+    }
+
+    /// The client's terminal size (also updated by `Event::Resize`).
+    pub fn set_size(&mut self, cols: u16, rows: u16) {
+        self.size = (cols, rows);
+    }
+
+    pub fn size(&self) -> (u16, u16) {
+        self.size
+    }
+
+    /// Freezes "now" for uptimes and ages (tests); `None` uses the clock.
+    pub fn set_clock(&mut self, now: Option<Millis>) {
+        self.clock = now;
+    }
+
+    pub(crate) fn now(&self) -> Millis {
+        self.clock.unwrap_or_else(crate::status::now_millis)
+    }
+
+    /// The selected process, if any.
+    pub fn selected(&self) -> Option<&str> {
+        self.selected.as_deref()
+    }
+
+    /// The process receiving this client's keys, if focused.
+    pub fn focused_process(&self) -> Option<&str> {
+        if self.focused {
+            self.selected.as_deref()
+        } else {
+            None
+        }
+    }
+
+    /// Switches to the quitting view: each process's state as it stops.
+    /// Called on every attached client once a quit was confirmed.
+    pub fn quitting(&mut self) {
+        self.quitting = true;
+        self.focused = false;
+        self.prefix_armed = false;
+        self.help = false;
+        self.confirm = None;
+        self.copy = None;
+        self.search.editing = false;
+    }
+
+    pub fn is_quitting(&self) -> bool {
+        self.quitting
+    }
+
+    // ----- view geometry -------------------------------------------------
+
+    pub(crate) fn view(&self) -> View {
+        if self.zoom {
+            View::Zoom
+        } else if self.grid {
+            View::Grid
+        } else {
+            View::List
+        }
+    }
+
+    /// The processes the grid tiles: the marked ones if any, else the ones
+    /// running or ended unexpectedly (stopped, idle, pending and cleanly
+    /// exited ones are left out).
+    pub(crate) fn grid_names(&self, st: &SpaceStatus) -> Vec<String> {
+        let marked: Vec<String> = st
+            .processes
+            .iter()
+            .filter(|p| self.marked.contains(&p.name))
+            .map(|p| p.name.clone())
+            .collect();
+        if !marked.is_empty() {
+            return marked;
+        }
+        st.processes
+            .iter()
+            .filter(|p| match p.state {
+                ProcState::Exited { code } => code != 0,
+                ProcState::Killed { .. } | ProcState::Failed { .. } | ProcState::Backoff { .. } => {
+                    true
+                }
+                ref s => s.is_alive(),
+            })
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
+    /// The selected process's status: the remembered name, or the first process.
+    pub(crate) fn current<'a>(&self, st: &'a SpaceStatus) -> Option<&'a ProcessStatus> {
+        self.selected
+            .as_ref()
+            .and_then(|n| st.processes.iter().find(|p| &p.name == n))
+            .or_else(|| st.processes.first())
+    }
+
+    pub(crate) fn current_name(&self, st: &SpaceStatus) -> Option<String> {
+        self.current(st).map(|p| p.name.clone())
+    }
+
+    pub(crate) fn list_width(&self, st: &SpaceStatus, cols: u16) -> u16 {
+        let longest = st
+            .processes
+            .iter()
+            .map(|p| p.name.chars().count())
+            .chain(st.participants.iter().map(|p| p.name.chars().count()))
+            .max()
+            .unwrap_or(4);
+        layout::list_width(cols, longest)
+    }
+
+    pub(crate) fn layout_for(&self, area: Rect, st: &SpaceStatus) -> ScreenLayout {
+        let view = self.view();
+        let panes = match view {
+            View::Grid => self.grid_names(st),
+            View::List | View::Zoom => self.current_name(st).into_iter().collect(),
+        };
+        layout::screen_layout(area, view, self.list_width(st, area.width), &panes)
+    }
+
+    pub(crate) fn layout(&self, st: &SpaceStatus) -> ScreenLayout {
+        self.layout_for(Rect::new(0, 0, self.size.0, self.size.1), st)
+    }
+
+    /// The size of the pane each visible process terminal is drawn in, as
+    /// (name, rows, cols): what its PTY should be set to (TIOCSWINSZ).
+    pub fn desired_sizes(&self, src: &dyn PaneSource) -> Vec<(String, u16, u16)> {
+        if self.quitting {
+            return Vec::new();
+        }
+        self.layout(src.status())
+            .panes
+            .into_iter()
+            .filter(|p| p.inner.width > 0 && p.inner.height > 0)
+            .map(|p| (p.name, p.inner.height, p.inner.width))
+            .collect()
+    }
+
+    /// `Resize` actions for panes whose size changed since this client last
+    /// asked. `handle_event` appends them itself; the server should also call
+    /// this after a status change (a process joining the grid changes sizes).
+    pub fn take_resizes(&mut self, src: &dyn PaneSource) -> Vec<Action> {
+        let mut out = Vec::new();
+        for (name, rows, cols) in self.desired_sizes(src) {
+            if self.sent_sizes.get(&name) != Some(&(rows, cols)) {
+                self.sent_sizes.insert(name.clone(), (rows, cols));
+                out.push(Action::Resize {
+                    process: name,
+                    rows,
+                    cols,
+                });
+            }
+        }
+        out
+    }
+
+    /// The effective scroll offset of a process's view (0 = live).
+    pub(crate) fn offset(&self, name: &str, scrollback: usize) -> usize {
+        match self.scroll.get(name) {
+            None => 0,
+            Some(s) => (s.offset + scrollback.saturating_sub(s.at_len)).min(scrollback),
+        }
+    }
+
+    fn set_offset(&mut self, name: &str, offset: usize, scrollback: usize) {
+        let offset = offset.min(scrollback);
+        if offset == 0 {
+            self.scroll.remove(name);
+        } else {
+            self.scroll.insert(
+                name.to_string(),
+                Scroll {
+                    offset,
+                    at_len: scrollback,
+                },
+            );
+        }
+    }
+
+    /// Height of the pane showing `name` (falls back to the main pane).
+    fn pane_height(&self, src: &dyn PaneSource, name: &str) -> u16 {
+        let l = self.layout(src.status());
+        l.panes
+            .iter()
+            .find(|p| p.name == name)
+            .or(l.panes.first())
+            .map_or(1, |p| p.inner.height.max(1))
+    }
+
+    /// Lines visible in `name`'s pane: (first absolute line, count).
+    fn visible(&self, src: &dyn PaneSource, name: &str, info: &ScreenInfo) -> (usize, usize) {
+        let h = self.pane_height(src, name);
+        let off = self.offset(name, info.scrollback);
+        let shift = pane::row_shift(info, h, off);
+        let first = info.scrollback - off + usize::from(shift);
+        (first, usize::from(h.min(info.rows)))
+    }
+
+    /// Scrolls `name` so that absolute `line` is visible (centred if it was not).
+    fn reveal(&mut self, src: &dyn PaneSource, name: &str, line: usize) {
+        let Some(info) = pane::screen_info(src, name) else {
+            return;
+        };
+        let (first, count) = self.visible(src, name, &info);
+        if line >= first && line < first + count {
+            return;
+        }
+        let h = usize::from(self.pane_height(src, name).min(info.rows));
+        let sb = info.scrollback;
+        let live_shift = usize::from(pane::row_shift(&info, h as u16, 0));
+        if line >= sb + live_shift && line < sb + live_shift + h {
+            self.set_offset(name, 0, sb);
+            return;
+        }
+        let scrolled_shift = usize::from(info.rows) - h;
+        let offset = (sb + scrolled_shift + h / 2)
+            .saturating_sub(line)
+            .clamp(1, sb.max(1));
+        self.set_offset(name, offset, sb);
+    }
+
+    // ----- events --------------------------------------------------------
+
+    /// Applies one client event; returns what the server must do.
+    pub fn handle_event(&mut self, ev: Event, src: &dyn PaneSource) -> Vec<Action> {
+        let mut out = Vec::new();
+        match ev {
+            Event::Resize(cols, rows) => self.size = (cols, rows),
+            Event::Key(k) if k.kind != KeyEventKind::Release => self.on_key(k, src, &mut out),
+            Event::Mouse(m) => self.on_mouse(m, src, &mut out),
+            Event::Paste(text) => self.on_paste(&text, src, &mut out),
+            _ => {}
+        }
+        // The selection may have moved away from a process that is gone.
+        if let Some(sel) = &self.selected
+            && !src.status().processes.iter().any(|p| &p.name == sel)
+        {
+            self.selected = None;
+            self.focused = false;
+        }
+        if self.selected.is_none() {
+            self.selected = self.current_name(src.status());
+        }
+        out.extend(self.take_resizes(src));
+        out
+    }
+
+    fn on_paste(&mut self, text: &str, src: &dyn PaneSource, out: &mut Vec<Action>) {
+        if self.search.editing {
+            self.search.query.push_str(&text.replace(['\n', '\r'], " "));
+        } else if let Some(name) = self.focused_process().map(str::to_string) {
+            let mut bracketed = false;
+            src.with_screen(&name, 0, &mut |s| bracketed = s.bracketed_paste());
+            self.set_offset(&name, 0, 0);
+            out.push(Action::Input {
+                process: name,
+                bytes: paste_to_pty_bytes(text, bracketed),
+            });
+        }
+    }
+
+    fn on_key(&mut self, k: KeyEvent, src: &dyn PaneSource, out: &mut Vec<Action>) {
+        let spec = KeySpec::from_event(&k);
+        self.message = None;
+        if self.quitting {
+            return;
+        }
+        if let Some(c) = self.confirm.clone() {
+            let yes = matches!(k.code, KeyCode::Char('y' | 'Y') | KeyCode::Enter)
+                || (c == Confirm::Quit
+                    && self.keys.is(&spec, Command::Quit)
+                    && k.code != KeyCode::Char('q'));
+            let no = matches!(k.code, KeyCode::Char('n' | 'N' | 'q') | KeyCode::Esc);
+            if yes {
+                self.confirm = None;
+                match c {
+                    Confirm::Quit => {
+                        self.quitting();
+                        out.push(Action::Quit);
+                    }
+                    Confirm::Kill(name) => out.push(Action::Kill(name)),
+                    Confirm::RestartAll => out.push(Action::RestartAll),
+                }
+            } else if no {
+                self.confirm = None;
+            }
+            return;
+        }
+        if self.help {
+            if matches!(k.code, KeyCode::Esc | KeyCode::Char('q') | KeyCode::Enter)
+                || self.keys.is(&spec, Command::Help)
+            {
+                self.help = false;
+            }
+            return;
+        }
+        if self.search.editing {
+            self.search_key(k, src);
+            return;
+        }
+        if self.copy.is_some() {
+            self.copy_key(k, src, out);
+            return;
+        }
+        let st = src.status();
+        if self.focused {
+            let Some(name) = self.current_name(st) else {
+                self.focused = false;
+                return;
+            };
+            if spec == self.keys.prefix() {
+                self.focused = false;
+                self.prefix_armed = true;
+                return;
+            }
+            let mut app_cursor = false;
+            src.with_screen(&name, 0, &mut |s| app_cursor = s.application_cursor());
+            if let Some(bytes) = key_to_pty_bytes(&k, app_cursor) {
+                let sb = src.scrollback_len(&name);
+                self.set_offset(&name, 0, sb);
+                out.push(Action::Input {
+                    process: name,
+                    bytes,
+                });
+            }
+            return;
+        }
+        if self.prefix_armed {
+            self.prefix_armed = false;
+            if spec == self.keys.prefix() {
+                if let Some(name) = self.current_name(st) {
+                    let prefix = KeyEvent::new(spec.code, spec.mods);
+                    if let Some(bytes) = key_to_pty_bytes(&prefix, false) {
+                        out.push(Action::Input {
+                            process: name,
+                            bytes,
+                        });
+                    }
+                    self.focused = true;
+                }
+                return;
+            }
+            if k.code == KeyCode::Char('d') && k.modifiers.is_empty() {
+                out.push(Action::Detach);
+                return;
+            }
+        }
+        if k.code == KeyCode::Esc {
+            if !self.search.query.is_empty() {
+                self.search = Search::default();
+            } else if self.details {
+                self.details = false;
+            } else if self.zoom {
+                self.zoom = false;
+            }
+            return;
+        }
+        if let Some(cmd) = self.keys.lookup(&spec) {
+            self.command(cmd, src, out);
+        }
+    }
+
+    fn command(&mut self, cmd: Command, src: &dyn PaneSource, out: &mut Vec<Action>) {
+        let st = src.status();
+        let cur = self.current(st).cloned();
+        let name = cur.as_ref().map(|p| p.name.clone());
+        match cmd {
+            Command::Up | Command::Down | Command::Left | Command::Right => self.navigate(cmd, st),
+            Command::Focus => {
+                if let Some(p) = &cur {
+                    if p.state.is_alive() {
+                        self.focused = true;
+                        self.details = false;
+                    } else {
+                        self.message = Some(format!(
+                            "{} is {}: {} starts it",
+                            p.name,
+                            p.state.name(),
+                            self.keys.first(Command::StopStart)
+                        ));
+                    }
+                }
+            }
+            Command::Prefix => {
+                self.message = Some(format!(
+                    "not focused: {} focuses",
+                    self.keys.first(Command::Focus)
+                ));
+            }
+            Command::Restart => {
+                if let Some(n) = name {
+                    self.message = Some(format!("restarting {n}"));
+                    out.push(Action::Restart(n));
+                }
+            }
+            Command::RestartAll => self.confirm = Some(Confirm::RestartAll),
+            Command::StopStart => {
+                if let Some(p) = cur {
+                    let running = p.state.is_alive()
+                        || matches!(
+                            p.state,
+                            ProcState::Pending { .. } | ProcState::Backoff { .. }
+                        );
+                    if running {
+                        self.message = Some(format!("stopping {}", p.name));
+                        out.push(Action::Stop(p.name));
+                    } else {
+                        self.message = Some(format!("starting {}", p.name));
+                        out.push(Action::Start(p.name));
+                    }
+                }
+            }
+            Command::Kill => {
+                if let Some(p) = cur {
+                    if p.state.is_alive() {
+                        self.confirm = Some(Confirm::Kill(p.name));
+                    } else {
+                        self.message = Some(format!("{} is not running", p.name));
+                    }
+                }
+            }
+            Command::Grid => {
+                self.grid = !self.grid;
+                self.zoom = false;
+                if self.grid {
+                    let names = self.grid_names(st);
+                    if names.is_empty() {
+                        self.message =
+                            Some("nothing to tile: no process is running or marked".into());
+                    } else if !name.as_ref().is_some_and(|n| names.contains(n)) {
+                        self.selected = names.first().cloned();
+                    }
+                }
+            }
+            Command::Zoom => self.zoom = !self.zoom,
+            Command::Mark => {
+                if let Some(n) = name {
+                    if !self.marked.remove(&n) {
+                        self.marked.insert(n.clone());
+                        self.message = Some(format!(
+                            "marked {n} ({} marked; {} shows them together)",
+                            self.marked.len(),
+                            self.keys.first(Command::Grid)
+                        ));
+                    } else {
+                        self.message = Some(format!("unmarked {n}"));
+                    }
+                }
+            }
+            Command::Details => self.details = !self.details,
+            Command::Search => {
+                if let Some(n) = name {
+                    self.search = Search {
+                        editing: true,
+                        process: n,
+                        ..Search::default()
+                    };
+                }
+            }
+            Command::NextMatch | Command::PrevMatch => {
+                if self.search.query.is_empty() {
+                    self.message = Some(format!(
+                        "no search: {} searches",
+                        self.keys.first(Command::Search)
+                    ));
+                } else if let Some(n) = name {
+                    self.find(src, &n, cmd == Command::NextMatch);
+                }
+            }
+            Command::CopyMode => {
+                if let Some(n) = name {
+                    self.enter_copy(src, &n);
+                }
+            }
+            Command::ScrollUp
+            | Command::ScrollDown
+            | Command::ScrollTop
+            | Command::ScrollBottom => {
+                if let Some(n) = name {
+                    let sb = src.scrollback_len(&n);
+                    let page = usize::from(self.pane_height(src, &n).saturating_sub(1).max(1));
+                    let off = self.offset(&n, sb);
+                    let new = match cmd {
+                        Command::ScrollUp => off + page,
+                        Command::ScrollDown => off.saturating_sub(page),
+                        Command::ScrollTop => sb,
+                        _ => 0,
+                    };
+                    self.set_offset(&n, new, sb);
+                }
+            }
+            Command::Help => self.help = true,
+            Command::Detach => out.push(Action::Detach),
+            Command::Quit => self.confirm = Some(Confirm::Quit),
+        }
+    }
+
+    fn navigate(&mut self, cmd: Command, st: &SpaceStatus) {
+        let (names, step): (Vec<String>, isize) = if self.view() == View::Grid {
+            let names = self.grid_names(st);
+            let cols = layout::grid_dims(names.len(), self.size.0, self.size.1.saturating_sub(2))
+                .map_or(1, |(c, _)| c as isize);
+            let step = match cmd {
+                Command::Up => -cols,
+                Command::Down => cols,
+                Command::Left => -1,
+                _ => 1,
+            };
+            (names, step)
+        } else {
+            let step = match cmd {
+                Command::Up => -1,
+                Command::Down => 1,
+                _ => return,
+            };
+            (st.processes.iter().map(|p| p.name.clone()).collect(), step)
+        };
+        if names.is_empty() {
+            return;
+        }
+        let cur = self
+            .selected
+            .as_ref()
+            .and_then(|s| names.iter().position(|n| n == s))
+            .unwrap_or(0) as isize;
+        let next = (cur + step).clamp(0, names.len() as isize - 1) as usize;
+        self.selected = Some(names[next].clone());
+    }
+
+    // ----- search ----------------------------------------------------------
+
+    fn search_key(&mut self, k: KeyEvent, src: &dyn PaneSource) {
+        match k.code {
+            KeyCode::Esc => self.search = Search::default(),
+            KeyCode::Enter => {
+                self.search.editing = false;
+                self.search.current = None;
+                if self.search.query.is_empty() {
+                    return;
+                }
+                let name = self.search.process.clone();
+                self.find(src, &name, true);
+            }
+            KeyCode::Backspace => {
+                if self.search.query.pop().is_none() {
+                    self.search = Search::default();
+                }
+            }
+            KeyCode::Char('u') if k.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.search.query.clear()
+            }
+            KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.search = Search::default()
+            }
+            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.search.query.push(c)
+            }
+            _ => {}
+        }
+    }
+
+    /// Moves to the next older (`older`) or newer match and scrolls to it.
+    fn find(&mut self, src: &dyn PaneSource, name: &str, older: bool) {
+        let Some(matcher) = Matcher::new(&self.search.query) else {
+            return;
+        };
+        let Some(info) = pane::screen_info(src, name) else {
+            return;
+        };
+        if self.search.process != name {
+            self.search.process = name.to_string();
+            self.search.current = None;
+        }
+        let total = info.scrollback + usize::from(info.rows);
+        // Where to continue from: the current match, or the visible bottom (older) / top (newer).
+        let from = match self.search.current {
+            Some(m) => (m.line, m.start),
+            None => {
+                let (first, count) = self.visible(src, name, &info);
+                if older {
+                    (first + count, 0)
+                } else {
+                    (first.saturating_sub(1), u16::MAX)
+                }
+            }
+        };
+        let found = if older {
+            search_backward(src, name, &info, &matcher, from)
+        } else {
+            search_forward(src, name, &info, &matcher, from, total)
+        };
+        match found {
+            Some(m) => {
+                self.search.current = Some(m);
+                self.reveal(src, name, m.line);
+            }
+            None => {
+                let which = if older { "older" } else { "newer" };
+                self.message = Some(if self.search.current.is_some() {
+                    format!("no {which} match for \"{}\"", self.search.query)
+                } else {
+                    format!("no match for \"{}\"", self.search.query)
+                });
+            }
+        }
+    }
+
+    // ----- copy mode -------------------------------------------------------
+
+    fn enter_copy(&mut self, src: &dyn PaneSource, name: &str) {
+        let Some(info) = pane::screen_info(src, name) else {
+            self.message = Some(format!("{name} has no output to copy"));
+            return;
+        };
+        let (first, count) = self.visible(src, name, &info);
+        let cursor = if self.offset(name, info.scrollback) == 0 {
+            let mut col = 0;
+            src.with_screen(name, 0, &mut |s| col = s.cursor_position().1);
+            (info.scrollback + usize::from(info.cursor_row), col)
+        } else {
+            (first + count.saturating_sub(1), 0)
+        };
+        self.focused = false;
+        self.copy = Some(Copy {
+            process: name.to_string(),
+            cursor,
+            anchor: None,
+        });
+    }
+
+    fn copy_key(&mut self, k: KeyEvent, src: &dyn PaneSource, out: &mut Vec<Action>) {
+        let Some(mut c) = self.copy.clone() else {
+            return;
+        };
+        let Some(info) = pane::screen_info(src, &c.process) else {
+            self.copy = None;
+            return;
+        };
+        let total = info.scrollback + usize::from(info.rows);
+        let last_col = info.cols.saturating_sub(1);
+        let page = usize::from(self.pane_height(src, &c.process).saturating_sub(1).max(1));
+        let (line, col) = c.cursor;
+        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        match k.code {
+            KeyCode::Esc | KeyCode::Char('q') => {
+                self.copy = None;
+                return;
+            }
+            KeyCode::Char('c') if ctrl => {
+                self.copy = None;
+                return;
+            }
+            KeyCode::Left | KeyCode::Char('h') => c.cursor.1 = col.saturating_sub(1),
+            KeyCode::Right | KeyCode::Char('l') => c.cursor.1 = (col + 1).min(last_col),
+            KeyCode::Up | KeyCode::Char('k') => c.cursor.0 = line.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') => c.cursor.0 = (line + 1).min(total - 1),
+            KeyCode::PageUp | KeyCode::Char('u') if k.code == KeyCode::PageUp || ctrl => {
+                c.cursor.0 = line.saturating_sub(page);
+            }
+            KeyCode::PageDown | KeyCode::Char('d') if k.code == KeyCode::PageDown || ctrl => {
+                c.cursor.0 = (line + page).min(total - 1);
+            }
+            KeyCode::Home | KeyCode::Char('0') => c.cursor.1 = 0,
+            KeyCode::End | KeyCode::Char('$') => {
+                let mut end = 0;
+                pane::for_lines(src, &c.process, &info, line, line + 1, &mut |_, t| {
+                    end = t
+                        .chars
+                        .iter()
+                        .zip(&t.cols)
+                        .rev()
+                        .find(|(ch, _)| **ch != ' ')
+                        .map_or(0, |(_, c)| *c);
+                });
+                c.cursor.1 = end;
+            }
+            KeyCode::Char('g') => c.cursor = (0, 0),
+            KeyCode::Char('G') => c.cursor = (total - 1, 0),
+            KeyCode::Char('v' | ' ') => {
+                c.anchor = if c.anchor.is_some() {
+                    None
+                } else {
+                    Some(c.cursor)
+                };
+            }
+            KeyCode::Char('y') | KeyCode::Enter => {
+                let (a, b) = match c.anchor {
+                    Some(a) => order(a, c.cursor),
+                    None => ((line, 0), (line, u16::MAX)),
+                };
+                let text = pane::extract(src, &c.process, &info, a, b);
+                let lines = b.0 - a.0 + 1;
+                self.message = Some(format!(
+                    "copied {} character{} ({lines} line{})",
+                    text.chars().count(),
+                    if text.chars().count() == 1 { "" } else { "s" },
+                    if lines == 1 { "" } else { "s" }
+                ));
+                self.copy = None;
+                out.push(Action::Copy(text));
+                return;
+            }
+            _ => return,
+        }
+        let name = c.process.clone();
+        let target = c.cursor.0;
+        self.copy = Some(c);
+        self.reveal(src, &name, target);
+    }
+
+    // ----- mouse -----------------------------------------------------------
+
+    fn on_mouse(&mut self, m: MouseEvent, src: &dyn PaneSource, out: &mut Vec<Action>) {
+        if self.quitting || self.confirm.is_some() || self.help {
+            return;
+        }
+        let st = src.status();
+        let l = self.layout(st);
+        if l.too_small {
+            return;
+        }
+        let pos = ratatui::layout::Position::new(m.column, m.row);
+        let pane = l.panes.iter().find(|p| p.outer.contains(pos)).cloned();
+
+        // A focused program that asked for the mouse gets the events over its pane.
+        if self.focused
+            && let Some(p) = &pane
+            && Some(p.name.as_str()) == self.selected.as_deref()
+            && p.inner.contains(pos)
+        {
+            let mut modes = None;
+            src.with_screen(&p.name, 0, &mut |s| {
+                modes = Some((s.mouse_protocol_mode(), s.mouse_protocol_encoding()))
+            });
+            if let Some((mode, enc)) = modes
+                && mode != vt100::MouseProtocolMode::None
+            {
+                let (col, row) = (m.column - p.inner.x, m.row - p.inner.y);
+                if let Some(bytes) = mouse_to_pty_bytes(&m, col, row, mode, enc) {
+                    out.push(Action::Input {
+                        process: p.name.clone(),
+                        bytes,
+                    });
+                }
+                return;
+            }
+        }
+        match m.kind {
+            MouseEventKind::ScrollUp | MouseEventKind::ScrollDown => {
+                let up = m.kind == MouseEventKind::ScrollUp;
+                if let Some(p) = pane {
+                    let sb = src.scrollback_len(&p.name);
+                    let off = self.offset(&p.name, sb);
+                    let new = if up {
+                        off + WHEEL_LINES
+                    } else {
+                        off.saturating_sub(WHEEL_LINES)
+                    };
+                    self.set_offset(&p.name, new, sb);
+                } else if l.list.is_some_and(|r| r.contains(pos)) {
+                    self.navigate(if up { Command::Up } else { Command::Down }, st);
+                }
+            }
+            MouseEventKind::Down(MouseButton::Left) => {
+                if let Some(list) = l.list
+                    && list.contains(pos)
+                {
+                    let inner = layout::inner(list);
+                    if m.row < inner.y || m.row >= inner.bottom() {
+                        return;
+                    }
+                    let sel = self
+                        .current(st)
+                        .and_then(|c| st.processes.iter().position(|p| p.name == c.name));
+                    let top = layout::list_scroll(sel.unwrap_or(0), inner.height);
+                    let idx = top + usize::from(m.row - inner.y);
+                    if let Some(p) = st.processes.get(idx) {
+                        self.selected = Some(p.name.clone());
+                        self.focused = false;
+                        self.copy = None;
+                    }
+                } else if let Some(p) = pane {
+                    let alive = st
+                        .processes
+                        .iter()
+                        .any(|s| s.name == p.name && s.state.is_alive());
+                    self.selected = Some(p.name.clone());
+                    self.copy = None;
+                    self.details = false;
+                    self.focused = alive;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn order(a: Pos, b: Pos) -> (Pos, Pos) {
+    if a <= b { (a, b) } else { (b, a) }
+}
+
+/// The nearest match strictly before `from` (line, column), scanning upward.
+fn search_backward(
+    src: &dyn PaneSource,
+    name: &str,
+    info: &ScreenInfo,
+    matcher: &Matcher,
+    from: (usize, u16),
+) -> Option<Match> {
+    let total = info.scrollback + usize::from(info.rows);
+    let mut end = (from.0 + 1).min(total);
+    let chunk = usize::from(info.rows.max(1));
+    while end > 0 {
+        let start = end.saturating_sub(chunk);
+        let mut lines = Vec::with_capacity(end - start);
+        pane::for_lines(src, name, info, start, end, &mut |l, t| lines.push((l, t)));
+        for (l, t) in lines.into_iter().rev() {
+            let hits = matcher.find(&t);
+            if let Some(&(s, e)) = hits.iter().rev().find(|(s, _)| (l, *s) < from) {
+                return Some(Match {
+                    line: l,
+                    start: s,
+                    end: e,
+                });
+            }
+        }
+        end = start;
+    }
+    None
+}
+
+/// The nearest match strictly after `from`, scanning downward.
+fn search_forward(
+    src: &dyn PaneSource,
+    name: &str,
+    info: &ScreenInfo,
+    matcher: &Matcher,
+    from: (usize, u16),
+    total: usize,
+) -> Option<Match> {
+    let chunk = usize::from(info.rows.max(1));
+    let mut start = from.0;
+    while start < total {
+        let end = (start + chunk).min(total);
+        let mut found = None;
+        pane::for_lines(src, name, info, start, end, &mut |l, t| {
+            if found.is_none()
+                && let Some(&(s, e)) = matcher.find(&t).iter().find(|(s, _)| (l, *s) > from)
+            {
+                found = Some(Match {
+                    line: l,
+                    start: s,
+                    end: e,
+                });
+            }
+        });
+        if found.is_some() {
+            return found;
+        }
+        start = end;
+    }
+    None
+}

@@ -1,0 +1,806 @@
+//! Drawing: a pure function of the [`App`] state and the [`PaneSource`].
+
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
+
+use super::PaneSource;
+use super::app::{App, Confirm};
+use super::keys::{COMMANDS, Command};
+use super::layout::{self, MIN_COLS, MIN_ROWS, PaneRect, View};
+use super::pane::{self, Decor, Matcher};
+use super::theme::Theme;
+use crate::status::{Millis, ProcState, ProcessStatus, SpaceStatus, signal_name};
+
+/// `45s`, `5m12s`, `3h04m`, `2d03h`.
+pub(crate) fn format_duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
+    }
+}
+
+fn format_bytes(b: u64) -> String {
+    const K: f64 = 1024.0;
+    let f = b as f64;
+    if f >= K * K * K {
+        format!("{:.1} GiB", f / (K * K * K))
+    } else if f >= K * K {
+        format!("{:.1} MiB", f / (K * K))
+    } else if f >= K {
+        format!("{:.1} KiB", f / K)
+    } else {
+        format!("{b} B")
+    }
+}
+
+/// Truncates to `w` display columns, with `…` when cut.
+fn fit(s: &str, w: usize) -> String {
+    use unicode_width::UnicodeWidthChar;
+    let total: usize = s.chars().map(|c| c.width().unwrap_or(0)).sum();
+    if total <= w {
+        return s.to_string();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in s.chars() {
+        let cw = c.width().unwrap_or(0);
+        if used + cw + 1 > w {
+            break;
+        }
+        out.push(c);
+        used += cw;
+    }
+    if w > 0 {
+        out.push('…');
+    }
+    out
+}
+
+/// The short state text of a list row (right-aligned column).
+fn row_info(p: &ProcessStatus, now: Millis) -> String {
+    let up = || {
+        p.started_at
+            .map(|t| format_duration(now.saturating_sub(t)))
+            .unwrap_or_default()
+    };
+    match &p.state {
+        ProcState::Pending { .. } => "pending".into(),
+        ProcState::Starting | ProcState::Running => up(),
+        ProcState::Ready => format!("{} ✓", up()),
+        ProcState::Stopping { escalated } => if *escalated { "killing" } else { "stopping" }.into(),
+        ProcState::Exited { code } => format!("exit {code}"),
+        ProcState::Killed { signal } => signal_name(*signal),
+        ProcState::Failed { .. } => "failed".into(),
+        ProcState::Backoff { until } => format!("in {}s", until.saturating_sub(now).div_ceil(1000)),
+        ProcState::Stopped => "stopped".into(),
+        ProcState::Idle => "idle".into(),
+    }
+}
+
+impl App {
+    /// Draws the whole client screen. Pure: reads state, changes nothing.
+    pub fn draw(&self, frame: &mut Frame<'_>, src: &dyn PaneSource) {
+        let area = frame.area();
+        let st = src.status();
+        let theme = Theme { color: self.color };
+        let l = self.layout_for(area, st);
+        if l.too_small {
+            let msg = format!(
+                "terminal too small (need {MIN_COLS}x{MIN_ROWS}, have {}x{})",
+                area.width, area.height
+            );
+            let y = area.y + area.height.saturating_sub(1) / 2;
+            let p = Paragraph::new(msg)
+                .alignment(Alignment::Center)
+                .wrap(Wrap { trim: true });
+            frame.render_widget(
+                p,
+                Rect::new(area.x, y, area.width, area.height - (y - area.y)),
+            );
+            return;
+        }
+        if let Some(h) = l.header {
+            self.draw_header(frame, h, st, theme);
+        }
+        if self.quitting {
+            self.draw_quitting(frame, l.body, st, theme);
+            self.draw_footer(frame, l.footer, src, &l, theme);
+            return;
+        }
+        if let Some(list) = l.list {
+            self.draw_list(frame, list, st, theme);
+        }
+        for p in &l.panes {
+            self.draw_pane(frame, p, src, theme);
+        }
+        if l.panes.is_empty() {
+            let text = if st.processes.is_empty() {
+                "no processes in this space".to_string()
+            } else {
+                format!(
+                    "nothing to tile: no process is running or marked ({} marks, {} leaves the grid)",
+                    self.keys.first(Command::Mark),
+                    self.keys.first(Command::Grid)
+                )
+            };
+            let body = if let Some(list) = l.list {
+                Rect::new(
+                    list.right(),
+                    l.body.y,
+                    l.body.width - list.width,
+                    l.body.height,
+                )
+            } else {
+                l.body
+            };
+            let r = layout::centered(body, body.width.saturating_sub(4), 3);
+            frame.render_widget(
+                Paragraph::new(text)
+                    .style(theme.dim())
+                    .alignment(Alignment::Center)
+                    .wrap(Wrap { trim: true }),
+                r,
+            );
+        }
+        self.draw_footer(frame, l.footer, src, &l, theme);
+        if self.help {
+            self.draw_help(frame, area, theme);
+        }
+        if let Some(c) = &self.confirm {
+            self.draw_confirm(frame, area, c, st, theme);
+        }
+    }
+
+    fn draw_header(&self, frame: &mut Frame<'_>, r: Rect, st: &SpaceStatus, theme: Theme) {
+        let mut spans = vec![Span::styled(
+            format!(" mew · {} ", st.space.name),
+            theme.header(),
+        )];
+        if let Some(url) = &st.gateway_url {
+            spans.push(Span::styled(format!("│ {url} "), theme.header_dim()));
+        }
+        // counts by state, in lifecycle order; glyphs when the words do not fit
+        let order = [
+            "ready", "running", "starting", "pending", "backoff", "stopping", "exited", "killed",
+            "failed", "stopped", "idle",
+        ];
+        let mut counts: Vec<(usize, &ProcState, &str)> = Vec::new();
+        for name in order {
+            let mut of = st.processes.iter().filter(|p| p.state.name() == name);
+            if let Some(first) = of.next() {
+                counts.push((1 + of.count(), &first.state, name));
+            }
+        }
+        if !counts.is_empty() {
+            let words: Vec<String> = counts
+                .iter()
+                .map(|(n, _, name)| format!("{n} {name}"))
+                .collect();
+            let words = format!("│ {} ", words.join(" · "));
+            let used: usize = spans.iter().map(|s| s.width()).sum();
+            if used + unicode_width::UnicodeWidthStr::width(words.as_str()) <= usize::from(r.width)
+            {
+                spans.push(Span::styled(words, theme.header_dim()));
+            } else {
+                spans.push(Span::styled("│", theme.header_dim()));
+                for (n, state, name) in counts {
+                    let (glyph, style) = theme.state(state);
+                    let glyph = if name == "ready" { "✓" } else { glyph };
+                    spans.push(Span::styled(
+                        format!(" {glyph}"),
+                        theme.header_dim().patch(style),
+                    ));
+                    spans.push(Span::styled(n.to_string(), theme.header_dim()));
+                }
+                spans.push(Span::styled(" ", theme.header_dim()));
+            }
+        }
+        if let Some(why) = &st.logging_degraded {
+            spans.push(Span::styled(
+                format!("│ ⚠ logs: {why} "),
+                theme.header_warn(),
+            ));
+        }
+        frame.render_widget(
+            Paragraph::new(Line::from(spans)).style(theme.header_dim()),
+            r,
+        );
+    }
+
+    fn draw_list(&self, frame: &mut Frame<'_>, r: Rect, st: &SpaceStatus, theme: Theme) {
+        let block = Block::bordered()
+            .border_style(if self.focused {
+                theme.border()
+            } else {
+                theme.border_selected()
+            })
+            .title(Span::styled(" processes ", theme.label()));
+        let inner = block.inner(r);
+        frame.render_widget(block, r);
+        let now = self.now();
+        let w = usize::from(inner.width);
+        let sel = self.current(st).map(|p| p.name.clone());
+        let sel_idx = st
+            .processes
+            .iter()
+            .position(|p| Some(&p.name) == sel.as_ref())
+            .unwrap_or(0);
+        let top = layout::list_scroll(sel_idx, inner.height);
+        let mut lines: Vec<Line<'_>> = Vec::new();
+        for (i, p) in st.processes.iter().enumerate().skip(top) {
+            let (glyph, gstyle) = theme.state(&p.state);
+            let mut info = row_info(p, now);
+            if p.restarts > 0 {
+                info = format!("↻{} {info}", p.restarts);
+            }
+            // On a narrow list the name wins: drop the restarts, then the info.
+            let name_len = p.name.chars().count().min(8);
+            let room =
+                |info: &str| w.saturating_sub(unicode_width::UnicodeWidthStr::width(info) + 4);
+            if room(&info) < name_len {
+                info = row_info(p, now);
+            }
+            if room(&info) < name_len {
+                info = if p.ready { "✓".into() } else { String::new() };
+            }
+            let mark = if self.marked.contains(&p.name) {
+                "+"
+            } else {
+                " "
+            };
+            let info_w = unicode_width::UnicodeWidthStr::width(info.as_str());
+            let name_w = w.saturating_sub(info_w + 4);
+            let name = fit(&p.name, name_w);
+            let pad = name_w.saturating_sub(unicode_width::UnicodeWidthStr::width(name.as_str()));
+            let selected = i == sel_idx;
+            let base = if selected {
+                theme.selected_row()
+            } else {
+                Style::new()
+            };
+            let name_style = if selected {
+                base.add_modifier(Modifier::BOLD)
+            } else {
+                base
+            };
+            lines.push(Line::from(vec![
+                Span::styled(glyph, if selected { base } else { gstyle }),
+                Span::styled(mark, base),
+                Span::styled(format!("{name}{} ", " ".repeat(pad)), name_style),
+                Span::styled(
+                    format!("{info} "),
+                    if selected { base } else { theme.dim() },
+                ),
+            ]));
+        }
+        for part in &st.participants {
+            let text = format!("· {}  {}", part.name, part.note);
+            lines.push(Line::from(Span::styled(fit(&text, w), theme.dim())));
+        }
+        frame.render_widget(Paragraph::new(lines), inner);
+    }
+
+    fn draw_pane(&self, frame: &mut Frame<'_>, p: &PaneRect, src: &dyn PaneSource, theme: Theme) {
+        let st = src.status();
+        let Some(proc_) = st.processes.iter().find(|s| s.name == p.name) else {
+            return;
+        };
+        let view = self.view();
+        let is_sel = self.current(st).is_some_and(|c| c.name == p.name);
+        let focused = self.focused && is_sel;
+        let sb = src.scrollback_len(&p.name);
+        let offset = self.offset(&p.name, sb);
+        let now = self.now();
+        if view != View::Zoom {
+            let (glyph, gstyle) = theme.state(&proc_.state);
+            let mut title = vec![
+                Span::raw(" "),
+                Span::styled(glyph, gstyle),
+                Span::styled(
+                    format!(" {} ", p.name),
+                    if is_sel { theme.label() } else { theme.text() },
+                ),
+                Span::styled(format!("{} ", proc_.state.describe(now)), theme.dim()),
+            ];
+            if focused {
+                title.push(Span::styled(" FOCUS ", theme.mode()));
+            }
+            let mut block = Block::bordered().title(Line::from(title));
+            block = if focused {
+                block
+                    .border_type(BorderType::Thick)
+                    .border_style(theme.border_focused())
+            } else if is_sel && view == View::Grid {
+                block.border_style(theme.border_selected())
+            } else {
+                block.border_style(theme.border())
+            };
+            if offset > 0 {
+                block = block.title_top(
+                    Line::from(Span::styled(format!(" ↑{offset}/{sb} "), theme.message()))
+                        .right_aligned(),
+                );
+            }
+            frame.render_widget(block, p.outer);
+        }
+        let area = p.inner;
+        if self.details && view == View::List && is_sel {
+            self.draw_details(frame, area, proc_, theme);
+            return;
+        }
+        let matcher = if !self.search.query.is_empty() && self.search.process == p.name {
+            Matcher::new(&self.search.query)
+        } else {
+            None
+        };
+        let current = self
+            .search
+            .current
+            .filter(|_| self.search.process == p.name);
+        let copy = self.copy.as_ref().filter(|c| c.process == p.name);
+        let selection = copy.and_then(|c| {
+            c.anchor.map(|a| {
+                if a <= c.cursor {
+                    (a, c.cursor)
+                } else {
+                    (c.cursor, a)
+                }
+            })
+        });
+        let decor = Decor {
+            first_line: sb - offset,
+            matcher: matcher.as_ref(),
+            current,
+            selection,
+            copy_cursor: copy.map(|c| c.cursor),
+            theme,
+        };
+        let mut cursor = None;
+        let mut drawn = false;
+        let info = pane::screen_info(src, &p.name);
+        let shift = info.map_or(0, |i| pane::row_shift(&i, area.height, offset));
+        src.with_screen(&p.name, offset, &mut |screen| {
+            drawn = true;
+            cursor = pane::render_screen(screen, area, frame.buffer_mut(), shift, &decor);
+        });
+        if !drawn {
+            let text = match proc_.state {
+                ProcState::Idle | ProcState::Stopped => {
+                    format!(
+                        "{} — {} starts it",
+                        proc_.state.name(),
+                        self.keys.first(Command::StopStart)
+                    )
+                }
+                _ => proc_.state.describe(now),
+            };
+            frame.render_widget(Paragraph::new(text).style(theme.dim()), area);
+        }
+        if focused && self.copy.is_none() && offset == 0 && self.confirm.is_none() && !self.help {
+            if let Some(pos) = cursor {
+                frame.set_cursor_position(pos);
+            }
+        }
+    }
+
+    fn draw_details(&self, frame: &mut Frame<'_>, area: Rect, p: &ProcessStatus, theme: Theme) {
+        let now = self.now();
+        let dash = || "—".to_string();
+        let row = |k: &str, v: String| {
+            Line::from(vec![
+                Span::styled(format!("{k:<10}"), theme.label()),
+                Span::raw(v),
+            ])
+        };
+        let since = p
+            .history
+            .last()
+            .map(|t| format!(" (for {})", format_duration(now.saturating_sub(t.at))))
+            .unwrap_or_default();
+        let mut lines = vec![
+            row("state", format!("{}{since}", p.state.describe(now))),
+            row("kind", p.kind.as_str().to_string()),
+            row("command", p.command.clone()),
+            row("cwd", p.cwd.clone()),
+            row("pid", p.pid.map_or_else(dash, |x| x.to_string())),
+            row(
+                "uptime",
+                match (p.state.is_alive(), p.started_at) {
+                    (true, Some(t)) => format_duration(now.saturating_sub(t)),
+                    _ => dash(),
+                },
+            ),
+            row("restarts", p.restarts.to_string()),
+            row(
+                "exit code",
+                p.exit_code.map_or_else(dash, |c| c.to_string()),
+            ),
+            row("ready", if p.ready { "yes".into() } else { "no".into() }),
+            row("probe", p.probe.clone().unwrap_or_else(dash)),
+            row(
+                "cpu",
+                p.cpu_percent.map_or_else(dash, |c| format!("{c:.1}%")),
+            ),
+            row("memory", p.rss_bytes.map_or_else(dash, format_bytes)),
+            Line::raw(""),
+            Line::from(Span::styled("history (newest last)", theme.label())),
+        ];
+        let room = usize::from(area.height).saturating_sub(lines.len()).max(1);
+        let skip = p.history.len().saturating_sub(room);
+        for t in p.history.iter().skip(skip) {
+            let (glyph, style) = theme.state(&t.state);
+            lines.push(Line::from(vec![
+                Span::styled(
+                    format!("{:>9} ago ", format_duration(now.saturating_sub(t.at))),
+                    theme.dim(),
+                ),
+                Span::styled(glyph, style),
+                Span::raw(format!(" {:<12}", t.state.describe(t.at))),
+                Span::styled(
+                    if t.reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!("— {}", t.reason)
+                    },
+                    theme.dim(),
+                ),
+            ]));
+        }
+        if p.history.is_empty() {
+            lines.push(Line::from(Span::styled(
+                "(no transitions yet)",
+                theme.dim(),
+            )));
+        }
+        frame.render_widget(Paragraph::new(lines), area);
+    }
+
+    fn draw_quitting(&self, frame: &mut Frame<'_>, body: Rect, st: &SpaceStatus, theme: Theme) {
+        let now = self.now();
+        let done = st
+            .processes
+            .iter()
+            .filter(|p| {
+                !p.state.is_alive()
+                    && !matches!(
+                        p.state,
+                        ProcState::Backoff { .. } | ProcState::Pending { .. }
+                    )
+            })
+            .count();
+        let mut lines = vec![
+            Line::from(Span::styled(
+                format!("{done} of {} processes stopped", st.processes.len()),
+                theme.label(),
+            )),
+            Line::raw(""),
+        ];
+        for p in &st.processes {
+            let (glyph, style) = theme.state(&p.state);
+            let (text, tstyle) = match p.state {
+                ProcState::Stopping { escalated: true } => {
+                    ("did not stop in time: killing".to_string(), theme.error())
+                }
+                ProcState::Stopping { escalated: false } => {
+                    ("stopping…".to_string(), theme.message())
+                }
+                ref s => (s.describe(now), theme.dim()),
+            };
+            lines.push(Line::from(vec![
+                Span::styled(glyph, style),
+                Span::raw(format!(" {:<20} ", fit(&p.name, 20))),
+                Span::styled(text, tstyle),
+            ]));
+        }
+        let h = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
+        let r = layout::centered(body, 60.min(body.width), h);
+        frame.render_widget(Clear, r);
+        let block = Block::bordered()
+            .border_style(theme.border_selected())
+            .title(Span::styled(
+                format!(" stopping space \"{}\" ", st.space.name),
+                theme.label(),
+            ));
+        frame.render_widget(Paragraph::new(lines).block(block), r);
+    }
+
+    fn draw_footer(
+        &self,
+        frame: &mut Frame<'_>,
+        r: Rect,
+        src: &dyn PaneSource,
+        l: &layout::ScreenLayout,
+        theme: Theme,
+    ) {
+        let st = src.status();
+        let k = |c: Command| self.keys.first(c);
+        let mut spans: Vec<Span<'_>> = Vec::new();
+        let keys = |spans: &mut Vec<Span<'_>>, pairs: &[(String, &str)]| {
+            for (key, what) in pairs {
+                spans.push(Span::styled(format!(" {key}"), theme.key()));
+                spans.push(Span::raw(format!(" {what} ")));
+            }
+        };
+        if let Some(m) = &self.message {
+            spans.push(Span::styled(format!(" {m} "), theme.message()));
+            spans.push(Span::styled("│", theme.dim()));
+        }
+        if self.quitting {
+            spans.push(Span::styled(" QUITTING ", theme.mode()));
+            spans.push(Span::raw(
+                " stopping every process; those that do not stop in time are killed",
+            ));
+        } else if self.confirm.is_some() {
+            keys(&mut spans, &[("y".into(), "yes"), ("n/Esc".into(), "no")]);
+        } else if self.help {
+            keys(&mut spans, &[("Esc".into(), "close help")]);
+        } else if self.search.editing {
+            spans.push(Span::styled(
+                format!(" /{}", self.search.query),
+                theme.key(),
+            ));
+            spans.push(Span::styled("█", theme.text()));
+            keys(
+                &mut spans,
+                &[("Enter".into(), "search"), ("Esc".into(), "cancel")],
+            );
+        } else if self.copy.is_some() {
+            spans.push(Span::styled(" COPY ", theme.mode()));
+            keys(
+                &mut spans,
+                &[
+                    ("hjkl".into(), "move"),
+                    ("v".into(), "select"),
+                    ("y".into(), "copy"),
+                    ("Esc".into(), "leave"),
+                ],
+            );
+        } else if let Some(name) = self.focused_process() {
+            spans.push(Span::styled(format!(" FOCUS {name} "), theme.mode()));
+            let p = k(Command::Prefix);
+            keys(
+                &mut spans,
+                &[
+                    (p.clone(), "leave focus"),
+                    (format!("{p} {p}"), &format!("send {p}")),
+                    (format!("{p} d"), "detach"),
+                ],
+            );
+        } else {
+            if self.view() == View::Zoom
+                && let Some(p) = self.current(st)
+            {
+                let (glyph, style) = theme.state(&p.state);
+                spans.push(Span::styled(format!(" ZOOM {} ", p.name), theme.mode()));
+                spans.push(Span::styled(format!(" {glyph}"), style));
+                spans.push(Span::raw(format!(" {} │", p.state.name())));
+            }
+            if self.prefix_armed {
+                let p = k(Command::Prefix);
+                spans.push(Span::styled(format!(" {p}… "), theme.mode()));
+                keys(
+                    &mut spans,
+                    &[(p.clone(), &format!("send {p}")), ("d".into(), "detach")],
+                );
+            }
+            if !self.search.query.is_empty() {
+                spans.push(Span::styled(
+                    format!(" /{} ", self.search.query),
+                    theme.key(),
+                ));
+                keys(
+                    &mut spans,
+                    &[
+                        (
+                            format!("{}/{}", k(Command::NextMatch), k(Command::PrevMatch)),
+                            "older/newer",
+                        ),
+                        ("Esc".into(), "clear"),
+                    ],
+                );
+            }
+            let cur = self.current(st);
+            let stop = if cur.is_some_and(|p| {
+                p.state.is_alive()
+                    || matches!(
+                        p.state,
+                        ProcState::Pending { .. } | ProcState::Backoff { .. }
+                    )
+            }) {
+                "stop"
+            } else {
+                "start"
+            };
+            // (key, what, priority): when the line is too narrow, the lowest priorities go first
+            let mut pairs: Vec<(String, &str, u8)> = Vec::new();
+            match self.view() {
+                View::Zoom => pairs.push((k(Command::Zoom), "unzoom", 0)),
+                View::Grid => {
+                    pairs.push(("hjkl".into(), "move", 1));
+                    pairs.push((k(Command::Mark), "mark", 4));
+                }
+                View::List => pairs.push((
+                    format!("{}/{}", k(Command::Down), k(Command::Up)),
+                    "select",
+                    1,
+                )),
+            }
+            pairs.extend([
+                (k(Command::Focus), "focus", 1),
+                (k(Command::Restart), "restart", 2),
+                (k(Command::StopStart), stop, 2),
+                (k(Command::Kill), "kill", 5),
+            ]);
+            if self.view() != View::Zoom {
+                pairs.push((k(Command::Grid), if self.grid { "list" } else { "grid" }, 4));
+                pairs.push((k(Command::Zoom), "zoom", 4));
+            }
+            pairs.extend([
+                (k(Command::Search), "search", 3),
+                (k(Command::Help), "help", 0),
+                (k(Command::Detach), "detach", 3),
+                (k(Command::Quit), "quit", 0),
+            ]);
+            if l.hidden > 0 {
+                spans.push(Span::styled(
+                    format!(" +{} not shown ", l.hidden),
+                    theme.message(),
+                ));
+            }
+            let used: usize = spans.iter().map(|s| s.width()).sum();
+            let mut room = usize::from(r.width).saturating_sub(used);
+            let mut keep = vec![false; pairs.len()];
+            for prio in 0..=5 {
+                for (i, (key, what, p)) in pairs.iter().enumerate() {
+                    let w = key.chars().count() + what.chars().count() + 3;
+                    if *p == prio && w <= room {
+                        keep[i] = true;
+                        room -= w;
+                    }
+                }
+            }
+            let shown: Vec<(String, &str)> = pairs
+                .into_iter()
+                .zip(keep)
+                .filter(|(_, k)| *k)
+                .map(|((key, what, _), _)| (key, what))
+                .collect();
+            keys(&mut spans, &shown);
+        }
+        frame.render_widget(Paragraph::new(Line::from(spans)), r);
+    }
+
+    fn draw_help(&self, frame: &mut Frame<'_>, area: Rect, theme: Theme) {
+        let entries: Vec<(String, &str)> = COMMANDS
+            .iter()
+            .map(|(cmd, _, _, help)| (self.keys.all(*cmd), *help))
+            .collect();
+        let key_w = entries
+            .iter()
+            .map(|(k, _)| k.chars().count())
+            .max()
+            .unwrap_or(8)
+            .min(14);
+        let col_w = key_w + 2 + 24;
+        let two = usize::from(area.width) >= col_w * 2 + 5;
+        let per_col = if two {
+            entries.len().div_ceil(2)
+        } else {
+            entries.len()
+        };
+        let mut lines: Vec<Line<'_>> = Vec::new();
+        for i in 0..per_col {
+            let mut spans = Vec::new();
+            for col in 0..(if two { 2 } else { 1 }) {
+                if let Some((key, help)) = entries.get(col * per_col + i) {
+                    spans.push(Span::styled(
+                        format!(" {:<key_w$} ", fit(key, key_w)),
+                        theme.key(),
+                    ));
+                    spans.push(Span::raw(format!("{:<24}", fit(help, 24))));
+                }
+            }
+            lines.push(Line::from(spans));
+        }
+        let p = self.keys.first(Command::Prefix);
+        lines.push(Line::raw(""));
+        let extra = [
+            (
+                "focus",
+                format!("all keys go to the process · {p} leaves · {p} {p} sends {p}"),
+            ),
+            (
+                "copy",
+                "hjkl/arrows move · v select · y/Enter copy · Esc leave".into(),
+            ),
+            (
+                "search",
+                "Enter finds the newest match · n older · N newer · Esc clears".into(),
+            ),
+            (
+                "mouse",
+                "click selects (a pane: focuses) · wheel scrolls".into(),
+            ),
+        ];
+        for (what, text) in extra {
+            lines.push(Line::from(vec![
+                Span::styled(format!(" {what:<7}"), theme.label()),
+                Span::raw(text),
+            ]));
+        }
+        let w = if two { col_w * 2 + 4 } else { col_w + 2 };
+        let w = u16::try_from(w).unwrap_or(u16::MAX).max(78);
+        let h = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
+        let r = layout::centered(area, w, h);
+        frame.render_widget(Clear, r);
+        let block = Block::bordered()
+            .border_style(theme.border_selected())
+            .title(Span::styled(
+                " keys (remap them in ui.keys) ",
+                theme.label(),
+            ))
+            .title_bottom(Line::from(Span::styled(" Esc closes ", theme.dim())).right_aligned());
+        frame.render_widget(
+            Paragraph::new(lines)
+                .block(block)
+                .wrap(Wrap { trim: false }),
+            r,
+        );
+    }
+
+    fn draw_confirm(
+        &self,
+        frame: &mut Frame<'_>,
+        area: Rect,
+        c: &Confirm,
+        st: &SpaceStatus,
+        theme: Theme,
+    ) {
+        let alive = st.processes.iter().filter(|p| p.state.is_alive()).count();
+        let (title, text) = match c {
+            Confirm::Quit => (
+                " quit ",
+                format!(
+                    "Stop all {alive} running process{} and quit?",
+                    if alive == 1 { "" } else { "es" }
+                ),
+            ),
+            Confirm::Kill(n) => (
+                " kill ",
+                format!("Kill {n}? Its process group gets SIGKILL."),
+            ),
+            Confirm::RestartAll => (
+                " restart all ",
+                format!("Restart all {} processes?", st.processes.len()),
+            ),
+        };
+        let w = (text.chars().count() + 6).clamp(30, usize::from(area.width));
+        let r = layout::centered(area, u16::try_from(w).unwrap_or(u16::MAX), 5);
+        frame.render_widget(Clear, r);
+        let lines = vec![
+            Line::raw(text),
+            Line::raw(""),
+            Line::from(vec![
+                Span::styled("y", theme.key()),
+                Span::raw(" yes    "),
+                Span::styled("n", theme.key()),
+                Span::raw(" no"),
+            ]),
+        ];
+        let block = Block::bordered()
+            .border_style(theme.error())
+            .title(Span::styled(title, theme.error()));
+        frame.render_widget(
+            Paragraph::new(lines)
+                .alignment(Alignment::Center)
+                .block(block),
+            r,
+        );
+    }
+}

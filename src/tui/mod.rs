@@ -1,0 +1,66 @@
+//! The TUI: per-client view state, input → actions, rendering.
+//!
+//! The space server keeps the only terminal emulators (one `vt100::Parser`
+//! per process). For every attached client it keeps one [`App`] (selection,
+//! focus, mode, scroll, search...) and one [`RemoteRenderer`], feeds the
+//! client's crossterm events to [`App::handle_event`], executes the returned
+//! [`Action`]s, and sends the bytes of [`RemoteRenderer::render`] back. The
+//! client only holds a [`guard::TerminalGuard`] and copies bytes.
+
+mod app;
+mod draw;
+pub mod guard;
+pub mod input;
+pub mod keys;
+pub mod layout;
+mod pane;
+mod remote;
+pub mod testing;
+mod theme;
+
+pub use app::App;
+pub use keys::{Command, KeyMap, KeySpec};
+pub use remote::{RemoteRenderer, osc52_copy};
+
+use crate::status::SpaceStatus;
+
+/// What the TUI reads from the server: the status and each process's screen.
+pub trait PaneSource {
+    fn status(&self) -> &SpaceStatus;
+    /// Runs `f` on the process's screen with the view scrolled `offset` lines
+    /// up into the scrollback (0 = live), then restores the live view. Does
+    /// not call `f` when the process has no terminal.
+    fn with_screen(&self, name: &str, offset: usize, f: &mut dyn FnMut(&vt100::Screen));
+    /// Lines in the process's scrollback (0 when it has no terminal).
+    fn scrollback_len(&self, name: &str) -> usize;
+}
+
+/// What the server must do after an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Write these bytes to the process's PTY.
+    Input {
+        process: String,
+        bytes: Vec<u8>,
+    },
+    /// The size of the pane this client shows the process in (for TIOCSWINSZ).
+    Resize {
+        process: String,
+        rows: u16,
+        cols: u16,
+    },
+    Restart(String),
+    Stop(String),
+    Start(String),
+    /// SIGKILL to the process group (the user confirmed).
+    Kill(String),
+    /// The user confirmed.
+    RestartAll,
+    /// This client leaves; everything keeps running.
+    Detach,
+    /// Stop the space (the user confirmed). The app is already showing the
+    /// quitting view.
+    Quit,
+    /// Put this text on the client's clipboard: send [`osc52_copy`] to it.
+    Copy(String),
+}

@@ -1,0 +1,119 @@
+//! An in-memory [`PaneSource`]: a status plus one real `vt100::Parser` per
+//! process, fed with real bytes. Used by the TUI's tests and benchmarks, and
+//! a reference for the server's own implementation.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::num::NonZeroU16;
+
+use super::PaneSource;
+use crate::config::ProcKind;
+use crate::status::{ProcState, ProcessStatus, SpaceInfo, SpaceStatus};
+
+pub struct MemorySource {
+    pub status: SpaceStatus,
+    parsers: BTreeMap<String, RefCell<vt100::Parser>>,
+}
+
+impl MemorySource {
+    pub fn new(status: SpaceStatus) -> MemorySource {
+        MemorySource {
+            status,
+            parsers: BTreeMap::new(),
+        }
+    }
+
+    /// Gives `name` a terminal of `rows`×`cols` keeping `scrollback` lines.
+    pub fn add_terminal(&mut self, name: &str, rows: u16, cols: u16, scrollback: usize) {
+        let r = NonZeroU16::new(rows.max(1)).unwrap_or(NonZeroU16::MIN);
+        let c = NonZeroU16::new(cols.max(1)).unwrap_or(NonZeroU16::MIN);
+        self.parsers.insert(
+            name.to_string(),
+            RefCell::new(vt100::Parser::new(r, c, scrollback)),
+        );
+    }
+
+    /// Feeds PTY output to `name`'s terminal.
+    pub fn feed(&self, name: &str, bytes: &[u8]) {
+        if let Some(p) = self.parsers.get(name) {
+            p.borrow_mut().process(bytes);
+        }
+    }
+
+    /// Resizes `name`'s terminal, as TIOCSWINSZ would.
+    pub fn resize(&self, name: &str, rows: u16, cols: u16) {
+        if let (Some(p), Some(r), Some(c)) = (
+            self.parsers.get(name),
+            NonZeroU16::new(rows),
+            NonZeroU16::new(cols),
+        ) {
+            p.borrow_mut().set_size(r, c);
+        }
+    }
+
+    pub fn parser(&self, name: &str) -> Option<std::cell::Ref<'_, vt100::Parser>> {
+        self.parsers.get(name).map(|p| p.borrow())
+    }
+}
+
+impl PaneSource for MemorySource {
+    fn status(&self) -> &SpaceStatus {
+        &self.status
+    }
+
+    fn with_screen(&self, name: &str, offset: usize, f: &mut dyn FnMut(&vt100::Screen)) {
+        if let Some(p) = self.parsers.get(name) {
+            let mut p = p.borrow_mut();
+            p.screen_mut().set_scrollback(offset);
+            f(p.screen());
+            p.screen_mut().set_scrollback(0);
+        }
+    }
+
+    fn scrollback_len(&self, name: &str) -> usize {
+        self.parsers
+            .get(name)
+            .map_or(0, |p| p.borrow().screen().scrollback_len())
+    }
+}
+
+/// A status with no processes, for building test fixtures.
+pub fn empty_status(space: &str) -> SpaceStatus {
+    SpaceStatus {
+        space: SpaceInfo {
+            id: format!("{space}-0001"),
+            name: space.into(),
+            dir: format!("/srv/{space}"),
+        },
+        server_pid: 4242,
+        gateway_url: None,
+        processes: Vec::new(),
+        participants: Vec::new(),
+        logging_degraded: None,
+    }
+}
+
+/// A process status in `state`, started at `started_at`.
+pub fn process(name: &str, state: ProcState, started_at: u64) -> ProcessStatus {
+    let alive = state.is_alive();
+    ProcessStatus {
+        name: name.into(),
+        kind: ProcKind::Process,
+        ready: state == ProcState::Ready,
+        exit_code: match state {
+            ProcState::Exited { code } => Some(code),
+            _ => None,
+        },
+        state,
+        pid: alive.then_some(1000 + name.len() as u32),
+        started_at: Some(started_at),
+        restarts: 0,
+        cpu_percent: None,
+        rss_bytes: None,
+        command: format!("./bin/{name}"),
+        cwd: "/srv/app".into(),
+        history: Vec::new(),
+        probe: None,
+        one_shot: false,
+    }
+}

@@ -1,0 +1,442 @@
+//! Rendering snapshots: the view is a function of state, drawn into
+//! ratatui's TestBackend over real vt100 terminals.
+
+mod tui_common;
+
+use crossterm::event::KeyCode;
+use mew::status::ProcState;
+use mew::tui::testing::process;
+use ratatui::style::{Color, Modifier};
+use tui_common::*;
+
+#[test]
+fn list_view() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    send(&mut app, &src, [ch('j')]); // select api
+    insta::assert_snapshot!(render(&app, &src, 80, 24).backend());
+}
+
+#[test]
+fn list_view_wide() {
+    let src = demo();
+    let mut app = app(&src, 120, 30);
+    send(&mut app, &src, [ch('j')]);
+    insta::assert_snapshot!(render(&app, &src, 120, 30).backend());
+}
+
+#[test]
+fn grid_of_4_marked() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    // mark gateway, api, worker, web
+    send(
+        &mut app,
+        &src,
+        [
+            ch('m'),
+            ch('j'),
+            ch('m'),
+            ch('j'),
+            ch('m'),
+            ch('j'),
+            ch('j'),
+            ch('j'),
+            ch('m'),
+            ch('g'),
+        ],
+    );
+    insta::assert_snapshot!(render(&app, &src, 80, 24).backend());
+}
+
+#[test]
+fn grid_of_9_running() {
+    let src = many(9);
+    let mut app = app(&src, 100, 30);
+    send(&mut app, &src, [ch('g'), ch('l'), ch('j')]); // select the middle tile
+    insta::assert_snapshot!(render(&app, &src, 100, 30).backend());
+}
+
+#[test]
+fn grid_overflow_says_what_is_hidden() {
+    let src = many(12);
+    let mut app = app(&src, 50, 12);
+    send(&mut app, &src, [ch('g')]);
+    let t = render(&app, &src, 50, 12);
+    let footer: String = (0..50)
+        .map(|x| t.backend().buffer()[(x, 11)].symbol().to_string())
+        .collect();
+    assert!(footer.contains("+6 not shown"), "{footer}");
+    insta::assert_snapshot!(t.backend());
+}
+
+#[test]
+fn zoom() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    send(&mut app, &src, [ch('j'), ch('z')]);
+    insta::assert_snapshot!(render(&app, &src, 80, 24).backend());
+}
+
+#[test]
+fn zoom_of_a_full_screen_program() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    send(&mut app, &src, [ch('j'), ch('j'), ch('z')]); // worker
+    // an htop-like program in the alternate screen, laid out for its size
+    src.feed("worker", b"\x1b[?1049h\x1b[H\x1b[2J\x1b[7m  PID USER   CPU%  COMMAND          \x1b[0m\r\n  101 app    12.0  worker\r\n  102 app     0.3  sidecar\x1b[23;1H\x1b[30;46mF1\x1b[0mHelp \x1b[30;46mF10\x1b[0mQuit");
+    insta::assert_snapshot!(render(&app, &src, 80, 24).backend());
+}
+
+#[test]
+fn help_overlay() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    send(&mut app, &src, [ch('?')]);
+    insta::assert_snapshot!(render(&app, &src, 80, 24).backend());
+}
+
+#[test]
+fn help_overlay_shows_remapped_keys() {
+    let src = demo();
+    let keys = vec![
+        ("prefix".to_string(), "C-a".to_string()),
+        ("restart".to_string(), "F5 r".to_string()),
+    ];
+    let mut app = mew::tui::App::new(&keys).unwrap();
+    app.set_clock(Some(NOW));
+    send(
+        &mut app,
+        &src,
+        [crossterm::event::Event::Resize(100, 30), ch('?')],
+    );
+    insta::assert_snapshot!(render(&app, &src, 100, 30).backend());
+}
+
+#[test]
+fn detail_view() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    send(
+        &mut app,
+        &src,
+        (0..5).map(|_| ch('j')).chain([key(KeyCode::Tab)]),
+    ); // web
+    insta::assert_snapshot!(render(&app, &src, 80, 24).backend());
+}
+
+#[test]
+fn detail_view_of_a_ready_process() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    send(&mut app, &src, [ch('j'), key(KeyCode::Tab)]);
+    insta::assert_snapshot!(render(&app, &src, 80, 24).backend());
+}
+
+#[test]
+fn search_highlight() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    send(&mut app, &src, [ch('j'), ch('/')]);
+    send(&mut app, &src, typed("items/3"));
+    // Enter finds the newest match (items/39); n walks to older ones, into the scrollback.
+    send(&mut app, &src, [key(KeyCode::Enter)]);
+    send(&mut app, &src, (0..10).map(|_| ch('n')));
+    let t = render(&app, &src, 80, 24);
+    insta::assert_snapshot!("search_highlight_text", t.backend());
+    insta::assert_snapshot!("search_highlight_colours", highlight_map(&t));
+    // N comes back to newer matches
+    send(&mut app, &src, [ch('N')]);
+    let t = render(&app, &src, 80, 24);
+    let map = highlight_map(&t);
+    assert_eq!(map.matches('M').count(), "items/3".len(), "{map}");
+    // the other matches in view (items/31..39) are highlighted too
+    assert_eq!(map.matches('y').count(), 9 * "items/3".len(), "{map}");
+}
+
+#[test]
+fn search_prompt_while_typing() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    send(&mut app, &src, [ch('j'), ch('/')]);
+    send(&mut app, &src, typed("WARN"));
+    insta::assert_snapshot!(render(&app, &src, 80, 24).backend());
+}
+
+#[test]
+fn too_small() {
+    let src = demo();
+    let app = app(&src, 39, 9);
+    insta::assert_snapshot!(render(&app, &src, 39, 9).backend());
+}
+
+#[test]
+fn minimum_size_is_usable() {
+    let src = demo();
+    let mut app = app(&src, 40, 10);
+    send(&mut app, &src, [ch('j')]);
+    insta::assert_snapshot!(render(&app, &src, 40, 10).backend());
+}
+
+#[test]
+fn each_process_state() {
+    let src = demo();
+    let names: Vec<String> = src
+        .status
+        .processes
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        let mut app = app(&src, 64, 14);
+        send(&mut app, &src, (0..i).map(|_| ch('j')));
+        let state = src.status.processes[i].state.name();
+        insta::assert_snapshot!(
+            format!("state_{state}"),
+            render(&app, &src, 64, 14).backend(),
+            name
+        );
+    }
+}
+
+#[test]
+fn stopping_and_escalated_states() {
+    let mut src = demo();
+    src.status.processes[1].state = ProcState::Stopping { escalated: false };
+    src.status.processes[2].state = ProcState::Stopping { escalated: true };
+    let mut app = app(&src, 64, 14);
+    send(&mut app, &src, [ch('j'), ch('j')]);
+    insta::assert_snapshot!(render(&app, &src, 64, 14).backend());
+}
+
+#[test]
+fn focus_mode_footer() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    send(&mut app, &src, [ch('j'), key(KeyCode::Enter)]);
+    let t = render(&app, &src, 80, 24);
+    // the cursor is shown where the program's cursor is: after "$ "
+    let mut term = t;
+    term.backend_mut().assert_cursor_position((27, 21));
+    insta::assert_snapshot!(term.backend());
+}
+
+#[test]
+fn prefix_pending_footer() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    send(&mut app, &src, [ch('j'), key(KeyCode::Enter), ctrl('b')]);
+    insta::assert_snapshot!(render(&app, &src, 80, 24).backend());
+}
+
+#[test]
+fn confirm_quit_dialog() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    send(&mut app, &src, [ch('q')]);
+    insta::assert_snapshot!(render(&app, &src, 80, 24).backend());
+}
+
+#[test]
+fn confirm_kill_dialog() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    send(&mut app, &src, [ch('j'), ch('x')]);
+    insta::assert_snapshot!(render(&app, &src, 80, 24).backend());
+}
+
+#[test]
+fn quitting_view() {
+    let mut src = demo();
+    let mut app = app(&src, 80, 24);
+    app.quitting();
+    let p = &mut src.status.processes;
+    p[0].state = ProcState::Stopped;
+    p[1].state = ProcState::Stopping { escalated: false };
+    p[2].state = ProcState::Stopping { escalated: true };
+    p[3].state = ProcState::Stopped;
+    p[5].state = ProcState::Stopped;
+    p[10].state = ProcState::Stopped;
+    insta::assert_snapshot!(render(&app, &src, 80, 24).backend());
+}
+
+#[test]
+fn scrolled_back() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    send(&mut app, &src, [ch('j'), key(KeyCode::PageUp)]);
+    insta::assert_snapshot!(render(&app, &src, 80, 24).backend());
+}
+
+#[test]
+fn copy_mode_selection() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    send(
+        &mut app,
+        &src,
+        [
+            ch('j'),
+            ch('v'),
+            ch('k'),
+            ch('0'),
+            ch('v'),
+            ch('k'),
+            ch('$'),
+        ],
+    );
+    let t = render(&app, &src, 80, 24);
+    insta::assert_snapshot!("copy_mode_text", t.backend());
+    insta::assert_snapshot!("copy_mode_colours", highlight_map(&t));
+}
+
+#[test]
+fn empty_space() {
+    let src = mew::tui::testing::MemorySource::new(mew::tui::testing::empty_status("void"));
+    let app = app(&src, 80, 24);
+    insta::assert_snapshot!(render(&app, &src, 80, 24).backend());
+}
+
+/// Where mew's highlights are: y = search match, M = current match,
+/// w = copy selection, k = copy cursor, . = anything else.
+fn highlight_map(t: &ratatui::Terminal<ratatui::backend::TestBackend>) -> String {
+    let buf = t.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buf.area.height - 1 {
+        for x in 0..buf.area.width {
+            out.push(match buf[(x, y)].bg {
+                Color::Yellow => 'y',
+                Color::LightMagenta => 'M',
+                Color::White => 'w',
+                Color::LightCyan => 'k',
+                _ => '.',
+            });
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A compact picture of the chrome's styles: one letter per cell
+/// (R reversed, B bold, D dim, U underlined, . plain; c = has a colour).
+fn style_map(
+    t: &ratatui::Terminal<ratatui::backend::TestBackend>,
+    rows: std::ops::Range<u16>,
+) -> String {
+    let buf = t.backend().buffer();
+    let mut out = String::new();
+    for y in rows {
+        for x in 0..buf.area.width {
+            let c = &buf[(x, y)];
+            let m = c.modifier;
+            let ch = if c.fg != Color::Reset || c.bg != Color::Reset {
+                'c'
+            } else if m.contains(Modifier::REVERSED) {
+                'R'
+            } else if m.contains(Modifier::BOLD) {
+                'B'
+            } else if m.contains(Modifier::DIM) {
+                'D'
+            } else if m.contains(Modifier::UNDERLINED) {
+                'U'
+            } else {
+                '.'
+            };
+            out.push(ch);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn no_color_uses_attributes_only() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    app.set_color(false);
+    send(&mut app, &src, [ch('j'), ch('/')]);
+    send(&mut app, &src, typed("GET"));
+    let t = render(&app, &src, 80, 24);
+    let buf = t.backend().buffer();
+    // No chrome cell has a colour: only the process's own output (inside the pane) may.
+    let pane = ratatui::layout::Rect::new(24, 2, 54, 20);
+    for y in 0..24 {
+        for x in 0..80 {
+            let c = &buf[(x, y)];
+            if !pane.contains(ratatui::layout::Position::new(x, y)) {
+                assert_eq!(
+                    (c.fg, c.bg),
+                    (Color::Reset, Color::Reset),
+                    "colour at {x},{y}: {:?}",
+                    c.symbol()
+                );
+            }
+        }
+    }
+    // The search highlight still shows, as reverse video.
+    assert!(pane_has(buf, pane, |c| c
+        .modifier
+        .contains(Modifier::REVERSED)
+        && c.symbol() == "G"));
+    insta::assert_snapshot!(style_map(&t, 0..24));
+}
+
+fn pane_has(
+    buf: &ratatui::buffer::Buffer,
+    r: ratatui::layout::Rect,
+    f: impl Fn(&ratatui::buffer::Cell) -> bool,
+) -> bool {
+    (r.top()..r.bottom()).any(|y| (r.left()..r.right()).any(|x| f(&buf[(x, y)])))
+}
+
+#[test]
+fn chrome_uses_only_the_16_basic_colours() {
+    let basic = |c: Color| !matches!(c, Color::Indexed(_) | Color::Rgb(..));
+    let src = demo();
+    for events in [
+        vec![ch('j')],
+        vec![ch('?')],
+        vec![ch('q')],
+        vec![ch('g')],
+        vec![ch('j'), ch('/'), ch('G')],
+    ] {
+        let mut app = app(&src, 80, 24);
+        send(&mut app, &src, events);
+        let t = render(&app, &src, 80, 24);
+        for c in t.backend().buffer().content() {
+            assert!(basic(c.fg) && basic(c.bg), "{c:?}");
+        }
+    }
+}
+
+#[test]
+fn process_output_keeps_its_colours_and_attributes() {
+    let mut src = demo();
+    src.status.processes[1] = process("api", ProcState::Ready, NOW);
+    src.feed("api", b"\x1b[38;5;208morange\x1b[0m \x1b[38;2;1;2;3mrgb\x1b[0m \x1b[3mitalic\x1b[0m \x1b[7minv\x1b[0m\r\n");
+    let mut app = app(&src, 80, 24);
+    send(&mut app, &src, [ch('j')]);
+    let t = render(&app, &src, 80, 24);
+    let buf = t.backend().buffer();
+    let find = |s: &str| {
+        let area = buf.area;
+        (0..area.height)
+            .flat_map(|y| (0..area.width).map(move |x| (x, y)))
+            .find(|&(x, y)| {
+                s.chars().enumerate().all(|(i, ch)| {
+                    x + (i as u16) < area.width && buf[(x + i as u16, y)].symbol() == ch.to_string()
+                })
+            })
+            .map(|(x, y)| &buf[(x, y)])
+            .unwrap()
+    };
+    assert_eq!(find("orange").fg, Color::Indexed(208));
+    assert_eq!(find("rgb").fg, Color::Rgb(1, 2, 3));
+    assert!(find("italic").modifier.contains(Modifier::ITALIC));
+    assert!(find("inv").modifier.contains(Modifier::REVERSED));
+    assert!(find("200").modifier.contains(Modifier::BOLD));
+    assert_eq!(find("WARN").fg, Color::Yellow);
+    // a wide character takes two columns
+    let wide = find("日");
+    assert_eq!(wide.symbol(), "日");
+}
