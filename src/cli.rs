@@ -78,8 +78,10 @@ pub struct InitArgs {
 pub enum SpaceCommand {
     /// Validate the config and print the resolved plan.
     Check(CheckArgs),
-    /// Start the space.
+    /// Start the space (with the TUI; -d in the background; --no-tui for CI).
     Up(UpArgs),
+    /// Attach this terminal to the running space.
+    Attach,
     /// Show every process: state, pid, uptime, restarts, CPU, memory.
     Status(StatusArgs),
     /// Print process logs (from the log files; -f follows live).

@@ -53,7 +53,9 @@ impl Conn {
             .map_err(|e| ConnectError::Failed(format!("cannot talk to the space server: {e}")))?;
         let reply = tokio::time::timeout(Duration::from_secs(10), protocol::read_frame(&mut rd))
             .await
-            .map_err(|_| ConnectError::Failed("the space server did not answer within 10s".into()))?;
+            .map_err(|_| {
+                ConnectError::Failed("the space server did not answer within 10s".into())
+            })?;
         match reply {
             Ok(Some(f)) => match f.decode::<ServerMsg>() {
                 Ok(ServerMsg::Hello {
@@ -76,7 +78,9 @@ impl Conn {
                     })
                 }
                 Ok(ServerMsg::Bye { reason }) => Err(ConnectError::Failed(reason)),
-                Ok(other) => Err(ConnectError::Failed(format!("unexpected answer: {other:?}"))),
+                Ok(other) => Err(ConnectError::Failed(format!(
+                    "unexpected answer: {other:?}"
+                ))),
                 Err(e) => Err(ConnectError::Failed(e.to_string())),
             },
             Ok(None) => Err(ConnectError::NotRunning),
@@ -88,6 +92,11 @@ impl Conn {
         protocol::write_msg(&mut self.wr, msg)
             .await
             .map_err(|e| format!("lost the space server: {e}"))
+    }
+
+    /// Split into its halves (for a client that reads and writes at once).
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        (self.rd, self.wr)
     }
 
     pub async fn recv(&mut self) -> Result<Option<ServerMsg>, String> {
@@ -122,7 +131,10 @@ impl Conn {
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mew: cannot start the runtime: {e}");
@@ -241,7 +253,9 @@ pub fn status_table(s: &SpaceStatus, now: Millis) -> String {
     if let Some(d) = &s.logging_degraded {
         out.push_str(&format!("logging degraded: {d}\n"));
     }
-    let header = ["NAME", "KIND", "STATE", "PID", "UPTIME", "RESTARTS", "EXIT", "READY", "CPU", "RSS"];
+    let header = [
+        "NAME", "KIND", "STATE", "PID", "UPTIME", "RESTARTS", "EXIT", "READY", "CPU", "RSS",
+    ];
     let mut rows: Vec<[String; 10]> = Vec::new();
     for p in &s.processes {
         let uptime = match (&p.state, p.started_at) {
@@ -451,19 +465,33 @@ pub fn logs(cfg: &SpaceConfig, opts: LogsOptions) -> ExitCode {
     if !unknown.is_empty() {
         eprintln!(
             "mew: unknown process {}; valid names: {}",
-            unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            unknown
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             known.join(", ")
         );
         return ExitCode::from(2);
     }
-    let names = if opts.names.is_empty() { known.clone() } else { opts.names.clone() };
+    let names = if opts.names.is_empty() {
+        known.clone()
+    } else {
+        opts.names.clone()
+    };
     let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
-    let since = opts.since.map(|d| now_millis().saturating_sub(d.as_millis() as u64));
+    let since = opts
+        .since
+        .map(|d| now_millis().saturating_sub(d.as_millis() as u64));
     let tail = opts.lines.or(if opts.follow { Some(10) } else { None });
     let dir = cfg.logs.dir.clone();
     let print = move |out: &mut dyn Write, process: &str, at: Millis, event: bool, text: &str| {
         let ts = chrono::DateTime::from_timestamp_millis(at as i64)
-            .map(|t| t.with_timezone(&chrono::Local).format("%H:%M:%S%.3f").to_string())
+            .map(|t| {
+                t.with_timezone(&chrono::Local)
+                    .format("%H:%M:%S%.3f")
+                    .to_string()
+            })
             .unwrap_or_default();
         let sep = if event { '*' } else { '|' };
         let _ = if opts.no_prefix {
@@ -518,10 +546,18 @@ pub fn logs(cfg: &SpaceConfig, opts: LogsOptions) -> ExitCode {
                         print(&mut stdout.lock(), &process, at, false, &text);
                     }
                     Ok(Some(ServerMsg::Event { event })) if event.at >= last_at => {
-                        print(&mut stdout.lock(), &event.process, event.at, true, &event.message);
+                        print(
+                            &mut stdout.lock(),
+                            &event.process,
+                            event.at,
+                            true,
+                            &event.message,
+                        );
                     }
                     Ok(Some(ServerMsg::Resync { dropped })) => {
-                        eprintln!("mew: fell behind; {dropped} messages skipped (see the log files)");
+                        eprintln!(
+                            "mew: fell behind; {dropped} messages skipped (see the log files)"
+                        );
                     }
                     Ok(Some(ServerMsg::Bye { reason })) => {
                         eprintln!("mew: {reason}");
@@ -561,20 +597,21 @@ pub struct DetachOptions {
     pub port: Option<u16>,
 }
 
-/// Start the space server in the background and return once it answers
-/// (with `wait`: once every auto-start process is ready).
-pub fn up_detached(cfg: &SpaceConfig, config_args: &[std::ffi::OsString], opts: DetachOptions) -> ExitCode {
-    let paths = match SpacePaths::new(&cfg.dir) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("mew: {}: {e}", cfg.dir.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Err(e) = paths.ensure_run_dir() {
+/// Start the space server in the background; returns once it answers.
+fn start_server(
+    cfg: &SpaceConfig,
+    config_args: &[std::ffi::OsString],
+    port: Option<u16>,
+    deadline: Duration,
+) -> Result<u32, ExitCode> {
+    let paths = SpacePaths::new(&cfg.dir).map_err(|e| {
+        eprintln!("mew: {}: {e}", cfg.dir.display());
+        ExitCode::FAILURE
+    })?;
+    paths.ensure_run_dir().map_err(|e| {
         eprintln!("mew: {e}");
-        return ExitCode::FAILURE;
-    }
+        ExitCode::FAILURE
+    })?;
     match space::try_lock(&paths) {
         Ok(lock) => drop(lock),
         Err(space::LockError::Held { pid, .. }) => {
@@ -583,60 +620,91 @@ pub fn up_detached(cfg: &SpaceConfig, config_args: &[std::ffi::OsString], opts: 
                 "mew: space \"{}\" is already running ({pid}) — use \"mew space attach\" or \"mew space down\"",
                 cfg.id
             );
-            return ExitCode::FAILURE;
+            return Err(ExitCode::FAILURE);
         }
         Err(e) => {
             eprintln!("mew: cannot lock the space: {e}");
-            return ExitCode::FAILURE;
+            return Err(ExitCode::FAILURE);
         }
     }
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("mew: cannot find the mew binary: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Err(e) = std::fs::create_dir_all(&cfg.logs.dir) {
+    let exe = std::env::current_exe().map_err(|e| {
+        eprintln!("mew: cannot find the mew binary: {e}");
+        ExitCode::FAILURE
+    })?;
+    std::fs::create_dir_all(&cfg.logs.dir).map_err(|e| {
         eprintln!("mew: cannot create {}: {e}", cfg.logs.dir.display());
-        return ExitCode::FAILURE;
-    }
+        ExitCode::FAILURE
+    })?;
     let log = crate::server::server_log(&cfg.logs.dir);
     let mut args: Vec<std::ffi::OsString> = vec!["__serve".into()];
     args.extend(config_args.iter().cloned());
-    if let Some(p) = opts.port {
+    if let Some(p) = port {
         args.push("--port".into());
         args.push(p.to_string().into());
     }
     let log_start = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-    let pid = match sys::spawn_daemon(&exe, &args, &log) {
-        Ok(pid) => pid,
-        Err(e) => {
-            eprintln!("mew: cannot start the space server: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let deadline = Instant::now() + opts.timeout.unwrap_or(Duration::from_secs(60)).max(Duration::from_secs(10));
+    let pid = sys::spawn_daemon(&exe, &args, &log).map_err(|e| {
+        eprintln!("mew: cannot start the space server: {e}");
+        ExitCode::FAILURE
+    })?;
+    let deadline = Instant::now() + deadline;
     runtime().block_on(async {
-        let mut conn = loop {
+        loop {
             match Conn::connect(&cfg.dir, ClientKind::Control).await {
-                Ok(c) if c.server_pid == pid => break c,
+                Ok(c) if c.server_pid == pid => return Ok(pid),
                 Ok(c) => {
-                    eprintln!("mew: space \"{}\" is already running (pid {})", c.space_id, c.server_pid);
-                    return ExitCode::FAILURE;
+                    eprintln!(
+                        "mew: space \"{}\" is already running (pid {})",
+                        c.space_id, c.server_pid
+                    );
+                    return Err(ExitCode::FAILURE);
                 }
                 Err(ConnectError::Failed(why)) => {
                     eprintln!("mew: {why}");
-                    return ExitCode::FAILURE;
+                    return Err(ExitCode::FAILURE);
                 }
                 Err(ConnectError::NotRunning) => {}
             }
             if !alive(pid) || Instant::now() > deadline {
-                eprintln!("mew: the space server did not start; its log ({}) says:", log.display());
+                eprintln!(
+                    "mew: the space server did not start; its log ({}) says:",
+                    log.display()
+                );
                 print_tail_from(&log, log_start, 20);
-                return ExitCode::FAILURE;
+                return Err(ExitCode::FAILURE);
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+}
+
+/// `mew space up` with the TUI: start the server, attach as its owner.
+pub fn up_attached(
+    cfg: &SpaceConfig,
+    config_args: &[std::ffi::OsString],
+    port: Option<u16>,
+) -> ExitCode {
+    if let Err(code) = start_server(cfg, config_args, port, Duration::from_secs(30)) {
+        return code;
+    }
+    attach(&cfg.dir, true)
+}
+
+/// Start the space server in the background and return once it answers
+/// (with `wait`: once every auto-start process is ready).
+pub fn up_detached(
+    cfg: &SpaceConfig,
+    config_args: &[std::ffi::OsString],
+    opts: DetachOptions,
+) -> ExitCode {
+    let pid = match start_server(cfg, config_args, opts.port, Duration::from_secs(30)) {
+        Ok(pid) => pid,
+        Err(code) => return code,
+    };
+    runtime().block_on(async {
+        let mut conn = match connect_or_exit(&cfg.dir, ClientKind::Control).await {
+            Ok(c) => c,
+            Err(code) => return code,
         };
         let status = match conn.status().await {
             Ok(s) => s,
@@ -723,7 +791,8 @@ fn readiness(s: &SpaceStatus) -> Readiness {
 }
 
 fn print_process_tail(cfg: &SpaceConfig, name: &str) {
-    if let Ok(records) = crate::logs::read_logs(&cfg.logs.dir, &[name.to_string()], Some(15), None) {
+    if let Ok(records) = crate::logs::read_logs(&cfg.logs.dir, &[name.to_string()], Some(15), None)
+    {
         eprintln!("--- last lines of {name} ---");
         for r in records {
             let sep = if r.event { '*' } else { '|' };
@@ -733,10 +802,123 @@ fn print_process_tail(cfg: &SpaceConfig, name: &str) {
 }
 
 fn print_tail_from(path: &PathBuf, from: u64, lines: usize) {
-    let Ok(text) = std::fs::read(path) else { return };
+    let Ok(text) = std::fs::read(path) else {
+        return;
+    };
     let text = String::from_utf8_lossy(&text[(from as usize).min(text.len())..]).to_string();
     let all: Vec<&str> = text.lines().collect();
     for l in &all[all.len().saturating_sub(lines)..] {
         eprintln!("  {l}");
     }
+}
+
+// ---- attach ------------------------------------------------------------------
+
+/// Attach this terminal to the running space: a thin client that forwards
+/// keys, mouse, paste and resizes, and writes what the server renders.
+pub fn attach(space_dir: &Path, owner: bool) -> ExitCode {
+    use crossterm::event::Event;
+
+    runtime().block_on(async {
+        let mut conn = match connect_or_exit(space_dir, ClientKind::Attach).await {
+            Ok(c) => c,
+            Err(code) => return code,
+        };
+        let (cols, rows) = crossterm::terminal::size().unwrap_or((80, 24));
+        let no_color = std::env::var_os("NO_COLOR").is_some();
+        if let Err(e) = conn
+            .request(Request::Attach {
+                cols,
+                rows,
+                owner,
+                no_color,
+            })
+            .await
+        {
+            eprintln!("mew: {e}");
+            return ExitCode::FAILURE;
+        }
+        let space_id = conn.space_id.clone();
+        let (mut rd, mut wr) = conn.into_split();
+        crate::tui::guard::install_panic_hook();
+        let guard = match crate::tui::guard::TerminalGuard::enter() {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("mew: cannot set up the terminal: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+        std::thread::spawn(move || {
+            while let Ok(ev) = crossterm::event::read() {
+                if ev_tx.send(ev).is_err() {
+                    break;
+                }
+            }
+        });
+        let (frame_tx, mut frame_rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let f = protocol::read_frame(&mut rd).await;
+                let done = !matches!(f, Ok(Some(_)));
+                if frame_tx.send(f).await.is_err() || done {
+                    break;
+                }
+            }
+        });
+        let mut signals = crate::server::Signals::new();
+        let mut stdout = std::io::stdout();
+        let mut farewell: Option<String> = None;
+        let mut code: u8 = 0;
+        loop {
+            tokio::select! {
+                ev = ev_rx.recv() => {
+                    let msg = match ev {
+                        Some(Event::Resize(cols, rows)) => ClientMsg::Resize { cols, rows },
+                        Some(event) => ClientMsg::Input { event },
+                        None => break,
+                    };
+                    if protocol::write_msg(&mut wr, &msg).await.is_err() {
+                        farewell = Some("lost the space server".into());
+                        code = 1;
+                        break;
+                    }
+                }
+                frame = frame_rx.recv() => match frame {
+                    Some(Ok(Some(protocol::Frame::Output(bytes)))) => {
+                        if stdout.write_all(&bytes).and_then(|_| stdout.flush()).is_err() {
+                            break;
+                        }
+                    }
+                    Some(Ok(Some(f))) => match f.decode::<ServerMsg>() {
+                        Ok(ServerMsg::Ended { exit_code }) => code = exit_code.clamp(0, 255) as u8,
+                        Ok(ServerMsg::Bye { reason }) => {
+                            farewell = Some(reason);
+                            break;
+                        }
+                        _ => {}
+                    },
+                    Some(Ok(None)) | None => {
+                        farewell.get_or_insert_with(|| "the space server went away".into());
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        farewell = Some(format!("lost the space server: {e}"));
+                        code = 1;
+                        break;
+                    }
+                },
+                sig = signals.recv() => {
+                    code = 128 + sig as u8;
+                    farewell = Some(format!("{} received: left space \"{space_id}\"", crate::status::signal_name(sig)));
+                    break;
+                }
+            }
+        }
+        drop(guard);
+        if let Some(f) = farewell {
+            println!("{f}");
+        }
+        ExitCode::from(code)
+    })
 }

@@ -41,7 +41,11 @@ impl Clock {
         if second != self.second || self.text.is_empty() {
             self.second = second;
             self.text = chrono::DateTime::from_timestamp(second, 0)
-                .map(|t| t.with_timezone(&chrono::Local).format("%H:%M:%S").to_string())
+                .map(|t| {
+                    t.with_timezone(&chrono::Local)
+                        .format("%H:%M:%S")
+                        .to_string()
+                })
                 .unwrap_or_else(|| "--:--:--".into());
         }
         &self.text
@@ -75,7 +79,14 @@ impl Printer {
         }
     }
 
-    fn prefix(&mut self, out: &mut Vec<u8>, at: Millis, index: Option<usize>, name: &str, sep: char) {
+    fn prefix(
+        &mut self,
+        out: &mut Vec<u8>,
+        at: Millis,
+        index: Option<usize>,
+        name: &str,
+        sep: char,
+    ) {
         if self.timestamps {
             let t = self.clock.format(at).to_string();
             if self.color {
@@ -116,7 +127,9 @@ impl Printer {
                         ProcState::Ready => "1;32",
                         _ => "1",
                     };
-                    out.extend_from_slice(format!("\x1b[{style}m{}\x1b[0m\n", ev.message).as_bytes());
+                    out.extend_from_slice(
+                        format!("\x1b[{style}m{}\x1b[0m\n", ev.message).as_bytes(),
+                    );
                 } else {
                     out.extend_from_slice(ev.message.as_bytes());
                     out.push(b'\n');
@@ -180,7 +193,11 @@ pub struct FailureTracker {
 
 impl FailureTracker {
     /// Look at a new status; returns the first failure when it is new.
-    pub fn observe(&mut self, processes: &[ProcessStatus], exit_on_failure: bool) -> Option<(String, i32)> {
+    pub fn observe(
+        &mut self,
+        processes: &[ProcessStatus],
+        exit_on_failure: bool,
+    ) -> Option<(String, i32)> {
         let mut newly = None;
         for p in processes {
             let failed = p.state.is_settled() && failure_code(p, exit_on_failure).is_some();
@@ -202,6 +219,21 @@ impl FailureTracker {
     pub fn first(&self) -> Option<&(String, i32)> {
         self.first.as_ref()
     }
+}
+
+/// The code of the process that failed for good first (by the time of its
+/// last transition), or 0: how a TUI quit ends (the `--no-tui` rules).
+pub fn first_failure(processes: &[ProcessStatus]) -> i32 {
+    processes
+        .iter()
+        .filter(|p| p.state.is_settled())
+        .filter_map(|p| {
+            let code = failure_code(p, false)?;
+            let at = p.history.last().map_or(0, |t| t.at);
+            Some((at, code))
+        })
+        .min()
+        .map_or(0, |(_, code)| code)
 }
 
 /// Every process has ended on its own (nothing running, pending or waiting to restart).
@@ -299,7 +331,10 @@ mod tests {
         assert_eq!(failure_code(&killed, false), Some(137));
         let mut f = FailureTracker::default();
         assert_eq!(f.observe(&[ok.clone(), task.clone()], false), None);
-        assert_eq!(f.observe(&[bad.clone(), killed.clone()], false), Some(("b".into(), 3)));
+        assert_eq!(
+            f.observe(&[bad.clone(), killed.clone()], false),
+            Some(("b".into(), 3))
+        );
         assert_eq!(f.observe(&[bad, killed], false), None);
         assert_eq!(f.first(), Some(&("b".to_string(), 3)));
         assert!(all_ended(&[ok, task]));

@@ -13,10 +13,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(matches!(cli.command, Some(Command::Serve(_))));
     match cli.command {
-        None => {
-            println!("mew: run a space. Start with \"mew init\" then \"mew space up\"; see \"mew --help\".");
-            ExitCode::SUCCESS
-        }
+        None => bare_mew(&cli.space),
         Some(Command::Init(args)) => mew::init::run(&cli.space, &args),
         Some(Command::Serve(args)) => match server::load_config(&cli.space) {
             Ok(cfg) => server::run(
@@ -46,7 +43,10 @@ fn init_tracing(server: bool) {
         .try_init();
 }
 
-fn duration_arg(what: &str, value: &Option<String>) -> Result<Option<std::time::Duration>, ExitCode> {
+fn duration_arg(
+    what: &str,
+    value: &Option<String>,
+) -> Result<Option<std::time::Duration>, ExitCode> {
     match value {
         None => Ok(None),
         Some(v) => parse_duration(v).map(Some).map_err(|e| {
@@ -123,8 +123,11 @@ fn space(cmd: SpaceCommand, args: &SpaceArgs) -> ExitCode {
             client::down(&dir, timeout)
         }
         SpaceCommand::Ls(a) => client::ls(a.json),
+        SpaceCommand::Attach => match load() {
+            Ok(cfg) => client::attach(&cfg.dir, false),
+            Err(code) => code,
+        },
         SpaceCommand::Clean(a) => mew::clean::run(args, &a),
-
     }
 }
 
@@ -152,10 +155,9 @@ fn space_up(up: UpArgs, args: &SpaceArgs) -> ExitCode {
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     if !up.no_tui {
         if interactive {
-            eprintln!("mew: the TUI is not built yet: running as --no-tui");
-        } else {
-            eprintln!("mew: stdin or stdout is not a terminal: running as --no-tui");
+            return client::up_attached(&cfg, &config_args(&cfg), up.port);
         }
+        eprintln!("mew: stdin or stdout is not a terminal: running as --no-tui");
     }
     server::run(
         cfg,
@@ -167,4 +169,46 @@ fn space_up(up: UpArgs, args: &SpaceArgs) -> ExitCode {
             }),
         },
     )
+}
+
+/// `mew` alone: attach to the space here if it runs, start it if not; outside
+/// a space, a short help.
+fn bare_mew(args: &SpaceArgs) -> ExitCode {
+    let opts = mew::check::load_options(args);
+    let found = mew::config::load(&opts);
+    match found {
+        Err(mew::config::ConfigError::NotFound { .. }) => {
+            println!(
+                "mew runs multi-process spaces. No space here ({}):\n  mew init            write .mew/space.yaml from a template\n  mew space up        start it\n  mew --help          everything else",
+                args.space_dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(e.exit_code())
+        }
+        Ok(cfg) => {
+            let running = mew::space::SpacePaths::new(&cfg.dir)
+                .ok()
+                .and_then(|p| mew::space::is_locked(&p))
+                .unwrap_or(false);
+            if running {
+                client::attach(&cfg.dir, false)
+            } else {
+                space_up(
+                    UpArgs {
+                        no_tui: false,
+                        port: None,
+                        timestamps: true,
+                        exit_on_failure: false,
+                        detach: false,
+                        wait: false,
+                        timeout: None,
+                    },
+                    args,
+                )
+            }
+        }
+    }
 }

@@ -190,6 +190,7 @@ pub(crate) fn start(
         procs: shared_procs,
         events,
         output: Notify::new(),
+        output_seq: std::sync::atomic::AtomicU64::new(0),
         status: status_rx,
     });
     let mut actor = Actor {
@@ -306,7 +307,13 @@ impl Actor {
                     && matches!(p.state, ProcState::Backoff { .. })
                     && !self.shutting_down
                 {
-                    self.set_state(index, ProcState::Pending { waiting_for: vec![] }, "restarting");
+                    self.set_state(
+                        index,
+                        ProcState::Pending {
+                            waiting_for: vec![],
+                        },
+                        "restarting",
+                    );
                     self.schedule();
                 }
             }
@@ -471,7 +478,13 @@ impl Actor {
         if matches!(self.procs[i].state, ProcState::Pending { .. }) {
             return;
         }
-        self.set_state(i, ProcState::Pending { waiting_for: vec![] }, why);
+        self.set_state(
+            i,
+            ProcState::Pending {
+                waiting_for: vec![],
+            },
+            why,
+        );
         // Idle dependencies of a wanted process are wanted too.
         for (j, _) in self.deps[i].clone() {
             if matches!(self.procs[j].state, ProcState::Idle) {
@@ -521,7 +534,13 @@ impl Actor {
                 p.generation += 1;
                 p.restarts += 1;
                 if !matches!(p.state, ProcState::Pending { .. }) {
-                    self.set_state(i, ProcState::Pending { waiting_for: vec![] }, "restart requested");
+                    self.set_state(
+                        i,
+                        ProcState::Pending {
+                            waiting_for: vec![],
+                        },
+                        "restart requested",
+                    );
                 }
             }
         }
@@ -549,9 +568,11 @@ impl Actor {
         let dead = match &d.state {
             ProcState::Failed { reason } => Some(format!("{} failed: {reason}", d.rp.name)),
             ProcState::Exited { code } => Some(format!("{} exited {code}", d.rp.name)),
-            ProcState::Killed { signal } => {
-                Some(format!("{} was killed by {}", d.rp.name, signal_name(*signal)))
-            }
+            ProcState::Killed { signal } => Some(format!(
+                "{} was killed by {}",
+                d.rp.name,
+                signal_name(*signal)
+            )),
             ProcState::Stopped => Some(format!("{} was stopped", d.rp.name)),
             ProcState::Idle if d.rp.config.disabled => Some(format!("{} is disabled", d.rp.name)),
             _ => None,
@@ -599,7 +620,13 @@ impl Actor {
                     progressed = true;
                 } else if *waiting_for != waiting {
                     let msg = format!("waiting for {}", waiting.join(", "));
-                    self.set_state(i, ProcState::Pending { waiting_for: waiting }, msg);
+                    self.set_state(
+                        i,
+                        ProcState::Pending {
+                            waiting_for: waiting,
+                        },
+                        msg,
+                    );
                 }
             }
             if !progressed {
@@ -638,7 +665,15 @@ impl Actor {
                     let mut screen = shared.lock_screen();
                     screen.process(format!("\x1b[0m\r\nmew: {msg}\r\n").as_bytes());
                 }
-                self.after_end(i, Ending::SpawnFailed, Duration::ZERO, ProcState::Failed { reason: msg.clone() }, format!("failed to start: {msg}"));
+                self.after_end(
+                    i,
+                    Ending::SpawnFailed,
+                    Duration::ZERO,
+                    ProcState::Failed {
+                        reason: msg.clone(),
+                    },
+                    format!("failed to start: {msg}"),
+                );
                 return;
             }
         };
@@ -651,7 +686,11 @@ impl Actor {
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
                     if let Ok(exit) = exit_rx.await {
-                        let _ = tx.send(Cmd::Exited { index: i, generation, exit });
+                        let _ = tx.send(Cmd::Exited {
+                            index: i,
+                            generation,
+                            exit,
+                        });
                     }
                 });
                 self.note(i, format!("cannot watch the terminal: {e}"));
@@ -669,7 +708,11 @@ impl Actor {
             p.ready = true;
             self.set_state(i, ProcState::Ready, format!("started pid {pid}"));
         } else {
-            self.set_state(i, ProcState::Starting, format!("started pid {pid}, waiting until ready"));
+            self.set_state(
+                i,
+                ProcState::Starting,
+                format!("started pid {pid}, waiting until ready"),
+            );
         }
         let finish = Finish::new();
         let reader = tokio::spawn(read_output(
@@ -697,7 +740,11 @@ impl Actor {
                         loop {
                             let result = probe::check(&probe.kind, probe.timeout, &env, &cwd).await;
                             if tx
-                                .send(Cmd::ProbeResult { index: i, generation, result })
+                                .send(Cmd::ProbeResult {
+                                    index: i,
+                                    generation,
+                                    result,
+                                })
                                 .is_err()
                             {
                                 break;
@@ -716,7 +763,10 @@ impl Actor {
         if p.generation != generation || !p.state.is_alive() || p.intent.is_some() {
             return;
         }
-        let threshold = p.rp.ready.as_ref().map_or(1, |r| r.failure_threshold.max(1));
+        let threshold =
+            p.rp.ready
+                .as_ref()
+                .map_or(1, |r| r.failure_threshold.max(1));
         match result {
             Ok(()) => {
                 p.probe_failures = 0;
@@ -781,7 +831,10 @@ impl Actor {
                     let tx = self.tx.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(timeout).await;
-                        let _ = tx.send(Cmd::Escalate { index: i, generation });
+                        let _ = tx.send(Cmd::Escalate {
+                            index: i,
+                            generation,
+                        });
                     });
                 }
             }
@@ -815,7 +868,9 @@ impl Actor {
 
     fn escalate(&mut self, i: usize, generation: u64) {
         let p = &self.procs[i];
-        if p.generation != generation || !matches!(p.state, ProcState::Stopping { escalated: false }) {
+        if p.generation != generation
+            || !matches!(p.state, ProcState::Stopping { escalated: false })
+        {
             return;
         }
         let Some(pid) = p.pid else { return };
@@ -850,7 +905,10 @@ impl Actor {
             });
         }
         for i in 0..self.procs.len() {
-            if matches!(self.procs[i].state, ProcState::Pending { .. } | ProcState::Backoff { .. }) {
+            if matches!(
+                self.procs[i].state,
+                ProcState::Pending { .. } | ProcState::Backoff { .. }
+            ) {
                 self.procs[i].generation += 1;
                 self.set_state(i, ProcState::Stopped, "not started: the space is stopping");
             }
@@ -934,7 +992,13 @@ impl Actor {
         match p.intent.take() {
             Some(Intent::Restart) | Some(Intent::Memory(_)) if !self.shutting_down => {
                 p.restarts += 1;
-                self.set_state(i, ProcState::Pending { waiting_for: vec![] }, format!("stopped ({how}), restarting"));
+                self.set_state(
+                    i,
+                    ProcState::Pending {
+                        waiting_for: vec![],
+                    },
+                    format!("stopped ({how}), restarting"),
+                );
                 self.schedule();
             }
             Some(_) => {
@@ -942,7 +1006,11 @@ impl Actor {
             }
             None => {
                 let (ending, state, msg) = match exit {
-                    Exit::Code(c) => (Ending::Code(c), ProcState::Exited { code: c }, format!("exited with code {c}")),
+                    Exit::Code(c) => (
+                        Ending::Code(c),
+                        ProcState::Exited { code: c },
+                        format!("exited with code {c}"),
+                    ),
                     Exit::Signal(s) => (
                         Ending::Signal(s),
                         ProcState::Killed { signal: s },
@@ -957,7 +1025,14 @@ impl Actor {
     }
 
     /// Apply the restart policy after a run ended on its own (or never started).
-    fn after_end(&mut self, i: usize, ending: Ending, uptime: Duration, state: ProcState, msg: String) {
+    fn after_end(
+        &mut self,
+        i: usize,
+        ending: Ending,
+        uptime: Duration,
+        state: ProcState,
+        msg: String,
+    ) {
         if self.shutting_down {
             self.set_state(i, state, msg);
             return;
@@ -978,7 +1053,13 @@ impl Actor {
             Decision::Stay => self.set_state(i, state, msg),
             Decision::GiveUp { reason } => {
                 self.set_state(i, state, msg);
-                self.set_state(i, ProcState::Failed { reason: reason.clone() }, reason);
+                self.set_state(
+                    i,
+                    ProcState::Failed {
+                        reason: reason.clone(),
+                    },
+                    reason,
+                );
             }
             Decision::Restart { delay } => {
                 self.set_state(i, state, msg);
@@ -994,7 +1075,10 @@ impl Actor {
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    let _ = tx.send(Cmd::RestartDue { index: i, generation });
+                    let _ = tx.send(Cmd::RestartDue {
+                        index: i,
+                        generation,
+                    });
                 });
             }
         }
@@ -1024,12 +1108,15 @@ impl Actor {
         let mut over = Vec::new();
         for (i, p) in self.procs.iter_mut().enumerate() {
             let Some(pid) = p.pid else { continue };
-            let Some(&(rss, ticks)) = usage.get(&pid) else { continue };
+            let Some(&(rss, ticks)) = usage.get(&pid) else {
+                continue;
+            };
             p.rss = Some(rss);
             if let Some(last) = p.last_ticks
                 && elapsed > 0.0
             {
-                p.cpu_percent = Some((ticks.saturating_sub(last) as f64 / hz / elapsed * 100.0) as f32);
+                p.cpu_percent =
+                    Some((ticks.saturating_sub(last) as f64 / hz / elapsed * 100.0) as f32);
             }
             p.last_ticks = Some(ticks);
             if let Some(limit) = p.rp.config.max_memory
@@ -1037,7 +1124,10 @@ impl Actor {
                 && p.intent.is_none()
                 && p.state.is_alive()
             {
-                over.push((i, format!("memory {} over limit {}", fmt_size(rss), fmt_size(limit))));
+                over.push((
+                    i,
+                    format!("memory {} over limit {}", fmt_size(rss), fmt_size(limit)),
+                ));
             }
         }
         self.dirty = true;
@@ -1092,11 +1182,34 @@ async fn read_output(
             let _ = pty.write_all(&replies).await;
         }
         capture.feed(chunk, &mut |line| lines.push(line.text.to_string()));
-        deliver(&shared, &proc, index, generation, &mut lines, &sink, &log_re, &mut matched, &tx).await;
+        deliver(
+            &shared,
+            &proc,
+            index,
+            generation,
+            &mut lines,
+            &sink,
+            &log_re,
+            &mut matched,
+            &tx,
+        )
+        .await;
+        shared.output_seq.fetch_add(1, Ordering::Release);
         shared.output.notify_waiters();
     }
     capture.flush(&mut |line| lines.push(line.text.to_string()));
-    deliver(&shared, &proc, index, generation, &mut lines, &sink, &log_re, &mut matched, &tx).await;
+    deliver(
+        &shared,
+        &proc,
+        index,
+        generation,
+        &mut lines,
+        &sink,
+        &log_re,
+        &mut matched,
+        &tx,
+    )
+    .await;
     shared.output.notify_waiters();
 }
 
@@ -1181,9 +1294,10 @@ fn kill_adopted(run_id: &str, name: &str) {
 pub(crate) async fn sweep_run(run_id: &str) {
     for _ in 0..200 {
         let id = run_id.to_string();
-        let pids = tokio::task::spawn_blocking(move || crate::procfs::find_marked("MEW_RUN_ID", &id))
-            .await
-            .unwrap_or_default();
+        let pids =
+            tokio::task::spawn_blocking(move || crate::procfs::find_marked("MEW_RUN_ID", &id))
+                .await
+                .unwrap_or_default();
         if pids.is_empty() {
             return;
         }
@@ -1197,7 +1311,10 @@ pub(crate) async fn sweep_run(run_id: &str) {
 fn shell_words(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
-            if !a.is_empty() && a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c)) {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
+            {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', r"'\''"))

@@ -52,7 +52,11 @@ pub enum Event {
 /// What the headless printer receives, in order.
 #[derive(Debug)]
 pub enum Printable {
-    Line { process: usize, at: Millis, text: String },
+    Line {
+        process: usize,
+        at: Millis,
+        text: String,
+    },
     Event(LifecycleEvent),
     /// Sent once by the front end when it is done: the printer returns.
     End,
@@ -168,8 +172,10 @@ impl ProcShared {
 pub struct Shared {
     pub procs: Vec<Arc<ProcShared>>,
     pub events: broadcast::Sender<Event>,
-    /// Bumped on every output chunk; renderers wait on `output`.
+    /// Woken on every output chunk; renderers wait on it.
     pub output: Notify,
+    /// Counts output chunks, so a renderer can tell whether it missed one.
+    pub output_seq: std::sync::atomic::AtomicU64,
     pub status: watch::Receiver<Arc<SpaceStatus>>,
 }
 
@@ -186,16 +192,38 @@ pub(crate) enum Cmd {
     Restart(Vec<String>, oneshot::Sender<Result<(), String>>),
     Kill(Vec<String>, oneshot::Sender<Result<(), String>>),
     /// Stop the whole space; `force` kills at once.
-    Shutdown { force: bool },
+    Shutdown {
+        force: bool,
+    },
     /// Resolves when every process has settled after a shutdown.
     WaitDown(oneshot::Sender<()>),
-    Exited { index: usize, generation: u64, exit: crate::sys::Exit },
-    Escalate { index: usize, generation: u64 },
-    RestartDue { index: usize, generation: u64 },
-    ProbeResult { index: usize, generation: u64, result: Result<(), String> },
-    LogMatched { index: usize, generation: u64 },
+    Exited {
+        index: usize,
+        generation: u64,
+        exit: crate::sys::Exit,
+    },
+    Escalate {
+        index: usize,
+        generation: u64,
+    },
+    RestartDue {
+        index: usize,
+        generation: u64,
+    },
+    ProbeResult {
+        index: usize,
+        generation: u64,
+        result: Result<(), String>,
+    },
+    LogMatched {
+        index: usize,
+        generation: u64,
+    },
     Sample,
-    Usage(std::collections::HashMap<u32, (u64, u64)>, std::time::Instant),
+    Usage(
+        std::collections::HashMap<u32, (u64, u64)>,
+        std::time::Instant,
+    ),
     ShutdownDeadline,
     SweepDone,
 }

@@ -75,7 +75,12 @@ pub struct Policy<'a> {
 
 /// Decide what follows a run that ended with `ending` after `uptime`, and
 /// update `state` accordingly.
-pub fn decide(policy: &Policy<'_>, ending: Ending, uptime: Duration, state: &mut RestartState) -> Decision {
+pub fn decide(
+    policy: &Policy<'_>,
+    ending: Ending,
+    uptime: Duration,
+    state: &mut RestartState,
+) -> Decision {
     let wants_restart = match (policy.restart, ending) {
         (_, Ending::Stopped) => false,
         (RestartPolicy::No, _) => false,
@@ -149,7 +154,10 @@ mod tests {
         let b = Backoff::default();
         let mut st = RestartState::default();
         for e in [Ending::Code(0), Ending::Code(1), Ending::Signal(9)] {
-            assert_eq!(decide(&policy(RestartPolicy::No, None, &b), e, LONG, &mut st), Decision::Stay);
+            assert_eq!(
+                decide(&policy(RestartPolicy::No, None, &b), e, LONG, &mut st),
+                Decision::Stay
+            );
         }
     }
 
@@ -159,17 +167,33 @@ mod tests {
         let p = policy(RestartPolicy::OnFailure, None, &b);
         let mut st = RestartState::default();
         assert_eq!(decide(&p, Ending::Code(0), LONG, &mut st), Decision::Stay);
-        assert!(matches!(decide(&p, Ending::Code(3), LONG, &mut st), Decision::Restart { .. }));
-        assert!(matches!(decide(&p, Ending::Signal(11), LONG, &mut st), Decision::Restart { .. }));
-        assert!(matches!(decide(&p, Ending::SpawnFailed, LONG, &mut st), Decision::Restart { .. }));
+        assert!(matches!(
+            decide(&p, Ending::Code(3), LONG, &mut st),
+            Decision::Restart { .. }
+        ));
+        assert!(matches!(
+            decide(&p, Ending::Signal(11), LONG, &mut st),
+            Decision::Restart { .. }
+        ));
+        assert!(matches!(
+            decide(&p, Ending::SpawnFailed, LONG, &mut st),
+            Decision::Restart { .. }
+        ));
     }
 
     #[test]
     fn a_stop_by_mew_is_never_restarted() {
         let b = Backoff::default();
         let mut st = RestartState::default();
-        for r in [RestartPolicy::No, RestartPolicy::OnFailure, RestartPolicy::Always] {
-            assert_eq!(decide(&policy(r, None, &b), Ending::Stopped, LONG, &mut st), Decision::Stay);
+        for r in [
+            RestartPolicy::No,
+            RestartPolicy::OnFailure,
+            RestartPolicy::Always,
+        ] {
+            assert_eq!(
+                decide(&policy(r, None, &b), Ending::Stopped, LONG, &mut st),
+                Decision::Stay
+            );
         }
     }
 
@@ -178,10 +202,16 @@ mod tests {
         let b = Backoff::default();
         let mut p = policy(RestartPolicy::Always, None, &b);
         let mut st = RestartState::default();
-        assert!(matches!(decide(&p, Ending::Code(0), LONG, &mut st), Decision::Restart { .. }));
+        assert!(matches!(
+            decide(&p, Ending::Code(0), LONG, &mut st),
+            Decision::Restart { .. }
+        ));
         p.one_shot = true;
         assert_eq!(decide(&p, Ending::Code(0), LONG, &mut st), Decision::Stay);
-        assert!(matches!(decide(&p, Ending::Code(1), LONG, &mut st), Decision::Restart { .. }));
+        assert!(matches!(
+            decide(&p, Ending::Code(1), LONG, &mut st),
+            Decision::Restart { .. }
+        ));
     }
 
     #[test]
@@ -222,8 +252,14 @@ mod tests {
         let b = Backoff::default();
         let p = policy(RestartPolicy::Always, Some(2), &b);
         let mut st = RestartState::default();
-        assert!(matches!(decide(&p, Ending::Code(1), LONG, &mut st), Decision::Restart { .. }));
-        assert!(matches!(decide(&p, Ending::Code(1), LONG, &mut st), Decision::Restart { .. }));
+        assert!(matches!(
+            decide(&p, Ending::Code(1), LONG, &mut st),
+            Decision::Restart { .. }
+        ));
+        assert!(matches!(
+            decide(&p, Ending::Code(1), LONG, &mut st),
+            Decision::Restart { .. }
+        ));
         assert_eq!(
             decide(&p, Ending::Code(1), LONG, &mut st),
             Decision::GiveUp {
@@ -239,7 +275,10 @@ mod tests {
         let mut st = RestartState::default();
         let fast = Duration::from_millis(50);
         for _ in 0..CRASH_LOOP_LIMIT - 1 {
-            assert!(matches!(decide(&p, Ending::Code(1), fast, &mut st), Decision::Restart { .. }));
+            assert!(matches!(
+                decide(&p, Ending::Code(1), fast, &mut st),
+                Decision::Restart { .. }
+            ));
         }
         match decide(&p, Ending::Code(1), fast, &mut st) {
             Decision::GiveUp { reason } => assert!(reason.contains("crash loop"), "{reason}"),
@@ -258,6 +297,9 @@ mod tests {
         }
         decide(&p, Ending::Code(1), LONG, &mut st);
         assert_eq!(st.fast_failures, 0);
-        assert!(matches!(decide(&p, Ending::Code(1), fast, &mut st), Decision::Restart { .. }));
+        assert!(matches!(
+            decide(&p, Ending::Code(1), fast, &mut st),
+            Decision::Restart { .. }
+        ));
     }
 }

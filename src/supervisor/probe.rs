@@ -75,8 +75,9 @@ async fn http_get(url: &str) -> Result<(), String> {
     let mut stream = TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|e| format!("GET {url}: {e}"))?;
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: mew-probe\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: mew-probe\r\nConnection: close\r\n\r\n"
+    );
     stream
         .write_all(request.as_bytes())
         .await
@@ -122,7 +123,10 @@ async fn exec(
         Ok(Err(_)) => Err(format!("{command}: lost track of the probe")),
         Err(_) => {
             let _ = sys::signal_group(pid, libc::SIGKILL);
-            Err(format!("{command}: timed out after {}ms", timeout.as_millis()))
+            Err(format!(
+                "{command}: timed out after {}ms",
+                timeout.as_millis()
+            ))
         }
     }
 }
@@ -184,6 +188,10 @@ mod tests {
             host: "127.0.0.1".into(),
             port: port.to_string(),
         };
-        assert!(check(&kind, Duration::from_secs(5), &[], Path::new("/")).await.is_err());
+        assert!(
+            check(&kind, Duration::from_secs(5), &[], Path::new("/"))
+                .await
+                .is_err()
+        );
     }
 }

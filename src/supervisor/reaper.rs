@@ -80,14 +80,13 @@ impl Reaper {
 /// Run the reaper until the runtime stops: reap on every SIGCHLD, and once a
 /// second in case a signal was coalesced.
 pub async fn run() {
-    let mut sigchld =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!("cannot watch SIGCHLD ({e}); reaping by polling");
-                None
-            }
-        };
+    let mut sigchld = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("cannot watch SIGCHLD ({e}); reaping by polling");
+            None
+        }
+    };
     loop {
         reaper().poll();
         match sigchld.as_mut() {

@@ -4,6 +4,8 @@
 //! The same code runs in the foreground for `mew space up --no-tui` (with the
 //! headless printer attached) and as the daemon behind `up -d` and the TUI.
 
+mod session;
+
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
@@ -16,9 +18,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::cli::SpaceArgs;
 use crate::config::{self, ProcKind, ResolveContext, SpaceConfig};
 use crate::headless::{self, FailureTracker, Printer};
-use crate::protocol::{
-    self, ClientMsg, Frame, Request, ResponseBody, ServerMsg, Versions,
-};
+use crate::protocol::{self, ClientMsg, Frame, Request, ResponseBody, ServerMsg, Versions};
 use crate::space::{self, SpacePaths};
 use crate::status::now_millis;
 use crate::supervisor::{self, Event, Handle, Options};
@@ -109,11 +109,18 @@ pub fn recover(paths: &SpacePaths) -> Option<(u32, usize)> {
     Some((state.server_pid, killed))
 }
 
-fn resolve_context(cfg: &SpaceConfig, paths: &SpacePaths, port: u16) -> std::io::Result<ResolveContext> {
+fn resolve_context(
+    cfg: &SpaceConfig,
+    paths: &SpacePaths,
+    port: u16,
+) -> std::io::Result<ResolveContext> {
     let mut tokens = std::collections::HashMap::new();
     for p in &cfg.processes {
         if p.kind == ProcKind::Participant {
-            tokens.insert(p.name.clone(), space::load_or_create_token(&paths.tokens_dir, &p.name)?);
+            tokens.insert(
+                p.name.clone(),
+                space::load_or_create_token(&paths.tokens_dir, &p.name)?,
+            );
         }
     }
     Ok(ResolveContext { port, tokens })
@@ -122,6 +129,8 @@ fn resolve_context(cfg: &SpaceConfig, paths: &SpacePaths, port: u16) -> std::io:
 struct Ctx {
     handle: Handle,
     space_id: String,
+    /// `ui.keys` from the config, for every attached client's key map.
+    ui_keys: Vec<(String, String)>,
     /// Set when a client asked the space to go down.
     down_tx: watch::Sender<bool>,
     /// Set once the space is down (all processes gone).
@@ -171,7 +180,10 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
                 p
             }
             None => {
-                eprintln!("mew: no free port from {configured} to {}", configured.saturating_add(100));
+                eprintln!(
+                    "mew: no free port from {configured} to {}",
+                    configured.saturating_add(100)
+                );
                 return 1;
             }
         }
@@ -181,7 +193,10 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     let ctx = match resolve_context(&cfg, &paths, port) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("mew: cannot prepare tokens in {}: {e}", paths.tokens_dir.display());
+            eprintln!(
+                "mew: cannot prepare tokens in {}: {e}",
+                paths.tokens_dir.display()
+            );
             return 1;
         }
     };
@@ -190,7 +205,10 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         eprintln!("{}", format_diagnostic("warning", w));
     }
     if let Err(e) = std::fs::create_dir_all(&cfg.logs.dir) {
-        eprintln!("mew: cannot create {}: {e} (logging is degraded)", cfg.logs.dir.display());
+        eprintln!(
+            "mew: cannot create {}: {e} (logging is degraded)",
+            cfg.logs.dir.display()
+        );
     }
     let listener = match space::bind_socket(&paths.socket) {
         Ok(l) => l,
@@ -234,6 +252,7 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     };
     let names: Vec<String> = resolved.iter().map(|p| p.name.clone()).collect();
     let space_id = cfg.id.clone();
+    let ui_keys = cfg.ui_keys.clone();
     let space_dir = cfg.dir.clone();
     let handle = supervisor::start(
         cfg,
@@ -247,7 +266,12 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         },
         sink.clone(),
     );
-    tokio::spawn(record_state(handle.clone(), paths.state.clone(), run_id.clone(), server_pid));
+    tokio::spawn(record_state(
+        handle.clone(),
+        paths.state.clone(),
+        run_id.clone(),
+        server_pid,
+    ));
     let _ = space::register(&space::RegistryEntry {
         id: space_id.clone(),
         dir: space_dir.clone(),
@@ -260,6 +284,7 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     let ctx = Arc::new(Ctx {
         handle: handle.clone(),
         space_id: space_id.clone(),
+        ui_keys,
         down_tx,
         gone_tx,
     });
@@ -283,7 +308,9 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         (Some(h), Some(feed)) => {
             let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
             let printer = Printer::new(names, color, h.timestamps);
-            Some(std::thread::spawn(move || printer.run(feed, std::io::stdout())))
+            Some(std::thread::spawn(move || {
+                printer.run(feed, std::io::stdout())
+            }))
         }
         _ => None,
     };
@@ -370,20 +397,26 @@ fn headless_size() -> (u16, u16) {
 
 pub fn format_diagnostic(level: &str, d: &config::Diagnostic) -> String {
     match &d.loc {
-        Some(loc) => format!("{level}: {}:{}:{}: {}", d.file.display(), loc.line, loc.col, d.message),
+        Some(loc) => format!(
+            "{level}: {}:{}:{}: {}",
+            d.file.display(),
+            loc.line,
+            loc.col,
+            d.message
+        ),
         None => format!("{level}: {}: {}", d.file.display(), d.message),
     }
 }
 
 /// SIGINT, SIGTERM and SIGHUP, as the signal number.
-struct Signals {
+pub struct Signals {
     int: Option<tokio::signal::unix::Signal>,
     term: Option<tokio::signal::unix::Signal>,
     hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
-    fn new() -> Signals {
+    pub fn new() -> Signals {
         use tokio::signal::unix::{SignalKind, signal};
         Signals {
             int: signal(SignalKind::interrupt()).ok(),
@@ -392,7 +425,7 @@ impl Signals {
         }
     }
 
-    async fn recv(&mut self) -> i32 {
+    pub async fn recv(&mut self) -> i32 {
         async fn one(s: &mut Option<tokio::signal::unix::Signal>) {
             match s {
                 Some(s) => {
@@ -534,6 +567,56 @@ async fn serve_client(stream: UnixStream, ctx: Arc<Ctx>) {
             }
         };
         match msg {
+            ClientMsg::Request {
+                id,
+                req:
+                    Request::Attach {
+                        cols,
+                        rows,
+                        owner,
+                        no_color,
+                    },
+            } => {
+                let ok = ServerMsg::Response {
+                    id,
+                    result: Ok(ResponseBody::Accepted),
+                };
+                if !send(&tx, &ok).await {
+                    break;
+                }
+                let att = session::Attach {
+                    cols,
+                    rows,
+                    no_color,
+                };
+                let end = session::run(ctx.clone(), &mut rd, tx.clone(), att).await;
+                tracing::info!(?end, owner, "attached client left");
+                match end {
+                    session::End::Detached => {
+                        let reason = format!(
+                            "detached from space \"{}\" — \"mew space attach\" to return",
+                            ctx.space_id
+                        );
+                        send(&tx, &ServerMsg::Bye { reason }).await;
+                    }
+                    session::End::Disconnected => {
+                        if owner {
+                            // The terminal that ran `up` is gone without a detach:
+                            // the space does not outlive it by accident.
+                            tracing::info!("the owning client disconnected: stopping the space");
+                            ctx.handle.shutdown(false);
+                            let _ = ctx.down_tx.send(true);
+                        }
+                    }
+                    session::End::SpaceDown => {
+                        let exit_code = headless::first_failure(&ctx.handle.status().processes);
+                        send(&tx, &ServerMsg::Ended { exit_code }).await;
+                        let reason = format!("space \"{}\" stopped", ctx.space_id);
+                        send(&tx, &ServerMsg::Bye { reason }).await;
+                    }
+                }
+                break;
+            }
             ClientMsg::Request { id, req } => {
                 if let Some(task) = handle_request(id, req, &ctx, &tx).await {
                     streams.push(task);
@@ -603,17 +686,33 @@ async fn handle_request(
                     _ = forward => {}
                     _ = handle.wait_down() => {}
                 }
-                let _ = send(&tx, &ServerMsg::Bye { reason: "the space is down".into() }).await;
+                let _ = send(
+                    &tx,
+                    &ServerMsg::Bye {
+                        reason: "the space is down".into(),
+                    },
+                )
+                .await;
             }))
         }
         Request::Follow { names, .. } => {
             let events = ctx.handle.subscribe();
-            let known: Vec<String> = ctx.handle.status().processes.iter().map(|p| p.name.clone()).collect();
+            let known: Vec<String> = ctx
+                .handle
+                .status()
+                .processes
+                .iter()
+                .map(|p| p.name.clone())
+                .collect();
             let unknown: Vec<&String> = names.iter().filter(|n| !known.contains(n)).collect();
             if !unknown.is_empty() {
                 let msg = format!(
                     "unknown process {}; valid names: {}",
-                    unknown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                    unknown
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     known.join(", ")
                 );
                 send(tx, &respond(Err(msg))).await;
@@ -627,13 +726,16 @@ async fn handle_request(
                     _ = stream_events(events, tx.clone(), names, true) => {}
                     _ = gone.wait_for(|g| *g) => {}
                 }
-                let _ = send(&tx, &ServerMsg::Bye { reason: "the space is down".into() }).await;
+                let _ = send(
+                    &tx,
+                    &ServerMsg::Bye {
+                        reason: "the space is down".into(),
+                    },
+                )
+                .await;
             }))
         }
-        Request::Attach { .. } => {
-            send(tx, &respond(Err("attach is not available in this build".into()))).await;
-            None
-        }
+        Request::Attach { .. } => None, // handled by serve_client
     }
 }
 
@@ -686,7 +788,9 @@ async fn stream_events(
                 Err(_) => return,
             }
         }
-        let Ok(frame) = Frame::msg(&msg) else { continue };
+        let Ok(frame) = Frame::msg(&msg) else {
+            continue;
+        };
         match tx.try_send(frame) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => dropped += 1,

@@ -1,0 +1,261 @@
+//! One attached TUI client, on the server side.
+//!
+//! The server keeps the only terminal emulators. For each attached client it
+//! keeps an [`App`] (selection, focus, mode, scroll, search) and a
+//! [`RemoteRenderer`], turns the client's key, mouse, paste and resize events
+//! into actions, and sends back only what changed on the client's screen,
+//! rendered for its size. Re-attaching therefore shows exactly what is there,
+//! alternate screens and scrollback included.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::net::unix::OwnedReadHalf;
+use tokio::sync::mpsc;
+
+use super::Ctx;
+use crate::protocol::{self, ClientMsg, Frame, ServerMsg};
+use crate::status::SpaceStatus;
+use crate::supervisor::Shared;
+use crate::tui::{Action, App, PaneSource, RemoteRenderer, osc52_copy};
+
+/// At most one frame per this interval per client (output is coalesced).
+const FRAME_INTERVAL: Duration = Duration::from_millis(16);
+/// Redraw at least this often (uptimes, backoff countdowns).
+const TICK: Duration = Duration::from_secs(1);
+
+/// How a session ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// The client asked to detach: everything keeps running.
+    Detached,
+    /// The connection went away without a detach.
+    Disconnected,
+    /// The space was stopped (a quit from this or another client, or `down`).
+    SpaceDown,
+}
+
+/// The server's processes as the TUI sees them.
+pub struct Panes {
+    pub status: Arc<SpaceStatus>,
+    pub shared: Arc<Shared>,
+}
+
+impl PaneSource for Panes {
+    fn status(&self) -> &SpaceStatus {
+        &self.status
+    }
+
+    fn with_screen(&self, name: &str, offset: usize, f: &mut dyn FnMut(&vt100::Screen)) {
+        let Some(i) = self.shared.index_of(name) else {
+            return;
+        };
+        let mut screen = self.shared.procs[i].lock_screen();
+        if offset == 0 {
+            f(screen.vt());
+        } else {
+            screen.set_view_offset(offset);
+            f(screen.vt());
+            screen.set_view_offset(0);
+        }
+    }
+
+    fn scrollback_len(&self, name: &str) -> usize {
+        match self.shared.index_of(name) {
+            Some(i) => self.shared.procs[i].lock_screen().scrollback_len(),
+            None => 0,
+        }
+    }
+}
+
+async fn send(tx: &mpsc::Sender<Frame>, msg: &ServerMsg) -> bool {
+    match Frame::msg(msg) {
+        Ok(f) => tx.send(f).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+pub struct Attach {
+    pub cols: u16,
+    pub rows: u16,
+    pub no_color: bool,
+}
+
+/// Serve one attached client until it detaches, disconnects or the space is down.
+pub async fn run(
+    ctx: Arc<Ctx>,
+    rd: &mut OwnedReadHalf,
+    tx: mpsc::Sender<Frame>,
+    att: Attach,
+) -> End {
+    let handle = ctx.handle.clone();
+    let shared = handle.shared.clone();
+    let mut app = match App::new(&ctx.ui_keys) {
+        Ok(app) => app,
+        Err(e) => {
+            send(
+                &tx,
+                &ServerMsg::Bye {
+                    reason: format!("ui.keys: {e}"),
+                },
+            )
+            .await;
+            return End::Disconnected;
+        }
+    };
+    app.set_color(!att.no_color);
+    app.set_size(att.cols, att.rows);
+    let mut renderer = RemoteRenderer::new(att.cols, att.rows);
+    let mut status_rx = handle.watch_status();
+    let mut down_rx = ctx.down_tx.subscribe();
+    let mut gone_rx = ctx.gone_tx.subscribe();
+    let mut last_seq = u64::MAX;
+    let mut last_render = Instant::now() - FRAME_INTERVAL;
+    let mut dirty = true;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if *down_rx.borrow_and_update() && !app.is_quitting() {
+            app.quitting();
+            dirty = true;
+        }
+        if *gone_rx.borrow_and_update() {
+            // Draw the final state, then let the client go.
+            let panes = Panes {
+                status: handle.status(),
+                shared: shared.clone(),
+            };
+            let bytes = renderer.render(&app, &panes);
+            if !bytes.is_empty() {
+                let _ = tx.send(Frame::Output(bytes)).await;
+            }
+            return End::SpaceDown;
+        }
+        let seq = shared.output_seq.load(Ordering::Acquire);
+        if seq != last_seq {
+            dirty = true;
+        }
+        if dirty {
+            let wait = FRAME_INTERVAL.saturating_sub(last_render.elapsed());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            last_seq = shared.output_seq.load(Ordering::Acquire);
+            let panes = Panes {
+                status: status_rx.borrow_and_update().clone(),
+                shared: shared.clone(),
+            };
+            for a in app.take_resizes(&panes) {
+                apply(&ctx, &tx, &mut app, a).await;
+            }
+            let bytes = renderer.render(&app, &panes);
+            last_render = Instant::now();
+            dirty = false;
+            if !bytes.is_empty() && tx.send(Frame::Output(bytes)).await.is_err() {
+                return End::Disconnected;
+            }
+        }
+        // Register for output before checking the counter, so no chunk is missed.
+        let notified = shared.output.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if shared.output_seq.load(Ordering::Acquire) != last_seq {
+            continue;
+        }
+        tokio::select! {
+            _ = &mut notified => { dirty = true; }
+            r = status_rx.changed() => {
+                if r.is_err() { return End::SpaceDown; }
+                dirty = true;
+            }
+            _ = down_rx.changed() => { dirty = true; }
+            _ = gone_rx.changed() => {}
+            _ = tick.tick() => { dirty = true; }
+            frame = protocol::read_frame(rd) => {
+                let msg = match frame {
+                    Ok(Some(f)) => f.decode::<ClientMsg>(),
+                    Ok(None) => return End::Disconnected,
+                    Err(e) => {
+                        tracing::warn!("dropped an attached client: {e}");
+                        return End::Disconnected;
+                    }
+                };
+                match msg {
+                    Ok(ClientMsg::Input { event }) => {
+                        let panes = Panes { status: handle.status(), shared: shared.clone() };
+                        let actions = app.handle_event(event, &panes);
+                        for a in actions {
+                            if let Some(end) = apply(&ctx, &tx, &mut app, a).await {
+                                return end;
+                            }
+                        }
+                        dirty = true;
+                    }
+                    Ok(ClientMsg::Resize { cols, rows }) => {
+                        app.set_size(cols, rows);
+                        renderer.resize(cols, rows);
+                        dirty = true;
+                    }
+                    Ok(ClientMsg::Detach) => return End::Detached,
+                    Ok(ClientMsg::Hello { .. }) | Ok(ClientMsg::Request { .. }) => {
+                        tracing::warn!("dropped an attached client: unexpected message");
+                        return End::Disconnected;
+                    }
+                    Err(e) => {
+                        tracing::warn!("dropped an attached client: {e}");
+                        return End::Disconnected;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Carry out one action of the app; `Some` ends the session.
+async fn apply(
+    ctx: &Arc<Ctx>,
+    tx: &mpsc::Sender<Frame>,
+    app: &mut App,
+    action: Action,
+) -> Option<End> {
+    let handle = &ctx.handle;
+    let index = |name: &str| handle.shared.index_of(name);
+    let report = |r: Result<(), String>| {
+        if let Err(e) = r {
+            tracing::warn!("{e}");
+        }
+    };
+    match action {
+        Action::Input { process, bytes } => {
+            if let Some(i) = index(&process) {
+                let _ = handle.input(i, &bytes).await;
+            }
+        }
+        Action::Resize {
+            process,
+            rows,
+            cols,
+        } => {
+            // The most recently active client decides a shared PTY's size.
+            if let Some(i) = index(&process) {
+                handle.resize(i, rows, cols);
+            }
+        }
+        Action::Restart(name) => report(handle.restart(vec![name]).await),
+        Action::Stop(name) => report(handle.stop(vec![name]).await),
+        Action::Start(name) => report(handle.start(vec![name]).await),
+        Action::Kill(name) => report(handle.kill(vec![name]).await),
+        Action::RestartAll => report(handle.restart(Vec::new()).await),
+        Action::Detach => return Some(End::Detached),
+        Action::Quit => {
+            app.quitting();
+            handle.shutdown(false);
+            let _ = ctx.down_tx.send(true);
+        }
+        Action::Copy(text) => {
+            let _ = tx.send(Frame::Output(osc52_copy(&text))).await;
+        }
+    }
+    None
+}
