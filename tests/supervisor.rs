@@ -10,27 +10,44 @@ const T: Duration = Duration::from_secs(60);
 
 fn up(space: &Space, extra: &[&str]) -> common::Output {
     let mut cmd = space.mew();
-    cmd.args(["space", "up", "--no-tui", "--timestamps=false"]).args(extra);
+    cmd.args(["space", "up", "--no-tui", "--timestamps=false"])
+        .args(extra);
     run(cmd, T)
 }
 
 /// Lines of `name`'s log without their timestamps.
 fn log_lines(space: &Space, name: &str) -> Vec<String> {
-    let records = mew::logs::read_logs(&space.path().join(".mew/logs"), &[name.to_string()], None, None)
-        .expect("read logs");
+    let records = mew::logs::read_logs(
+        &space.path().join(".mew/logs"),
+        &[name.to_string()],
+        None,
+        None,
+    )
+    .expect("read logs");
     records
         .into_iter()
-        .map(|r| if r.event { format!("* {}", r.text) } else { r.text })
+        .map(|r| {
+            if r.event {
+                format!("* {}", r.text)
+            } else {
+                r.text
+            }
+        })
         .collect()
 }
 
 fn event_times(space: &Space, name: &str, needle: &str) -> Vec<u64> {
-    mew::logs::read_logs(&space.path().join(".mew/logs"), &[name.to_string()], None, None)
-        .expect("read logs")
-        .into_iter()
-        .filter(|r| r.event && r.text.contains(needle))
-        .map(|r| r.at)
-        .collect()
+    mew::logs::read_logs(
+        &space.path().join(".mew/logs"),
+        &[name.to_string()],
+        None,
+        None,
+    )
+    .expect("read logs")
+    .into_iter()
+    .filter(|r| r.event && r.text.contains(needle))
+    .map(|r| r.at)
+    .collect()
 }
 
 #[test]
@@ -44,10 +61,22 @@ processes:
     );
     let out = up(&space, &[]);
     assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("hello | hello from mew\n"), "{}", out.stdout);
-    assert!(out.stdout.contains("hello | second line\n"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("hello | hello from mew\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("hello | second line\n"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("other | b\n"), "{}", out.stdout);
-    assert!(out.stdout.contains("hello * exited with code 0"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("hello * exited with code 0"),
+        "{}",
+        out.stdout
+    );
     assert!(log_lines(&space, "hello").contains(&"hello from mew".to_string()));
     assert!(space.wait_no_survivors().is_empty());
 }
@@ -77,9 +106,18 @@ processes:
 "#,
     );
     let out = up(&space, &[]);
-    assert!(out.stdout.contains("missing * failed to start: command not found: /no/such/binary"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("missing * failed to start: command not found: /no/such/binary"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("/no/such/dir"), "{}", out.stdout);
-    assert!(out.stdout.contains("fine    | still here"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("fine    | still here"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(out.code(), Some(127), "{}", out.stdout);
 }
 
@@ -122,7 +160,11 @@ processes:
     let setup_done = event_times(&space, "setup", "exited with code 0")[0];
     let api_start = event_times(&space, "api", "started pid")[0];
     let watcher_start = event_times(&space, "watcher", "started pid")[0];
-    assert!(api_start >= ready_db && api_start >= setup_done, "{}", out.stdout);
+    assert!(
+        api_start >= ready_db && api_start >= setup_done,
+        "{}",
+        out.stdout
+    );
     assert!(watcher_start >= api_start, "{}", out.stdout);
     assert!(space.wait_no_survivors().is_empty());
 }
@@ -137,7 +179,12 @@ processes:
 "#,
     );
     let out = up(&space, &[]);
-    assert!(out.stdout.contains("app     * not started: dependency migrate exited 2"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("app     * not started: dependency migrate exited 2"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(out.code(), Some(2), "{}", out.stdout);
 }
 
@@ -179,9 +226,18 @@ processes:
     let out = up(&space, &["--exit-on-failure"]);
     let _ = std::fs::remove_file(&flag_path);
     assert_eq!(out.code(), Some(6), "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("after    | all ready"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("after    | all ready"),
+        "{}",
+        out.stdout
+    );
     for name in ["by-exec", "by-tcp", "by-http"] {
-        assert_eq!(event_times(&space, name, "ready").len(), 1, "{name}: {}", out.stdout);
+        assert_eq!(
+            event_times(&space, name, "ready").len(),
+            1,
+            "{name}: {}",
+            out.stdout
+        );
     }
 }
 
@@ -199,14 +255,21 @@ processes:
     );
     let out = up(&space, &[]);
     assert_eq!(out.code(), Some(1), "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("gave up after 3 restarts"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("gave up after 3 restarts"),
+        "{}",
+        out.stdout
+    );
     let exits = event_times(&space, "crashy", "exited with code 1");
     let starts = event_times(&space, "crashy", "started pid");
     assert_eq!(starts.len(), 4, "{}", out.stdout);
     assert_eq!(exits.len(), 4, "{}", out.stdout);
     // The gap between an exit and the next start grows: ~200ms, ~400ms, ~800ms.
     let gaps: Vec<u64> = (0..3).map(|i| starts[i + 1] - exits[i]).collect();
-    assert!(gaps[0] >= 190 && gaps[1] >= 390 && gaps[2] >= 790, "{gaps:?}");
+    assert!(
+        gaps[0] >= 190 && gaps[1] >= 390 && gaps[2] >= 790,
+        "{gaps:?}"
+    );
     assert!(gaps[1] > gaps[0] && gaps[2] > gaps[1], "{gaps:?}");
 }
 
@@ -224,8 +287,18 @@ processes:
 "#,
     );
     let out = up(&space, &[]);
-    assert_eq!(event_times(&space, "looper", "started pid").len(), 3, "{}", out.stdout);
-    assert_eq!(event_times(&space, "once", "started pid").len(), 1, "{}", out.stdout);
+    assert_eq!(
+        event_times(&space, "looper", "started pid").len(),
+        3,
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        event_times(&space, "once", "started pid").len(),
+        1,
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -258,8 +331,16 @@ processes:
     );
     let out = up(&space, &["--exit-on-failure"]);
     let log = space.log("hog");
-    assert!(log.contains("over limit 40M: restarting"), "{log}\n{}", out.stdout);
-    assert!(event_times(&space, "hog", "started pid").len() >= 2, "{}", out.stdout);
+    assert!(
+        log.contains("over limit 40M: restarting"),
+        "{log}\n{}",
+        out.stdout
+    );
+    assert!(
+        event_times(&space, "hog", "started pid").len() >= 2,
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -279,7 +360,12 @@ processes:
     );
     let out = up(&space, &["--exit-on-failure"]);
     assert_eq!(out.code(), Some(4), "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("did not stop within 300ms: sent SIGKILL"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("did not stop within 300ms: sent SIGKILL"),
+        "{}",
+        out.stdout
+    );
     let left = space.wait_no_survivors();
     assert!(left.is_empty(), "left behind: {left:?}\n{}", out.stdout);
 }
@@ -301,10 +387,19 @@ processes:
             .stderr(std::process::Stdio::piped());
         let child = cmd.spawn().unwrap();
         let pid = child.id();
-        assert!(wait_for(T, || space.log("a").contains("started")), "never started");
+        assert!(
+            wait_for(T, || space.log("a").contains("started")),
+            "never started"
+        );
         common::kill(pid, sig);
         let out = common::wait_output(child, T);
-        assert_eq!(out.code(), Some(code), "{sig}: {}\n{}", out.stdout, out.stderr);
+        assert_eq!(
+            out.code(),
+            Some(code),
+            "{sig}: {}\n{}",
+            out.stdout,
+            out.stderr
+        );
         assert!(space.wait_no_survivors().is_empty());
     }
 }
@@ -327,7 +422,11 @@ processes:
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(l, &(i + 1).to_string());
     }
-    let printed = out.stdout.lines().filter(|l| l.starts_with("counter | ")).count();
+    let printed = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("counter | "))
+        .count();
     assert_eq!(printed, 200000);
 }
 
@@ -381,6 +480,11 @@ processes:
 "#,
     );
     let out = up(&space, &[]);
-    assert!(out.stdout.contains("space=envtest proc=show term=xterm-256color run=set"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("space=envtest proc=show term=xterm-256color run=set"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("show | tty"), "{}", out.stdout);
 }

@@ -19,14 +19,25 @@ pub struct Space {
 impl Space {
     /// `yaml` may use `{mark}` for the test's marker value.
     pub fn new(yaml: &str) -> Space {
-        let dir = tempfile::Builder::new().prefix("mew-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("mew-test-")
+            .tempdir()
+            .unwrap();
         let mark = format!(
             "m{}x{}",
             std::process::id(),
-            dir.path().file_name().unwrap().to_string_lossy().replace(['.', '-'], "")
+            dir.path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .replace(['.', '-'], "")
         );
         std::fs::create_dir_all(dir.path().join(".mew")).unwrap();
-        std::fs::write(dir.path().join(".mew/space.yaml"), yaml.replace("{mark}", &mark)).unwrap();
+        std::fs::write(
+            dir.path().join(".mew/space.yaml"),
+            yaml.replace("{mark}", &mark),
+        )
+        .unwrap();
         Space { dir, mark }
     }
 
@@ -100,7 +111,9 @@ impl Output {
 
 /// Run to completion, killing the command if it exceeds `deadline`.
 pub fn run(mut cmd: Command, deadline: Duration) -> Output {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let child = cmd.spawn().expect("spawn mew");
     wait_output(child, deadline)
 }
@@ -128,7 +141,9 @@ pub fn wait_output(mut child: Child, deadline: Duration) -> Output {
             let st = child.wait().unwrap();
             let stdout = t_out.join().unwrap();
             let stderr = t_err.join().unwrap();
-            panic!("mew did not finish within {deadline:?} ({st:?})\nstdout:\n{stdout}\nstderr:\n{stderr}");
+            panic!(
+                "mew did not finish within {deadline:?} ({st:?})\nstdout:\n{stdout}\nstderr:\n{stderr}"
+            );
         }
         std::thread::sleep(Duration::from_millis(10));
     };
@@ -152,5 +167,8 @@ pub fn wait_for(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
 }
 
 pub fn kill(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
