@@ -172,10 +172,18 @@ fn dir_name(dir: &Path) -> String {
 }
 
 fn invalid(
-    errors: Vec<Diagnostic>,
-    warnings: Vec<Diagnostic>,
+    mut errors: Vec<Diagnostic>,
+    mut warnings: Vec<Diagnostic>,
     main: (&Path, String),
 ) -> ConfigError {
+    let key = |d: &Diagnostic| {
+        (
+            d.file.clone(),
+            d.loc.as_ref().map(|l| (l.line, l.col)).unwrap_or_default(),
+        )
+    };
+    errors.sort_by_key(key);
+    warnings.sort_by_key(key);
     let mut sources = vec![(main.0.to_path_buf(), main.1)];
     for d in errors.iter().chain(&warnings) {
         if !sources.iter().any(|(p, _)| *p == d.file)
