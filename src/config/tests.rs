@@ -469,7 +469,7 @@ fn duplicate_names() {
     // Duplicate keys inside one mapping are a YAML error.
     assert!(
         one_err("processes:\n  a: { command: x }\n  a: { command: y }\n")
-            .contains("duplicate mapping key")
+            .contains("invalid YAML: duplicate key: a")
     );
 }
 
@@ -584,6 +584,9 @@ fn syntax_errors_are_located() {
     assert!(e.contains("invalid YAML"), "{e}");
     let e = one_err("");
     assert!(e.contains("the file is empty"), "{e}");
+    let e = one_err("a: 1\n---\nb: 2\n");
+    assert!(e.contains("one document"), "{e}");
+    assert!(!e.contains("from_str"), "{e}");
 }
 
 #[test]
