@@ -72,6 +72,19 @@ fn defaults_are_applied() {
 }
 
 #[test]
+fn default_id_is_a_valid_name() {
+    let c = parse_yaml(
+        "processes: { a: { command: x } }\n",
+        Path::new("/p/my project/space.yaml"),
+        Path::new("/p/my project"),
+    )
+    .unwrap();
+    assert_eq!(c.id, "my-project");
+    assert_eq!(slug("..x"), "x");
+    assert_eq!(slug(""), "space");
+}
+
+#[test]
 fn every_key_is_read() {
     let c = ok(r#"
 space: { id: s1, name: "Space One", description: d }
