@@ -28,22 +28,7 @@ pub const TEMPLATES: &[Template] = &[
 /// Lines `mew init` makes sure `.gitignore` has.
 pub const GITIGNORE_LINES: &[&str] = &[".mew/logs/", ".mew/run/", ".mew/tokens/"];
 
-/// A space id from a free-form name: `[A-Za-z0-9._-]`, other characters as `-`.
-pub fn slug(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let s = s.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
-    let s: String = s.chars().take(64).collect();
-    if s.is_empty() { "space".to_owned() } else { s }
-}
+pub use crate::config::slug;
 
 /// Render a template: `{{ID}}`, `{{NAME}}` (a YAML double-quoted string) and `{{PORT}}`.
 pub fn render(template: &str, name: &str, port: u16) -> Result<String, String> {

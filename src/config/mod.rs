@@ -165,17 +165,47 @@ fn read(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
+/// The default space id: the directory's name, made a valid name by [`slug`].
 fn dir_name(dir: &Path) -> String {
-    dir.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "space".to_owned())
+    slug(
+        &dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    )
+}
+
+/// A valid name from free text: characters outside `[A-Za-z0-9._-]` become
+/// `-`, leading punctuation is dropped, at most 64 characters; `space` if
+/// nothing is left.
+pub fn slug(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let s = s.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
+    let s: String = s.chars().take(64).collect();
+    if s.is_empty() { "space".to_owned() } else { s }
 }
 
 fn invalid(
-    errors: Vec<Diagnostic>,
-    warnings: Vec<Diagnostic>,
+    mut errors: Vec<Diagnostic>,
+    mut warnings: Vec<Diagnostic>,
     main: (&Path, String),
 ) -> ConfigError {
+    let key = |d: &Diagnostic| {
+        (
+            d.file.clone(),
+            d.loc.as_ref().map(|l| (l.line, l.col)).unwrap_or_default(),
+        )
+    };
+    errors.sort_by_key(key);
+    warnings.sort_by_key(key);
     let mut sources = vec![(main.0.to_path_buf(), main.1)];
     for d in errors.iter().chain(&warnings) {
         if !sources.iter().any(|(p, _)| *p == d.file)

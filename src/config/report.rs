@@ -20,7 +20,14 @@ pub fn display_path(p: &Path) -> String {
 /// The message of a YAML error without serde-saphyr's location suffix and hints.
 pub fn syntax_message(e: &serde_saphyr::Error) -> String {
     let s = e.without_snippet().to_string();
-    let s = s.replace(", set DuplicateKeyPolicy in Options if acceptable", "");
+    let s = s
+        .replace(", set DuplicateKeyPolicy in Options if acceptable", "")
+        .replace("duplicate mapping key: ", "duplicate key: ")
+        .replace("duplicate mapping key", "duplicate key")
+        .replace(
+            "; use from_str_multiple or from_str_multiple_with_options",
+            "; a space config is one document (remove the `---` separator)",
+        );
     let s = match s.rfind(" at line ") {
         Some(i) if s[i..].contains(", column ") => s[..i].to_owned(),
         _ => s,

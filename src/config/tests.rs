@@ -72,6 +72,19 @@ fn defaults_are_applied() {
 }
 
 #[test]
+fn default_id_is_a_valid_name() {
+    let c = parse_yaml(
+        "processes: { a: { command: x } }\n",
+        Path::new("/p/my project/space.yaml"),
+        Path::new("/p/my project"),
+    )
+    .unwrap();
+    assert_eq!(c.id, "my-project");
+    assert_eq!(slug("..x"), "x");
+    assert_eq!(slug(""), "space");
+}
+
+#[test]
 fn every_key_is_read() {
     let c = ok(r#"
 space: { id: s1, name: "Space One", description: d }
@@ -469,7 +482,7 @@ fn duplicate_names() {
     // Duplicate keys inside one mapping are a YAML error.
     assert!(
         one_err("processes:\n  a: { command: x }\n  a: { command: y }\n")
-            .contains("duplicate mapping key")
+            .contains("invalid YAML: duplicate key: a")
     );
 }
 
@@ -584,6 +597,9 @@ fn syntax_errors_are_located() {
     assert!(e.contains("invalid YAML"), "{e}");
     let e = one_err("");
     assert!(e.contains("the file is empty"), "{e}");
+    let e = one_err("a: 1\n---\nb: 2\n");
+    assert!(e.contains("one document"), "{e}");
+    assert!(!e.contains("from_str"), "{e}");
 }
 
 #[test]
