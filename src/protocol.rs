@@ -461,6 +461,7 @@ mod tests {
                 cols: 80,
                 rows: 24,
                 owner: true,
+                no_color: false,
             },
         ] {
             roundtrip_client(ClientMsg::Request { id: 7, req });
