@@ -1,5 +1,6 @@
 //! Behaviour of one client's App: events in, actions out, against real
 //! vt100 terminals.
+#![allow(clippy::unwrap_used)] // tests may unwrap (helpers are not #[test] fns)
 
 mod tui_common;
 

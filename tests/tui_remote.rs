@@ -1,6 +1,7 @@
 //! The remote rendering path: the bytes RemoteRenderer sends, played into a
 //! terminal emulator of the client's size, show exactly what TestBackend
 //! shows for the same state.
+#![allow(clippy::unwrap_used)] // tests may unwrap (helpers are not #[test] fns)
 
 mod tui_common;
 

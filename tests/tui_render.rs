@@ -1,5 +1,6 @@
 //! Rendering snapshots: the view is a function of state, drawn into
 //! ratatui's TestBackend over real vt100 terminals.
+#![allow(clippy::unwrap_used)] // tests may unwrap (helpers are not #[test] fns)
 
 mod tui_common;
 
