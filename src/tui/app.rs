@@ -647,10 +647,9 @@ impl App {
                 let name = self.search.process.clone();
                 self.find(src, &name, true);
             }
+            KeyCode::Backspace if self.search.query.is_empty() => self.search = Search::default(),
             KeyCode::Backspace => {
-                if self.search.query.pop().is_none() {
-                    self.search = Search::default();
-                }
+                self.search.query.pop();
             }
             KeyCode::Char('u') if k.modifiers.contains(KeyModifiers::CONTROL) => {
                 self.search.query.clear()

@@ -382,10 +382,14 @@ impl App {
             };
             frame.render_widget(Paragraph::new(text).style(theme.dim()), area);
         }
-        if focused && self.copy.is_none() && offset == 0 && self.confirm.is_none() && !self.help {
-            if let Some(pos) = cursor {
-                frame.set_cursor_position(pos);
-            }
+        if focused
+            && self.copy.is_none()
+            && offset == 0
+            && self.confirm.is_none()
+            && !self.help
+            && let Some(pos) = cursor
+        {
+            frame.set_cursor_position(pos);
         }
     }
 

@@ -81,7 +81,9 @@ pub fn grid_dims(n: usize, w: u16, h: u16) -> Option<(u16, u16)> {
         return None;
     }
     let n = u16::try_from(n).unwrap_or(u16::MAX);
-    let mut best: Option<((u16, u16, i32), (u16, u16))> = None;
+    // (score, fewer empty slots, fewer columns) → (columns, rows)
+    type Ranked = ((u16, u16, i32), (u16, u16));
+    let mut best: Option<Ranked> = None;
     for cols in 1..=n {
         let rows = n.div_ceil(cols);
         let tw = w / cols;

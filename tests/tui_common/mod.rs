@@ -1,5 +1,5 @@
 //! Shared fixtures for the TUI tests: a demo space with real vt100 terminals.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use crossterm::event::{
     Event, KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
