@@ -111,9 +111,8 @@ impl LogWriter {
     fn reopen(&mut self) -> bool {
         self.last_try = Some(Instant::now());
         let path = log_path(&self.dir, &self.name);
-        let opened = fs::create_dir_all(&self.dir).and_then(|_| {
-            OpenOptions::new().create(true).append(true).open(&path)
-        });
+        let opened = fs::create_dir_all(&self.dir)
+            .and_then(|_| OpenOptions::new().create(true).append(true).open(&path));
         match opened {
             Ok(f) => {
                 self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
@@ -156,7 +155,10 @@ impl LogWriter {
                     let _ = fs::rename(&from, rotated(&self.dir, &self.name, n + 1));
                 }
             }
-            let _ = fs::rename(log_path(&self.dir, &self.name), rotated(&self.dir, &self.name, 1));
+            let _ = fs::rename(
+                log_path(&self.dir, &self.name),
+                rotated(&self.dir, &self.name, 1),
+            );
         }
         self.reopen();
     }
@@ -195,7 +197,10 @@ impl LogWriter {
             Ok(()) => self.size += self.line.len() as u64,
             Err(e) => {
                 self.dropped += 1;
-                self.fail(format!("cannot write {}: {e}", log_path(&self.dir, &self.name).display()));
+                self.fail(format!(
+                    "cannot write {}: {e}",
+                    log_path(&self.dir, &self.name).display()
+                ));
             }
         }
     }
@@ -215,7 +220,10 @@ impl LogWriter {
         if let Some(f) = self.file.as_mut()
             && let Err(e) = f.flush()
         {
-            self.fail(format!("cannot write {}: {e}", log_path(&self.dir, &self.name).display()));
+            self.fail(format!(
+                "cannot write {}: {e}",
+                log_path(&self.dir, &self.name).display()
+            ));
         }
     }
 }
@@ -239,7 +247,9 @@ pub struct LogRecord {
 /// Parse one line of a log file.
 pub fn parse_line(process: &str, line: &str) -> Option<LogRecord> {
     let (stamp, rest) = line.split_once(' ')?;
-    let at = chrono::DateTime::parse_from_rfc3339(stamp).ok()?.timestamp_millis();
+    let at = chrono::DateTime::parse_from_rfc3339(stamp)
+        .ok()?
+        .timestamp_millis();
     let (event, text) = if let Some(t) = rest.strip_prefix("| ") {
         (false, t)
     } else if let Some(t) = rest.strip_prefix("* ") {
@@ -257,7 +267,12 @@ pub fn parse_line(process: &str, line: &str) -> Option<LogRecord> {
     })
 }
 
-fn read_file(path: &Path, process: &str, since: Option<Millis>, out: &mut Vec<LogRecord>) -> io::Result<()> {
+fn read_file(
+    path: &Path,
+    process: &str,
+    since: Option<Millis>,
+    out: &mut Vec<LogRecord>,
+) -> io::Result<()> {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -374,18 +389,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut a = LogWriter::open(dir.path(), "a", 1 << 20, 1);
         let mut b = LogWriter::open(dir.path(), "b", 1 << 20, 1);
-        a.write_line(1000_000, "a1");
-        b.write_line(1000_500, "b1");
-        a.write_line(1001_000, "a2");
-        b.write_line(1002_000, "b2");
+        a.write_line(1_000_000, "a1");
+        b.write_line(1_000_500, "b1");
+        a.write_line(1_001_000, "a2");
+        b.write_line(1_002_000, "b2");
         a.flush();
         b.flush();
         let all = read_logs(dir.path(), &names(&["a", "b"]), None, None).unwrap();
         let texts: Vec<&str> = all.iter().map(|r| r.text.as_str()).collect();
         assert_eq!(texts, ["a1", "b1", "a2", "b2"]);
         let tail = read_logs(dir.path(), &names(&["a", "b"]), Some(2), None).unwrap();
-        assert_eq!(tail.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(), ["a2", "b2"]);
-        let since = read_logs(dir.path(), &names(&["a", "b"]), None, Some(1000_600)).unwrap();
+        assert_eq!(
+            tail.iter().map(|r| r.text.as_str()).collect::<Vec<_>>(),
+            ["a2", "b2"]
+        );
+        let since = read_logs(dir.path(), &names(&["a", "b"]), None, Some(1_000_600)).unwrap();
         assert_eq!(since.len(), 2);
     }
 
@@ -398,7 +416,11 @@ mod tests {
         let mut w = LogWriter::open(&dir, "p", 1 << 20, 1);
         assert!(w.degraded().is_some());
         w.write_line(1_000_000, "lost");
-        assert!(w.degraded().unwrap().contains("1 lines dropped"), "{:?}", w.degraded());
+        assert!(
+            w.degraded().unwrap().contains("1 lines dropped"),
+            "{:?}",
+            w.degraded()
+        );
         fs::remove_file(&dir).unwrap();
         w.last_try = Some(Instant::now() - RETRY_EVERY);
         w.write_line(1_000_100, "kept");
@@ -406,7 +428,10 @@ mod tests {
         assert!(w.degraded().is_none());
         let recs = read_logs(&dir, &names(&["p"]), None, None).unwrap();
         assert_eq!(recs.len(), 2);
-        assert!(recs[0].event && recs[0].text.contains("1 lines were dropped"), "{recs:?}");
+        assert!(
+            recs[0].event && recs[0].text.contains("1 lines were dropped"),
+            "{recs:?}"
+        );
         assert_eq!(recs[1].text, "kept");
     }
 

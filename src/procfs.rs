@@ -216,6 +216,17 @@ pub fn descendants(root: u32, all: &[ProcInfo]) -> Vec<u32> {
     out
 }
 
+/// The value of one environment variable a process was started with.
+pub fn env_var(pid: u32, key: &str) -> Option<String> {
+    let env = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{key}=");
+    env.split(|b| *b == 0).find_map(|entry| {
+        entry
+            .strip_prefix(prefix.as_bytes())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,15 +377,4 @@ mod tests {
         assert!(clock_ticks_per_sec() >= 1);
         assert!(page_size().is_power_of_two());
     }
-}
-
-/// The value of one environment variable a process was started with.
-pub fn env_var(pid: u32, key: &str) -> Option<String> {
-    let env = fs::read(format!("/proc/{pid}/environ")).ok()?;
-    let prefix = format!("{key}=");
-    env.split(|b| *b == 0).find_map(|entry| {
-        entry
-            .strip_prefix(prefix.as_bytes())
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-    })
 }

@@ -36,6 +36,21 @@ fn log_lines(space: &Space, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Times of the events of `name` whose text is exactly `text`.
+fn exact_event_times(space: &Space, name: &str, text: &str) -> Vec<u64> {
+    mew::logs::read_logs(
+        &space.path().join(".mew/logs"),
+        &[name.to_string()],
+        None,
+        None,
+    )
+    .expect("read logs")
+    .into_iter()
+    .filter(|r| r.event && r.text == text)
+    .map(|r| r.at)
+    .collect()
+}
+
 fn event_times(space: &Space, name: &str, needle: &str) -> Vec<u64> {
     mew::logs::read_logs(
         &space.path().join(".mew/logs"),
@@ -156,7 +171,7 @@ processes:
     );
     let out = up(&space, &["--exit-on-failure"]);
     assert_eq!(out.code(), Some(9), "{}\n{}", out.stdout, out.stderr);
-    let ready_db = event_times(&space, "db", "ready")[0];
+    let ready_db = exact_event_times(&space, "db", "ready")[0];
     let setup_done = event_times(&space, "setup", "exited with code 0")[0];
     let api_start = event_times(&space, "api", "started pid")[0];
     let watcher_start = event_times(&space, "watcher", "started pid")[0];
@@ -226,17 +241,13 @@ processes:
     let out = up(&space, &["--exit-on-failure"]);
     let _ = std::fs::remove_file(&flag_path);
     assert_eq!(out.code(), Some(6), "{}\n{}", out.stdout, out.stderr);
-    assert!(
-        out.stdout.contains("after    | all ready"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.contains("after   | all ready"), "{}", out.stdout);
     for name in ["by-exec", "by-tcp", "by-http"] {
         assert_eq!(
-            event_times(&space, name, "ready").len(),
+            exact_event_times(&space, name, "ready").len(),
             1,
             "{name}: {}",
-            out.stdout
+            space.log(name)
         );
     }
 }

@@ -416,6 +416,7 @@ pub struct Signals {
 }
 
 impl Signals {
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Signals {
         use tokio::signal::unix::{SignalKind, signal};
         Signals {

@@ -728,9 +728,8 @@ impl Actor {
         let tx = self.tx.clone();
         tokio::spawn(watch_exit(tx, i, generation, exit_rx, finish, reader));
 
-        match probe {
-            None => {}
-            Some(probe) => {
+        if let Some(probe) = probe {
+            {
                 if !matches!(probe.kind, ProbeKind::Log { .. }) {
                     let tx = self.tx.clone();
                     let env = env.clone();
@@ -1328,7 +1327,7 @@ pub fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {
         format!("{ms}ms")
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{:.1}s", d.as_secs_f64())

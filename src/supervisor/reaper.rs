@@ -122,7 +122,8 @@ mod tests {
         }
     }
 
-    fn spawn_sh(script: &str) -> u32 {
+    /// Spawn on a PTY; the master is returned too, since closing it hangs the child up.
+    fn spawn_sh(script: &str) -> (u32, std::os::fd::OwnedFd) {
         let argv = vec!["/bin/sh".to_string(), "-c".to_string(), script.to_string()];
         spawn_on_pty(&SpawnSpec {
             argv: &argv,
@@ -131,13 +132,13 @@ mod tests {
             rows: 24,
             cols: 80,
         })
+        .map(|c| (c.pid, c.master))
         .expect("spawn")
-        .pid
     }
 
     #[test]
     fn child_is_a_session_leader_on_a_tty() {
-        let pid = spawn_sh(
+        let (pid, _master) = spawn_sh(
             r#"[ "$(ps -o pgid= -p $$ | tr -d ' ')" = "$$" ] && [ -t 0 ] && exit 7; exit 1"#,
         );
         assert_eq!(wait_blocking(reaper().watch(pid)), Exit::Code(7));
@@ -145,7 +146,7 @@ mod tests {
 
     #[test]
     fn an_exit_before_watch_is_kept() {
-        let pid = spawn_sh("exit 3");
+        let (pid, _master) = spawn_sh("exit 3");
         // Let it die and be reaped before anyone watches it.
         let deadline = Instant::now() + Duration::from_secs(10);
         while sys::pid_exists(pid) && Instant::now() < deadline {
@@ -157,7 +158,7 @@ mod tests {
 
     #[test]
     fn death_by_signal_is_reported() {
-        let pid = spawn_sh("kill -9 $$");
+        let (pid, _master) = spawn_sh("kill -9 $$");
         assert_eq!(wait_blocking(reaper().watch(pid)), Exit::Signal(9));
     }
 }

@@ -1,6 +1,6 @@
 //! Shared helpers for integration tests: temporary spaces, running the real
 //! `mew` binary with deadlines, and checking that nothing is left behind.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
