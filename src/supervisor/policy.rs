@@ -88,7 +88,7 @@ pub fn decide(
         (RestartPolicy::Always, Ending::Code(0)) => !policy.one_shot,
         (RestartPolicy::Always, _) => true,
     };
-    if !wants_restart {
+    if !wants_restart || policy.max_restarts == Some(0) {
         return Decision::Stay;
     }
     let stable = uptime >= STABLE_UPTIME;
@@ -266,6 +266,14 @@ mod tests {
                 reason: "gave up after 2 restarts".into()
             }
         );
+    }
+
+    #[test]
+    fn max_restarts_zero_means_never() {
+        let b = Backoff::default();
+        let p = policy(RestartPolicy::Always, Some(0), &b);
+        let mut st = RestartState::default();
+        assert_eq!(decide(&p, Ending::Code(1), LONG, &mut st), Decision::Stay);
     }
 
     #[test]
