@@ -499,3 +499,53 @@ processes:
     );
     assert!(out.stdout.contains("show | tty"), "{}", out.stdout);
 }
+
+#[test]
+fn rapid_restarts_never_kill_the_new_instance() {
+    // Regression: the sweep for escaped children of the old instance once ran
+    // concurrently with the respawn and killed the new instance.
+    let space = Space::new(
+        r#"
+processes:
+  a: { command: "while :; do sleep 1; done" }
+  b: { command: "sleep 1000 & wait", depends_on: [a] }
+"#,
+    );
+    let mut cmd = space.mew();
+    cmd.args(["space", "up", "--no-tui"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let pid = child.id();
+    assert!(
+        wait_for(T, || space.log("b").contains("started pid")),
+        "never started"
+    );
+    for _ in 0..10 {
+        let mut r = space.mew();
+        r.args(["space", "restart"]);
+        assert_eq!(run(r, T).code(), Some(0));
+    }
+    let all_ready = || {
+        let mut st = space.mew();
+        st.args(["space", "status", "--json"]);
+        let out = run(st, T);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+        v["processes"]
+            .as_array()
+            .is_some_and(|ps| ps.iter().all(|p| p["state"] == "ready"))
+    };
+    assert!(wait_for(T, all_ready), "not everything came back");
+    common::kill(pid, "TERM");
+    let out = common::wait_output(child, T);
+    assert_eq!(out.code(), Some(143), "{}", out.stdout);
+    for name in ["a", "b"] {
+        assert!(
+            !space.log(name).contains("killed by"),
+            "{name}: {}",
+            space.log(name)
+        );
+    }
+    assert!(space.wait_no_survivors().is_empty());
+}

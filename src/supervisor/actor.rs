@@ -975,9 +975,12 @@ impl Actor {
         if let Some(pgid) = pid {
             // Whatever is left of its group goes with it.
             let _ = sys::signal_group(pgid, libc::SIGKILL);
-            let name = p.rp.name.clone();
-            let run_id = self.opts.run_id.clone();
-            tokio::task::spawn_blocking(move || kill_adopted(&run_id, &name));
+            // Escapees of this run (setsid, double fork) go too. This runs
+            // before any respawn, so a new instance can never be mistaken for
+            // one; during a shutdown the final sweep does it once for all.
+            if !self.shutting_down {
+                kill_adopted(&self.opts.run_id, &p.rp.name);
+            }
         }
         let uptime = p.started.map(|s| s.elapsed()).unwrap_or_default();
         p.exit_code = Some(exit.code());
@@ -1278,8 +1281,9 @@ async fn watch_exit(
     });
 }
 
-/// Kill orphans of one process that escaped its group (setsid, double fork):
-/// they carry this run's marker and the process name.
+/// Kill what is left of one process that escaped its group (setsid, double
+/// fork): it carries this run's marker and the process name. Called when the
+/// process has ended and before it is started again.
 fn kill_adopted(run_id: &str, name: &str) {
     for pid in crate::procfs::find_marked("MEW_RUN_ID", run_id) {
         if crate::procfs::env_var(pid, "MEW_PROCESS").as_deref() == Some(name) {
