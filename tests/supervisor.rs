@@ -420,7 +420,7 @@ fn log_keeps_every_line_in_order() {
     let space = Space::new(
         r#"
 processes:
-  counter: { command: "seq 1 200000" }
+  counter: { command: "seq 1 1000000" }
 "#,
     );
     let out = up(&space, &[]);
@@ -429,7 +429,7 @@ processes:
         .into_iter()
         .filter(|l| !l.starts_with("* "))
         .collect();
-    assert_eq!(lines.len(), 200000);
+    assert_eq!(lines.len(), 1_000_000);
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(l, &(i + 1).to_string());
     }
@@ -438,7 +438,7 @@ processes:
         .lines()
         .filter(|l| l.starts_with("counter | "))
         .count();
-    assert_eq!(printed, 200000);
+    assert_eq!(printed, 1_000_000);
 }
 
 #[test]
