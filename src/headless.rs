@@ -25,7 +25,9 @@ pub struct Printer {
     width: usize,
     color: bool,
     timestamps: bool,
-    colors: Vec<&'static str>,
+    /// Per process: the label before output lines and before events,
+    /// computed once (name, padding, colour, separator).
+    labels: Vec<[Vec<u8>; 2]>,
     clock: Clock,
 }
 
@@ -62,16 +64,31 @@ pub fn color_index(name: &str) -> usize {
     h as usize % PALETTE.len()
 }
 
+fn label(name: &str, width: usize, color: Option<&str>, sep: char) -> Vec<u8> {
+    let pad = width.saturating_sub(name.chars().count());
+    match color {
+        Some(c) => format!("\x1b[{c}m{name}{:pad$} {sep}\x1b[0m ", ""),
+        None => format!("{name}{:pad$} {sep} ", ""),
+    }
+    .into_bytes()
+}
+
 impl Printer {
     pub fn new(names: Vec<String>, color: bool, timestamps: bool) -> Printer {
         let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
-        let colors = names.iter().map(|n| PALETTE[color_index(n)]).collect();
+        let labels = names
+            .iter()
+            .map(|n| {
+                let c = color.then(|| PALETTE[color_index(n)]);
+                [label(n, width, c, '|'), label(n, width, c, '*')]
+            })
+            .collect();
         Printer {
             names,
             width,
             color,
             timestamps,
-            colors,
+            labels,
             clock: Clock {
                 second: -1,
                 text: String::new(),
@@ -85,11 +102,12 @@ impl Printer {
         at: Millis,
         index: Option<usize>,
         name: &str,
-        sep: char,
+        event: bool,
     ) {
         if self.timestamps {
-            let t = self.clock.format(at).to_string();
-            if self.color {
+            let color = self.color;
+            let t = self.clock.format(at);
+            if color {
                 out.extend_from_slice(b"\x1b[2m");
                 out.extend_from_slice(t.as_bytes());
                 out.extend_from_slice(b"\x1b[0m ");
@@ -98,12 +116,12 @@ impl Printer {
                 out.push(b' ');
             }
         }
-        let pad = self.width.saturating_sub(name.chars().count());
-        if self.color {
-            let c = index.map_or("37", |i| self.colors[i]);
-            out.extend_from_slice(format!("\x1b[{c}m{name}{:pad$} {sep}\x1b[0m ", "").as_bytes());
-        } else {
-            out.extend_from_slice(format!("{name}{:pad$} {sep} ", "").as_bytes());
+        match index.and_then(|i| self.labels.get(i)) {
+            Some(l) => out.extend_from_slice(&l[usize::from(event)]),
+            None => {
+                let c = self.color.then_some("37");
+                out.extend_from_slice(&label(name, self.width, c, if event { '*' } else { '|' }));
+            }
         }
     }
 
@@ -111,15 +129,14 @@ impl Printer {
     pub fn format(&mut self, item: &Printable, out: &mut Vec<u8>) {
         match item {
             Printable::Line { process, at, text } => {
-                let name = self.names.get(*process).cloned().unwrap_or_default();
-                self.prefix(out, *at, Some(*process), &name, '|');
+                self.prefix(out, *at, Some(*process), "", false);
                 out.extend_from_slice(text.as_bytes());
                 out.push(b'\n');
             }
             Printable::End => {}
             Printable::Event(ev) => {
                 let index = self.names.iter().position(|n| *n == ev.process);
-                self.prefix(out, ev.at, index, &ev.process, '*');
+                self.prefix(out, ev.at, index, &ev.process, true);
                 if self.color {
                     let style = match ev.state {
                         ProcState::Failed { .. } | ProcState::Killed { .. } => "1;31",
