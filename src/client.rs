@@ -38,9 +38,16 @@ pub enum ConnectError {
 impl Conn {
     pub async fn connect(space_dir: &Path, kind: ClientKind) -> Result<Conn, ConnectError> {
         let socket = space::socket_path_for(space_dir).map_err(|_| ConnectError::NotRunning)?;
-        let stream = UnixStream::connect(&socket)
-            .await
-            .map_err(|_| ConnectError::NotRunning)?;
+        let stream = UnixStream::connect(&socket).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                ConnectError::Failed(format!(
+                    "cannot connect to {}: permission denied (the space belongs to another user)",
+                    socket.display()
+                ))
+            } else {
+                ConnectError::NotRunning
+            }
+        })?;
         let (mut rd, mut wr) = stream.into_split();
         let ours = Versions::ours();
         let hello = ClientMsg::Hello {
@@ -386,6 +393,21 @@ pub fn down(space_dir: &Path, timeout: Option<Duration>) -> ExitCode {
     })
 }
 
+/// Kill what a crashed server left behind (the caller holds the lock) and
+/// say so. Returns whether there was a crashed server to clean up after.
+fn report_recovery(paths: &SpacePaths) -> bool {
+    match crate::server::recover(paths) {
+        Some((pid, killed)) => {
+            println!(
+                "the space server (pid {pid}) had died; killed {killed} leftover process{}",
+                if killed == 1 { "" } else { "es" }
+            );
+            true
+        }
+        None => false,
+    }
+}
+
 fn down_without_server(space_dir: &Path) -> ExitCode {
     let Ok(paths) = SpacePaths::new(space_dir) else {
         println!("the space is not running; nothing to stop");
@@ -394,14 +416,11 @@ fn down_without_server(space_dir: &Path) -> ExitCode {
     // A live server that holds the lock but does not answer is not ours to judge.
     match space::try_lock(&paths) {
         Ok(lock) => {
-            match crate::server::recover(&paths) {
-                Some((pid, killed)) => println!(
-                    "the space server (pid {pid}) had died; killed {killed} leftover process{}",
-                    if killed == 1 { "" } else { "es" }
-                ),
-                None => println!("the space is not running; nothing to stop"),
+            if !report_recovery(&paths) {
+                println!("the space is not running; nothing to stop");
             }
             let _ = std::fs::remove_file(&paths.socket);
+            let _ = std::fs::remove_file(&paths.socket_record);
             drop(lock);
             ExitCode::SUCCESS
         }
@@ -613,7 +632,12 @@ fn start_server(
         ExitCode::FAILURE
     })?;
     match space::try_lock(&paths) {
-        Ok(lock) => drop(lock),
+        Ok(lock) => {
+            // A crashed server's leftovers go first, and the user hears of it
+            // (the new server's own report would only reach its log file).
+            report_recovery(&paths);
+            drop(lock);
+        }
         Err(space::LockError::Held { pid, .. }) => {
             let pid = pid.map_or("unknown pid".to_string(), |p| format!("pid {p}"));
             eprintln!(
@@ -779,6 +803,15 @@ fn readiness(s: &SpaceStatus) -> Readiness {
             ProcState::Exited { code: 0 } if p.one_shot => {}
             ProcState::Exited { .. } | ProcState::Killed { .. } | ProcState::Failed { .. } => {
                 return Readiness::Failed(p.name.clone(), p.state.describe(now_millis()));
+            }
+            // Crashed and waiting to be restarted: a failure for --wait, not
+            // a reason to wait for the next attempt (or the timeout).
+            ProcState::Backoff { .. } => {
+                let why = match p.exit_code {
+                    Some(code) => format!("exited {code} (a restart is scheduled)"),
+                    None => "crashed (a restart is scheduled)".to_string(),
+                };
+                return Readiness::Failed(p.name.clone(), why);
             }
             _ => waiting.push(p.name.clone()),
         }

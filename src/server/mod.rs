@@ -374,6 +374,7 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     }
     let _ = std::fs::remove_file(&paths.state);
     let _ = std::fs::remove_file(&paths.socket);
+    let _ = std::fs::remove_file(&paths.socket_record);
     let _ = space::unregister(&space_dir);
     // Give clients streaming the shutdown a moment to read their last frames.
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -491,11 +492,15 @@ async fn send(tx: &mpsc::Sender<Frame>, msg: &ServerMsg) -> bool {
 }
 
 async fn serve_client(stream: UnixStream, ctx: Arc<Ctx>) {
-    if let Err(why) = space::check_peer(&stream) {
+    let peer = space::check_peer(&stream);
+    let (mut rd, mut wr) = stream.into_split();
+    if let Err(why) = peer {
         tracing::warn!("refused a connection: {why}");
+        // Tell the client why (it is waiting for our hello), then hang up.
+        let bye = ServerMsg::Bye { reason: why };
+        let _ = tokio::time::timeout(HELLO_TIMEOUT, protocol::write_msg(&mut wr, &bye)).await;
         return;
     }
-    let (mut rd, mut wr) = stream.into_split();
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, protocol::read_frame(&mut rd)).await {
         Ok(Ok(Some(f))) => f.decode::<ClientMsg>(),
         Ok(Ok(None)) => return,
