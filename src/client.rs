@@ -55,9 +55,18 @@ impl Conn {
             mew_version: ours.mew.clone(),
             client: kind,
         };
-        protocol::write_msg(&mut wr, &hello)
-            .await
-            .map_err(|e| ConnectError::Failed(format!("cannot talk to the space server: {e}")))?;
+        if let Err(e) = protocol::write_msg(&mut wr, &hello).await {
+            // The server may have hung up first, saying why (a refused peer).
+            let said = tokio::time::timeout(Duration::from_secs(1), protocol::read_frame(&mut rd))
+                .await
+                .ok()
+                .and_then(|r| r.ok().flatten())
+                .and_then(|f| f.decode::<ServerMsg>().ok());
+            return Err(ConnectError::Failed(match said {
+                Some(ServerMsg::Bye { reason }) => reason,
+                _ => format!("cannot talk to the space server: {e}"),
+            }));
+        }
         let reply = tokio::time::timeout(Duration::from_secs(10), protocol::read_frame(&mut rd))
             .await
             .map_err(|_| {
