@@ -337,6 +337,35 @@ pub fn control(space_dir: &Path, req: Request, verb: &str) -> ExitCode {
             Ok(c) => c,
             Err(code) => return code,
         };
+        let asked = match &req {
+            Request::Restart { names } | Request::Stop { names } | Request::Start { names } => {
+                names.clone()
+            }
+            _ => Vec::new(),
+        };
+        if !asked.is_empty() {
+            // A usage error, like `logs` with an unknown name: exit 2.
+            let known: Vec<String> = match conn.status().await {
+                Ok(s) => s.processes.into_iter().map(|p| p.name).collect(),
+                Err(e) => {
+                    eprintln!("mew: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let unknown: Vec<&str> = asked
+                .iter()
+                .filter(|n| !known.contains(n))
+                .map(String::as_str)
+                .collect();
+            if !unknown.is_empty() {
+                eprintln!(
+                    "mew: unknown process {}; valid names: {}",
+                    unknown.join(", "),
+                    known.join(", ")
+                );
+                return ExitCode::from(2);
+            }
+        }
         match conn.request(req).await {
             Ok(ResponseBody::Done { names }) => {
                 if names.is_empty() {

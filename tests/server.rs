@@ -1,6 +1,7 @@
 //! The space server (issue 4), driven through the real `mew` binary: `up -d`,
 //! `status`, `logs`, `restart`/`stop`/`start`, `down`, crash recovery, the
 //! socket's security and robustness, several spaces, long paths, `clean`.
+#![allow(clippy::unwrap_used)] // tests may unwrap (helpers are not #[test] fns)
 
 mod common;
 
@@ -350,6 +351,11 @@ processes:
     let out = mew_run(&space, &["space", "down"]);
     assert_eq!(out.code(), Some(0), "{}", show(&out));
     assert!(out.stdout.contains("not running"), "{}", show(&out));
+
+    // A clean down is not mistaken for a crash by the next up.
+    let out = up_wait(&space);
+    assert!(!out.stdout.contains("had died"), "{}", show(&out));
+    down_clean(&space);
 }
 
 #[test]
@@ -415,7 +421,7 @@ processes:
 
         // Unknown name: the valid ones are listed.
         let out = mew_run(&space, &["space", "logs", "gamma"]);
-        assert_ne!(out.code(), Some(0), "{when}: {}", show(&out));
+        assert_eq!(out.code(), Some(2), "{when}: {}", show(&out));
         assert!(
             out.stderr.contains("alpha") && out.stderr.contains("beta"),
             "{when}: {}",
@@ -547,7 +553,7 @@ processes:
 
     for verb in ["restart", "stop", "start"] {
         let out = mew_run(&space, &["space", verb, "a", "nope"]);
-        assert_ne!(out.code(), Some(0), "{verb}: {}", show(&out));
+        assert_eq!(out.code(), Some(2), "{verb}: {}", show(&out));
         assert!(
             out.stderr.contains("nope") && out.stderr.contains("a, b"),
             "{verb}: {}",
@@ -1126,7 +1132,7 @@ fn clean_refuses_while_running_and_works_after_down() {
     up_wait(&space);
     assert!(wait_for(W, || space.log("a").contains("| hi")));
     let out = mew_run(&space, &["space", "clean"]);
-    assert_ne!(out.code(), Some(0), "{}", show(&out));
+    assert_eq!(out.code(), Some(1), "{}", show(&out));
     assert!(out.stderr.contains("running"), "{}", show(&out));
     assert!(space.log_path("a").exists());
     assert_eq!(process(&status_json(&space), "a")["state"], "ready");

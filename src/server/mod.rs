@@ -266,11 +266,14 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         },
         sink.clone(),
     );
+    // Set once the space is down: no state write may land after that.
+    let state_closed = Arc::new(std::sync::Mutex::new(false));
     tokio::spawn(record_state(
         handle.clone(),
         paths.state.clone(),
         run_id.clone(),
         server_pid,
+        state_closed.clone(),
     ));
     let _ = space::register(&space::RegistryEntry {
         id: space_id.clone(),
@@ -372,7 +375,13 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     if let Some(t) = printer {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
-    let _ = std::fs::remove_file(&paths.state);
+    {
+        // A write still in flight would leave a state file behind, and the
+        // next `up` would take this clean shutdown for a crash.
+        let mut closed = state_closed.lock().unwrap_or_else(|e| e.into_inner());
+        *closed = true;
+        let _ = std::fs::remove_file(&paths.state);
+    }
     let _ = std::fs::remove_file(&paths.socket);
     let _ = std::fs::remove_file(&paths.socket_record);
     let _ = space::unregister(&space_dir);
@@ -445,7 +454,13 @@ impl Signals {
 }
 
 /// Keep `.mew/run/state.json` in step with the running processes.
-async fn record_state(handle: Handle, path: std::path::PathBuf, run_id: String, server_pid: u32) {
+async fn record_state(
+    handle: Handle,
+    path: std::path::PathBuf,
+    run_id: String,
+    server_pid: u32,
+    closed: Arc<std::sync::Mutex<bool>>,
+) {
     let mut rx = handle.watch_status();
     let started_at = now_millis();
     let mut last: Option<Vec<(String, u32)>> = None;
@@ -473,7 +488,14 @@ async fn record_state(handle: Handle, path: std::path::PathBuf, run_id: String, 
                     .collect(),
             };
             let p = path.clone();
-            let _ = tokio::task::spawn_blocking(move || space::write_state(&p, &state)).await;
+            let closed = closed.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let closed = closed.lock().unwrap_or_else(|e| e.into_inner());
+                if !*closed {
+                    let _ = space::write_state(&p, &state);
+                }
+            })
+            .await;
             last = Some(pids);
         }
         if rx.changed().await.is_err() {
