@@ -138,6 +138,10 @@ struct Ctx {
 }
 
 async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
+    // Handle SIGINT/SIGTERM/SIGHUP before anything is spawned: a signal that
+    // arrives while the first processes start must stop them, not kill the
+    // server by the default action and orphan them.
+    let mut signals = Signals::new();
     let paths = match SpacePaths::new(&cfg.dir) {
         Ok(p) => p,
         Err(e) => {
@@ -320,7 +324,6 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
 
     let mut code: Option<u8> = None;
     let mut interrupts = 0;
-    let mut signals = Signals::new();
     let mut status_rx = handle.watch_status();
     let mut tracker = FailureTracker::default();
     let exit_on_failure = opts.headless.as_ref().is_some_and(|h| h.exit_on_failure);
