@@ -38,9 +38,16 @@ pub enum ConnectError {
 impl Conn {
     pub async fn connect(space_dir: &Path, kind: ClientKind) -> Result<Conn, ConnectError> {
         let socket = space::socket_path_for(space_dir).map_err(|_| ConnectError::NotRunning)?;
-        let stream = UnixStream::connect(&socket)
-            .await
-            .map_err(|_| ConnectError::NotRunning)?;
+        let stream = UnixStream::connect(&socket).await.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                ConnectError::Failed(format!(
+                    "cannot connect to {}: permission denied (the space belongs to another user)",
+                    socket.display()
+                ))
+            } else {
+                ConnectError::NotRunning
+            }
+        })?;
         let (mut rd, mut wr) = stream.into_split();
         let ours = Versions::ours();
         let hello = ClientMsg::Hello {
@@ -48,9 +55,18 @@ impl Conn {
             mew_version: ours.mew.clone(),
             client: kind,
         };
-        protocol::write_msg(&mut wr, &hello)
-            .await
-            .map_err(|e| ConnectError::Failed(format!("cannot talk to the space server: {e}")))?;
+        if let Err(e) = protocol::write_msg(&mut wr, &hello).await {
+            // The server may have hung up first, saying why (a refused peer).
+            let said = tokio::time::timeout(Duration::from_secs(1), protocol::read_frame(&mut rd))
+                .await
+                .ok()
+                .and_then(|r| r.ok().flatten())
+                .and_then(|f| f.decode::<ServerMsg>().ok());
+            return Err(ConnectError::Failed(match said {
+                Some(ServerMsg::Bye { reason }) => reason,
+                _ => format!("cannot talk to the space server: {e}"),
+            }));
+        }
         let reply = tokio::time::timeout(Duration::from_secs(10), protocol::read_frame(&mut rd))
             .await
             .map_err(|_| {
@@ -321,6 +337,35 @@ pub fn control(space_dir: &Path, req: Request, verb: &str) -> ExitCode {
             Ok(c) => c,
             Err(code) => return code,
         };
+        let asked = match &req {
+            Request::Restart { names } | Request::Stop { names } | Request::Start { names } => {
+                names.clone()
+            }
+            _ => Vec::new(),
+        };
+        if !asked.is_empty() {
+            // A usage error, like `logs` with an unknown name: exit 2.
+            let known: Vec<String> = match conn.status().await {
+                Ok(s) => s.processes.into_iter().map(|p| p.name).collect(),
+                Err(e) => {
+                    eprintln!("mew: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let unknown: Vec<&str> = asked
+                .iter()
+                .filter(|n| !known.contains(n))
+                .map(String::as_str)
+                .collect();
+            if !unknown.is_empty() {
+                eprintln!(
+                    "mew: unknown process {}; valid names: {}",
+                    unknown.join(", "),
+                    known.join(", ")
+                );
+                return ExitCode::from(2);
+            }
+        }
         match conn.request(req).await {
             Ok(ResponseBody::Done { names }) => {
                 if names.is_empty() {
@@ -386,6 +431,21 @@ pub fn down(space_dir: &Path, timeout: Option<Duration>) -> ExitCode {
     })
 }
 
+/// Kill what a crashed server left behind (the caller holds the lock) and
+/// say so. Returns whether there was a crashed server to clean up after.
+fn report_recovery(paths: &SpacePaths) -> bool {
+    match crate::server::recover(paths) {
+        Some((pid, killed)) => {
+            println!(
+                "the space server (pid {pid}) had died; killed {killed} leftover process{}",
+                if killed == 1 { "" } else { "es" }
+            );
+            true
+        }
+        None => false,
+    }
+}
+
 fn down_without_server(space_dir: &Path) -> ExitCode {
     let Ok(paths) = SpacePaths::new(space_dir) else {
         println!("the space is not running; nothing to stop");
@@ -394,14 +454,11 @@ fn down_without_server(space_dir: &Path) -> ExitCode {
     // A live server that holds the lock but does not answer is not ours to judge.
     match space::try_lock(&paths) {
         Ok(lock) => {
-            match crate::server::recover(&paths) {
-                Some((pid, killed)) => println!(
-                    "the space server (pid {pid}) had died; killed {killed} leftover process{}",
-                    if killed == 1 { "" } else { "es" }
-                ),
-                None => println!("the space is not running; nothing to stop"),
+            if !report_recovery(&paths) {
+                println!("the space is not running; nothing to stop");
             }
             let _ = std::fs::remove_file(&paths.socket);
+            let _ = std::fs::remove_file(&paths.socket_record);
             drop(lock);
             ExitCode::SUCCESS
         }
@@ -613,7 +670,12 @@ fn start_server(
         ExitCode::FAILURE
     })?;
     match space::try_lock(&paths) {
-        Ok(lock) => drop(lock),
+        Ok(lock) => {
+            // A crashed server's leftovers go first, and the user hears of it
+            // (the new server's own report would only reach its log file).
+            report_recovery(&paths);
+            drop(lock);
+        }
         Err(space::LockError::Held { pid, .. }) => {
             let pid = pid.map_or("unknown pid".to_string(), |p| format!("pid {p}"));
             eprintln!(
@@ -779,6 +841,15 @@ fn readiness(s: &SpaceStatus) -> Readiness {
             ProcState::Exited { code: 0 } if p.one_shot => {}
             ProcState::Exited { .. } | ProcState::Killed { .. } | ProcState::Failed { .. } => {
                 return Readiness::Failed(p.name.clone(), p.state.describe(now_millis()));
+            }
+            // Crashed and waiting to be restarted: a failure for --wait, not
+            // a reason to wait for the next attempt (or the timeout).
+            ProcState::Backoff { .. } => {
+                let why = match p.exit_code {
+                    Some(code) => format!("exited {code} (a restart is scheduled)"),
+                    None => "crashed (a restart is scheduled)".to_string(),
+                };
+                return Readiness::Failed(p.name.clone(), why);
             }
             _ => waiting.push(p.name.clone()),
         }

@@ -138,6 +138,10 @@ struct Ctx {
 }
 
 async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
+    // Handle SIGINT/SIGTERM/SIGHUP before anything is spawned: a signal that
+    // arrives while the first processes start must stop them, not kill the
+    // server by the default action and orphan them.
+    let mut signals = Signals::new();
     let paths = match SpacePaths::new(&cfg.dir) {
         Ok(p) => p,
         Err(e) => {
@@ -266,11 +270,14 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         },
         sink.clone(),
     );
+    // Set once the space is down: no state write may land after that.
+    let state_closed = Arc::new(std::sync::Mutex::new(false));
     tokio::spawn(record_state(
         handle.clone(),
         paths.state.clone(),
         run_id.clone(),
         server_pid,
+        state_closed.clone(),
     ));
     let _ = space::register(&space::RegistryEntry {
         id: space_id.clone(),
@@ -317,7 +324,6 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
 
     let mut code: Option<u8> = None;
     let mut interrupts = 0;
-    let mut signals = Signals::new();
     let mut status_rx = handle.watch_status();
     let mut tracker = FailureTracker::default();
     let exit_on_failure = opts.headless.as_ref().is_some_and(|h| h.exit_on_failure);
@@ -372,8 +378,15 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     if let Some(t) = printer {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
-    let _ = std::fs::remove_file(&paths.state);
+    {
+        // A write still in flight would leave a state file behind, and the
+        // next `up` would take this clean shutdown for a crash.
+        let mut closed = state_closed.lock().unwrap_or_else(|e| e.into_inner());
+        *closed = true;
+        let _ = std::fs::remove_file(&paths.state);
+    }
     let _ = std::fs::remove_file(&paths.socket);
+    let _ = std::fs::remove_file(&paths.socket_record);
     let _ = space::unregister(&space_dir);
     // Give clients streaming the shutdown a moment to read their last frames.
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -444,7 +457,13 @@ impl Signals {
 }
 
 /// Keep `.mew/run/state.json` in step with the running processes.
-async fn record_state(handle: Handle, path: std::path::PathBuf, run_id: String, server_pid: u32) {
+async fn record_state(
+    handle: Handle,
+    path: std::path::PathBuf,
+    run_id: String,
+    server_pid: u32,
+    closed: Arc<std::sync::Mutex<bool>>,
+) {
     let mut rx = handle.watch_status();
     let started_at = now_millis();
     let mut last: Option<Vec<(String, u32)>> = None;
@@ -472,7 +491,14 @@ async fn record_state(handle: Handle, path: std::path::PathBuf, run_id: String, 
                     .collect(),
             };
             let p = path.clone();
-            let _ = tokio::task::spawn_blocking(move || space::write_state(&p, &state)).await;
+            let closed = closed.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let closed = closed.lock().unwrap_or_else(|e| e.into_inner());
+                if !*closed {
+                    let _ = space::write_state(&p, &state);
+                }
+            })
+            .await;
             last = Some(pids);
         }
         if rx.changed().await.is_err() {
@@ -491,11 +517,15 @@ async fn send(tx: &mpsc::Sender<Frame>, msg: &ServerMsg) -> bool {
 }
 
 async fn serve_client(stream: UnixStream, ctx: Arc<Ctx>) {
-    if let Err(why) = space::check_peer(&stream) {
+    let peer = space::check_peer(&stream);
+    let (mut rd, mut wr) = stream.into_split();
+    if let Err(why) = peer {
         tracing::warn!("refused a connection: {why}");
+        // Tell the client why (it is waiting for our hello), then hang up.
+        let bye = ServerMsg::Bye { reason: why };
+        let _ = tokio::time::timeout(HELLO_TIMEOUT, protocol::write_msg(&mut wr, &bye)).await;
         return;
     }
-    let (mut rd, mut wr) = stream.into_split();
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, protocol::read_frame(&mut rd)).await {
         Ok(Ok(Some(f))) => f.decode::<ClientMsg>(),
         Ok(Ok(None)) => return,
