@@ -171,10 +171,17 @@ fn wait_tui(tmux: &Tmux, session: &str) -> String {
 /// After mew exited: the shell's lines are there, the terminal is restored.
 fn assert_restored(tmux: &Tmux, session: &str, code: i32) -> String {
     let s = tmux.wait_text(session, "AFTER");
-    assert!(s.contains(&format!("EXIT={code}")), "exit code {code}:\n{s}");
+    assert!(
+        s.contains(&format!("EXIT={code}")),
+        "exit code {code}:\n{s}"
+    );
     assert!(s.contains("TTY=cooked"), "raw mode left on:\n{s}");
     assert_eq!(tmux.display(session, "#{alternate_on}"), "0", "{s}");
-    assert_eq!(tmux.display(session, "#{cursor_flag}"), "1", "cursor hidden");
+    assert_eq!(
+        tmux.display(session, "#{cursor_flag}"),
+        "1",
+        "cursor hidden"
+    );
     assert_eq!(tmux.display(session, "#{mouse_any_flag}"), "0", "mouse on");
     s
 }
@@ -356,7 +363,10 @@ fn focus_type_resize_restart_and_quit() {
             && printed_size(s) == main_pane_size(s)
     });
     let after = main_pane_size(&s).unwrap();
-    assert!(after.0 < before.0 && after.1 < before.1, "{before:?} {after:?}");
+    assert!(
+        after.0 < before.0 && after.1 < before.1,
+        "{before:?} {after:?}"
+    );
 
     // Restart from the keyboard: a new pid, one restart more, same size.
     let old = proc_json(&space, "full");
@@ -395,9 +405,22 @@ fn detach_and_attach_show_the_same_screens() {
         printed_size(s).is_some() && printed_size(s) == main_pane_size(s)
     });
     let full_before = main_pane(&s);
+    assert!(!s.contains("main screen before"), "alternate screen:\n{s}");
+
+    // The printer's scrollback: PageUp shows earlier lines.
     tmux.keys("one", &["k"]);
     let s = tmux.wait_text("one", "printer: done");
-    let printer_before = main_pane(&s);
+    let live = printed_lines(&s);
+    assert!(!s.contains('↑'), "{s}");
+    tmux.keys("one", &["PPage"]);
+    let s = tmux.wait("one", "a scrolled view", |s| s.contains('↑'));
+    let scrolled = printed_lines(&s);
+    assert!(
+        scrolled.iter().min() < live.iter().min(),
+        "live {live:?}, scrolled {scrolled:?}"
+    );
+    assert!(!s.contains("printer: done"), "{s}");
+    let printer_scrolled = main_pane(&s);
     let running = pids(&space);
     assert!(running.iter().all(|(_, pid, _)| *pid > 0), "{running:?}");
 
@@ -410,30 +433,26 @@ fn detach_and_attach_show_the_same_screens() {
     );
     assert_eq!(pids(&space), running, "processes changed on detach");
 
-    // Attach from another terminal of the same size: the same screens.
+    // Attach from another terminal of the same size: the same screen, still
+    // scrolled back in the printer's output.
     tmux.start("two", 100, 30, &script(&space, "", "space attach"));
-    wait_tui(&tmux, "two");
-    tmux.keys("two", &["j"]);
-    let s = tmux.wait_text("two", "printer: done");
-    assert_eq!(main_pane(&s), printer_before);
+    let s = tmux.wait("two", "the scrolled printer", |s| {
+        s.contains("processes") && s.contains('↑')
+    });
+    assert_eq!(main_pane(&s), printer_scrolled);
+    // The full-screen program, in the alternate screen, as it was.
     tmux.keys("two", &["j"]);
     let s = tmux.wait_text("two", "FULL size");
     assert_eq!(main_pane(&s), full_before, "alternate screen after attach");
     assert!(!s.contains("main screen before"), "{s}");
-
-    // The scrollback is there too.
+    // Back to live output.
     tmux.keys("two", &["k"]);
-    let s = tmux.wait_text("two", "printer: done");
-    let live = printed_lines(&s);
-    assert!(!s.contains('↑'), "{s}");
-    tmux.keys("two", &["PPage"]);
-    let s = tmux.wait("two", "a scrolled view", |s| s.contains('↑'));
-    let scrolled = printed_lines(&s);
-    assert!(
-        scrolled.iter().min() < live.iter().min(),
-        "live {live:?}, scrolled {scrolled:?}"
-    );
-    assert!(!s.contains("printer: done"), "{s}");
+    tmux.wait("two", "the scrolled printer", |s| s.contains('↑'));
+    tmux.keys("two", &["End"]);
+    let s = tmux.wait("two", "live output", |s| {
+        s.contains("printer: done") && !s.contains('↑')
+    });
+    assert_eq!(printed_lines(&s), live);
 
     // Any client may quit: the space stops.
     tmux.keys("two", &["q"]);
@@ -461,6 +480,46 @@ fn closing_the_owning_terminal_stops_the_space() {
     tmux.start("s", 100, 30, &script(&space, "", "space up"));
     wait_tui(&tmux, "s");
     tmux.run(&["kill-session", "-t", "s"]);
+    assert_all_gone(&space);
+}
+
+#[test]
+fn sigterm_to_the_owning_client_restores_it_and_stops_the_space() {
+    let space = space();
+    let tmux = Tmux::new();
+    tmux.start("s", 100, 30, &script(&space, "", "space up"));
+    wait_tui(&tmux, "s");
+    kill(client_pid(&space, "up"), "TERM");
+    let s = assert_restored(&tmux, "s", 143);
+    assert!(s.contains("SIGTERM received: stopping space"), "{s}");
+    assert_all_gone(&space);
+}
+
+#[test]
+fn losing_the_server_restores_the_terminal() {
+    let space = space();
+    let tmux = Tmux::new();
+    tmux.start("s", 100, 30, &script(&space, "", "space up"));
+    wait_tui(&tmux, "s");
+    let mut status = space.mew();
+    status.args(["space", "status"]);
+    let out = run(status, DEADLINE);
+    let server: u32 = out
+        .stdout
+        .split("server pid ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no server pid in {}", out.stdout));
+    kill(server, "KILL");
+    let s = assert_restored(&tmux, "s", 1);
+    assert!(s.contains("lost the server of space"), "{s}");
+    // `down` cleans up after a dead server.
+    let mut down = space.mew();
+    down.args(["space", "down"]);
+    let out = run(down, DEADLINE);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("had died"), "{}", out.stdout);
     assert_all_gone(&space);
 }
 

@@ -154,6 +154,23 @@ impl App {
         self.quitting
     }
 
+    /// Readies a view that a client left (detach, lost connection) for the
+    /// next client to attach: the selection, view (grid, zoom, details),
+    /// marks, search and scroll positions stay, so that client sees what was
+    /// there; what belonged to the moment goes (focus, a half-typed prefix,
+    /// dialogs, help, copy mode, the footer message), and every pane's size
+    /// is sent again for the new terminal.
+    pub fn resume(&mut self) {
+        self.focused = false;
+        self.prefix_armed = false;
+        self.help = false;
+        self.confirm = None;
+        self.copy = None;
+        self.search.editing = false;
+        self.message = None;
+        self.sent_sizes.clear();
+    }
+
     // ----- view geometry -------------------------------------------------
 
     pub(crate) fn view(&self) -> View {
