@@ -941,6 +941,7 @@ pub fn attach(space_dir: &Path, owner: bool) -> ExitCode {
         let mut stdout = std::io::stdout();
         let mut farewell: Option<String> = None;
         let mut code: u8 = 0;
+        let mut ended = false;
         loop {
             tokio::select! {
                 ev = ev_rx.recv() => {
@@ -962,7 +963,10 @@ pub fn attach(space_dir: &Path, owner: bool) -> ExitCode {
                         }
                     }
                     Some(Ok(Some(f))) => match f.decode::<ServerMsg>() {
-                        Ok(ServerMsg::Ended { exit_code }) => code = exit_code.clamp(0, 255) as u8,
+                        Ok(ServerMsg::Ended { exit_code }) => {
+                            code = exit_code.clamp(0, 255) as u8;
+                            ended = true;
+                        }
                         Ok(ServerMsg::Bye { reason }) => {
                             farewell = Some(reason);
                             break;
@@ -970,7 +974,13 @@ pub fn attach(space_dir: &Path, owner: bool) -> ExitCode {
                         _ => {}
                     },
                     Some(Ok(None)) | None => {
-                        farewell.get_or_insert_with(|| "the space server went away".into());
+                        // Without `Ended` first, the server died under us.
+                        if ended {
+                            farewell.get_or_insert_with(|| format!("space \"{space_id}\" stopped"));
+                        } else {
+                            farewell = Some(format!("lost the server of space \"{space_id}\""));
+                            code = 1;
+                        }
                         break;
                     }
                     Some(Err(e)) => {
@@ -981,7 +991,12 @@ pub fn attach(space_dir: &Path, owner: bool) -> ExitCode {
                 },
                 sig = signals.recv() => {
                     code = 128 + sig as u8;
-                    farewell = Some(format!("{} received: left space \"{space_id}\"", crate::status::signal_name(sig)));
+                    // The server stops the space when its owner leaves without detaching.
+                    let what = if owner { "stopping" } else { "left" };
+                    farewell = Some(format!(
+                        "{} received: {what} space \"{space_id}\"",
+                        crate::status::signal_name(sig)
+                    ));
                     break;
                 }
             }

@@ -7,8 +7,9 @@
 //! rendered for its size. Re-attaching therefore shows exactly what is there,
 //! alternate screens and scrollback included.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::unix::OwnedReadHalf;
@@ -89,23 +90,59 @@ pub async fn run(
     tx: mpsc::Sender<Frame>,
     att: Attach,
 ) -> End {
-    let handle = ctx.handle.clone();
-    let shared = handle.shared.clone();
-    let mut app = match App::new(&ctx.ui_keys) {
-        Ok(app) => app,
-        Err(e) => {
-            send(
-                &tx,
-                &ServerMsg::Bye {
-                    reason: format!("ui.keys: {e}"),
-                },
-            )
-            .await;
-            return End::Disconnected;
+    let mut app = match unpark(&ctx.space_id) {
+        Some(mut app) => {
+            app.resume();
+            app
         }
+        None => match App::new(&ctx.ui_keys) {
+            Ok(app) => app,
+            Err(e) => {
+                send(
+                    &tx,
+                    &ServerMsg::Bye {
+                        reason: format!("ui.keys: {e}"),
+                    },
+                )
+                .await;
+                return End::Disconnected;
+            }
+        },
     };
     app.set_color(!att.no_color);
     app.set_size(att.cols, att.rows);
+    let end = serve(&ctx, rd, &tx, &mut app, att).await;
+    if end != End::SpaceDown && !app.is_quitting() {
+        park(&ctx.space_id, app);
+    }
+    end
+}
+
+/// The view of the client that left last, per space, for the next client
+/// to attach: re-attaching shows what was there (selection, zoom, grid,
+/// scroll positions), as in tmux.
+static PARKED: Mutex<BTreeMap<String, App>> = Mutex::new(BTreeMap::new());
+
+fn park(space: &str, app: App) {
+    let mut parked = PARKED.lock().unwrap_or_else(|e| e.into_inner());
+    parked.insert(space.to_string(), app);
+}
+
+fn unpark(space: &str) -> Option<App> {
+    let mut parked = PARKED.lock().unwrap_or_else(|e| e.into_inner());
+    parked.remove(space)
+}
+
+async fn serve(
+    ctx: &Arc<Ctx>,
+    rd: &mut OwnedReadHalf,
+    tx: &mpsc::Sender<Frame>,
+    app: &mut App,
+    att: Attach,
+) -> End {
+    let (ctx, tx) = (ctx.clone(), tx.clone());
+    let handle = ctx.handle.clone();
+    let shared = handle.shared.clone();
     let mut renderer = RemoteRenderer::new(att.cols, att.rows);
     let mut status_rx = handle.watch_status();
     let mut down_rx = ctx.down_tx.subscribe();
@@ -126,7 +163,7 @@ pub async fn run(
                 status: handle.status(),
                 shared: shared.clone(),
             };
-            let bytes = renderer.render(&app, &panes);
+            let bytes = renderer.render(app, &panes);
             if !bytes.is_empty() {
                 let _ = tx.send(Frame::Output(bytes)).await;
             }
@@ -147,9 +184,9 @@ pub async fn run(
                 shared: shared.clone(),
             };
             for a in app.take_resizes(&panes) {
-                apply(&ctx, &tx, &mut app, a).await;
+                apply(&ctx, &tx, app, a).await;
             }
-            let bytes = renderer.render(&app, &panes);
+            let bytes = renderer.render(app, &panes);
             last_render = Instant::now();
             dirty = false;
             if !bytes.is_empty() && tx.send(Frame::Output(bytes)).await.is_err() {
@@ -186,7 +223,7 @@ pub async fn run(
                         let panes = Panes { status: handle.status(), shared: shared.clone() };
                         let actions = app.handle_event(event, &panes);
                         for a in actions {
-                            if let Some(end) = apply(&ctx, &tx, &mut app, a).await {
+                            if let Some(end) = apply(&ctx, &tx, app, a).await {
                                 return end;
                             }
                         }

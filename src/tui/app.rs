@@ -154,6 +154,23 @@ impl App {
         self.quitting
     }
 
+    /// Readies a view that a client left (detach, lost connection) for the
+    /// next client to attach: the selection, view (grid, zoom, details),
+    /// marks, search and scroll positions stay, so that client sees what was
+    /// there; what belonged to the moment goes (focus, a half-typed prefix,
+    /// dialogs, help, copy mode, the footer message), and every pane's size
+    /// is sent again for the new terminal.
+    pub fn resume(&mut self) {
+        self.focused = false;
+        self.prefix_armed = false;
+        self.help = false;
+        self.confirm = None;
+        self.copy = None;
+        self.search.editing = false;
+        self.message = None;
+        self.sent_sizes.clear();
+    }
+
     // ----- view geometry -------------------------------------------------
 
     pub(crate) fn view(&self) -> View {
@@ -965,4 +982,64 @@ fn search_forward(
         start = end;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+
+    use super::*;
+    use crate::status::ProcState;
+    use crate::tui::testing::{MemorySource, empty_status, process};
+
+    fn key(c: KeyCode) -> Event {
+        Event::Key(KeyEvent::new(c, KeyModifiers::NONE))
+    }
+
+    fn source() -> MemorySource {
+        let mut st = empty_status("s");
+        st.processes = vec![
+            process("a", ProcState::Ready, 0),
+            process("b", ProcState::Ready, 0),
+        ];
+        let mut src = MemorySource::new(st);
+        for name in ["a", "b"] {
+            src.add_terminal(name, 20, 60, 500);
+            for i in 0..200 {
+                src.feed(name, format!("{name} line {i}\r\n").as_bytes());
+            }
+        }
+        src
+    }
+
+    #[test]
+    fn resume_keeps_the_view_and_drops_the_moment() {
+        let src = source();
+        let mut app = App::new(&[]).unwrap();
+        app.handle_event(Event::Resize(100, 30), &src);
+        app.handle_event(key(KeyCode::Down), &src);
+        app.handle_event(key(KeyCode::PageUp), &src);
+        app.handle_event(key(KeyCode::Char('z')), &src);
+        app.handle_event(key(KeyCode::Enter), &src);
+        app.take_resizes(&src);
+        assert_eq!(app.focused_process(), Some("b"));
+        let offset = app.offset("b", src.scrollback_len("b"));
+        assert!(offset > 0);
+
+        app.resume();
+        assert_eq!(app.selected(), Some("b"));
+        assert!(app.zoom);
+        assert_eq!(app.offset("b", src.scrollback_len("b")), offset);
+        assert!(app.focused_process().is_none());
+        assert!(!app.prefix_armed);
+        // Even at the same size, the pane sizes are sent again: the client
+        // that attaches takes the PTYs over.
+        let resizes = app.take_resizes(&src);
+        assert!(
+            resizes
+                .iter()
+                .any(|a| matches!(a, Action::Resize { process, .. } if process == "b")),
+            "{resizes:?}"
+        );
+    }
 }
