@@ -423,7 +423,7 @@ pub fn down(space_dir: &Path, timeout: Option<Duration>) -> ExitCode {
         }
         // The server removes its socket and exits once everything is gone.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while sys::pid_exists(server_pid) && Instant::now() < deadline {
+        while server_alive(server_pid) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         println!("space \"{}\" is down", conn.space_id);
@@ -444,6 +444,12 @@ fn report_recovery(paths: &SpacePaths) -> bool {
         }
         None => false,
     }
+}
+
+/// The server process still runs (a zombie waiting for its parent to reap it
+/// has finished: a `--no-tui` server is the child of whoever started it).
+fn server_alive(pid: u32) -> bool {
+    sys::pid_exists(pid) && crate::procfs::read_proc(pid).is_none_or(|p| p.state != 'Z')
 }
 
 fn down_without_server(space_dir: &Path) -> ExitCode {

@@ -504,10 +504,9 @@ processes:
     let after = wait_process(&space, "a", |p| {
         p["state"] == "ready" && p["pid"].as_u64().is_some_and(|p| p != pid0)
     });
-    // At least +1: exactly +1 is `restart_leaves_the_new_process_alone`,
-    // ignored until the supervisor's respawn race is fixed.
-    assert!(
-        after["restarts"].as_u64() > before["restarts"].as_u64(),
+    assert_eq!(
+        after["restarts"].as_u64(),
+        before["restarts"].as_u64().map(|r| r + 1),
         "{before:#}\n{after:#}"
     );
     assert!(
@@ -566,8 +565,6 @@ processes:
 /// `restart` kills the old process and nothing else: the new one is not
 /// killed (state stays ready, with restart_policy: no) and the count is +1.
 #[test]
-#[ignore = "supervisor bug: on_exited's kill_adopted (src/supervisor/actor.rs) runs after the \
-            respawn and can SIGKILL the new process, which carries the same MEW_PROCESS"]
 fn restart_leaves_the_new_process_alone() {
     let space = Space::new("processes:\n  a: { command: \"exec sleep 1000\" }\n");
     up_wait(&space);
