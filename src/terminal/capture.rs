@@ -379,19 +379,39 @@ impl LineCapture {
     pub fn feed(&mut self, bytes: &[u8], out: &mut dyn FnMut(CapturedLine<'_>)) {
         let mut i = 0;
         while i < bytes.len() {
-            if self.state == State::Ground && self.utf8_need == 0 {
-                let rest = &bytes[i..];
-                let n = rest
-                    .iter()
-                    .position(|&b| !(0x20..0x7f).contains(&b))
-                    .unwrap_or(rest.len());
-                if n > 0 {
-                    if !self.alt_screen {
-                        self.put_ascii(&rest[..n], out);
+            let rest = &bytes[i..];
+            match self.state {
+                State::Ground if self.utf8_need == 0 => {
+                    // Fast paths: a run of printable ASCII, or of valid
+                    // non-ASCII UTF-8 (each validated once: the segment ends
+                    // at the next ASCII byte).
+                    let n = rest.iter().position(|&b| !(0x20..0x7f).contains(&b));
+                    let n = n.unwrap_or(rest.len());
+                    if n > 0 {
+                        if !self.alt_screen {
+                            self.put_ascii(&rest[..n], out);
+                        }
+                        i += n;
+                        continue;
                     }
-                    i += n;
-                    continue;
+                    let n = rest.iter().position(|&b| b < 0x80).unwrap_or(rest.len());
+                    if n > 0 {
+                        i += self.non_ascii(&rest[..n], out);
+                        continue;
+                    }
                 }
+                State::Osc | State::Str => {
+                    // Skip string content up to a byte that may end it.
+                    let n = rest
+                        .iter()
+                        .position(|&b| matches!(b, 0x07 | 0x18 | 0x1a | 0x1b));
+                    let n = n.unwrap_or(rest.len());
+                    if n > 0 {
+                        i += n;
+                        continue;
+                    }
+                }
+                _ => {}
             }
             self.byte(bytes[i], out);
             i += 1;
@@ -564,7 +584,7 @@ impl LineCapture {
     }
 
     fn decoded(&mut self, c: char, out: &mut dyn FnMut(CapturedLine<'_>)) {
-        if self.alt_screen || ('\u{80}'..'\u{a0}').contains(&c) {
+        if self.alt_screen || is_c1(c) {
             return;
         }
         self.put_char(c, out);
@@ -727,6 +747,85 @@ impl LineCapture {
         }
     }
 
+    /// Decode a segment of bytes >= 0x80 (in Ground, no sequence pending);
+    /// returns the bytes consumed. An incomplete sequence at the end goes to
+    /// the byte-wise decoder, which joins it with what follows.
+    fn non_ascii(&mut self, mut seg: &[u8], out: &mut dyn FnMut(CapturedLine<'_>)) -> usize {
+        let total = seg.len();
+        while !seg.is_empty() {
+            let (valid, bad) = match std::str::from_utf8(seg) {
+                Ok(s) => (s, None),
+                Err(e) => {
+                    let v = e.valid_up_to();
+                    (
+                        std::str::from_utf8(&seg[..v]).unwrap_or(""),
+                        Some(e.error_len()),
+                    )
+                }
+            };
+            if !valid.is_empty() && !self.alt_screen {
+                self.put_str(valid, out);
+            }
+            seg = &seg[valid.len()..];
+            match bad {
+                None => {}
+                Some(Some(len)) => {
+                    self.decoded(REPLACEMENT, out);
+                    seg = &seg[len.min(seg.len())..];
+                }
+                Some(None) => {
+                    for &b in seg {
+                        self.ground(b, out);
+                    }
+                    seg = &[];
+                }
+            }
+        }
+        total
+    }
+
+    /// Write valid non-ASCII text (C1 controls are dropped).
+    fn put_str(&mut self, mut s: &str, out: &mut dyn FnMut(CapturedLine<'_>)) {
+        while !s.is_empty() {
+            self.pad_to_cursor(out);
+            let col = self.line.col;
+            if col == self.line.len && self.line.bytes < MAX_LINE {
+                // Append as many whole characters as fit, up to a C1 control.
+                let room = MAX_LINE - self.line.bytes;
+                let mut end = 0;
+                let mut n = 0;
+                for (at, c) in s.char_indices() {
+                    if is_c1(c) || at + c.len_utf8() > room {
+                        break;
+                    }
+                    end = at + c.len_utf8();
+                    n += 1;
+                }
+                if n > 0 {
+                    let (piece, rest) = s.split_at(end);
+                    self.styled.write(&self.line, col, piece, n);
+                    if self.line.cells_mode {
+                        self.line.cells.extend(piece.chars());
+                    } else {
+                        self.line.text.push_str(piece);
+                    }
+                    self.line.len += n;
+                    self.line.bytes += end;
+                    self.line.col += n;
+                    s = rest;
+                    continue;
+                }
+            }
+            let mut chars = s.chars();
+            if let Some(c) = chars.next()
+                && !is_c1(c)
+            {
+                self.put_char(c, out);
+            }
+            s = chars.as_str();
+        }
+    }
+
     fn put_char(&mut self, c: char, out: &mut dyn FnMut(CapturedLine<'_>)) {
         let mut buf = [0u8; 4];
         let s: &str = c.encode_utf8(&mut buf);
@@ -817,6 +916,10 @@ impl LineCapture {
             + self.styled.pending.len()
             + self.scratch.len()
     }
+}
+
+fn is_c1(c: char) -> bool {
+    ('\u{80}'..'\u{a0}').contains(&c)
 }
 
 fn parse_num(s: &[u8]) -> Option<usize> {

@@ -9,6 +9,14 @@
 //! - **Window title and bells** from OSC 0/2 and BEL, kept for the TUI.
 //! - **Scrollback view and search** over the scrollback and the visible rows.
 //!
+//! # Invalid UTF-8
+//!
+//! vte 0.15 rescans the rest of its input for every invalid UTF-8 byte
+//! (quadratic: a 1 MiB flood of invalid bytes cost a minute of CPU), so
+//! [`Screen::process`] drops invalid sequences itself before vt100 sees them.
+//! Nothing visible is lost: vt100 displays nothing for U+FFFD or C1
+//! controls. A sequence split across `process` calls is joined.
+//!
 //! # Memory
 //!
 //! vt100 stores cells (32 bytes each), so one screen costs at most about
@@ -110,6 +118,9 @@ impl vt100::Callbacks for Callbacks {
 /// The terminal emulator of one process.
 pub struct Screen {
     parser: vt100::Parser<Callbacks>,
+    /// The start of a UTF-8 sequence cut by the end of the last `process`.
+    carry: [u8; 4],
+    carry_len: usize,
 }
 
 fn nz(n: u16) -> NonZeroU16 {
@@ -127,20 +138,74 @@ impl Screen {
                 scrollback,
                 Callbacks::default(),
             ),
+            carry: [0; 4],
+            carry_len: 0,
         }
     }
 
     /// Feed PTY output; returns the bytes to write back to the PTY (answers
     /// to terminal queries), usually empty.
     pub fn process(&mut self, bytes: &[u8]) -> Vec<u8> {
-        self.parser.process(bytes);
+        self.feed(bytes);
         std::mem::take(&mut self.parser.callbacks_mut().replies)
     }
 
     /// Like [`Screen::process`], appending the answers to `replies`.
     pub fn process_into(&mut self, bytes: &[u8], replies: &mut Vec<u8>) {
-        self.parser.process(bytes);
+        self.feed(bytes);
         replies.append(&mut self.parser.callbacks_mut().replies);
+    }
+
+    /// Hand `bytes` to vt100 without its invalid UTF-8 (see the module doc).
+    fn feed(&mut self, mut bytes: &[u8]) {
+        // Complete a sequence cut by the end of the previous call.
+        while self.carry_len > 0 && !bytes.is_empty() {
+            self.carry[self.carry_len] = bytes[0];
+            self.carry_len += 1;
+            bytes = &bytes[1..];
+            let carry = self.carry;
+            match std::str::from_utf8(&carry[..self.carry_len]) {
+                Ok(_) => {
+                    self.parser.process(&carry[..self.carry_len]);
+                    self.carry_len = 0;
+                }
+                Err(e) => match e.error_len() {
+                    // Still incomplete (a carry never exceeds 3 bytes).
+                    None => {}
+                    // Invalid: drop it, then read what followed it normally.
+                    Some(bad) => {
+                        let rest = &carry[bad..self.carry_len];
+                        self.carry_len = 0;
+                        self.feed_valid(rest);
+                    }
+                },
+            }
+        }
+        self.feed_valid(bytes);
+    }
+
+    fn feed_valid(&mut self, mut bytes: &[u8]) {
+        loop {
+            match std::str::from_utf8(bytes) {
+                Ok(_) => {
+                    self.parser.process(bytes);
+                    return;
+                }
+                Err(e) => {
+                    let valid = e.valid_up_to();
+                    self.parser.process(&bytes[..valid]);
+                    match e.error_len() {
+                        Some(bad) => bytes = &bytes[valid + bad..],
+                        None => {
+                            let tail = &bytes[valid..];
+                            self.carry[..tail.len()].copy_from_slice(tail);
+                            self.carry_len = tail.len();
+                            return;
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Resize (each dimension at least 1). Rows cut by a shrink go into the
@@ -261,6 +326,7 @@ impl Screen {
             self.parser.process(seq.as_bytes());
         }
         self.parser.process(b"\x1b[H\x1b[2J");
+        self.carry_len = 0;
         let callbacks = self.parser.callbacks_mut();
         callbacks.title = None;
         callbacks.replies.clear();
@@ -319,5 +385,286 @@ fn search_row(
             col,
             len: end_col.saturating_add(end_width).saturating_sub(col),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row_texts(screen: &Screen) -> Vec<String> {
+        let (_, cols) = screen.size();
+        screen.vt().rows(0, cols).collect()
+    }
+
+    #[test]
+    fn answers_terminal_queries() {
+        let mut s = Screen::new(24, 80, 100);
+        assert_eq!(s.process(b"\x1b[5n"), b"\x1b[0n");
+        assert_eq!(s.process(b"\x1b[5;10H\x1b[6n"), b"\x1b[5;10R");
+        assert_eq!(s.process(b"\x1b[c"), b"\x1b[?1;2c");
+        assert_eq!(s.process(b"\x1b[0c"), b"\x1b[?1;2c");
+        assert_eq!(s.process(b"\x1b[>c"), b"\x1b[>0;0;0c");
+        assert_eq!(s.process(b"\x1b[>0c"), b"\x1b[>0;0;0c");
+        // Not queries, or not ones we answer.
+        assert_eq!(s.process(b"\x1b[1c\x1b[7n\x1b[?6n\x1b[31mhi"), b"");
+        // Several at once, and one split across calls.
+        assert_eq!(s.process(b"\x1b[H\x1b[6n\x1b[5n"), b"\x1b[1;1R\x1b[0n");
+        assert_eq!(s.process(b"ab\x1b["), b"");
+        assert_eq!(s.process(b"6n"), b"\x1b[1;3R");
+        let mut replies = b"x".to_vec();
+        s.process_into(b"\x1b[5n", &mut replies);
+        assert_eq!(replies, b"x\x1b[0n");
+    }
+
+    #[test]
+    fn invalid_utf8_is_dropped_and_split_sequences_are_joined() {
+        let mut s = Screen::new(3, 20, 0);
+        s.process(b"a\xffb\xe2\x82c\xc3");
+        s.process(b"\xa9");
+        s.process(b"\xf0\x9f");
+        s.process(b"\x8e\x89|\xe2");
+        s.process(b"\x1b[1mx\xe4");
+        s.process(b"\xb8");
+        s.process(b"\x96");
+        assert_eq!(row_texts(&s)[0], "abcé🎉|x世");
+        assert!(s.vt().cell(0, 6).is_some_and(|c| !c.bold()));
+        assert!(s.vt().cell(0, 7).is_some_and(vt100::Cell::bold));
+    }
+
+    #[test]
+    fn replies_are_capped() {
+        let mut s = Screen::new(24, 80, 0);
+        let flood = b"\x1b[5n".repeat(100_000);
+        let replies = s.process(&flood);
+        assert!(replies.len() <= MAX_REPLIES);
+        assert_eq!(replies.len() % 4, 0);
+        assert_eq!(s.process(b"\x1b[5n"), b"\x1b[0n");
+    }
+
+    #[test]
+    fn title_and_bells() {
+        let mut s = Screen::new(24, 80, 0);
+        assert_eq!(s.title(), None);
+        s.process(b"\x1b]0;first\x07");
+        assert_eq!(s.title(), Some("first"));
+        s.process(b"\x1b]2;second\x1b\\");
+        assert_eq!(s.title(), Some("second"));
+        s.process(b"\x1b]1;icon only\x07");
+        assert_eq!(s.title(), Some("second"));
+        // BEL as an OSC terminator is not a bell.
+        assert_eq!(s.bell_count(), 0);
+        s.process(b"ding\x07\x07\x1bg");
+        assert_eq!(s.bell_count(), 3);
+        s.process(format!("\x1b]2;{}\x07", "t".repeat(1000)).as_bytes());
+        assert_eq!(s.title().map(str::len), Some(MAX_TITLE));
+        s.process(b"\x1b]2;bad\x01\x1b\\");
+        assert!(s.title().is_some_and(|t| !t.contains('\x01')));
+    }
+
+    #[test]
+    fn resize_and_size() {
+        let mut s = Screen::new(0, 0, 0);
+        assert_eq!(s.size(), (1, 1));
+        s.resize(30, 100);
+        assert_eq!(s.size(), (30, 100));
+        s.process(b"\x1b[6n");
+        assert_eq!(s.process(b"\x1b[99;999H\x1b[6n"), b"\x1b[30;100R");
+    }
+
+    #[test]
+    fn scrollback_is_capped_and_viewable() {
+        let mut s = Screen::new(5, 20, 50);
+        for i in 0..200 {
+            s.process(format!("line {i}\r\n").as_bytes());
+        }
+        assert_eq!(s.scrollback_len(), 50);
+        assert_eq!(s.set_view_offset(10), 10);
+        assert_eq!(row_texts(&s)[0], "line 186");
+        // The view stays on the same lines while output arrives.
+        s.process(b"more\r\n");
+        assert_eq!(s.view_offset(), 11);
+        assert_eq!(row_texts(&s)[0], "line 186");
+        assert_eq!(s.set_view_offset(1000), 50);
+        assert_eq!(s.set_view_offset(0), 0);
+        assert_eq!(row_texts(&s)[3], "more");
+    }
+
+    #[test]
+    fn search_covers_scrollback_and_screen() {
+        let mut s = Screen::new(4, 30, 100);
+        for i in 0..10 {
+            s.process(format!("row {i} Needle x\r\n").as_bytes());
+        }
+        s.process(b"tail needle needle");
+        // 10 lines + the tail line; 4 visible rows: 7 lines in scrollback.
+        assert_eq!(s.scrollback_len(), 7);
+        s.set_view_offset(3);
+        let hits = s.search("Needle", false);
+        assert_eq!(hits.len(), 10);
+        assert_eq!(
+            hits[0],
+            Match {
+                line: 0,
+                col: 6,
+                len: 6
+            }
+        );
+        assert_eq!(
+            hits[9],
+            Match {
+                line: 9,
+                col: 6,
+                len: 6
+            }
+        );
+        assert_eq!(s.view_offset(), 3, "view offset restored");
+        let hits = s.search("NEEDLE", true);
+        assert_eq!(hits.len(), 12);
+        assert_eq!(
+            hits[10],
+            Match {
+                line: 10,
+                col: 5,
+                len: 6
+            }
+        );
+        assert_eq!(
+            hits[11],
+            Match {
+                line: 10,
+                col: 12,
+                len: 6
+            }
+        );
+        assert!(s.search("absent", true).is_empty());
+        assert!(s.search("", false).is_empty());
+    }
+
+    #[test]
+    fn search_maps_wide_characters_to_columns() {
+        let mut s = Screen::new(3, 20, 10);
+        s.process("世界 hello 世界\r\n".as_bytes());
+        let hits = s.search("hello", false);
+        assert_eq!(
+            hits,
+            [Match {
+                line: 0,
+                col: 5,
+                len: 5
+            }]
+        );
+        let hits = s.search("世界", false);
+        assert_eq!(
+            hits,
+            [
+                Match {
+                    line: 0,
+                    col: 0,
+                    len: 4
+                },
+                Match {
+                    line: 0,
+                    col: 11,
+                    len: 4
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn search_on_a_short_history() {
+        let mut s = Screen::new(10, 20, 100);
+        s.process(b"a\r\nb\r\na\r\n");
+        assert_eq!(s.scrollback_len(), 0);
+        let hits = s.search("a", false);
+        assert_eq!(
+            hits,
+            [
+                Match {
+                    line: 0,
+                    col: 0,
+                    len: 1
+                },
+                Match {
+                    line: 2,
+                    col: 0,
+                    len: 1
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn clear_keeps_history_and_starts_blank() {
+        let mut s = Screen::new(4, 20, 100);
+        s.process(b"\x1b]2;old title\x07first\r\nsecond\r\nthird");
+        s.process(b"\x1b[?1049h\x1b[31mfull screen\x1b[?25l\x1b[?2004h");
+        s.clear();
+        let vt = s.vt();
+        assert!(!vt.alternate_screen());
+        assert!(!vt.hide_cursor());
+        assert!(!vt.bracketed_paste());
+        assert_eq!(vt.cursor_position(), (0, 0));
+        assert!(row_texts(&s).iter().all(String::is_empty));
+        assert_eq!(s.title(), None);
+        assert_eq!(s.scrollback_len(), 3);
+        s.set_view_offset(3);
+        assert_eq!(row_texts(&s)[..3], ["first", "second", "third"]);
+        s.set_view_offset(0);
+        s.process(b"new run\r\n");
+        assert_eq!(row_texts(&s)[0], "new run");
+        assert!(
+            !s.vt()
+                .cell(0, 0)
+                .is_some_and(|c| c.fgcolor() != vt100::Color::Default)
+        );
+        assert_eq!(
+            s.search("second", false),
+            [Match {
+                line: 1,
+                col: 0,
+                len: 6
+            }]
+        );
+    }
+
+    #[test]
+    fn clear_on_an_empty_screen_adds_no_history() {
+        let mut s = Screen::new(4, 20, 100);
+        s.clear();
+        assert_eq!(s.scrollback_len(), 0);
+    }
+
+    #[test]
+    fn reset_starts_over() {
+        let mut s = Screen::new(4, 20, 100);
+        s.process(b"a\r\nb\r\nc\r\nd\r\ne\x07\x1b]2;t\x07");
+        s.reset();
+        assert_eq!(s.scrollback_len(), 0);
+        assert_eq!(s.size(), (4, 20));
+        assert_eq!(s.title(), None);
+        assert_eq!(s.bell_count(), 1);
+        assert!(row_texts(&s).iter().all(String::is_empty));
+    }
+
+    #[test]
+    fn garbage_keeps_the_parser_working() {
+        let mut s = Screen::new(10, 40, 20);
+        let mut state = 0x2545_f491_u32;
+        let mut garbage = vec![0u8; 1 << 20];
+        for b in &mut garbage {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            *b = state as u8;
+        }
+        for chunk in garbage.chunks(4096) {
+            s.process(chunk);
+        }
+        assert!(s.scrollback_len() <= 20);
+        // Whatever state the garbage left, a reset and a line still render.
+        s.process(b"\x18\x1b\\\x1bc\x1b[?1049lhello");
+        assert_eq!(row_texts(&s)[0], "hello");
     }
 }
