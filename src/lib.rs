@@ -5,5 +5,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod logs;
 pub mod status;
 pub mod terminal;
