@@ -128,10 +128,14 @@ impl Printer {
     /// Append one printable item as a line to `out`.
     pub fn format(&mut self, item: &Printable, out: &mut Vec<u8>) {
         match item {
-            Printable::Line { process, at, text } => {
-                self.prefix(out, *at, Some(*process), "", false);
-                out.extend_from_slice(text.as_bytes());
-                out.push(b'\n');
+            Printable::Lines {
+                process, at, text, ..
+            } => {
+                for line in text.split_terminator('\n') {
+                    self.prefix(out, *at, Some(*process), "", false);
+                    out.extend_from_slice(line.as_bytes());
+                    out.push(b'\n');
+                }
             }
             Printable::End => {}
             Printable::Event(ev) => {
@@ -289,10 +293,11 @@ mod tests {
         let mut p = Printer::new(vec!["web".into(), "worker".into()], false, false);
         let mut out = Vec::new();
         p.format(
-            &Printable::Line {
+            &Printable::Lines {
                 process: 0,
                 at: 0,
-                text: "hello".into(),
+                text: "hello\n".into(),
+                count: 1,
             },
             &mut out,
         );
@@ -316,10 +321,11 @@ mod tests {
         let mut p = Printer::new(vec!["a".into()], true, true);
         let mut out = Vec::new();
         p.format(
-            &Printable::Line {
+            &Printable::Lines {
                 process: 0,
                 at: 1_700_000_000_000,
-                text: "x".into(),
+                text: "x\n".into(),
+                count: 1,
             },
             &mut out,
         );

@@ -52,7 +52,8 @@ impl PaneSource for Panes {
         let Some(i) = self.shared.index_of(name) else {
             return;
         };
-        let mut screen = self.shared.procs[i].lock_screen();
+        let mut lazy = self.shared.procs[i].lock_screen();
+        let screen = lazy.screen();
         if offset == 0 {
             f(screen.vt());
         } else {
@@ -64,7 +65,7 @@ impl PaneSource for Panes {
 
     fn scrollback_len(&self, name: &str) -> usize {
         match self.shared.index_of(name) {
-            Some(i) => self.shared.procs[i].lock_screen().scrollback_len(),
+            Some(i) => self.shared.procs[i].lock_screen().screen().scrollback_len(),
             None => 0,
         }
     }

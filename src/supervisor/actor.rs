@@ -21,12 +21,14 @@ use crate::status::{
 };
 use crate::sys::{self, Exit, SpawnSpec};
 use crate::terminal::capture::LineCapture;
-use crate::terminal::screen::Screen;
+use crate::terminal::LazyScreen;
 
 const HISTORY: usize = 50;
 const SAMPLE_EVERY: Duration = Duration::from_secs(2);
-/// How long a reader may take to drain after its process exited.
-const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// How long a reader may take to deliver what it drained after its process
+/// exited. Draining itself is bounded in bytes; delivery waits for a slow
+/// `--no-tui` stdout (like a pipe), so this is only a last resort.
+const DRAIN_GRACE: Duration = Duration::from_secs(60);
 
 /// Why mew is stopping a process.
 #[derive(Clone, Debug, PartialEq)]
@@ -113,7 +115,7 @@ pub(crate) fn start(
             Arc::new(ProcShared {
                 name: rp.name.as_str().into(),
                 index,
-                screen: Mutex::new(Screen::new(opts.rows, opts.cols, rp.config.scrollback)),
+                screen: Mutex::new(LazyScreen::new(opts.rows, opts.cols, rp.config.scrollback)),
                 log: Mutex::new(LogWriter::open(
                     &space.logs.dir,
                     &rp.name,
@@ -663,7 +665,7 @@ impl Actor {
                 let msg = e.message;
                 {
                     let mut screen = shared.lock_screen();
-                    screen.process(format!("\x1b[0m\r\nmew: {msg}\r\n").as_bytes());
+                    screen.push(format!("\x1b[0m\r\nmew: {msg}\r\n").as_bytes());
                 }
                 self.after_end(
                     i,
@@ -1154,7 +1156,8 @@ async fn read_output(
     let proc = shared.procs[index].clone();
     let mut buf = vec![0u8; 64 * 1024];
     let mut capture = LineCapture::new(false);
-    let mut lines: Vec<String> = Vec::new();
+    // The complete lines of one read, each ended by '\n'.
+    let mut lines = Lines::default();
     let mut matched = false;
     let mut finishing = false;
     // A process that exited may leave a writer behind: drain at most this much.
@@ -1179,11 +1182,13 @@ async fn read_output(
             break;
         }
         let chunk = &buf[..n];
-        let replies = proc.lock_screen().process(chunk);
-        if !replies.is_empty() {
+        // The emulator catches up when someone looks (see terminal::lazy).
+        let replies = proc.lock_screen().push(chunk);
+        // Nobody is left to read answers once the process has exited.
+        if !replies.is_empty() && !finishing {
             let _ = pty.write_all(&replies).await;
         }
-        capture.feed(chunk, &mut |line| lines.push(line.text.to_string()));
+        capture.feed(chunk, &mut |line| lines.push(line.text));
         deliver(
             &shared,
             &proc,
@@ -1199,7 +1204,7 @@ async fn read_output(
         shared.output_seq.fetch_add(1, Ordering::Release);
         shared.output.notify_waiters();
     }
-    capture.flush(&mut |line| lines.push(line.text.to_string()));
+    capture.flush(&mut |line| lines.push(line.text));
     deliver(
         &shared,
         &proc,
@@ -1215,19 +1220,38 @@ async fn read_output(
     shared.output.notify_waiters();
 }
 
+/// Complete lines of one PTY read, in one buffer.
+#[derive(Default)]
+struct Lines {
+    text: String,
+    count: usize,
+}
+
+impl Lines {
+    fn push(&mut self, line: &str) {
+        self.text.push_str(line);
+        self.text.push('\n');
+        self.count += 1;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        self.text.split_terminator('\n')
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn deliver(
     shared: &Shared,
     proc: &ProcShared,
     index: usize,
     generation: u64,
-    lines: &mut Vec<String>,
+    lines: &mut Lines,
     sink: &Option<LineSink>,
     log_re: &Option<Arc<Regex>>,
     matched: &mut bool,
     tx: &mpsc::UnboundedSender<Cmd>,
 ) {
-    if lines.is_empty() {
+    if lines.count == 0 {
         return;
     }
     let at = now_millis();
@@ -1250,13 +1274,14 @@ async fn deliver(
             let _ = shared.events.send(Event::Line {
                 process: proc.name.clone(),
                 at,
-                text: l.as_str().into(),
+                text: l.into(),
             });
         }
     }
-    match sink {
-        Some(sink) => sink.send_lines(index, at, std::mem::take(lines)).await,
-        None => lines.clear(),
+    let count = std::mem::take(&mut lines.count);
+    let text = std::mem::take(&mut lines.text);
+    if let Some(sink) = sink {
+        sink.send_lines(index, at, text, count).await;
     }
 }
 

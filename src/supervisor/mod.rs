@@ -20,7 +20,7 @@ use tokio::sync::{Notify, Semaphore, broadcast, mpsc, oneshot, watch};
 use crate::config::{ResolvedProcess, SpaceConfig};
 use crate::logs::LogWriter;
 use crate::status::{LifecycleEvent, Millis, SpaceStatus};
-use crate::terminal::screen::Screen;
+use crate::terminal::LazyScreen;
 
 pub use actor::{fmt_duration, fmt_size, spawn_env};
 
@@ -52,10 +52,13 @@ pub enum Event {
 /// What the headless printer receives, in order.
 #[derive(Debug)]
 pub enum Printable {
-    Line {
+    /// `count` output lines of one process read at `at`, each ended by `\n`
+    /// in `text` (one allocation and one channel message per PTY read).
+    Lines {
         process: usize,
         at: Millis,
         text: String,
+        count: usize,
     },
     Event(LifecycleEvent),
     /// Sent once by the front end when it is done: the printer returns.
@@ -93,42 +96,46 @@ pub fn line_sink() -> (LineSink, LineFeed) {
 }
 
 impl LineFeed {
+    fn release(&self, item: &Printable) {
+        if let Printable::Lines { count, .. } = item {
+            self.permits.add_permits(*count);
+        }
+    }
+
     pub async fn recv(&mut self) -> Option<Printable> {
         let item = self.rx.recv().await?;
-        if matches!(item, Printable::Line { .. }) {
-            self.permits.add_permits(1);
-        }
+        self.release(&item);
         Some(item)
     }
 
     /// Blocking receive, for a printer on its own thread.
     pub fn blocking_recv(&mut self) -> Option<Printable> {
         let item = self.rx.blocking_recv()?;
-        if matches!(item, Printable::Line { .. }) {
-            self.permits.add_permits(1);
-        }
+        self.release(&item);
         Some(item)
     }
 
     pub fn try_recv(&mut self) -> Option<Printable> {
         let item = self.rx.try_recv().ok()?;
-        if matches!(item, Printable::Line { .. }) {
-            self.permits.add_permits(1);
-        }
+        self.release(&item);
         Some(item)
     }
 }
 
 impl LineSink {
-    async fn send_lines(&self, process: usize, at: Millis, lines: Vec<String>) {
-        let n = lines.len().min(SINK_PERMITS) as u32;
-        match self.permits.acquire_many(n).await {
+    async fn send_lines(&self, process: usize, at: Millis, text: String, count: usize) {
+        // One PTY read never holds more lines than permits exist (64 KiB).
+        let count = count.min(SINK_PERMITS);
+        match self.permits.acquire_many(count as u32).await {
             Ok(p) => p.forget(),
             Err(_) => return,
         }
-        for text in lines {
-            let _ = self.tx.send(Printable::Line { process, at, text });
-        }
+        let _ = self.tx.send(Printable::Lines {
+            process,
+            at,
+            text,
+            count,
+        });
     }
 
     fn send_event(&self, ev: LifecycleEvent) {
@@ -145,8 +152,8 @@ impl LineSink {
 pub struct ProcShared {
     pub name: Arc<str>,
     pub index: usize,
-    /// The terminal emulator the TUI renders from.
-    pub screen: Mutex<Screen>,
+    /// The terminal emulator the TUI renders from (emulating lazily).
+    pub screen: Mutex<LazyScreen>,
     pub log: Mutex<LogWriter>,
     /// The PTY of the current run, for input and resizes.
     pub pty: Mutex<Option<Arc<pty::Pty>>>,
@@ -155,7 +162,7 @@ pub struct ProcShared {
 }
 
 impl ProcShared {
-    pub fn lock_screen(&self) -> std::sync::MutexGuard<'_, Screen> {
+    pub fn lock_screen(&self) -> std::sync::MutexGuard<'_, LazyScreen> {
         self.screen.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -6,7 +6,9 @@
 //! reads and writes back whatever [`screen::Screen::process`] returns.
 
 pub mod capture;
+pub mod lazy;
 pub mod screen;
 
 pub use capture::{CapturedLine, LineCapture};
+pub use lazy::LazyScreen;
 pub use screen::{Match, Screen};
