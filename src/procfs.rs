@@ -144,6 +144,55 @@ pub fn group_usage(pgids: &[u32]) -> HashMap<u32, (u64, u64)> {
     out
 }
 
+/// The children of a process (of all its threads), from
+/// `/proc/<pid>/task/<tid>/children`.
+fn children(pid: u32, out: &mut Vec<u32>) {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    for task in tasks.flatten() {
+        if let Ok(text) = fs::read_to_string(task.path().join("children")) {
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|s| s.parse::<u32>().ok()),
+            );
+        }
+    }
+}
+
+/// Sum RSS (bytes) and CPU (ticks) over each root process and its
+/// descendants, walking the process tree down from the roots: the cost is
+/// proportional to mew's own processes, not to every process on the machine
+/// (a developer machine runs hundreds). A root that is gone is absent.
+pub fn tree_usage(roots: &[u32]) -> HashMap<u32, (u64, u64)> {
+    let page = page_size();
+    let mut out = HashMap::new();
+    let mut stack = Vec::new();
+    for &root in roots {
+        let Some(stat) = read_stat(root) else {
+            continue;
+        };
+        let mut rss = stat.rss_pages.saturating_mul(page);
+        let mut ticks = stat.cpu_ticks;
+        stack.clear();
+        children(root, &mut stack);
+        let mut budget = 10_000;
+        while let Some(pid) = stack.pop() {
+            budget -= 1;
+            if budget == 0 {
+                break;
+            }
+            if let Some(st) = read_stat(pid) {
+                rss = rss.saturating_add(st.rss_pages.saturating_mul(page));
+                ticks = ticks.saturating_add(st.cpu_ticks);
+                children(pid, &mut stack);
+            }
+        }
+        out.insert(root, (rss, ticks));
+    }
+    out
+}
+
 /// Processes of this (effective) uid whose environment contains exactly
 /// `key=value`, e.g. `MEW_RUN_ID=<run id>`: how recovery finds descendants
 /// that left their process group and session. Unreadable environments
@@ -229,6 +278,40 @@ pub fn env_var(pid: u32, key: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn tree_usage_sums_a_process_and_its_children() {
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", "sleep 30 & sleep 30 & wait"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        // Wait until both sleeps exist under the shell.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut kids = Vec::new();
+        while std::time::Instant::now() < deadline {
+            kids.clear();
+            children(pid, &mut kids);
+            if kids.len() == 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(kids.len(), 2, "{kids:?}");
+        let usage = tree_usage(&[pid, u32::MAX - 1]);
+        let (rss, _) = usage[&pid];
+        let own = read_proc(pid).unwrap().rss_bytes;
+        assert!(rss > own, "{rss} vs {own}");
+        assert!(!usage.contains_key(&(u32::MAX - 1)));
+        for k in kids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(k as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     use super::*;
     use std::process::{Child, Command, Stdio};
 

@@ -20,8 +20,8 @@ use crate::status::{
     Transition, now_millis, signal_name,
 };
 use crate::sys::{self, Exit, SpawnSpec};
-use crate::terminal::capture::LineCapture;
 use crate::terminal::LazyScreen;
+use crate::terminal::capture::LineCapture;
 
 const HISTORY: usize = 50;
 const SAMPLE_EVERY: Duration = Duration::from_secs(2);
@@ -1097,7 +1097,7 @@ impl Actor {
         }
         let tx = self.tx.clone();
         tokio::task::spawn_blocking(move || {
-            let usage = crate::procfs::group_usage(&pgids);
+            let usage = crate::procfs::tree_usage(&pgids);
             let _ = tx.send(Cmd::Usage(usage, Instant::now()));
         });
     }

@@ -37,7 +37,9 @@ pub struct LazyScreen {
 impl LazyScreen {
     pub fn new(rows: u16, cols: u16, scrollback: usize) -> LazyScreen {
         let lines = scrollback.saturating_add(usize::from(rows));
-        let cap = lines.saturating_mul(usize::from(cols).max(80)).clamp(64 << 10, 4 << 20);
+        let cap = lines
+            .saturating_mul(usize::from(cols).max(80))
+            .clamp(64 << 10, 4 << 20);
         LazyScreen {
             screen: Screen::new(rows, cols, scrollback),
             pending: Vec::new(),
@@ -66,11 +68,13 @@ impl LazyScreen {
 
     fn remember_tail(&mut self, bytes: &[u8]) {
         if bytes.len() >= QUERY_TAIL {
-            self.tail.copy_from_slice(&bytes[bytes.len() - QUERY_TAIL..]);
+            self.tail
+                .copy_from_slice(&bytes[bytes.len() - QUERY_TAIL..]);
             self.tail_len = QUERY_TAIL;
         } else {
             let keep = (QUERY_TAIL - bytes.len()).min(self.tail_len);
-            self.tail.copy_within(self.tail_len - keep..self.tail_len, 0);
+            self.tail
+                .copy_within(self.tail_len - keep..self.tail_len, 0);
             self.tail[keep..keep + bytes.len()].copy_from_slice(bytes);
             self.tail_len = keep + bytes.len();
         }
