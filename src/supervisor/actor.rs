@@ -58,6 +58,8 @@ struct Proc {
     rss: Option<u64>,
     last_ticks: Option<u64>,
     log_re: Option<Arc<Regex>>,
+    /// The command line as status shows it, participant tokens masked.
+    shown_command: String,
 }
 
 struct Actor {
@@ -140,9 +142,18 @@ pub(crate) fn start(
             }
         }
     }
+    // Token values must never reach status (and so the TUI, `status --json`):
+    // an argv built with `${TOKEN}` carries one, so it is masked for display.
+    let secrets: Vec<String> = processes
+        .iter()
+        .flat_map(|p| p.env.iter())
+        .filter(|(k, v)| k.starts_with("MEW_TOKEN_") && !v.is_empty())
+        .map(|(_, v)| v.clone())
+        .collect();
     let procs: Vec<Proc> = processes
         .into_iter()
         .map(|rp| {
+            let shown_command = mask_secrets(shell_words(&rp.argv), &secrets);
             let log_re = match &rp.ready {
                 Some(probe) => match &probe.kind {
                     ProbeKind::Log { regex } => Regex::new(regex).ok().map(Arc::new),
@@ -170,6 +181,7 @@ pub(crate) fn start(
                 rss: None,
                 last_ticks: None,
                 log_re,
+                shown_command,
             }
         })
         .collect();
@@ -433,7 +445,7 @@ impl Actor {
                 ready: p.ready,
                 cpu_percent: p.cpu_percent,
                 rss_bytes: p.rss,
-                command: shell_words(&p.rp.argv),
+                command: p.shown_command.clone(),
                 cwd: p.rp.cwd.display().to_string(),
                 history: p.history.iter().cloned().collect(),
                 probe: p.probe_msg.clone(),
@@ -1309,6 +1321,16 @@ pub(crate) async fn sweep_run(run_id: &str) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// `text` with every secret value replaced by `****` (as `mew space check` shows tokens).
+fn mask_secrets(mut text: String, secrets: &[String]) -> String {
+    for s in secrets {
+        if text.contains(s.as_str()) {
+            text = text.replace(s.as_str(), crate::check::TOKEN_MASK);
+        }
+    }
+    text
 }
 
 fn shell_words(argv: &[String]) -> String {
