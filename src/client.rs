@@ -631,7 +631,7 @@ fn start_server(
         eprintln!("mew: cannot find the mew binary: {e}");
         ExitCode::FAILURE
     })?;
-    std::fs::create_dir_all(&cfg.logs.dir).map_err(|e| {
+    crate::logs::create_log_dir(&cfg.logs.dir).map_err(|e| {
         eprintln!("mew: cannot create {}: {e}", cfg.logs.dir.display());
         ExitCode::FAILURE
     })?;

@@ -25,6 +25,14 @@ pub fn log_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.log"))
 }
 
+/// Create the log directory (and missing parents) owner-only (0700): process
+/// output may hold secrets, and other users have no business reading it. A
+/// directory that already exists keeps its mode.
+pub fn create_log_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
 /// mew's own log (the server's stdout and stderr).
 pub fn server_log_path(dir: &Path) -> PathBuf {
     dir.join("mew-server.log")
@@ -111,7 +119,7 @@ impl LogWriter {
     fn reopen(&mut self) -> bool {
         self.last_try = Some(Instant::now());
         let path = log_path(&self.dir, &self.name);
-        let opened = fs::create_dir_all(&self.dir)
+        let opened = create_log_dir(&self.dir)
             .and_then(|_| OpenOptions::new().create(true).append(true).open(&path));
         match opened {
             Ok(f) => {
