@@ -1210,6 +1210,12 @@ async fn read_output(
         .await;
         shared.output_seq.fetch_add(1, Ordering::Release);
         shared.output.notify_waiters();
+        // A process that never stops printing keeps its PTY always readable,
+        // so this loop would run for tokio's whole coop budget (128 reads,
+        // megabytes of terminal emulation) before another task gets a
+        // worker: under a flood, clients waited for seconds and `status`
+        // timed out. Yield after every chunk so the server stays responsive.
+        tokio::task::yield_now().await;
     }
     capture.flush(&mut |line| lines.push(line.text.to_string()));
     deliver(
