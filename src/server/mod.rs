@@ -138,6 +138,10 @@ struct Ctx {
 }
 
 async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
+    // Before anything is spawned: a SIGTERM/SIGHUP/SIGINT arriving while the
+    // processes start must stop them gracefully, not kill mew (the default
+    // action) and orphan them.
+    let mut signals = Signals::new();
     let paths = match SpacePaths::new(&cfg.dir) {
         Ok(p) => p,
         Err(e) => {
@@ -317,7 +321,6 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
 
     let mut code: Option<u8> = None;
     let mut interrupts = 0;
-    let mut signals = Signals::new();
     let mut status_rx = handle.watch_status();
     let mut tracker = FailureTracker::default();
     let exit_on_failure = opts.headless.as_ref().is_some_and(|h| h.exit_on_failure);
