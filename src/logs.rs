@@ -30,7 +30,10 @@ pub fn log_path(dir: &Path, name: &str) -> PathBuf {
 /// directory that already exists keeps its mode.
 pub fn create_log_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 /// In `path` between `from` (a line boundary) and `len`: where the last
@@ -543,12 +546,20 @@ mod tests {
             w.write_line(1_000_000 + n, "lost");
         }
         w.flush();
-        assert!(w.degraded().unwrap().contains("5 lines dropped"), "{:?}", w.degraded());
+        assert!(
+            w.degraded().unwrap().contains("5 lines dropped"),
+            "{:?}",
+            w.degraded()
+        );
         // Retrying opens /dev/full again: that is not a recovery.
         w.last_try = Some(Instant::now() - RETRY_EVERY);
         w.write_line(1_000_010, "lost too");
         w.flush();
-        assert!(w.degraded().unwrap().contains("6 lines dropped"), "{:?}", w.degraded());
+        assert!(
+            w.degraded().unwrap().contains("6 lines dropped"),
+            "{:?}",
+            w.degraded()
+        );
         // Space is back.
         fs::remove_file(&path).unwrap();
         w.last_try = Some(Instant::now() - RETRY_EVERY);
@@ -558,7 +569,10 @@ mod tests {
         let text = fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2, "{text}");
-        assert!(lines[0].ends_with(" * logging resumed; 6 lines were dropped"), "{text}");
+        assert!(
+            lines[0].ends_with(" * logging resumed; 6 lines were dropped"),
+            "{text}"
+        );
         assert!(lines[1].ends_with(" | kept"), "{text}");
     }
 
@@ -575,7 +589,8 @@ mod tests {
         w.write_line(1_000_002, "three");
         w.write_line(1_000_003, "four");
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(b"2026-01-01T00:00:00.000+00:00 | two\n2026-01-01T00:0").unwrap();
+        f.write_all(b"2026-01-01T00:00:00.000+00:00 | two\n2026-01-01T00:0")
+            .unwrap();
         w.fail("cannot write: No space left on device".into());
         assert!(w.degraded().unwrap().contains("3 lines dropped"));
         w.last_try = Some(Instant::now() - RETRY_EVERY);
@@ -585,7 +600,10 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
         assert!(lines[1].ends_with(" | two"), "{text}");
-        assert!(lines[2].ends_with(" * logging resumed; 2 lines were dropped"), "{text}");
+        assert!(
+            lines[2].ends_with(" * logging resumed; 2 lines were dropped"),
+            "{text}"
+        );
         assert!(lines[3].ends_with(" | five"), "{text}");
     }
 

@@ -26,9 +26,7 @@ use util::{PtyClient, Rng, alive, down, mew, pids, signal, status_json, up_d};
 const W: Duration = Duration::from_secs(30);
 
 fn config() -> String {
-    let mut y = String::from(
-        "shutdown_timeout: 5s\nlogs: { rotate_size: 1G }\nprocesses:\n",
-    );
+    let mut y = String::from("shutdown_timeout: 5s\nlogs: { rotate_size: 1G }\nprocesses:\n");
     for k in 1..=4 {
         writeln!(
             y,
@@ -130,7 +128,11 @@ fn chaos_rounds_leave_nothing_behind_and_lose_no_line() {
         let server = status["server_pid"].as_u64().unwrap() as u32;
         let mut client = (rng.below(2) == 0).then(|| {
             let c = PtyClient::spawn(&space, &["space", "attach"]);
-            assert!(wait_for(W, || c.output().contains("\x1b[?1049h")), "{}", ctx("attach"));
+            assert!(
+                wait_for(W, || c.output().contains("\x1b[?1049h")),
+                "{}",
+                ctx("attach")
+            );
             c
         });
         for _ in 0..4 {
@@ -186,7 +188,11 @@ fn chaos_rounds_leave_nothing_behind_and_lose_no_line() {
             };
             faults_done.push(format!("r{round}: {fault}"));
             answers(&space, &ctx(&fault));
-            assert!(alive(server), "{}", ctx(&format!("server died after {fault}")));
+            assert!(
+                alive(server),
+                "{}",
+                ctx(&format!("server died after {fault}"))
+            );
         }
         // Let the printers print a little under the new conditions.
         std::thread::sleep(Duration::from_millis(300));
@@ -210,8 +216,8 @@ fn chaos_rounds_leave_nothing_behind_and_lose_no_line() {
                 ctx("recover")
             );
             if !leftovers.is_empty() {
-                let log = std::fs::read_to_string(space.path().join(".mew/logs/mew-server.log"))
-                    .unwrap();
+                let log =
+                    std::fs::read_to_string(space.path().join(".mew/logs/mew-server.log")).unwrap();
                 assert!(
                     log.contains("did not shut down cleanly"),
                     "{}: no recovery note in mew-server.log",

@@ -63,7 +63,9 @@ fn two_hundred_printing_processes_lose_no_line_and_status_keeps_answering() {
             let mark = space.mark.clone();
             move || {
                 let mut c = std::process::Command::new(common::MEW);
-                c.arg("--space-dir").arg(&dir).args(["space", "status", "--json"]);
+                c.arg("--space-dir")
+                    .arg(&dir)
+                    .args(["space", "status", "--json"]);
                 c.env("TEST_MARK", &mark);
                 c
             }
@@ -74,7 +76,12 @@ fn two_hundred_printing_processes_lose_no_line_and_status_keeps_answering() {
                 let t = Instant::now();
                 let out = run(cmd_for(), Duration::from_secs(60));
                 let took = t.elapsed();
-                assert_eq!(out.code(), Some(0), "status failed under load: {}", out.stderr);
+                assert_eq!(
+                    out.code(),
+                    Some(0),
+                    "status failed under load: {}",
+                    out.stderr
+                );
                 let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
                 assert_eq!(v["processes"].as_array().unwrap().len(), PROCS);
                 times.push(took);
@@ -95,7 +102,11 @@ fn two_hundred_printing_processes_lose_no_line_and_status_keeps_answering() {
 
     // The TUI client is still there and still answers (detaches on `d`).
     client.write(b"d");
-    assert_eq!(client.wait(Duration::from_secs(30)), Some(0), "the attached client hung");
+    assert_eq!(
+        client.wait(Duration::from_secs(30)),
+        Some(0),
+        "the attached client hung"
+    );
 
     // No line lost: every process's 2000 lines, in order, exactly once.
     let mut total = 0;
@@ -141,5 +152,8 @@ fn two_hundred_printing_processes_lose_no_line_and_status_keeps_answering() {
     let per_process_kib = (SCROLLBACK + ROWS) * COLS * 32 / 1024 + 2048;
     let bound = PROCS as u64 * per_process_kib;
     eprintln!("load: RSS bound {bound} KiB ({per_process_kib} KiB per process)");
-    assert!(max_rss < bound, "server RSS {max_rss} KiB is over the bound {bound} KiB");
+    assert!(
+        max_rss < bound,
+        "server RSS {max_rss} KiB is over the bound {bound} KiB"
+    );
 }

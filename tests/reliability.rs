@@ -52,7 +52,10 @@ fn check_gap(records: &[(bool, String)]) -> u64 {
             continue;
         }
         let n: u64 = text.strip_prefix("tick ").unwrap().parse().unwrap();
-        assert_eq!(n, expect, "tick out of order/lost: {text:?} (resumed: {resumed:?})");
+        assert_eq!(
+            n, expect,
+            "tick out of order/lost: {text:?} (resumed: {resumed:?})"
+        );
         expect += 1;
     }
     let k = resumed.expect("no `logging resumed` event in the log");
@@ -88,7 +91,11 @@ fn degrade_and_recover(space: &Space, break_it: impl FnOnce(), fix_it: impl FnOn
     eprintln!("logging_degraded: {why}");
     assert!(why.starts_with("ticker: "), "{why}");
     let table = mew(space, &["space", "status"]);
-    assert!(table.stdout.contains("logging degraded: ticker"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("logging degraded: ticker"),
+        "{}",
+        table.stdout
+    );
     // Lines keep being dropped (counted) while the process runs on.
     let count = |s: &str| -> u64 {
         let i = s.rfind('(').unwrap();
@@ -103,12 +110,17 @@ fn degrade_and_recover(space: &Space, break_it: impl FnOnce(), fix_it: impl FnOn
     }));
     fix_it();
     assert!(
-        wait_for(W, || status_json(space).unwrap()["logging_degraded"].is_null()),
+        wait_for(W, || status_json(space).unwrap()["logging_degraded"]
+            .is_null()),
         "logging did not resume"
     );
     let status = status_json(space).unwrap();
     assert_eq!(status["server_pid"], server, "the server changed");
-    assert_eq!(util::pids(&status)[0].1, pid_before, "the process was restarted");
+    assert_eq!(
+        util::pids(&status)[0].1,
+        pid_before,
+        "the process was restarted"
+    );
     assert_eq!(status["processes"][0]["state"], "ready");
     // Let a few more ticks land after the resume note.
     assert!(wait_for(W, || {
@@ -207,6 +219,7 @@ processes:
     let start_rss = rss_kib(server).unwrap();
     let mut client = PtyClient::spawn(&space, &["space", "attach"]);
     assert!(wait_for(W, || client.output().contains("\x1b[?1049h")));
+    let read_before = util::read_bytes(server).unwrap();
     let mut samples = Vec::new();
     let mut status_calls = 0;
     let end = Instant::now() + Duration::from_secs(8);
@@ -220,19 +233,26 @@ processes:
     }
     let log_bytes: u64 = ["osc", "dcs", "noline", "csi"]
         .iter()
-        .map(|n| std::fs::metadata(space.log_path(n)).map(|m| m.len()).unwrap_or(0))
+        .map(|n| {
+            std::fs::metadata(space.log_path(n))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        })
         .sum();
+    let read_mib = (util::read_bytes(server).unwrap() - read_before) >> 20;
     let max = *samples.iter().max().unwrap();
     eprintln!(
-        "flood: server RSS start {start_rss} KiB, max {max} KiB over {} samples; {status_calls} status calls answered; {} MiB of log written",
+        "flood: server read {read_mib} MiB; RSS start {start_rss} KiB, max {max} KiB over {} samples; {status_calls} status calls answered; {} MiB of log written",
         samples.len(),
         log_bytes >> 20
     );
+    assert!(read_mib >= 8, "the flood did not flood ({read_mib} MiB)");
     // The bound: the server of an idle space uses a few MiB; 4 scrollbacks of
     // 1000 lines x 120 columns are at most ~4 x 1000 x 120 x ~16 B = 8 MiB,
     // plus buffers. 96 MiB leaves room for the debug build and the allocator
     // while still catching any unbounded line, OSC or DCS buffer (the flood
-    // pushes hundreds of MiB through the server).
+    // pushes tens of MiB through the server even in a debug build, and
+    // every unterminated sequence or line grows with it).
     assert!(max < 96 * 1024, "server RSS reached {max} KiB");
     // The TUI still responds: it detaches on `d`.
     client.write(b"d");
@@ -317,7 +337,10 @@ fn signals_to_no_tui_exit_with_the_documented_codes() {
                 // Killed at once: the 1 s stop_timeout of `ignores-term` was not waited for.
                 assert!(!space.log("ignores-term").contains("did not stop within"));
             }
-            eprintln!("SIG{sig} twice={twice}: exit {code} after {:?}", started.elapsed());
+            eprintln!(
+                "SIG{sig} twice={twice}: exit {code} after {:?}",
+                started.elapsed()
+            );
         }
     }
 }
@@ -328,7 +351,9 @@ fn termios_cooked(client: &PtyClient) -> bool {
 }
 
 fn client_termios(client: &PtyClient) -> u64 {
-    client.termios_local_flags().expect("termios of the client's terminal")
+    client
+        .termios_local_flags()
+        .expect("termios of the client's terminal")
 }
 
 /// SIGHUP, SIGTERM, SIGINT to the owning TUI client (`mew space up` in a
@@ -350,13 +375,19 @@ fn signals_to_tui_clients_restore_the_terminal() {
         signal(other.pid, sig);
         assert_eq!(other.wait(W), Some(code), "attach, SIG{sig}");
         assert_restored(&other, sig);
-        assert!(alive(server), "SIG{sig} to an attached client stopped the server");
+        assert!(
+            alive(server),
+            "SIG{sig} to an attached client stopped the server"
+        );
         assert!(status_json(&space).is_some());
 
         signal(owner.pid, sig);
         assert_eq!(owner.wait(W), Some(code), "up, SIG{sig}");
         assert_restored(&owner, sig);
-        assert!(wait_for(W, || !alive(server)), "SIG{sig}: the space kept running");
+        assert!(
+            wait_for(W, || !alive(server)),
+            "SIG{sig}: the space kept running"
+        );
         let left = space.wait_no_survivors();
         assert!(left.is_empty(), "SIG{sig}: survivors {left:?}");
     }
@@ -369,8 +400,14 @@ fn assert_restored(client: &PtyClient, sig: &str) {
         .unwrap_or_else(|| panic!("SIG{sig}: alternate screen not left"));
     assert!(leave > out.rfind("\x1b[?1049h").unwrap(), "SIG{sig}");
     assert!(out.rfind("\x1b[?25h").unwrap() > out.rfind("\x1b[?25l").unwrap());
-    assert!(termios_cooked(client), "SIG{sig}: terminal left in raw mode");
-    assert!(out.contains(&format!("SIG{sig} received")), "SIG{sig}: {out:?}");
+    assert!(
+        termios_cooked(client),
+        "SIG{sig}: terminal left in raw mode"
+    );
+    assert!(
+        out.contains(&format!("SIG{sig} received")),
+        "SIG{sig}: {out:?}"
+    );
 }
 
 // ---- protocol -----------------------------------------------------------------
@@ -436,8 +473,10 @@ fn raw_status(path: &Path) -> serde_json::Value {
     s.write_all(&hello()).unwrap();
     let h = read_json(&mut s).expect("hello");
     assert_eq!(h["type"], "hello", "{h}");
-    s.write_all(&msg(serde_json::json!({"type": "request", "id": 7, "req": {"type": "status"}})))
-        .unwrap();
+    s.write_all(&msg(
+        serde_json::json!({"type": "request", "id": 7, "req": {"type": "status"}}),
+    ))
+    .unwrap();
     let r = read_json(&mut s).expect("response");
     assert_eq!(r["id"], 7, "{r}");
     r
@@ -455,7 +494,9 @@ fn a_hostile_protocol_peer_never_takes_the_server_down() {
     let path = socket(&space);
 
     // Clients that connect and never speak, opened first.
-    let mut silent: Vec<UnixStream> = (0..50).map(|_| UnixStream::connect(&path).unwrap()).collect();
+    let mut silent: Vec<UnixStream> = (0..50)
+        .map(|_| UnixStream::connect(&path).unwrap())
+        .collect();
 
     let hello_then = |bytes: Vec<u8>| {
         let mut v = hello();
@@ -465,21 +506,53 @@ fn a_hostile_protocol_peer_never_takes_the_server_down() {
     let mut oversized_hello = (mew::protocol::MAX_FRAME_LEN + 1).to_be_bytes().to_vec();
     oversized_hello.push(1);
     let cases: Vec<(&str, Vec<u8>, bool)> = vec![
-        ("http request", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), false),
+        (
+            "http request",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+            false,
+        ),
         ("oversized length", oversized_hello.clone(), true),
         ("u32::MAX length", vec![0xff, 0xff, 0xff, 0xff, 1], true),
         ("unknown kind", frame(9, b"{}"), true),
         ("output frame as hello", frame(2, b"hello"), true),
         ("not json", frame(1, b"\xff\xfe{{{"), true),
         ("json, not a message", frame(1, b"[1,2,3]"), true),
-        ("wrong version", msg(serde_json::json!({"type":"hello","version":999,"mew_version":"9","client":"control"})), true),
-        ("request before hello", msg(serde_json::json!({"type":"request","id":1,"req":{"type":"down"}})), true),
-        ("truncated frame, then close", frame(1, &[b'{'; 100])[..20].to_vec(), true),
+        (
+            "wrong version",
+            msg(
+                serde_json::json!({"type":"hello","version":999,"mew_version":"9","client":"control"}),
+            ),
+            true,
+        ),
+        (
+            "request before hello",
+            msg(serde_json::json!({"type":"request","id":1,"req":{"type":"down"}})),
+            true,
+        ),
+        (
+            "truncated frame, then close",
+            frame(1, &[b'{'; 100])[..20].to_vec(),
+            true,
+        ),
         ("hello, then oversized", hello_then(oversized_hello), true),
-        ("hello, then garbage", hello_then(vec![0x00, 0x00, 0x00, 0x03, 0x07, 1, 2, 3]), true),
-        ("hello, then unknown request", hello_then(msg(serde_json::json!({"type":"request","id":1,"req":{"type":"self_destruct"}}))), true),
+        (
+            "hello, then garbage",
+            hello_then(vec![0x00, 0x00, 0x00, 0x03, 0x07, 1, 2, 3]),
+            true,
+        ),
+        (
+            "hello, then unknown request",
+            hello_then(msg(
+                serde_json::json!({"type":"request","id":1,"req":{"type":"self_destruct"}}),
+            )),
+            true,
+        ),
         ("hello twice", hello_then(hello()), true),
-        ("hello, then truncated", hello_then(frame(1, &[b'{'; 100])[..50].to_vec()), true),
+        (
+            "hello, then truncated",
+            hello_then(frame(1, &[b'{'; 100])[..50].to_vec()),
+            true,
+        ),
     ];
     for (what, bytes, close_after) in cases {
         let mut s = UnixStream::connect(&path).unwrap();
@@ -490,14 +563,19 @@ fn a_hostile_protocol_peer_never_takes_the_server_down() {
         }
         assert!(closed(&mut s), "{what}: the connection was not dropped");
         let r = raw_status(&path);
-        assert!(r["result"]["ok"]["status"]["processes"].is_array(), "{what}: {r}");
+        assert!(
+            r["result"]["ok"]["status"]["processes"].is_array(),
+            "{what}: {r}"
+        );
         assert_eq!(r["result"]["ok"]["status"]["server_pid"], server, "{what}");
     }
     // The wrong version is told why.
     let mut s = UnixStream::connect(&path).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(&msg(serde_json::json!({"type":"hello","version":999,"mew_version":"9","client":"control"})))
-        .unwrap();
+    s.write_all(&msg(
+        serde_json::json!({"type":"hello","version":999,"mew_version":"9","client":"control"}),
+    ))
+    .unwrap();
     let bye = read_json(&mut s).expect("bye");
     assert_eq!(bye["type"], "bye", "{bye}");
     eprintln!("wrong version: {}", bye["reason"]);
@@ -511,14 +589,21 @@ fn a_hostile_protocol_peer_never_takes_the_server_down() {
                 b.wait();
                 let t = Instant::now();
                 let r = raw_status(&p);
-                (r["result"]["ok"]["status"]["processes"][0]["name"] == "app", t.elapsed())
+                (
+                    r["result"]["ok"]["status"]["processes"][0]["name"] == "app",
+                    t.elapsed(),
+                )
             })
         })
         .collect();
-    let mut times: Vec<Duration> = threads.into_iter().map(|t| t.join().unwrap()).map(|(ok, t)| {
-        assert!(ok);
-        t
-    }).collect();
+    let mut times: Vec<Duration> = threads
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .map(|(ok, t)| {
+            assert!(ok);
+            t
+        })
+        .collect();
     times.sort();
     eprintln!(
         "200 simultaneous status clients: p50 {:?}, p99 {:?}, max {:?}",

@@ -112,7 +112,8 @@ processes:
             );
         }
     }
-    let server_log = std::fs::read_to_string(space.path().join(".mew/logs/mew-server.log")).unwrap();
+    let server_log =
+        std::fs::read_to_string(space.path().join(".mew/logs/mew-server.log")).unwrap();
     assert!(
         server_log.contains("refused a connection from uid 65534"),
         "the peer check did not refuse uid 65534:\n{server_log}"
@@ -169,7 +170,9 @@ processes:
         .to_string();
     assert!(token.len() >= 20 && token2.len() >= 20);
     assert!(
-        wait_for(Duration::from_secs(20), || space.log("agent").contains("token-ok")),
+        wait_for(Duration::from_secs(20), || space
+            .log("agent")
+            .contains("token-ok")),
         "the participant did not get its token: {}",
         space.log("agent")
     );
@@ -209,7 +212,10 @@ processes:
     assert!(status_json.contains("****"), "{status_json}");
     for (args, text) in &shown {
         for t in [&token, &token2] {
-            assert!(!text.contains(t.as_str()), "{args:?} shows a token:\n{text}");
+            assert!(
+                !text.contains(t.as_str()),
+                "{args:?} shows a token:\n{text}"
+            );
         }
     }
     let mut files = Vec::new();
@@ -231,7 +237,11 @@ processes:
     assert!(!tokens_dir.join("helper.token").exists());
     up_d(&space);
     let fresh = std::fs::read_to_string(tokens_dir.join("agent.token")).unwrap();
-    assert_ne!(fresh.trim(), token, "clean --tokens did not replace the token");
+    assert_ne!(
+        fresh.trim(),
+        token,
+        "clean --tokens did not replace the token"
+    );
     down(&space);
     assert!(space.wait_no_survivors().is_empty());
 }
@@ -285,13 +295,20 @@ fn hostile_names_are_rejected_with_a_location() {
             cmd.args(["space", "up", "--no-tui"]);
             let out = run(cmd, Duration::from_secs(30));
             assert_eq!(out.code(), Some(2), "{what}: up:\n{}", out.stderr);
-            assert!(!space.path().join(".mew/logs").exists(), "{what}: logs written");
-            assert!(!space.path().join(".mew/run").exists(), "{what}: run dir made");
+            assert!(
+                !space.path().join(".mew/logs").exists(),
+                "{what}: logs written"
+            );
+            assert!(
+                !space.path().join(".mew/run").exists(),
+                "{what}: run dir made"
+            );
             assert!(!Path::new(&format!("/tmp/mew-escape-{}", space.mark)).exists());
         }
     }
     // The space id becomes a file name too.
-    let space = Space::new("space: { id: \"../../etc\" }\nprocesses:\n  a: { command: \"true\" }\n");
+    let space =
+        Space::new("space: { id: \"../../etc\" }\nprocesses:\n  a: { command: \"true\" }\n");
     let out = mew(&space, &["space", "check"]);
     assert_eq!(out.code(), Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("space.yaml:1:"), "{}", out.stderr);
@@ -305,7 +322,9 @@ fn a_space_dir_with_spaces_quotes_and_unicode_works() {
         .prefix("mew-test-")
         .tempdir()
         .unwrap();
-    let dir = base.path().join("my space 'single' \"double\" ünï 空間 $HOME `x`");
+    let dir = base
+        .path()
+        .join("my space 'single' \"double\" ünï 空間 $HOME `x`");
     std::fs::create_dir_all(dir.join(".mew")).unwrap();
     let mark = format!("weird{}", std::process::id());
     std::fs::write(
@@ -332,7 +351,11 @@ fn a_space_dir_with_spaces_quotes_and_unicode_works() {
             .stdout
             .contains(&format!("hello from {dir_text}"))
     }));
-    assert!(mew_in(&["space", "logs", "job"]).stdout.contains("job done"));
+    assert!(
+        mew_in(&["space", "logs", "job"])
+            .stdout
+            .contains("job done")
+    );
     let out = mew_in(&["space", "restart", "app"]);
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     let out = mew_in(&["space", "down"]);
