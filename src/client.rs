@@ -37,10 +37,23 @@ pub enum ConnectError {
 
 impl Conn {
     pub async fn connect(space_dir: &Path, kind: ClientKind) -> Result<Conn, ConnectError> {
-        let socket = space::socket_path_for(space_dir).map_err(|_| ConnectError::NotRunning)?;
+        // Permission denied means the space exists but is not ours: saying
+        // "not running" would send the user the wrong way.
+        let denied = |e: std::io::Error, what: &Path| {
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                ConnectError::Failed(format!(
+                    "{}: permission denied (the space belongs to another user)",
+                    what.display()
+                ))
+            } else {
+                ConnectError::NotRunning
+            }
+        };
+        let socket = space::socket_path_for(space_dir)
+            .map_err(|e| denied(e, &space_dir.join(".mew/run")))?;
         let stream = UnixStream::connect(&socket)
             .await
-            .map_err(|_| ConnectError::NotRunning)?;
+            .map_err(|e| denied(e, &socket))?;
         let (mut rd, mut wr) = stream.into_split();
         let ours = Versions::ours();
         let hello = ClientMsg::Hello {
@@ -48,14 +61,21 @@ impl Conn {
             mew_version: ours.mew.clone(),
             client: kind,
         };
-        protocol::write_msg(&mut wr, &hello)
-            .await
-            .map_err(|e| ConnectError::Failed(format!("cannot talk to the space server: {e}")))?;
+        // A server that refuses us (another uid) says why and closes, maybe
+        // before our hello is written: read its answer even if writing failed.
+        let sent = protocol::write_msg(&mut wr, &hello).await;
         let reply = tokio::time::timeout(Duration::from_secs(10), protocol::read_frame(&mut rd))
             .await
             .map_err(|_| {
                 ConnectError::Failed("the space server did not answer within 10s".into())
             })?;
+        if let Err(e) = sent
+            && !matches!(&reply, Ok(Some(_)))
+        {
+            return Err(ConnectError::Failed(format!(
+                "cannot talk to the space server: {e}"
+            )));
+        }
         match reply {
             Ok(Some(f)) => match f.decode::<ServerMsg>() {
                 Ok(ServerMsg::Hello {

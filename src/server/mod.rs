@@ -496,6 +496,10 @@ async fn send(tx: &mpsc::Sender<Frame>, msg: &ServerMsg) -> bool {
 async fn serve_client(stream: UnixStream, ctx: Arc<Ctx>) {
     if let Err(why) = space::check_peer(&stream) {
         tracing::warn!("refused a connection: {why}");
+        // Tell the refused client why, rather than leave it a bare reset.
+        let (_, mut wr) = stream.into_split();
+        let bye = ServerMsg::Bye { reason: why };
+        let _ = tokio::time::timeout(HELLO_TIMEOUT, protocol::write_msg(&mut wr, &bye)).await;
         return;
     }
     let (mut rd, mut wr) = stream.into_split();
