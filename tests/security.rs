@@ -110,6 +110,17 @@ processes:
                 "caps={caps} {args:?} leaked: {}",
                 out.stdout
             );
+            // Told why, not "not running".
+            let why = if caps {
+                "only uid 0"
+            } else {
+                "permission denied"
+            };
+            assert!(
+                out.stderr.to_lowercase().contains(why),
+                "caps={caps} {args:?}: {}",
+                out.stderr
+            );
         }
     }
     let server_log =
