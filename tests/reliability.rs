@@ -393,6 +393,25 @@ fn signals_to_tui_clients_restore_the_terminal() {
     }
 }
 
+/// The owning client killed outright (`kill -9`, the terminal closed under
+/// it): the server sees it leave without a detach and stops the space.
+#[test]
+fn the_owning_client_killed_stops_the_space() {
+    let space = Space::new(STUBBORN);
+    let mut owner = PtyClient::spawn(&space, &["space", "up"]);
+    assert!(wait_for(W, || owner.output().contains("\x1b[?1049h")));
+    assert!(wait_for(W, || space.survivors().len() >= 6));
+    let server = server_pid(&space);
+    signal(owner.pid, "KILL");
+    assert!(owner.wait(W).is_some());
+    assert!(
+        wait_for(W, || !alive(server)),
+        "the space outlived its owner"
+    );
+    let left = space.wait_no_survivors();
+    assert!(left.is_empty(), "survivors: {left:?}");
+}
+
 fn assert_restored(client: &PtyClient, sig: &str) {
     let out = client.output();
     let leave = out
