@@ -222,8 +222,11 @@ processes:
     let read_before = util::read_bytes(server).unwrap();
     let mut samples = Vec::new();
     let mut status_calls = 0;
-    let end = Instant::now() + Duration::from_secs(8);
-    while Instant::now() < end {
+    // Flood until the server has taken in 16 MiB of hostile output (about
+    // 8 s here; the deadline is only a backstop).
+    let end = Instant::now() + Duration::from_secs(120);
+    let target = 16 << 20;
+    while util::read_bytes(server).unwrap() - read_before < target && Instant::now() < end {
         samples.push(rss_kib(server).expect("the server died"));
         let s = status_json(&space).expect("status did not answer during the flood");
         status_calls += 1;
@@ -246,7 +249,10 @@ processes:
         samples.len(),
         log_bytes >> 20
     );
-    assert!(read_mib >= 8, "the flood did not flood ({read_mib} MiB)");
+    assert!(
+        read_mib >= 16,
+        "the flood did not flood ({read_mib} MiB in 120 s)"
+    );
     // The bound: the server of an idle space uses a few MiB; 4 scrollbacks of
     // 1000 lines x 120 columns are at most ~4 x 1000 x 120 x ~16 B = 8 MiB,
     // plus buffers. 96 MiB leaves room for the debug build and the allocator
@@ -258,6 +264,7 @@ processes:
     client.write(b"d");
     let code = client.wait(W);
     assert_eq!(code, Some(0), "attach did not detach:\n{}", client.output());
+    assert!(client.drained(W));
     let out = client.output();
     let restored = out.rfind("\x1b[?1049l").expect("alternate screen not left");
     assert!(restored > out.rfind("\x1b[?1049h").unwrap());
@@ -413,6 +420,10 @@ fn the_owning_client_killed_stops_the_space() {
 }
 
 fn assert_restored(client: &PtyClient, sig: &str) {
+    assert!(
+        client.drained(W),
+        "SIG{sig}: the terminal never reached EOF"
+    );
     let out = client.output();
     let leave = out
         .rfind("\x1b[?1049l")
