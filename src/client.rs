@@ -37,17 +37,23 @@ pub enum ConnectError {
 
 impl Conn {
     pub async fn connect(space_dir: &Path, kind: ClientKind) -> Result<Conn, ConnectError> {
-        let socket = space::socket_path_for(space_dir).map_err(|_| ConnectError::NotRunning)?;
-        let stream = UnixStream::connect(&socket).await.map_err(|e| {
+        // Permission denied means the space exists but is not ours: saying
+        // "not running" would send the user the wrong way.
+        let denied = |e: std::io::Error, what: &Path| {
             if e.kind() == std::io::ErrorKind::PermissionDenied {
                 ConnectError::Failed(format!(
-                    "cannot connect to {}: permission denied (the space belongs to another user)",
-                    socket.display()
+                    "{}: permission denied (the space belongs to another user)",
+                    what.display()
                 ))
             } else {
                 ConnectError::NotRunning
             }
-        })?;
+        };
+        let socket = space::socket_path_for(space_dir)
+            .map_err(|e| denied(e, &space_dir.join(".mew/run")))?;
+        let stream = UnixStream::connect(&socket)
+            .await
+            .map_err(|e| denied(e, &socket))?;
         let (mut rd, mut wr) = stream.into_split();
         let ours = Versions::ours();
         let hello = ClientMsg::Hello {
@@ -55,23 +61,21 @@ impl Conn {
             mew_version: ours.mew.clone(),
             client: kind,
         };
-        if let Err(e) = protocol::write_msg(&mut wr, &hello).await {
-            // The server may have hung up first, saying why (a refused peer).
-            let said = tokio::time::timeout(Duration::from_secs(1), protocol::read_frame(&mut rd))
-                .await
-                .ok()
-                .and_then(|r| r.ok().flatten())
-                .and_then(|f| f.decode::<ServerMsg>().ok());
-            return Err(ConnectError::Failed(match said {
-                Some(ServerMsg::Bye { reason }) => reason,
-                _ => format!("cannot talk to the space server: {e}"),
-            }));
-        }
+        // A server that refuses us (another uid) says why and closes, maybe
+        // before our hello is written: read its answer even if writing failed.
+        let sent = protocol::write_msg(&mut wr, &hello).await;
         let reply = tokio::time::timeout(Duration::from_secs(10), protocol::read_frame(&mut rd))
             .await
             .map_err(|_| {
                 ConnectError::Failed("the space server did not answer within 10s".into())
             })?;
+        if let Err(e) = sent
+            && !matches!(&reply, Ok(Some(_)))
+        {
+            return Err(ConnectError::Failed(format!(
+                "cannot talk to the space server: {e}"
+            )));
+        }
         match reply {
             Ok(Some(f)) => match f.decode::<ServerMsg>() {
                 Ok(ServerMsg::Hello {
@@ -699,7 +703,7 @@ fn start_server(
         eprintln!("mew: cannot find the mew binary: {e}");
         ExitCode::FAILURE
     })?;
-    std::fs::create_dir_all(&cfg.logs.dir).map_err(|e| {
+    crate::logs::create_log_dir(&cfg.logs.dir).map_err(|e| {
         eprintln!("mew: cannot create {}: {e}", cfg.logs.dir.display());
         ExitCode::FAILURE
     })?;

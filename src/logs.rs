@@ -25,6 +25,33 @@ pub fn log_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.log"))
 }
 
+/// Create the log directory (and missing parents) owner-only (0700): process
+/// output may hold secrets, and other users have no business reading it. A
+/// directory that already exists keeps its mode.
+pub fn create_log_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// In `path` between `from` (a line boundary) and `len`: where the last
+/// whole line ends, and how many whole lines there are.
+fn whole_lines_after(path: &Path, from: u64, len: u64) -> io::Result<(u64, u64)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(from))?;
+    let mut tail = Vec::new();
+    (&mut f).take(len - from).read_to_end(&mut tail)?;
+    let lines = tail.iter().filter(|&&b| b == b'\n').count() as u64;
+    let keep = tail
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(from, |i| from + i as u64 + 1);
+    Ok((keep, lines))
+}
+
 /// mew's own log (the server's stdout and stderr).
 pub fn server_log_path(dir: &Path) -> PathBuf {
     dir.join("mew-server.log")
@@ -85,6 +112,13 @@ pub struct LogWriter {
     degraded: Option<String>,
     dropped: u64,
     last_try: Option<Instant>,
+    /// Lines handed to the buffer since the last successful flush: lost
+    /// (and counted as dropped) if that data never reaches the kernel.
+    pending: u64,
+    /// Length of the file at the last successful flush: everything before
+    /// it is whole lines. After a failed write (a full disk may take part of
+    /// a line), the file is cut back to its last whole line.
+    synced: u64,
 }
 
 impl LogWriter {
@@ -103,6 +137,8 @@ impl LogWriter {
             degraded: None,
             dropped: 0,
             last_try: None,
+            pending: 0,
+            synced: 0,
         };
         w.reopen();
         w
@@ -111,11 +147,27 @@ impl LogWriter {
     fn reopen(&mut self) -> bool {
         self.last_try = Some(Instant::now());
         let path = log_path(&self.dir, &self.name);
-        let opened = fs::create_dir_all(&self.dir)
+        let opened = create_log_dir(&self.dir)
             .and_then(|_| OpenOptions::new().create(true).append(true).open(&path));
         match opened {
             Ok(f) => {
-                self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
+                let mut len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                if self.degraded.is_some() && len > self.synced {
+                    // A failed write may have left part of a line (and some
+                    // whole ones) after the last good flush: keep the whole
+                    // lines, cut the rest, and count only what is missing.
+                    match whole_lines_after(&path, self.synced, len) {
+                        Ok((keep, lines)) => {
+                            if keep < len && f.set_len(keep).is_ok() {
+                                len = keep;
+                            }
+                            self.dropped = self.dropped.saturating_sub(lines);
+                        }
+                        Err(e) => tracing::warn!("cannot check {}: {e}", path.display()),
+                    }
+                }
+                self.size = len;
+                self.synced = len;
                 self.file = Some(BufWriter::with_capacity(64 * 1024, f));
                 true
             }
@@ -131,7 +183,13 @@ impl LogWriter {
             tracing::warn!(process = %self.name, "logging degraded: {why}");
         }
         self.degraded = Some(why);
-        self.file = None;
+        // Whatever was buffered never reached the file: it is dropped. The
+        // buffer is discarded without another write attempt (dropping a
+        // BufWriter would retry the flush behind our back).
+        self.dropped += std::mem::take(&mut self.pending);
+        if let Some(w) = self.file.take() {
+            let _ = w.into_parts();
+        }
     }
 
     /// Why logging is degraded (with the number of lines dropped), if it is.
@@ -142,11 +200,10 @@ impl LogWriter {
     }
 
     fn rotate(&mut self) {
-        if let Some(mut f) = self.file.take() {
-            let _ = f.flush();
-        }
-        if self.keep == 0 {
-            let _ = fs::remove_file(log_path(&self.dir, &self.name));
+        self.flush();
+        self.file = None;
+        let moved = if self.keep == 0 {
+            fs::remove_file(log_path(&self.dir, &self.name)).is_ok()
         } else {
             let _ = fs::remove_file(rotated(&self.dir, &self.name, self.keep));
             for n in (1..self.keep).rev() {
@@ -155,10 +212,15 @@ impl LogWriter {
                     let _ = fs::rename(&from, rotated(&self.dir, &self.name, n + 1));
                 }
             }
-            let _ = fs::rename(
+            fs::rename(
                 log_path(&self.dir, &self.name),
                 rotated(&self.dir, &self.name, 1),
-            );
+            )
+            .is_ok()
+        };
+        if moved {
+            // A new file: nothing in it to check after a failure.
+            self.synced = 0;
         }
         self.reopen();
     }
@@ -172,10 +234,39 @@ impl LogWriter {
             }
         }
         if self.degraded.is_some() {
+            // Opening is not writing (a full disk still opens files): only
+            // call it resumed once the note has reached the kernel.
             let note = format!("logging resumed; {} lines were dropped", self.dropped);
-            self.degraded = None;
-            self.dropped = 0;
-            self.write(at, b" * ", &note);
+            let mut line = Vec::new();
+            self.stamp.write(at, &mut line);
+            line.extend_from_slice(b" * ");
+            line.extend_from_slice(note.as_bytes());
+            line.push(b'\n');
+            let written = match self.file.as_mut() {
+                Some(f) => f.write_all(&line).and_then(|_| f.flush()),
+                None => Err(io::Error::other("no file")),
+            };
+            match written {
+                Ok(()) => {
+                    self.size += line.len() as u64;
+                    self.synced = self.size;
+                    self.degraded = None;
+                    self.dropped = 0;
+                    self.pending = 0;
+                }
+                Err(e) => {
+                    // Not resumed after all: take back any part of the note.
+                    if let Some(f) = self.file.as_ref() {
+                        let _ = f.get_ref().set_len(self.synced);
+                    }
+                    self.dropped += 1;
+                    self.fail(format!(
+                        "cannot write {}: {e}",
+                        log_path(&self.dir, &self.name).display()
+                    ));
+                    return;
+                }
+            }
         }
         self.line.clear();
         self.stamp.write(at, &mut self.line);
@@ -194,7 +285,10 @@ impl LogWriter {
             return;
         };
         match f.write_all(&self.line) {
-            Ok(()) => self.size += self.line.len() as u64,
+            Ok(()) => {
+                self.size += self.line.len() as u64;
+                self.pending += 1;
+            }
             Err(e) => {
                 self.dropped += 1;
                 self.fail(format!(
@@ -217,13 +311,18 @@ impl LogWriter {
 
     /// Hand buffered lines to the kernel.
     pub fn flush(&mut self) {
-        if let Some(f) = self.file.as_mut()
-            && let Err(e) = f.flush()
-        {
-            self.fail(format!(
+        let Some(f) = self.file.as_mut() else {
+            return;
+        };
+        match f.flush() {
+            Ok(()) => {
+                self.pending = 0;
+                self.synced = self.size;
+            }
+            Err(e) => self.fail(format!(
                 "cannot write {}: {e}",
                 log_path(&self.dir, &self.name).display()
-            ));
+            )),
         }
     }
 }
@@ -433,6 +532,79 @@ mod tests {
             "{recs:?}"
         );
         assert_eq!(recs[1].text, "kept");
+    }
+
+    #[test]
+    fn a_full_disk_counts_every_lost_line_and_resumes_only_when_writes_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_path(dir.path(), "p");
+        // Every write to /dev/full fails with ENOSPC, yet opening it succeeds.
+        std::os::unix::fs::symlink("/dev/full", &path).unwrap();
+        let mut w = LogWriter::open(dir.path(), "p", 1 << 20, 1);
+        assert!(w.degraded().is_none(), "opening alone is fine");
+        for n in 0..5 {
+            w.write_line(1_000_000 + n, "lost");
+        }
+        w.flush();
+        assert!(
+            w.degraded().unwrap().contains("5 lines dropped"),
+            "{:?}",
+            w.degraded()
+        );
+        // Retrying opens /dev/full again: that is not a recovery.
+        w.last_try = Some(Instant::now() - RETRY_EVERY);
+        w.write_line(1_000_010, "lost too");
+        w.flush();
+        assert!(
+            w.degraded().unwrap().contains("6 lines dropped"),
+            "{:?}",
+            w.degraded()
+        );
+        // Space is back.
+        fs::remove_file(&path).unwrap();
+        w.last_try = Some(Instant::now() - RETRY_EVERY);
+        w.write_line(1_000_020, "kept");
+        w.flush();
+        assert!(w.degraded().is_none());
+        let text = fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines[0].ends_with(" * logging resumed; 6 lines were dropped"),
+            "{text}"
+        );
+        assert!(lines[1].ends_with(" | kept"), "{text}");
+    }
+
+    #[test]
+    fn a_partial_line_left_by_a_failed_write_is_cut_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_path(dir.path(), "p");
+        let mut w = LogWriter::open(dir.path(), "p", 1 << 20, 1);
+        w.write_line(1_000_000, "one");
+        w.flush();
+        // As if a full disk took one more whole line and half of the next
+        // before failing the flush of three buffered lines.
+        w.write_line(1_000_001, "two");
+        w.write_line(1_000_002, "three");
+        w.write_line(1_000_003, "four");
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"2026-01-01T00:00:00.000+00:00 | two\n2026-01-01T00:0")
+            .unwrap();
+        w.fail("cannot write: No space left on device".into());
+        assert!(w.degraded().unwrap().contains("3 lines dropped"));
+        w.last_try = Some(Instant::now() - RETRY_EVERY);
+        w.write_line(1_000_004, "five");
+        w.flush();
+        let text = fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[1].ends_with(" | two"), "{text}");
+        assert!(
+            lines[2].ends_with(" * logging resumed; 2 lines were dropped"),
+            "{text}"
+        );
+        assert!(lines[3].ends_with(" | five"), "{text}");
     }
 
     #[test]

@@ -208,7 +208,7 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     for w in cfg.warnings.iter().chain(warnings.iter()) {
         eprintln!("{}", format_diagnostic("warning", w));
     }
-    if let Err(e) = std::fs::create_dir_all(&cfg.logs.dir) {
+    if let Err(e) = crate::logs::create_log_dir(&cfg.logs.dir) {
         eprintln!(
             "mew: cannot create {}: {e} (logging is degraded)",
             cfg.logs.dir.display()

@@ -141,6 +141,33 @@ async fn serve(
     app: &mut App,
     att: Attach,
 ) -> End {
+    // Frames are read by their own future and handed over through a channel:
+    // `read_frame` is not cancel-safe, so it must never be a `select!` branch
+    // that another branch can interrupt mid-frame.
+    let (in_tx, in_rx) = mpsc::channel(64);
+    let reader = async move {
+        loop {
+            let frame = protocol::read_frame(rd).await;
+            let last = !matches!(frame, Ok(Some(_)));
+            if in_tx.send(frame).await.is_err() || last {
+                break;
+            }
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        end = session_loop(ctx, in_rx, tx, app, att) => end,
+        _ = reader => End::Disconnected,
+    }
+}
+
+async fn session_loop(
+    ctx: &Arc<Ctx>,
+    mut in_rx: mpsc::Receiver<Result<Option<Frame>, protocol::FrameError>>,
+    tx: &mpsc::Sender<Frame>,
+    app: &mut App,
+    att: Attach,
+) -> End {
     let (ctx, tx) = (ctx.clone(), tx.clone());
     let handle = ctx.handle.clone();
     let shared = handle.shared.clone();
@@ -198,23 +225,15 @@ async fn serve(
         let notified = shared.output.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        if shared.output_seq.load(Ordering::Acquire) != last_seq {
-            continue;
-        }
+        let more_output = shared.output_seq.load(Ordering::Acquire) != last_seq;
         tokio::select! {
-            _ = &mut notified => { dirty = true; }
-            r = status_rx.changed() => {
-                if r.is_err() { return End::SpaceDown; }
-                dirty = true;
-            }
-            _ = down_rx.changed() => { dirty = true; }
-            _ = gone_rx.changed() => {}
-            _ = tick.tick() => { dirty = true; }
-            frame = protocol::read_frame(rd) => {
+            // Input first: a flood of output never delays a key.
+            biased;
+            frame = in_rx.recv() => {
                 let msg = match frame {
-                    Ok(Some(f)) => f.decode::<ClientMsg>(),
-                    Ok(None) => return End::Disconnected,
-                    Err(e) => {
+                    Some(Ok(Some(f))) => f.decode::<ClientMsg>(),
+                    Some(Ok(None)) | None => return End::Disconnected,
+                    Some(Err(e)) => {
                         tracing::warn!("dropped an attached client: {e}");
                         return End::Disconnected;
                     }
@@ -246,6 +265,15 @@ async fn serve(
                     }
                 }
             }
+            _ = std::future::ready(()), if more_output => { dirty = true; }
+            _ = &mut notified => { dirty = true; }
+            r = status_rx.changed() => {
+                if r.is_err() { return End::SpaceDown; }
+                dirty = true;
+            }
+            _ = down_rx.changed() => { dirty = true; }
+            _ = gone_rx.changed() => {}
+            _ = tick.tick() => { dirty = true; }
         }
     }
 }

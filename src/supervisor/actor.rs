@@ -60,6 +60,8 @@ struct Proc {
     rss: Option<u64>,
     last_ticks: Option<u64>,
     log_re: Option<Arc<Regex>>,
+    /// The command line as status shows it, participant tokens masked.
+    shown_command: String,
 }
 
 struct Actor {
@@ -142,9 +144,18 @@ pub(crate) fn start(
             }
         }
     }
+    // Token values must never reach status (and so the TUI, `status --json`):
+    // an argv built with `${TOKEN}` carries one, so it is masked for display.
+    let secrets: Vec<String> = processes
+        .iter()
+        .flat_map(|p| p.env.iter())
+        .filter(|(k, v)| k.starts_with("MEW_TOKEN_") && !v.is_empty())
+        .map(|(_, v)| v.clone())
+        .collect();
     let procs: Vec<Proc> = processes
         .into_iter()
         .map(|rp| {
+            let shown_command = mask_secrets(shell_words(&rp.argv), &secrets);
             let log_re = match &rp.ready {
                 Some(probe) => match &probe.kind {
                     ProbeKind::Log { regex } => Regex::new(regex).ok().map(Arc::new),
@@ -172,6 +183,7 @@ pub(crate) fn start(
                 rss: None,
                 last_ticks: None,
                 log_re,
+                shown_command,
             }
         })
         .collect();
@@ -435,7 +447,7 @@ impl Actor {
                 ready: p.ready,
                 cpu_percent: p.cpu_percent,
                 rss_bytes: p.rss,
-                command: shell_words(&p.rp.argv),
+                command: p.shown_command.clone(),
                 cwd: p.rp.cwd.display().to_string(),
                 history: p.history.iter().cloned().collect(),
                 probe: p.probe_msg.clone(),
@@ -1203,6 +1215,12 @@ async fn read_output(
         .await;
         shared.output_seq.fetch_add(1, Ordering::Release);
         shared.output.notify_waiters();
+        // A process that never stops printing keeps its PTY always readable,
+        // so this loop would run for tokio's whole coop budget (128 reads,
+        // megabytes of terminal emulation) before another task gets a
+        // worker: under a flood, clients waited for seconds and `status`
+        // timed out. Yield after every chunk so the server stays responsive.
+        tokio::task::yield_now().await;
     }
     capture.flush(&mut |line| lines.push(line.text));
     deliver(
@@ -1334,6 +1352,16 @@ pub(crate) async fn sweep_run(run_id: &str) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// `text` with every secret value replaced by `****` (as `mew space check` shows tokens).
+fn mask_secrets(mut text: String, secrets: &[String]) -> String {
+    for s in secrets {
+        if text.contains(s.as_str()) {
+            text = text.replace(s.as_str(), crate::check::TOKEN_MASK);
+        }
+    }
+    text
 }
 
 fn shell_words(argv: &[String]) -> String {
