@@ -294,10 +294,13 @@ class ShellLoop(Tool):
 
     def start(self, d, cmds):
         script = "".join(f"sh -c {q(c)} &\n" for c in cmds.values()) + "wait\n"
-        self.p = subprocess.Popen(["sh", "-c", script], env=ENV, stdin=subprocess.DEVNULL)
+        self.p = subprocess.Popen(["sh", "-c", script], env=ENV, stdin=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
 
     def stop(self):
         pids = " ".join(str(p) for p in find_tagged(["sleep", "600"]))
+        if not pids:
+            return None
         return subprocess.Popen(["sh", "-c", f"kill {pids}"], env=ENV)
 
     def orch_pids(self):
