@@ -1079,6 +1079,8 @@ def main():
     ap.add_argument("--tools", help="comma-separated tool names (default: all)")
     ap.add_argument("--no-build", action="store_true", help="use the existing release binary")
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/performance.md and the chart")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the other results of bench/results/latest.json (e.g. to add one tool)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
 
@@ -1089,12 +1091,15 @@ def main():
         log(f"warning: {MEW} is missing; mew will not be measured")
     WORK.mkdir(parents=True, exist_ok=True)
     b = Bench(args)
+    if args.merge and (RESULTS / "latest.json").exists():
+        b.results = json.loads((RESULTS / "latest.json").read_text())
+        b.results.setdefault("workloads", {})
     only = set(args.only.split(",")) if args.only else None
 
     def want(w):
         return only is None or w in only
 
-    b.results.update({
+    b.results.update({} if args.merge else {
         "run_id": RUN_ID,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "mode": "quick" if args.quick else "full",
@@ -1105,8 +1110,9 @@ def main():
     n_tp = 100_000 if args.quick else 400_000
     n_big = 500_000 if args.quick else 2_000_000
     n_fan = 5_000 if args.quick else 20_000
-    b.results["params"] = {"throughput_lines": n_tp, "big_lines": n_big, "fanout_lines": n_fan,
-                           "idle_window_s": 5 if args.quick else 15}
+    if not args.merge:
+        b.results["params"] = {"throughput_lines": n_tp, "big_lines": n_big, "fanout_lines": n_fan,
+                               "idle_window_s": 5 if args.quick else 15}
     started = time.monotonic()
     try:
         if want("throughput"):
@@ -1129,7 +1135,8 @@ def main():
     finally:
         reap_all()
         tmux("kill-server", check=False)
-        b.results["duration_s"] = round(time.monotonic() - started, 1)
+        b.results["duration_s"] = round(time.monotonic() - started + (b.results.get("duration_s") or 0)
+                                        * args.merge, 1)
         b.save()
     log(f"done in {b.results['duration_s']:.0f}s: {RESULTS / 'latest.json'}")
     if not args.no_docs:
