@@ -157,6 +157,8 @@ def markdown(res: dict) -> str:
                 notes.append(f"Orphans, {d.get('label', k)}: {d['error']}")
                 continue
             s = ", ".join(d.get("stop", [])) or "none"
+            if d.get("stop_note"):
+                s += f" ({d['stop_note']})"
             k9 = ", ".join(d.get("kill9", [])) or "none"
             if d.get("cleanup") == "none":
                 k9 += " (no cleanup command)"

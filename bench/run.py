@@ -791,7 +791,10 @@ class Bench:
                     if mode == "stop":
                         p = t.stop()
                         if p is not None:
-                            p.wait(timeout=60)
+                            try:
+                                p.wait(timeout=15)
+                            except subprocess.TimeoutExpired:
+                                res["stop_note"] = "the tool had not exited 15 s after its stop"
                     else:
                         for pid in t.kill9_target():
                             os.kill(pid, signal.SIGKILL)
