@@ -1050,7 +1050,8 @@ def machine() -> dict:
     def ver(argv):
         try:
             r = run(argv, timeout=30)
-            return (r.stdout or r.stderr).strip().splitlines()[0]
+            lines = [x for x in (r.stdout or r.stderr).strip().splitlines() if x.strip()]
+            return lines[-1] if argv[0] == "pm2" else lines[0]
         except (OSError, subprocess.SubprocessError, IndexError):
             return None
 
