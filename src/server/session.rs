@@ -176,6 +176,8 @@ async fn session_loop(
     let mut down_rx = ctx.down_tx.subscribe();
     let mut gone_rx = ctx.gone_tx.subscribe();
     let mut last_seq = u64::MAX;
+    // The processes drawn in the last frame, with the output count seen then.
+    let mut shown: Vec<(usize, u64)> = Vec::new();
     let mut last_render = Instant::now() - FRAME_INTERVAL;
     let mut dirty = true;
     let mut tick = tokio::time::interval(TICK);
@@ -197,9 +199,16 @@ async fn session_loop(
             }
             return End::SpaceDown;
         }
+        // New output matters only when it belongs to a process on screen.
         let seq = shared.output_seq.load(Ordering::Acquire);
         if seq != last_seq {
-            dirty = true;
+            last_seq = seq;
+            if shown
+                .iter()
+                .any(|&(i, seen)| shared.procs[i].seq.load(Ordering::Acquire) != seen)
+            {
+                dirty = true;
+            }
         }
         if dirty {
             let wait = FRAME_INTERVAL.saturating_sub(last_render.elapsed());
@@ -214,8 +223,18 @@ async fn session_loop(
             for a in app.take_resizes(&panes) {
                 apply(&ctx, &tx, app, a).await;
             }
+            shown = app
+                .desired_sizes(&panes)
+                .iter()
+                .filter_map(|(name, _, _)| shared.index_of(name))
+                .map(|i| (i, shared.procs[i].seq.load(Ordering::Acquire)))
+                .collect();
             let bytes = renderer.render(app, &panes);
-            last_render = Instant::now();
+            // Pace frames by what was sent: an unchanged frame (a key that
+            // changes nothing on screen) must not delay the echo after it.
+            if !bytes.is_empty() {
+                last_render = Instant::now();
+            }
             dirty = false;
             if !bytes.is_empty() && tx.send(Frame::Output(bytes)).await.is_err() {
                 return End::Disconnected;

@@ -126,6 +126,7 @@ pub(crate) fn start(
                 )),
                 pty: Mutex::new(None),
                 size: Mutex::new((opts.rows, opts.cols)),
+                seq: std::sync::atomic::AtomicU64::new(0),
             })
         })
         .collect();
@@ -1213,6 +1214,7 @@ async fn read_output(
             &tx,
         )
         .await;
+        proc.seq.fetch_add(1, Ordering::Release);
         shared.output_seq.fetch_add(1, Ordering::Release);
         shared.output.notify_waiters();
         // A process that never stops printing keeps its PTY always readable,

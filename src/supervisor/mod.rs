@@ -159,6 +159,9 @@ pub struct ProcShared {
     pub pty: Mutex<Option<Arc<pty::Pty>>>,
     /// The size the PTY should have (kept across restarts).
     pub size: Mutex<(u16, u16)>,
+    /// Counts this process's output chunks: a client redraws only for the
+    /// processes it shows.
+    pub seq: std::sync::atomic::AtomicU64,
 }
 
 impl ProcShared {

@@ -24,7 +24,12 @@ use super::screen::Screen;
 const QUERY_TAIL: usize = 16;
 
 pub struct LazyScreen {
-    screen: Screen,
+    /// Created the first time someone looks: a process nobody watches costs
+    /// no emulator memory at all (the grid is the bulk of an idle process).
+    screen: Option<Screen>,
+    rows: u16,
+    cols: u16,
+    scrollback: usize,
     pending: Vec<u8>,
     /// Most bytes kept pending.
     cap: usize,
@@ -41,7 +46,10 @@ impl LazyScreen {
             .saturating_mul(usize::from(cols).max(80))
             .clamp(64 << 10, 4 << 20);
         LazyScreen {
-            screen: Screen::new(rows, cols, scrollback),
+            screen: None,
+            rows,
+            cols,
+            scrollback,
             pending: Vec::new(),
             cap,
             skipped: 0,
@@ -56,8 +64,7 @@ impl LazyScreen {
         let query = has_query(&self.tail[..self.tail_len], bytes);
         self.remember_tail(bytes);
         if query {
-            self.catch_up();
-            return self.screen.process(bytes);
+            return self.screen().process(bytes);
         }
         self.pending.extend_from_slice(bytes);
         if self.pending.len() > self.cap {
@@ -91,36 +98,46 @@ impl LazyScreen {
         self.pending.drain(..cut);
     }
 
-    /// Feed everything pending to the emulator.
-    fn catch_up(&mut self) {
+    /// Feed everything pending to the emulator (creating it if needed).
+    fn catch_up(&mut self) -> &mut Screen {
+        let (rows, cols, scrollback) = (self.rows, self.cols, self.scrollback);
+        let screen = self
+            .screen
+            .get_or_insert_with(|| Screen::new(rows, cols, scrollback));
         if self.skipped > 0 {
             let note = format!(
                 "\x1b[0m\r\n\x1b[2m[mew: {} of output not shown here; the log file has every line]\x1b[0m\r\n",
                 human(self.skipped)
             );
-            self.screen.process(note.as_bytes());
+            screen.process(note.as_bytes());
             self.skipped = 0;
         }
         if !self.pending.is_empty() {
             // Answers to queries that went by unseen are too late to matter.
-            self.screen.process(&self.pending);
+            screen.process(&self.pending);
             self.pending.clear();
             if self.pending.capacity() > 64 << 10 {
                 self.pending.shrink_to(64 << 10);
             }
         }
+        screen
     }
 
     /// The emulator, up to date.
     pub fn screen(&mut self) -> &mut Screen {
-        self.catch_up();
-        &mut self.screen
+        self.catch_up()
     }
 
-    /// Resize (after catching up, so pending output is laid out at the old size).
+    /// Resize. An emulator that exists catches up first, so pending output
+    /// is laid out at the old size; one that does not will start at the new
+    /// size (what it gets is replayed there, as a full-screen program would
+    /// redraw after SIGWINCH anyway).
     pub fn resize(&mut self, rows: u16, cols: u16) {
-        self.catch_up();
-        self.screen.resize(rows, cols);
+        self.rows = rows;
+        self.cols = cols;
+        if self.screen.is_some() {
+            self.catch_up().resize(rows, cols);
+        }
     }
 
     /// Bytes waiting to be emulated.
@@ -220,6 +237,17 @@ mod tests {
     }
 
     #[test]
+    fn no_emulator_until_someone_looks() {
+        let mut s = LazyScreen::new(5, 10, 10);
+        s.push(b"hello");
+        assert!(s.screen.is_none());
+        s.resize(6, 30);
+        assert!(s.screen.is_none());
+        assert_eq!(s.screen().size(), (6, 30));
+        assert!(text(&mut s).contains("hello"));
+    }
+
+    #[test]
     fn a_gap_is_marked_on_screen() {
         let mut s = LazyScreen::new(5, 40, 10);
         s.skipped = 5 << 20;
@@ -232,6 +260,7 @@ mod tests {
     #[test]
     fn resize_catches_up_first() {
         let mut s = LazyScreen::new(5, 10, 10);
+        s.screen();
         s.push(b"0123456789abcdef");
         s.resize(5, 20);
         assert_eq!(s.pending_len(), 0);
