@@ -547,21 +547,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The environment variable carrying a participant's token:
-/// `MEW_TOKEN_<ID>`, the id upper-cased, every non-alphanumeric → `_`.
-pub fn token_env_name(participant: &str) -> String {
-    let id: String = participant
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("MEW_TOKEN_{id}")
-}
+pub use crate::config::token_env_name;
 
 /// A participant's token: `$MEW_TOKEN_<ID>` when set and not empty (the file
 /// is then neither read nor written); else `.mew/tokens/<participant>.token`

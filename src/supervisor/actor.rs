@@ -1167,11 +1167,20 @@ async fn read_output(
     tx: mpsc::UnboundedSender<Cmd>,
 ) {
     let proc = shared.procs[index].clone();
+    let mut out = Delivery {
+        shared: shared.clone(),
+        proc: proc.clone(),
+        index,
+        generation,
+        sink,
+        log_re,
+        matched: false,
+        tx,
+    };
     let mut buf = vec![0u8; 64 * 1024];
     let mut capture = LineCapture::new(false);
     // The complete lines of one read, each ended by '\n'.
     let mut lines = Lines::default();
-    let mut matched = false;
     let mut finishing = false;
     // A process that exited may leave a writer behind: drain at most this much.
     let mut drain_budget: usize = 4 << 20;
@@ -1202,41 +1211,19 @@ async fn read_output(
             let _ = pty.write_all(&replies).await;
         }
         capture.feed(chunk, &mut |line| lines.push(line.text));
-        deliver(
-            &shared,
-            &proc,
-            index,
-            generation,
-            &mut lines,
-            &sink,
-            &log_re,
-            &mut matched,
-            &tx,
-        )
-        .await;
+        out.deliver(&mut lines).await;
         proc.seq.fetch_add(1, Ordering::Release);
         shared.output_seq.fetch_add(1, Ordering::Release);
         shared.output.notify_waiters();
         // A process that never stops printing keeps its PTY always readable,
-        // so this loop would run for tokio's whole coop budget (128 reads,
-        // megabytes of terminal emulation) before another task gets a
-        // worker: under a flood, clients waited for seconds and `status`
-        // timed out. Yield after every chunk so the server stays responsive.
+        // so this loop would run for tokio's whole coop budget (128 reads)
+        // before another task gets a worker: under a flood, clients waited
+        // for seconds and `status` timed out. Yield after every chunk so the
+        // server stays responsive.
         tokio::task::yield_now().await;
     }
     capture.flush(&mut |line| lines.push(line.text));
-    deliver(
-        &shared,
-        &proc,
-        index,
-        generation,
-        &mut lines,
-        &sink,
-        &log_re,
-        &mut matched,
-        &tx,
-    )
-    .await;
+    out.deliver(&mut lines).await;
     shared.output.notify_waiters();
 }
 
@@ -1259,49 +1246,68 @@ impl Lines {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn deliver(
-    shared: &Shared,
-    proc: &ProcShared,
+/// Where the lines of one process go: its log file, the log probe,
+/// subscribers and the `--no-tui` printer.
+struct Delivery {
+    shared: Arc<Shared>,
+    proc: Arc<ProcShared>,
     index: usize,
     generation: u64,
-    lines: &mut Lines,
-    sink: &Option<LineSink>,
-    log_re: &Option<Arc<Regex>>,
-    matched: &mut bool,
-    tx: &mpsc::UnboundedSender<Cmd>,
-) {
-    if lines.count == 0 {
-        return;
-    }
-    let at = now_millis();
-    {
-        let mut log = proc.lock_log();
-        for l in lines.iter() {
-            log.write_line(at, l);
+    sink: Option<LineSink>,
+    log_re: Option<Arc<Regex>>,
+    matched: bool,
+    tx: mpsc::UnboundedSender<Cmd>,
+}
+
+impl Delivery {
+    async fn deliver(&mut self, lines: &mut Lines) {
+        let Delivery {
+            shared,
+            proc,
+            index,
+            generation,
+            sink,
+            log_re,
+            matched,
+            tx,
+        } = self;
+        let (index, generation) = (*index, *generation);
+        if lines.count == 0 {
+            return;
         }
-        log.flush();
-    }
-    if let Some(re) = log_re
-        && !*matched
-        && lines.iter().any(|l| re.is_match(l))
-    {
-        *matched = true;
-        let _ = tx.send(Cmd::LogMatched { index, generation });
-    }
-    if shared.events.receiver_count() > 0 {
-        for l in lines.iter() {
-            let _ = shared.events.send(Event::Line {
-                process: proc.name.clone(),
-                at,
-                text: l.into(),
-            });
+        let at = now_millis();
+        {
+            let mut log = proc.lock_log();
+            for l in lines.iter() {
+                log.write_line(at, l);
+            }
+            log.flush();
         }
-    }
-    let count = std::mem::take(&mut lines.count);
-    let text = std::mem::take(&mut lines.text);
-    if let Some(sink) = sink {
-        sink.send_lines(index, at, text, count).await;
+        if let Some(re) = log_re
+            && !*matched
+            && lines.iter().any(|l| re.is_match(l))
+        {
+            *matched = true;
+            let _ = tx.send(Cmd::LogMatched { index, generation });
+        }
+        if shared.events.receiver_count() > 0 {
+            for l in lines.iter() {
+                let _ = shared.events.send(Event::Line {
+                    process: proc.name.clone(),
+                    at,
+                    text: l.into(),
+                });
+            }
+        }
+        let count = std::mem::take(&mut lines.count);
+        match sink {
+            // The printer owns the text from here; the next read starts a new buffer.
+            Some(sink) => {
+                let text = std::mem::take(&mut lines.text);
+                sink.send_lines(index, at, text, count).await;
+            }
+            None => lines.text.clear(),
+        }
     }
 }
 
