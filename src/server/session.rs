@@ -23,6 +23,9 @@ use crate::tui::{Action, App, PaneSource, RemoteRenderer, osc52_copy};
 
 /// At most one frame per this interval per client (output is coalesced).
 const FRAME_INTERVAL: Duration = Duration::from_millis(16);
+/// For this long after a key, frames are not paced: the echo of what the
+/// user typed is drawn the moment it arrives.
+const INTERACTIVE: Duration = Duration::from_millis(100);
 /// Redraw at least this often (uptimes, backoff countdowns).
 const TICK: Duration = Duration::from_secs(1);
 
@@ -179,6 +182,7 @@ async fn session_loop(
     // The processes drawn in the last frame, with the output count seen then.
     let mut shown: Vec<(usize, u64)> = Vec::new();
     let mut last_render = Instant::now() - FRAME_INTERVAL;
+    let mut last_input = Instant::now() - INTERACTIVE;
     let mut dirty = true;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -211,7 +215,11 @@ async fn session_loop(
             }
         }
         if dirty {
-            let wait = FRAME_INTERVAL.saturating_sub(last_render.elapsed());
+            let wait = if last_input.elapsed() < INTERACTIVE {
+                Duration::ZERO
+            } else {
+                FRAME_INTERVAL.saturating_sub(last_render.elapsed())
+            };
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
@@ -259,6 +267,7 @@ async fn session_loop(
                 };
                 match msg {
                     Ok(ClientMsg::Input { event }) => {
+                        last_input = Instant::now();
                         let panes = Panes { status: handle.status(), shared: shared.clone() };
                         let actions = app.handle_event(event, &panes);
                         for a in actions {
