@@ -445,3 +445,15 @@ fn process_output_keeps_its_colours_and_attributes() {
     let wide = find("日");
     assert_eq!(wide.symbol(), "日");
 }
+
+#[test]
+fn degraded_logging_is_shown_in_the_header() {
+    let mut src = demo();
+    src.status.logging_degraded = Some("web: cannot write web.log: No space left on device".into());
+    let app = app(&src, 120, 30);
+    let term = render(&app, &src, 120, 30);
+    let header: String = (0..120)
+        .map(|x| term.backend().buffer()[(x, 0)].symbol().to_string())
+        .collect();
+    assert!(header.contains("logs: web: cannot write"), "{header}");
+}
