@@ -528,17 +528,8 @@ pub struct LogsOptions {
 
 pub fn logs(cfg: &SpaceConfig, opts: LogsOptions) -> ExitCode {
     let known: Vec<String> = cfg.processes.iter().map(|p| p.name.clone()).collect();
-    let unknown: Vec<&String> = opts.names.iter().filter(|n| !known.contains(n)).collect();
-    if !unknown.is_empty() {
-        eprintln!(
-            "mew: unknown process {}; valid names: {}",
-            unknown
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            known.join(", ")
-        );
+    if let Some(msg) = crate::status::unknown_names(&opts.names, &known) {
+        eprintln!("mew: {msg}");
         return ExitCode::from(2);
     }
     let names = if opts.names.is_empty() {

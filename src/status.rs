@@ -176,3 +176,42 @@ pub struct LifecycleEvent {
     pub state: ProcState,
     pub message: String,
 }
+
+/// The error for process names that are not in `known`, listing the valid
+/// ones (`None` when every name is known).
+pub fn unknown_names<S: AsRef<str>>(names: &[S], known: &[S]) -> Option<String> {
+    let unknown: Vec<&str> = names
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|n| !known.iter().any(|k| k.as_ref() == *n))
+        .collect();
+    if unknown.is_empty() {
+        return None;
+    }
+    let valid: Vec<&str> = known.iter().map(AsRef::as_ref).collect();
+    Some(format!(
+        "unknown process{} {}; valid names: {}",
+        if unknown.len() > 1 { "es" } else { "" },
+        unknown.join(", "),
+        valid.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_names_list_the_valid_ones() {
+        let known = ["web", "db"];
+        assert_eq!(unknown_names(&["web"], &known), None);
+        assert_eq!(
+            unknown_names(&["wbe", "x"], &known).as_deref(),
+            Some("unknown processes wbe, x; valid names: web, db")
+        );
+        assert_eq!(
+            unknown_names(&["x"], &known).as_deref(),
+            Some("unknown process x; valid names: web, db")
+        );
+    }
+}

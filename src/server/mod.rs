@@ -735,17 +735,7 @@ async fn handle_request(
                 .iter()
                 .map(|p| p.name.clone())
                 .collect();
-            let unknown: Vec<&String> = names.iter().filter(|n| !known.contains(n)).collect();
-            if !unknown.is_empty() {
-                let msg = format!(
-                    "unknown process {}; valid names: {}",
-                    unknown
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    known.join(", ")
-                );
+            if let Some(msg) = crate::status::unknown_names(&names, &known) {
                 send(tx, &respond(Err(msg))).await;
                 return None;
             }

@@ -362,25 +362,15 @@ impl Actor {
         if names.is_empty() {
             return Ok((0..self.procs.len()).collect());
         }
-        let mut out = Vec::new();
-        let mut unknown = Vec::new();
-        for n in names {
-            match self.procs.iter().position(|p| &p.rp.name == n) {
-                Some(i) => out.push(i),
-                None => unknown.push(n.as_str()),
-            }
+        let known: Vec<&str> = self.procs.iter().map(|p| p.rp.name.as_str()).collect();
+        let asked: Vec<&str> = names.iter().map(String::as_str).collect();
+        if let Some(msg) = crate::status::unknown_names(&asked, &known) {
+            return Err(msg);
         }
-        if unknown.is_empty() {
-            Ok(out)
-        } else {
-            let valid: Vec<&str> = self.procs.iter().map(|p| p.rp.name.as_str()).collect();
-            Err(format!(
-                "unknown process{} {}; valid names: {}",
-                if unknown.len() > 1 { "es" } else { "" },
-                unknown.join(", "),
-                valid.join(", ")
-            ))
-        }
+        Ok(asked
+            .iter()
+            .filter_map(|n| known.iter().position(|k| k == n))
+            .collect())
     }
 
     // ---- events and status -------------------------------------------------
