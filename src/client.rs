@@ -453,7 +453,7 @@ fn report_recovery(paths: &SpacePaths) -> bool {
 /// The server process still runs (a zombie waiting for its parent to reap it
 /// has finished: a `--no-tui` server is the child of whoever started it).
 fn server_alive(pid: u32) -> bool {
-    sys::pid_exists(pid) && crate::procfs::read_proc(pid).is_none_or(|p| p.state != 'Z')
+    crate::server::process_runs(pid)
 }
 
 fn down_without_server(space_dir: &Path) -> ExitCode {
@@ -462,7 +462,7 @@ fn down_without_server(space_dir: &Path) -> ExitCode {
         return ExitCode::SUCCESS;
     };
     // A live server that holds the lock but does not answer is not ours to judge.
-    match space::try_lock(&paths) {
+    match crate::server::lock_space(&paths) {
         Ok(lock) => {
             if !report_recovery(&paths) {
                 println!("the space is not running; nothing to stop");
@@ -670,7 +670,7 @@ fn start_server(
         eprintln!("mew: {e}");
         ExitCode::FAILURE
     })?;
-    match space::try_lock(&paths) {
+    match crate::server::lock_space(&paths) {
         Ok(lock) => {
             // A crashed server's leftovers go first, and the user hears of it
             // (the new server's own report would only reach its log file).

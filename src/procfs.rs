@@ -265,6 +265,23 @@ pub fn descendants(root: u32, all: &[ProcInfo]) -> Vec<u32> {
     out
 }
 
+/// Whether a process is on its way out: a zombie, or exiting (`PF_EXITING`
+/// in the `flags` field of `stat`: its memory may be gone while its files,
+/// and so its locks, are still open). `false` when it does not exist.
+pub fn is_ending(pid: u32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(close) = text.rfind(')') else {
+        return false;
+    };
+    let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    let state = rest.first().and_then(|s| s.chars().next());
+    let flags = rest.get(6).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    matches!(state, Some('Z') | Some('X')) || flags & PF_EXITING != 0
+}
+
 /// The value of one environment variable a process was started with.
 pub fn env_var(pid: u32, key: &str) -> Option<String> {
     let env = fs::read(format!("/proc/{pid}/environ")).ok()?;
@@ -278,6 +295,21 @@ pub fn env_var(pid: u32, key: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_zombie_is_ending_a_running_process_is_not() {
+        assert!(!is_ending(std::process::id()));
+        let mut child = std::process::Command::new("/bin/true").spawn().unwrap();
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !is_ending(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // Another test's reaper may have reaped it already: then it is gone.
+        assert!(is_ending(pid) || !std::path::Path::new(&format!("/proc/{pid}")).exists());
+        let _ = child.wait();
+        assert!(!is_ending(u32::MAX - 1));
+    }
+
     #[test]
     fn tree_usage_sums_a_process_and_its_children() {
         let mut child = std::process::Command::new("/bin/sh")

@@ -83,6 +83,29 @@ pub fn free_port(port: u16) -> Option<u16> {
     (port..=port.saturating_add(100)).find(|&p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok())
 }
 
+/// Whether a process runs (one that is gone, a zombie, or one that is
+/// exiting, does not).
+pub fn process_runs(pid: u32) -> bool {
+    sys::pid_exists(pid) && !crate::procfs::is_ending(pid)
+}
+
+/// Take the space lock. A lock still held by a server that is exiting (its
+/// memory already gone, its files not yet closed) is waited for, briefly:
+/// `down` followed at once by `up` must not be refused.
+pub fn lock_space(paths: &SpacePaths) -> Result<space::SpaceLock, space::LockError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        match space::try_lock(paths) {
+            Err(space::LockError::Held { pid: Some(pid) })
+                if !process_runs(pid) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Kill what a crashed server left behind (recorded groups, and anything
 /// carrying its run marker). Returns how many processes were signalled.
 pub fn recover(paths: &SpacePaths) -> Option<(u32, usize)> {
@@ -153,7 +176,7 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         eprintln!("mew: {e}");
         return 1;
     }
-    let mut lock = match space::try_lock(&paths) {
+    let mut lock = match lock_space(&paths) {
         Ok(l) => l,
         Err(space::LockError::Held { pid, .. }) => {
             let pid = pid.map_or("unknown pid".to_string(), |p| format!("pid {p}"));
