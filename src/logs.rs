@@ -119,6 +119,9 @@ pub struct LogWriter {
     /// it is whole lines. After a failed write (a full disk may take part of
     /// a line), the file is cut back to its last whole line.
     synced: u64,
+    /// The file has not been opened by this writer yet (it may end with
+    /// part of a line left by a killed server).
+    file_unseen: bool,
 }
 
 impl LogWriter {
@@ -139,6 +142,7 @@ impl LogWriter {
             last_try: None,
             pending: 0,
             synced: 0,
+            file_unseen: true,
         };
         w.reopen();
         w
@@ -152,6 +156,19 @@ impl LogWriter {
         match opened {
             Ok(f) => {
                 let mut len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                if self.file_unseen && len > 0 {
+                    // A server killed in the middle of a write can leave part
+                    // of a line at the end: cut it, so every line stays whole.
+                    let from = len.saturating_sub(64 * 1024);
+                    if let Ok((keep, _)) = whole_lines_after(&path, from, len)
+                        && keep < len
+                        && (keep > from || from == 0)
+                        && f.set_len(keep).is_ok()
+                    {
+                        len = keep;
+                    }
+                }
+                self.file_unseen = false;
                 if self.degraded.is_some() && len > self.synced {
                     // A failed write may have left part of a line (and some
                     // whole ones) after the last good flush: keep the whole
@@ -605,6 +622,25 @@ mod tests {
             "{text}"
         );
         assert!(lines[3].ends_with(" | five"), "{text}");
+    }
+
+    #[test]
+    fn a_partial_line_left_by_a_killed_writer_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = log_path(dir.path(), "p");
+        fs::write(
+            &path,
+            b"2026-01-01T00:00:00.000+00:00 | whole\n2026-01-01T00:0",
+        )
+        .unwrap();
+        let mut w = LogWriter::open(dir.path(), "p", 1 << 20, 1);
+        w.write_line(1_700_000_000_000, "next");
+        w.flush();
+        let text = fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(lines[0].ends_with("| whole"));
+        assert!(lines[1].ends_with("| next"));
     }
 
     #[test]
