@@ -15,16 +15,20 @@ fn up(space: &Space, extra: &[&str]) -> common::Output {
     run(cmd, T)
 }
 
-/// Lines of `name`'s log without their timestamps.
-fn log_lines(space: &Space, name: &str) -> Vec<String> {
-    let records = mew::logs::read_logs(
+/// The records of `name`'s log files.
+fn records(space: &Space, name: &str) -> Vec<mew::logs::LogRecord> {
+    mew::logs::read_logs(
         &space.path().join(".mew/logs"),
         &[name.to_string()],
         None,
         None,
     )
-    .expect("read logs");
-    records
+    .expect("read logs")
+}
+
+/// Lines of `name`'s log without their timestamps (events marked `* `).
+fn log_lines(space: &Space, name: &str) -> Vec<String> {
+    records(space, name)
         .into_iter()
         .map(|r| {
             if r.event {
@@ -38,31 +42,20 @@ fn log_lines(space: &Space, name: &str) -> Vec<String> {
 
 /// Times of the events of `name` whose text is exactly `text`.
 fn exact_event_times(space: &Space, name: &str, text: &str) -> Vec<u64> {
-    mew::logs::read_logs(
-        &space.path().join(".mew/logs"),
-        &[name.to_string()],
-        None,
-        None,
-    )
-    .expect("read logs")
-    .into_iter()
-    .filter(|r| r.event && r.text == text)
-    .map(|r| r.at)
-    .collect()
+    records(space, name)
+        .into_iter()
+        .filter(|r| r.event && r.text == text)
+        .map(|r| r.at)
+        .collect()
 }
 
+/// Times of the events of `name` whose text contains `needle`.
 fn event_times(space: &Space, name: &str, needle: &str) -> Vec<u64> {
-    mew::logs::read_logs(
-        &space.path().join(".mew/logs"),
-        &[name.to_string()],
-        None,
-        None,
-    )
-    .expect("read logs")
-    .into_iter()
-    .filter(|r| r.event && r.text.contains(needle))
-    .map(|r| r.at)
-    .collect()
+    records(space, name)
+        .into_iter()
+        .filter(|r| r.event && r.text.contains(needle))
+        .map(|r| r.at)
+        .collect()
 }
 
 #[test]
