@@ -422,6 +422,24 @@ pub fn resolve(cfg: &SpaceConfig, ctx: &ResolveContext) -> (Vec<ResolvedProcess>
     resolve_with_env(cfg, ctx, &|k| std::env::var(k).ok())
 }
 
+/// `${NAME}` in interpolation: a built-in, then the process's own env (later
+/// entries win), then mew's environment.
+fn lookup_var(
+    name: &str,
+    builtin: &dyn Fn(&str) -> Option<String>,
+    env: &[(String, String)],
+    os_env: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    builtin(name)
+        .or_else(|| {
+            env.iter()
+                .rev()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        })
+        .or_else(|| os_env(name))
+}
+
 /// [`resolve`] with an explicit environment lookup.
 pub fn resolve_with_env(
     cfg: &SpaceConfig,
@@ -476,31 +494,13 @@ fn resolve_one(
     // Config env: each value may use the built-ins, env_file, earlier entries, the OS.
     for (k, v) in &p.env {
         let (value, unset) = {
-            let lookup = |name: &str| {
-                builtin(name)
-                    .or_else(|| {
-                        env.iter()
-                            .rev()
-                            .find(|(n, _)| n == name)
-                            .map(|(_, v)| v.clone())
-                    })
-                    .or_else(|| os_env(name))
-            };
+            let lookup = |name: &str| lookup_var(name, &builtin, &env, os_env);
             interpolate(v, &lookup)
         };
         warn(&format!("env.{k}"), unset);
         env.push((k.clone(), value));
     }
-    let lookup = |name: &str| {
-        builtin(name)
-            .or_else(|| {
-                env.iter()
-                    .rev()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, v)| v.clone())
-            })
-            .or_else(|| os_env(name))
-    };
+    let lookup = |name: &str| lookup_var(name, &builtin, &env, os_env);
     let mut field = |what: &str, s: &str| {
         let (v, unset) = interpolate(s, &lookup);
         warn(what, unset);

@@ -142,6 +142,12 @@ impl App {
     /// Called on every attached client once a quit was confirmed.
     pub fn quitting(&mut self) {
         self.quitting = true;
+        self.drop_transient();
+    }
+
+    /// Forget what belongs to the moment: focus, a half-typed prefix,
+    /// dialogs, help, copy mode, search editing.
+    fn drop_transient(&mut self) {
         self.focused = false;
         self.prefix_armed = false;
         self.help = false;
@@ -161,12 +167,7 @@ impl App {
     /// dialogs, help, copy mode, the footer message), and every pane's size
     /// is sent again for the new terminal.
     pub fn resume(&mut self) {
-        self.focused = false;
-        self.prefix_armed = false;
-        self.help = false;
-        self.confirm = None;
-        self.copy = None;
-        self.search.editing = false;
+        self.drop_transient();
         self.message = None;
         self.sent_sizes.clear();
     }
