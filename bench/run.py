@@ -39,7 +39,8 @@ WL = BENCH / "wl"
 TOOLS = BENCH / ".tools"
 WORK = BENCH / "work"
 RESULTS = BENCH / "results"
-MEW = ROOT / "target" / "release" / "mew"
+# MEW_BENCH_BIN compares another build (implies --no-build).
+MEW = Path(os.environ.get("MEW_BENCH_BIN") or ROOT / "target" / "release" / "mew")
 CLK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TAG = "MEW_BENCH_TAG"
@@ -1088,7 +1089,7 @@ def main():
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
 
-    if not args.no_build:
+    if not args.no_build and "MEW_BENCH_BIN" not in os.environ:
         log("building: cargo build --release --locked")
         subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)
     if not MEW.exists():

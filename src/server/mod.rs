@@ -62,8 +62,7 @@ pub fn load_config(args: &SpaceArgs) -> Result<SpaceConfig, ExitCode> {
 
 /// Run the server until the space is down. Creates the async runtime.
 pub fn run(cfg: SpaceConfig, opts: ServeOptions) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

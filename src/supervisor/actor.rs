@@ -1175,18 +1175,19 @@ async fn read_output(
     // A process that exited may leave a writer behind: drain at most this much.
     let mut drain_budget: usize = 4 << 20;
     loop {
-        let n = if finishing {
+        // `hot`: the output was already waiting (a flood), not awaited.
+        let (n, hot) = if finishing {
             match pty.try_read(&mut buf) {
                 Ok(Some(n)) if drain_budget > 0 => {
                     drain_budget = drain_budget.saturating_sub(n);
-                    n
+                    (n, true)
                 }
-                _ => 0,
+                _ => (0, false),
             }
         } else {
             tokio::select! {
                 biased;
-                r = pty.read(&mut buf) => r.unwrap_or(0),
+                r = pty.read_waited(&mut buf) => r.map_or((0, false), |(n, waited)| (n, !waited)),
                 _ = finish.wait() => { finishing = true; continue; }
             }
         };
@@ -1208,9 +1209,13 @@ async fn read_output(
         // A process that never stops printing keeps its PTY always readable,
         // so this loop would run for tokio's whole coop budget (128 reads)
         // before another task gets a worker: under a flood, clients waited
-        // for seconds and `status` timed out. Yield after every chunk so the
-        // server stays responsive.
-        tokio::task::yield_now().await;
+        // for seconds and `status` timed out. Yield after every chunk that
+        // was already waiting so the server stays responsive. A chunk that
+        // was awaited parks the task anyway; yielding there too cost a
+        // wake-up of the other worker for every line a quiet program wrote.
+        if hot {
+            tokio::task::yield_now().await;
+        }
     }
     capture.flush(&mut |line| lines.push(line.text));
     out.deliver(&mut lines).await;

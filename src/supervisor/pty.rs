@@ -8,6 +8,7 @@
 use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::task::Poll;
 
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
@@ -29,10 +30,25 @@ impl Pty {
 
     /// Read what is available; `Ok(0)` at end of file (slave closed).
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_waited(buf).await.map(|(n, _)| n)
+    }
+
+    /// Read what is available, and say whether the read had to wait for it:
+    /// `false` means the output was already there (the program writes
+    /// faster than it is read).
+    pub async fn read_waited(&self, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+        let mut waited = false;
         loop {
-            let mut guard = self.fd.readable().await?;
+            let ready = std::future::poll_fn(|cx| Poll::Ready(self.fd.poll_read_ready(cx))).await;
+            let mut guard = match ready {
+                Poll::Ready(guard) => guard?,
+                Poll::Pending => {
+                    waited = true;
+                    self.fd.readable().await?
+                }
+            };
             match guard.try_io(|fd| sys::read_fd(fd.get_ref(), buf)) {
-                Ok(result) => return result,
+                Ok(result) => return result.map(|n| (n, waited)),
                 Err(_would_block) => continue,
             }
         }
