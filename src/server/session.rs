@@ -293,8 +293,9 @@ async fn session_loop(
                     }
                 }
             }
-            _ = std::future::ready(()), if more_output => { dirty = true; }
-            _ = &mut notified => { dirty = true; }
+            // New output: the check at the top decides whether it is on screen.
+            _ = std::future::ready(()), if more_output => {}
+            _ = &mut notified => {}
             r = status_rx.changed() => {
                 if r.is_err() { return End::SpaceDown; }
                 dirty = true;

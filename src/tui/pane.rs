@@ -273,6 +273,12 @@ pub(crate) fn render_screen(
                 continue;
             }
             let s = cell.contents();
+            if s.is_empty() && is_plain(cell) {
+                // Most of a pane is blank: no symbol, no style to convert.
+                bc.reset();
+                c += 1;
+                continue;
+            }
             bc.set_symbol(if s.is_empty() { " " } else { s });
             let mut m = Modifier::empty();
             if cell.bold() {
@@ -316,6 +322,13 @@ pub(crate) fn render_screen(
     }
     let (r, c) = (cr - shift, cc);
     (r < area.height && c < area.width).then(|| Position::new(area.x + c, area.y + r))
+}
+
+/// A cell with the terminal's default colours and no attributes.
+fn is_plain(cell: &vt100::Cell) -> bool {
+    cell.fgcolor() == vt100::Color::Default
+        && cell.bgcolor() == vt100::Color::Default
+        && !(cell.bold() || cell.dim() || cell.italic() || cell.underline() || cell.inverse())
 }
 
 fn decorate_row(
