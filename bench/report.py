@@ -120,15 +120,20 @@ def markdown(res: dict) -> str:
     if "idle" in W:
         w = W["idle"]
         out.append(f"### Idle: 20 processes, one short line every 100 ms, {p.get('idle_window_s')} s window\n")
-        out.append("| tool | orchestrator CPU (% of one core) | orchestrator RSS |")
-        out.append("|---|---|---|")
+        out.append("| tool | orchestrator CPU (% of one core) | orchestrator RSS (sum of VmRSS) "
+                   "| memory mapped, shared pages once |")
+        out.append("|---|---|---|---|")
         for k, d in rows(w):
             if "error" in d:
-                out.append(f"| {d.get('label', k)} | not measured | |")
+                out.append(f"| {d.get('label', k)} | not measured | | |")
                 notes.append(f"Idle, {d.get('label', k)}: {d['error']}")
                 continue
-            out.append(f"| {d.get('label', k)} | {cell(d, 'cpu_pct', '%')} | {cell(d, 'rss_mb', 'MB')} |")
+            once = cell(d, 'once_mb', 'MB') if 'once_mb' in d else "—"
+            out.append(f"| {d.get('label', k)} | {cell(d, 'cpu_pct', '%')} | {cell(d, 'rss_mb', 'MB')} | {once} |")
         out.append("")
+        out.append("The RSS column is the targets' measure. With a server and a client (mew's TUI) the "
+                   "sum counts every page both map (the binary's code, libc) twice; the last column "
+                   "counts each physical page once (`/proc/PID/pagemap`).\n")
     for n in (100, 500):
         w = W.get(f"scale:{n}")
         if not w:

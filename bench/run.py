@@ -95,6 +95,33 @@ def proc_rss(pid: int) -> int:
     return 0
 
 
+def mapped_once(pids: list[int]) -> int:
+    """Bytes of physical memory mapped by these processes, each page counted
+    once (read from /proc/PID/pagemap; needs root for the frame numbers, 0
+    without). Summed VmRSS counts a page shared by two processes (the binary's
+    code in a server and its client, libc) twice."""
+    frames: set[int] = set()
+    for pid in pids:
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+            with open(f"/proc/{pid}/pagemap", "rb") as pm:
+                for line in maps:
+                    lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+                    if "[vsyscall]" in line:
+                        continue
+                    pm.seek(lo // PAGE * 8)
+                    data = pm.read((hi - lo) // PAGE * 8)
+                    for (e,) in struct.iter_unpack("<Q", data):
+                        if e >> 63 & 1:
+                            pfn = e & ((1 << 55) - 1)
+                            if pfn == 0:
+                                return 0  # no frame numbers without root
+                            frames.add(pfn)
+        except (OSError, ValueError):
+            continue
+    return len(frames) * PAGE
+
+
 def alive(pid: int) -> bool:
     """True while the process exists and is not a zombie."""
     try:
@@ -700,7 +727,7 @@ class Bench:
         log(f"idle: 20 x tick.sh, {window:.0f}s window")
 
         def one(t: Tool):
-            pcts, rsss = [], []
+            pcts, rsss, once = [], [], []
             for rep in range(self.reps):
                 d = self.dir(f"idle-{t.name}")
                 cmds = {f"p{i:02d}": f"sh {WL}/tick.sh p{i:02d}" for i in range(20)}
@@ -716,9 +743,13 @@ class Bench:
                     c1, w1 = sum(proc_cpu(p) for p in pids), time.monotonic()
                     pcts.append(100.0 * (c1 - c0) / (w1 - w0))
                     rsss.append(sum(proc_rss(p) for p in pids) / 1e6)
+                    once.append(mapped_once(pids) / 1e6)
                 finally:
                     self.stop_quietly(t)
-            return {"cpu_pct": summary(pcts), "rss_mb": summary(rsss)}
+            r = {"cpu_pct": summary(pcts), "rss_mb": summary(rsss)}
+            if all(x > 0 for x in once):
+                r["once_mb"] = summary(once)
+            return r
 
         self.each_tool("idle", one)
 

@@ -77,6 +77,9 @@ pub fn run(cfg: SpaceConfig, opts: ServeOptions) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// At shutdown, how long the server waits for its clients to take their last frames.
+const CLIENT_DRAIN: Duration = Duration::from_secs(1);
+
 /// Find a free TCP port, starting at `port`.
 pub fn free_port(port: u16) -> Option<u16> {
     (port..=port.saturating_add(100)).find(|&p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok())
@@ -318,11 +321,20 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         gone_tx,
     });
     let accept_ctx = ctx.clone();
-    tokio::spawn(async move {
+    // Every connection holds a clone of `conn_tx`; when the space is gone the
+    // server waits until all are dropped (each client has its last frames),
+    // bounded by CLIENT_DRAIN.
+    let (conn_tx, mut conn_rx) = mpsc::channel::<()>(1);
+    let accept = tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
-                    tokio::spawn(serve_client(stream, accept_ctx.clone()));
+                    let alive = conn_tx.clone();
+                    let ctx = accept_ctx.clone();
+                    tokio::spawn(async move {
+                        serve_client(stream, ctx).await;
+                        drop(alive);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!("accept failed: {e}");
@@ -410,8 +422,10 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     let _ = std::fs::remove_file(&paths.socket);
     let _ = std::fs::remove_file(&paths.socket_record);
     let _ = space::unregister(&space_dir);
-    // Give clients streaming the shutdown a moment to read their last frames.
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Clients streaming the shutdown (attached TUIs, `logs -f`, `down`) get
+    // their last frames: wait until every connection has ended.
+    accept.abort();
+    let _ = tokio::time::timeout(CLIENT_DRAIN, conn_rx.recv()).await;
     drop(lock);
     code.unwrap_or(0)
 }
@@ -603,8 +617,19 @@ async fn serve_client(stream: UnixStream, ctx: Arc<Ctx>) {
     }
     tracing::debug!(?kind, "client connected");
     let mut streams: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    let mut gone = ctx.gone_tx.subscribe();
+    let mut space_gone = false;
     loop {
-        let frame = match protocol::read_frame(&mut rd).await {
+        // `read_frame` is not cancel-safe, but a connection whose space is
+        // gone reads nothing more.
+        let frame = tokio::select! {
+            f = protocol::read_frame(&mut rd) => f,
+            _ = gone.wait_for(|g| *g) => {
+                space_gone = true;
+                break;
+            }
+        };
+        let frame = match frame {
             Ok(Some(f)) => f,
             Ok(None) => break,
             Err(e) => {
@@ -685,7 +710,12 @@ async fn serve_client(stream: UnixStream, ctx: Arc<Ctx>) {
         }
     }
     for s in streams {
-        s.abort();
+        if space_gone {
+            // They end with the space, after their last message.
+            let _ = s.await;
+        } else {
+            s.abort();
+        }
     }
     drop(tx);
     let _ = writer.await;

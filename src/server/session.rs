@@ -21,8 +21,12 @@ use crate::status::SpaceStatus;
 use crate::supervisor::Shared;
 use crate::tui::{Action, App, PaneSource, RemoteRenderer, osc52_copy};
 
-/// At most one frame per this interval per client (output is coalesced).
-const FRAME_INTERVAL: Duration = Duration::from_millis(16);
+/// At most one frame per this interval per client (output is coalesced):
+/// 30 a second. A flood is caught up by the emulator once per frame, and
+/// what arrives between two frames beyond the scrollback is never emulated,
+/// so the frame rate bounds what a flood costs (at 60 a second, twice the
+/// frames, each emulating up to the scrollback's worth). Keys are not paced.
+const FRAME_INTERVAL: Duration = Duration::from_millis(33);
 /// For this long after a key, frames are not paced: the echo of what the
 /// user typed is drawn the moment it arrives.
 const INTERACTIVE: Duration = Duration::from_millis(100);
