@@ -669,44 +669,87 @@ class Bench:
             finally:
                 reap_all()
 
+    def each_tool_interleaved(self, wl: str, sample, tools=None):
+        """Like each_tool, but repetition-major: repetition 1 of every tool,
+        then repetition 2 of every tool... so a burst of load from elsewhere
+        on the machine spreads over all tools instead of skewing one tool's
+        ratio. `sample(t)` measures once and returns {key: value}; a key is
+        summarised when every repetition has it (and, for once_mb, when it
+        could be read)."""
+        kind = "throughput" if wl == "big" else wl.split(":")[0]
+        live = []
+        for t in tools or self.tools:
+            if kind not in t.supports:
+                continue
+            why = t.available()
+            if why:
+                self.record(wl, t.name, {"label": t.label, "error": why})
+                log(f"  {wl} {t.name}: not measured: {why}")
+                continue
+            live.append(t)
+        samples = {t.name: [] for t in live}
+        failed = set()
+        for rep in range(self.reps):
+            for t in live:
+                if t.name in failed:
+                    continue
+                try:
+                    samples[t.name].append(sample(t))
+                except (Unavailable, Timeout, RuntimeError, OSError, subprocess.SubprocessError) as e:
+                    failed.add(t.name)
+                    self.record(wl, t.name, {"label": t.label, "error": f"{type(e).__name__}: {e}"})
+                    log(f"  {wl} {t.name}: FAILED: {e}")
+                    if self.args.verbose:
+                        traceback.print_exc()
+                finally:
+                    reap_all()
+        for t in live:
+            if t.name in failed:
+                continue
+            got = samples[t.name]
+            keys = set(got[0]) if got else set()
+            for g in got[1:]:
+                keys &= set(g)
+            data = {k: summary([g[k] for g in got]) for k in sorted(keys)
+                    if not (k == "once_mb" and any(g[k] <= 0 for g in got))}
+            data["label"] = t.label
+            self.record(wl, t.name, data)
+            log(f"  {wl} {t.name}: " + ", ".join(
+                f"{k}={v['median']:.4g}" for k, v in data.items() if isinstance(v, dict) and "median" in v))
+
     # -- throughput and fan-out: N processes x L lines, time until all have written
 
     def lines(self, wl: str, nprocs: int, nlines: int, tools=None):
         log(f"{wl}: {nprocs} x {nlines} lines")
 
-        def one(t: Tool):
-            times, cpus = [], []
-            for rep in range(self.reps):
-                d = self.dir(f"{wl.replace(':', '-')}-{t.name}")
-                fifo = Fifo(d / "done.fifo")
-                cmds = {f"p{i:02d}": f"sh {WL}/lines.sh {nlines} {d}/done.fifo; exec sleep 600"
-                        for i in range(nprocs)}
-                try:
-                    t.prepare(d, cmds)
-                    cpu0 = None
-                    if isinstance(t, Pm2):
-                        cpu0 = sum(proc_cpu(p) for p in t.orch_pids() or [])
-                    t0 = time.monotonic()
-                    t.start(d, cmds)
-                    t1 = fifo.wait(nprocs, timeout=600)
-                    pids = t.orch_pids()
-                    cpu = sum(proc_cpu(p) for p in pids)
-                    if cpu0 is not None:
-                        cpu -= cpu0
-                    times.append(t1 - t0)
-                    if pids:
-                        cpus.append(cpu)
-                    elif not isinstance(t, Floor):
-                        raise RuntimeError("could not find the orchestrator's processes")
-                finally:
-                    fifo.close()
-                    self.stop_quietly(t)
-            r = {"time_s": summary(times)}
-            if cpus:
-                r["cpu_s"] = summary(cpus)
-            return r
+        def sample(t: Tool):
+            d = self.dir(f"{wl.replace(':', '-')}-{t.name}")
+            fifo = Fifo(d / "done.fifo")
+            cmds = {f"p{i:02d}": f"sh {WL}/lines.sh {nlines} {d}/done.fifo; exec sleep 600"
+                    for i in range(nprocs)}
+            try:
+                t.prepare(d, cmds)
+                cpu0 = None
+                if isinstance(t, Pm2):
+                    cpu0 = sum(proc_cpu(p) for p in t.orch_pids() or [])
+                t0 = time.monotonic()
+                t.start(d, cmds)
+                t1 = fifo.wait(nprocs, timeout=600)
+                pids = t.orch_pids()
+                cpu = sum(proc_cpu(p) for p in pids)
+                if cpu0 is not None:
+                    cpu -= cpu0
+                r = {"time_s": t1 - t0}
+                if pids:
+                    r["cpu_s"] = cpu
+                elif not isinstance(t, Floor):
+                    raise RuntimeError("could not find the orchestrator's processes")
+                return r
+            finally:
+                fifo.close()
+                self.stop_quietly(t)
 
-        self.each_tool(wl, one, tools)
+        self.each_tool_interleaved(wl, sample, tools)
 
     def stop_quietly(self, t: Tool):
         try:
@@ -726,32 +769,26 @@ class Bench:
         warm = 2.0
         log(f"idle: 20 x tick.sh, {window:.0f}s window")
 
-        def one(t: Tool):
-            pcts, rsss, once = [], [], []
-            for rep in range(self.reps):
-                d = self.dir(f"idle-{t.name}")
-                cmds = {f"p{i:02d}": f"sh {WL}/tick.sh p{i:02d}" for i in range(20)}
-                try:
-                    t.prepare(d, cmds)
-                    t.start(d, cmds)
-                    time.sleep(warm)
-                    pids = t.orch_pids()
-                    if not pids:
-                        raise RuntimeError("could not find the orchestrator's processes")
-                    c0, w0 = sum(proc_cpu(p) for p in pids), time.monotonic()
-                    time.sleep(window)
-                    c1, w1 = sum(proc_cpu(p) for p in pids), time.monotonic()
-                    pcts.append(100.0 * (c1 - c0) / (w1 - w0))
-                    rsss.append(sum(proc_rss(p) for p in pids) / 1e6)
-                    once.append(mapped_once(pids) / 1e6)
-                finally:
-                    self.stop_quietly(t)
-            r = {"cpu_pct": summary(pcts), "rss_mb": summary(rsss)}
-            if all(x > 0 for x in once):
-                r["once_mb"] = summary(once)
-            return r
+        def sample(t: Tool):
+            d = self.dir(f"idle-{t.name}")
+            cmds = {f"p{i:02d}": f"sh {WL}/tick.sh p{i:02d}" for i in range(20)}
+            try:
+                t.prepare(d, cmds)
+                t.start(d, cmds)
+                time.sleep(warm)
+                pids = t.orch_pids()
+                if not pids:
+                    raise RuntimeError("could not find the orchestrator's processes")
+                c0, w0 = sum(proc_cpu(p) for p in pids), time.monotonic()
+                time.sleep(window)
+                c1, w1 = sum(proc_cpu(p) for p in pids), time.monotonic()
+                return {"cpu_pct": 100.0 * (c1 - c0) / (w1 - w0),
+                        "rss_mb": sum(proc_rss(p) for p in pids) / 1e6,
+                        "once_mb": mapped_once(pids) / 1e6}
+            finally:
+                self.stop_quietly(t)
 
-        self.each_tool("idle", one)
+        self.each_tool_interleaved("idle", sample)
 
     # -- scale: N x sleep 600, up until all marked, stop until none left
 
@@ -759,41 +796,35 @@ class Bench:
         wl = f"scale:{n}"
         log(f"{wl}: {n} x sleep 600")
 
-        def one(t: Tool):
-            ups, downs, rsss, cmd_ret = [], [], [], []
-            for rep in range(self.reps):
-                d = self.dir(f"scale{n}-{t.name}")
-                marks = d / "marks"
-                marks.mkdir()
-                cmds = {f"p{i:03d}": f"sh {WL}/idle.sh {marks} p{i:03d}" for i in range(n)}
-                try:
-                    t.prepare(d, cmds)
-                    t0 = time.monotonic()
-                    t.start(d, cmds)
-                    t1 = wait_until(lambda: len(os.listdir(marks)) >= n, 120, 0.002, f"{n} markers")
-                    ups.append(t1 - t0)
-                    # the markers come just before exec: wait for the sleeps themselves
-                    sleeps = wait_until(lambda: len(x := find_tagged(["sleep", "600"])) >= n and x, 30, 0.01,
-                                        "the sleeps")
-                    sleeps = find_tagged(["sleep", "600"])
-                    time.sleep(0.3)
-                    pids = t.orch_pids()
-                    rsss.append(sum(proc_rss(p) for p in pids) / 1e6)
-                    s0 = time.monotonic()
-                    p = t.stop()
-                    s1 = wait_until(lambda: not any(alive(x) for x in sleeps), 60, 0.001, "every sleep to end")
-                    downs.append(s1 - s0)
-                    if p is not None:
-                        p.wait(timeout=60)
-                        cmd_ret.append(time.monotonic() - s0)
-                finally:
-                    self.stop_quietly(t)
-            r = {"up_s": summary(ups), "down_s": summary(downs), "rss_mb": summary(rsss)}
-            if cmd_ret:
-                r["stop_cmd_s"] = summary(cmd_ret)
-            return r
+        def sample(t: Tool):
+            d = self.dir(f"scale{n}-{t.name}")
+            marks = d / "marks"
+            marks.mkdir()
+            cmds = {f"p{i:03d}": f"sh {WL}/idle.sh {marks} p{i:03d}" for i in range(n)}
+            try:
+                t.prepare(d, cmds)
+                t0 = time.monotonic()
+                t.start(d, cmds)
+                t1 = wait_until(lambda: len(os.listdir(marks)) >= n, 120, 0.002, f"{n} markers")
+                r = {"up_s": t1 - t0}
+                # the markers come just before exec: wait for the sleeps themselves
+                wait_until(lambda: len(find_tagged(["sleep", "600"])) >= n, 30, 0.01, "the sleeps")
+                sleeps = find_tagged(["sleep", "600"])
+                time.sleep(0.3)
+                pids = t.orch_pids()
+                r["rss_mb"] = sum(proc_rss(p) for p in pids) / 1e6
+                s0 = time.monotonic()
+                p = t.stop()
+                s1 = wait_until(lambda: not any(alive(x) for x in sleeps), 60, 0.001, "every sleep to end")
+                r["down_s"] = s1 - s0
+                if p is not None:
+                    p.wait(timeout=60)
+                    r["stop_cmd_s"] = time.monotonic() - s0
+                return r
+            finally:
+                self.stop_quietly(t)
 
-        self.each_tool(wl, one)
+        self.each_tool_interleaved(wl, sample)
 
     # -- orphans
 

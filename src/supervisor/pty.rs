@@ -48,7 +48,18 @@ impl Pty {
                 }
             };
             match guard.try_io(|fd| sys::read_fd(fd.get_ref(), buf)) {
-                Ok(result) => return result.map(|n| (n, waited)),
+                Ok(result) => {
+                    // A PTY read returns all that is there: a short one
+                    // drained it. Clearing the readiness now saves the read
+                    // that would only say EAGAIN (one of four syscalls per
+                    // line of a quiet program). Output arriving later is a
+                    // new edge of the edge-triggered registration, so it is
+                    // never missed.
+                    if matches!(result, Ok(n) if n > 0 && n < buf.len()) {
+                        guard.clear_ready_matching(tokio::io::Ready::READABLE);
+                    }
+                    return result.map(|n| (n, waited));
+                }
                 Err(_would_block) => continue,
             }
         }

@@ -100,6 +100,7 @@ impl LazyScreen {
 
     /// Feed everything pending to the emulator (creating it if needed).
     fn catch_up(&mut self) -> &mut Screen {
+        self.keep_last_lines();
         let (rows, cols, scrollback) = (self.rows, self.cols, self.scrollback);
         let screen = self
             .screen
@@ -121,6 +122,32 @@ impl LazyScreen {
             }
         }
         screen
+    }
+
+    /// Before a catch-up: when the pending bytes hold more lines than the
+    /// screen and its scrollback can show, only the last of them can still
+    /// be seen; the older ones are dropped unemulated (and the gap is
+    /// marked). Under a flood this halves what vt100 processes per frame.
+    fn keep_last_lines(&mut self) {
+        // Three lines fewer: the gap's note (a blank line and the note) stays
+        // at the top of the scrollback, where scrolling up finds it, with the
+        // cursor's line after the last one kept.
+        let keep = self
+            .scrollback
+            .saturating_add(usize::from(self.rows))
+            .saturating_sub(3);
+        let mut seen = 0usize;
+        let cut = self.pending.iter().rposition(|&b| {
+            if b == b'\n' {
+                seen += 1;
+            }
+            seen > keep
+        });
+        if let Some(i) = cut {
+            let cut = i + 1;
+            self.skipped += cut as u64;
+            self.pending.drain(..cut);
+        }
     }
 
     /// The emulator, up to date.
@@ -234,6 +261,34 @@ mod tests {
         assert!(vt.contains("line 99999"), "{vt}");
         // What was kept still fills the whole scrollback.
         assert_eq!(s.screen().scrollback_len(), 10);
+    }
+
+    #[test]
+    fn a_catch_up_emulates_only_the_lines_that_can_still_be_seen() {
+        // Wide enough for the note to take one row.
+        let mut s = LazyScreen::new(5, 100, 10);
+        s.push(b"\x1b[31m");
+        for i in 0..100 {
+            s.push(format!("line {i}\r\n").as_bytes());
+        }
+        let screen = s.screen();
+        assert_eq!(screen.scrollback_len(), 10);
+        screen.set_view_offset(10);
+        let top = screen.vt().contents();
+        screen.set_view_offset(0);
+        // The oldest visible line is the note, then the newest 12 lines.
+        assert!(top.starts_with("\n[mew: "), "{top}");
+        assert!(top.contains("of output not shown here"), "{top}");
+        assert!(top.contains("line 88"), "{top}");
+        assert!(!top.contains("line 87"), "{top}");
+        assert!(s.screen().vt().contents().contains("line 99"));
+        // Fewer lines than fit are all emulated, without a note.
+        let mut s = LazyScreen::new(5, 40, 10);
+        for i in 0..12 {
+            s.push(format!("line {i}\r\n").as_bytes());
+        }
+        assert_eq!(s.screen().scrollback_len(), 8);
+        assert_eq!(s.skipped, 0);
     }
 
     #[test]
