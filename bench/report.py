@@ -106,6 +106,11 @@ def markdown(res: dict) -> str:
                f"Machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('mem_gb')} GiB, Linux {m.get('kernel')}.")
     v = m.get("versions", {})
     out.append("Versions: " + ", ".join(f"{k} `{x}`" for k, x in v.items() if x) + ".")
+    for mg in res.get("merged", []):
+        wl = mg.get("workloads")
+        wl = ", ".join(wl) if isinstance(wl, list) else wl
+        out.append(f"\nRe-measured by run `{mg.get('run_id')}` of {mg.get('date')} (`--merge`, same machine, "
+                   f"every tool again): {wl}.")
     size = res.get("binary_size")
     if size:
         out.append(f"\nRelease binary (`target/release/mew`, LTO, stripped): **{size / 1e6:.2f} MB** "

@@ -756,7 +756,7 @@ class Bench:
             p = t.stop()
             if p is not None:
                 p.wait(timeout=30)
-        except (OSError, subprocess.SubprocessError, RuntimeError):
+        except Exception:  # a tool whose start failed has nothing to stop
             pass
         if isinstance(t, (MewTui, Mprocs)):
             tmux("kill-server", check=False)
@@ -1166,6 +1166,11 @@ def main():
     def want(w):
         return only is None or w in only
 
+    if args.merge:
+        b.results.setdefault("merged", []).append({
+            "run_id": RUN_ID, "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+            "workloads": sorted(only) if only else "all",
+            "binary_size": MEW.stat().st_size if MEW.exists() else None})
     b.results.update({} if args.merge else {
         "run_id": RUN_ID,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),

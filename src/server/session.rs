@@ -22,11 +22,14 @@ use crate::supervisor::Shared;
 use crate::tui::{Action, App, PaneSource, RemoteRenderer, osc52_copy};
 
 /// At most one frame per this interval per client (output is coalesced):
-/// 30 a second. A flood is caught up by the emulator once per frame, and
-/// what arrives between two frames beyond the scrollback is never emulated,
-/// so the frame rate bounds what a flood costs (at 60 a second, twice the
-/// frames, each emulating up to the scrollback's worth). Keys are not paced.
+/// 30 a second. The emulator catches up once per frame, and what arrives
+/// between two frames beyond the scrollback is never emulated, so the frame
+/// rate bounds what a flood costs. Keys are not paced.
 const FRAME_INTERVAL: Duration = Duration::from_millis(33);
+/// While a process on screen floods (a frame's catch-up dropped lines that
+/// nobody could have read), its frames come at most 10 a second: the text
+/// is unreadable at any rate, and each frame emulates a scrollback's worth.
+const FLOOD_INTERVAL: Duration = Duration::from_millis(100);
 /// For this long after a key, frames are not paced: the echo of what the
 /// user typed is drawn the moment it arrives.
 const INTERACTIVE: Duration = Duration::from_millis(100);
@@ -188,6 +191,7 @@ async fn session_loop(
     let mut last_render = Instant::now() - FRAME_INTERVAL;
     let mut last_input = Instant::now() - INTERACTIVE;
     let mut dirty = true;
+    let mut flooding = false;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -221,6 +225,8 @@ async fn session_loop(
         if dirty {
             let wait = if last_input.elapsed() < INTERACTIVE {
                 Duration::ZERO
+            } else if flooding {
+                FLOOD_INTERVAL.saturating_sub(last_render.elapsed())
             } else {
                 FRAME_INTERVAL.saturating_sub(last_render.elapsed())
             };
@@ -242,6 +248,9 @@ async fn session_loop(
                 .map(|i| (i, shared.procs[i].seq.load(Ordering::Acquire)))
                 .collect();
             let bytes = renderer.render(app, &panes);
+            flooding = shown
+                .iter()
+                .any(|&(i, _)| shared.procs[i].lock_screen().flooded());
             // Pace frames by what was sent: an unchanged frame (a key that
             // changes nothing on screen) must not delay the echo after it.
             if !bytes.is_empty() {

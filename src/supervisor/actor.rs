@@ -1211,8 +1211,10 @@ async fn read_output(
         // before another task gets a worker: under a flood, clients waited
         // for seconds and `status` timed out. Yield after every chunk that
         // was already waiting so the server stays responsive. A chunk that
-        // was awaited parks the task anyway; yielding there too cost a
-        // wake-up of the other worker for every line a quiet program wrote.
+        // was awaited went through the scheduler anyway (and since a short
+        // read clears the readiness, that is most chunks, floods included);
+        // yielding there too cost a scheduler round for every line a quiet
+        // program wrote.
         if hot {
             tokio::task::yield_now().await;
         }

@@ -35,6 +35,9 @@ pub struct LazyScreen {
     cap: usize,
     /// Bytes dropped since the last catch-up.
     skipped: u64,
+    /// The last catch-up had more output than the screen and its scrollback
+    /// can show: the program floods faster than frames are drawn.
+    flooded: bool,
     tail: [u8; QUERY_TAIL],
     tail_len: usize,
 }
@@ -53,6 +56,7 @@ impl LazyScreen {
             pending: Vec::new(),
             cap,
             skipped: 0,
+            flooded: false,
             tail: [0; QUERY_TAIL],
             tail_len: 0,
         }
@@ -101,6 +105,11 @@ impl LazyScreen {
     /// Feed everything pending to the emulator (creating it if needed).
     fn catch_up(&mut self) -> &mut Screen {
         self.keep_last_lines();
+        // Only a catch-up with something to emulate says whether it kept up
+        // (a frame looks at the screen several times).
+        if self.skipped > 0 || !self.pending.is_empty() {
+            self.flooded = self.skipped > 0;
+        }
         let (rows, cols, scrollback) = (self.rows, self.cols, self.scrollback);
         let screen = self
             .screen
@@ -165,6 +174,12 @@ impl LazyScreen {
         if self.screen.is_some() {
             self.catch_up().resize(rows, cols);
         }
+    }
+
+    /// Whether the last catch-up dropped output nobody could have seen (a
+    /// flood): clients then draw this process less often.
+    pub fn flooded(&self) -> bool {
+        self.flooded
     }
 
     /// Bytes waiting to be emulated.
@@ -282,6 +297,10 @@ mod tests {
         assert!(top.contains("line 88"), "{top}");
         assert!(!top.contains("line 87"), "{top}");
         assert!(s.screen().vt().contents().contains("line 99"));
+        assert!(s.flooded());
+        s.push(b"one more\r\n");
+        s.screen();
+        assert!(!s.flooded());
         // Fewer lines than fit are all emulated, without a note.
         let mut s = LazyScreen::new(5, 40, 10);
         for i in 0..12 {
