@@ -109,8 +109,10 @@ def markdown(res: dict) -> str:
     for mg in res.get("merged", []):
         wl = mg.get("workloads")
         wl = ", ".join(wl) if isinstance(wl, list) else wl
+        tools = mg.get("tools", "all")
+        who = "every tool again" if tools == "all" else f"only {tools}; the other tools' rows are from before"
         out.append(f"\nRe-measured by run `{mg.get('run_id')}` of {mg.get('date')} (`--merge`, same machine, "
-                   f"every tool again): {wl}.")
+                   f"{who}): {wl}.")
     size = res.get("binary_size")
     if size:
         out.append(f"\nRelease binary (`target/release/mew`, LTO, stripped): **{size / 1e6:.2f} MB** "

@@ -1167,9 +1167,12 @@ def main():
         return only is None or w in only
 
     if args.merge:
+        # The binary of the newest measurement is the one that ships.
+        b.results["binary_size"] = MEW.stat().st_size if MEW.exists() else None
         b.results.setdefault("merged", []).append({
             "run_id": RUN_ID, "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
             "workloads": sorted(only) if only else "all",
+            "tools": args.tools or "all",
             "binary_size": MEW.stat().st_size if MEW.exists() else None})
     b.results.update({} if args.merge else {
         "run_id": RUN_ID,
