@@ -28,14 +28,9 @@ impl Pty {
         })
     }
 
-    /// Read what is available; `Ok(0)` at end of file (slave closed).
-    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read_waited(buf).await.map(|(n, _)| n)
-    }
-
-    /// Read what is available, and say whether the read had to wait for it:
-    /// `false` means the output was already there (the program writes
-    /// faster than it is read).
+    /// Read what is available (`Ok(0)` at end of file: slave closed), and
+    /// say whether the read had to wait for it: `false` means the output was
+    /// already there (the program writes faster than it is read).
     pub async fn read_waited(&self, buf: &mut [u8]) -> io::Result<(usize, bool)> {
         let mut waited = false;
         loop {
