@@ -645,9 +645,11 @@ class Bench:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "latest.json").write_text(json.dumps(self.results, indent=1))
 
-    def each_tool(self, wl: str, fn, tools=None):
+    def measurable(self, wl: str, tools=None) -> list:
+        """The tools that take part in `wl`; the unavailable ones are recorded as such."""
+        kind = "throughput" if wl == "big" else wl.split(":")[0]
+        out = []
         for t in tools or self.tools:
-            kind = "throughput" if wl == "big" else wl.split(":")[0]
             if kind not in t.supports:
                 continue
             why = t.available()
@@ -655,17 +657,27 @@ class Bench:
                 self.record(wl, t.name, {"label": t.label, "error": why})
                 log(f"  {wl} {t.name}: not measured: {why}")
                 continue
+            out.append(t)
+        return out
+
+    def done(self, wl: str, t, data: dict):
+        data["label"] = t.label
+        self.record(wl, t.name, data)
+        log(f"  {wl} {t.name}: " + ", ".join(
+            f"{k}={v['median']:.4g}" for k, v in data.items() if isinstance(v, dict) and "median" in v))
+
+    def failed(self, wl: str, t, e: Exception):
+        self.record(wl, t.name, {"label": t.label, "error": f"{type(e).__name__}: {e}"})
+        log(f"  {wl} {t.name}: FAILED: {e}")
+        if self.args.verbose:
+            traceback.print_exc()
+
+    def each_tool(self, wl: str, fn, tools=None):
+        for t in self.measurable(wl, tools):
             try:
-                data = fn(t)
-                data["label"] = t.label
-                self.record(wl, t.name, data)
-                log(f"  {wl} {t.name}: " + ", ".join(
-                    f"{k}={v['median']:.4g}" for k, v in data.items() if isinstance(v, dict) and "median" in v))
+                self.done(wl, t, fn(t))
             except (Unavailable, Timeout, RuntimeError, OSError, subprocess.SubprocessError) as e:
-                self.record(wl, t.name, {"label": t.label, "error": f"{type(e).__name__}: {e}"})
-                log(f"  {wl} {t.name}: FAILED: {e}")
-                if self.args.verbose:
-                    traceback.print_exc()
+                self.failed(wl, t, e)
             finally:
                 reap_all()
 
@@ -676,17 +688,7 @@ class Bench:
         ratio. `sample(t)` measures once and returns {key: value}; a key is
         summarised when every repetition has it (and, for once_mb, when it
         could be read)."""
-        kind = "throughput" if wl == "big" else wl.split(":")[0]
-        live = []
-        for t in tools or self.tools:
-            if kind not in t.supports:
-                continue
-            why = t.available()
-            if why:
-                self.record(wl, t.name, {"label": t.label, "error": why})
-                log(f"  {wl} {t.name}: not measured: {why}")
-                continue
-            live.append(t)
+        live = self.measurable(wl, tools)
         samples = {t.name: [] for t in live}
         failed = set()
         for rep in range(self.reps):
@@ -697,10 +699,7 @@ class Bench:
                     samples[t.name].append(sample(t))
                 except (Unavailable, Timeout, RuntimeError, OSError, subprocess.SubprocessError) as e:
                     failed.add(t.name)
-                    self.record(wl, t.name, {"label": t.label, "error": f"{type(e).__name__}: {e}"})
-                    log(f"  {wl} {t.name}: FAILED: {e}")
-                    if self.args.verbose:
-                        traceback.print_exc()
+                    self.failed(wl, t, e)
                 finally:
                     reap_all()
         for t in live:
@@ -710,12 +709,8 @@ class Bench:
             keys = set(got[0]) if got else set()
             for g in got[1:]:
                 keys &= set(g)
-            data = {k: summary([g[k] for g in got]) for k in sorted(keys)
-                    if not (k == "once_mb" and any(g[k] <= 0 for g in got))}
-            data["label"] = t.label
-            self.record(wl, t.name, data)
-            log(f"  {wl} {t.name}: " + ", ".join(
-                f"{k}={v['median']:.4g}" for k, v in data.items() if isinstance(v, dict) and "median" in v))
+            self.done(wl, t, {k: summary([g[k] for g in got]) for k in sorted(keys)
+                              if not (k == "once_mb" and any(g[k] <= 0 for g in got))})
 
     # -- throughput and fan-out: N processes x L lines, time until all have written
 
