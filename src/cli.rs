@@ -44,6 +44,9 @@ pub enum Command {
     /// Run and control a space.
     #[command(subcommand)]
     Space(SpaceCommand),
+    /// The MEW protocol gateway (HTTP + WebSocket).
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
     /// The space server itself (started by `mew space up`; not for direct use).
     #[command(name = "__serve", hide = true)]
     Serve(ServeArgs),
@@ -53,6 +56,35 @@ pub enum Command {
 pub struct ServeArgs {
     #[arg(long)]
     pub port: Option<u16>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Run a MEW gateway in the foreground (`mew space up` starts one for a space with participants).
+    Start(GatewayStartArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayStartArgs {
+    /// Port to listen on.
+    #[arg(short, long, default_value_t = 8080)]
+    pub port: u16,
+    /// The space config [default: --config, else DIR/.mew/space.yaml, else DIR/space.yaml].
+    #[arg(short = 's', long, value_name = "FILE")]
+    pub space_config: Option<PathBuf>,
+    /// Log level: debug, info, warn or error.
+    #[arg(short = 'l', long, default_value = "info")]
+    pub log_level: String,
+    /// Accepted for compatibility: mew's gateway never starts participants (mew's server does).
+    #[arg(long)]
+    pub no_auto_start: bool,
+    /// Address to listen on [default: loopback, 127.0.0.1 and ::1]. `0.0.0.0` exposes the
+    /// gateway to the network: every participant then needs a secret token.
+    #[arg(long, value_name = "ADDR")]
+    pub host: Option<std::net::IpAddr>,
+    /// Directory for envelope-history.jsonl and capability-decisions.jsonl [default: <space>/.mew/logs].
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -4,14 +4,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use mew::cli::{Cli, Command, SpaceArgs, SpaceCommand, UpArgs};
+use mew::cli::{Cli, Command, GatewayCommand, SpaceArgs, SpaceCommand, UpArgs};
 use mew::config::{ConfigSource, SpaceConfig, parse_duration};
 use mew::protocol::Request;
 use mew::{client, server};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(matches!(cli.command, Some(Command::Serve(_))));
+    if !matches!(cli.command, Some(Command::Gateway(_))) {
+        init_tracing(matches!(cli.command, Some(Command::Serve(_))));
+    }
     match cli.command {
         None => bare_mew(&cli.space),
         Some(Command::Init(args)) => mew::init::run(&cli.space, &args),
@@ -26,6 +28,27 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Some(Command::Space(cmd)) => space(cmd, &cli.space),
+        Some(Command::Gateway(GatewayCommand::Start(a))) => {
+            let space_config = a
+                .space_config
+                .or_else(|| cli.space.config.clone())
+                .unwrap_or_else(|| {
+                    let dir = &cli.space.space_dir;
+                    let hidden = dir.join(".mew/space.yaml");
+                    if hidden.is_file() {
+                        hidden
+                    } else {
+                        dir.join("space.yaml")
+                    }
+                });
+            mew::gateway::run(mew::gateway::GatewayOptions {
+                port: a.port,
+                space_config,
+                log_level: a.log_level,
+                log_dir: a.log_dir,
+                host: a.host,
+            })
+        }
     }
 }
 

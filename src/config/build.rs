@@ -111,6 +111,7 @@ pub fn default_process(name: &str, kind: ProcKind, command: String, loc: Loc) ->
         auto_start: true,
         one_shot: false,
         tokens: Vec::new(),
+        native: false,
         loc,
     }
 }
@@ -872,6 +873,10 @@ impl<'a> Builder<'a> {
                 self.gateway(v, &mut out);
             }
         }
+        let gateway_block = entries
+            .iter()
+            .find(|(key, _, _)| *key == "gateway")
+            .map(|(_, k, v)| (k.loc.clone(), *v));
         // Then participants, then processes, whatever their order in the file.
         for section in ["participants", "processes"] {
             for (key, _k, v) in &entries {
@@ -883,6 +888,46 @@ impl<'a> Builder<'a> {
                     };
                     self.group(v, kind, &mut out);
                 }
+            }
+        }
+        // A space with participants and no gateway command runs mew's own
+        // gateway (unless `gateway: false`).
+        let participants = entries
+            .iter()
+            .find(|(key, _, _)| *key == "participants")
+            .map(|(_, k, v)| (k.loc.clone(), *v));
+        let has_participants = participants
+            .as_ref()
+            .is_some_and(|(_, v)| v.as_map().is_some_and(|m| !m.is_empty()));
+        let disabled = gateway_block
+            .as_ref()
+            .is_some_and(|(_, v)| matches!(v.value, NodeValue::Bool(false)));
+        out.gateway_disabled = disabled;
+        let has_gateway = out.processes.iter().any(|p| p.kind == ProcKind::Gateway);
+        if has_participants && !has_gateway && !disabled && gateway_block.is_none() {
+            if self.names.iter().any(|(n, _, _)| n == GATEWAY_NAME) {
+                let loc = participants.as_ref().map(|(l, _)| l.clone());
+                self.warn(
+                    loc.as_ref(),
+                    format!("mew's own gateway is not started: the name `{GATEWAY_NAME}` is taken by a participant\nhelp: rename that participant, or add a `gateway:` block"),
+                );
+            } else {
+                let loc = participants.map(|(l, _)| l).unwrap_or_default();
+                let mut p = default_process(GATEWAY_NAME, ProcKind::Gateway, String::new(), loc);
+                native_gateway(&mut p);
+                p.restart_policy = RestartPolicy::OnFailure;
+                p.ready = Some(probe(ProbeKind::Http {
+                    url: DEFAULT_GATEWAY_PROBE_URL.to_owned(),
+                }));
+                out.processes.insert(0, p);
+                self.extras.insert(
+                    0,
+                    Extra {
+                        dep_locs: Vec::new(),
+                        depends_on_gateway: None,
+                        implicit_gateway: false,
+                    },
+                );
             }
         }
         for (key, _k, v) in entries {
@@ -960,7 +1005,10 @@ impl<'a> Builder<'a> {
     }
 
     fn gateway(&mut self, v: &Node, out: &mut Parsed) {
-        let (p, command, extra) = self.process(GATEWAY_NAME, &v.loc, v, ProcKind::Gateway);
+        if matches!(v.value, NodeValue::Bool(false)) {
+            return;
+        }
+        let (mut p, command, extra) = self.process(GATEWAY_NAME, &v.loc, v, ProcKind::Gateway);
         if let Some(port) = v.get("port") {
             match &port.value {
                 NodeValue::Int(i) if (1..=65535).contains(i) => {
@@ -981,11 +1029,14 @@ impl<'a> Builder<'a> {
                 ),
             }
         }
-        if command.is_some() {
-            self.define(GATEWAY_NAME, &v.loc, "gateway");
-            out.processes.push(p);
-            self.extras.push(extra);
+        if command.is_none() {
+            // A `gateway:` block without a command: mew's own gateway, with
+            // the block's settings (port, restart policy, env …).
+            native_gateway(&mut p);
         }
+        self.define(GATEWAY_NAME, &v.loc, "gateway");
+        out.processes.push(p);
+        self.extras.push(extra);
     }
 
     fn group(&mut self, v: &Node, kind: ProcKind, out: &mut Parsed) {
@@ -1029,15 +1080,32 @@ impl<'a> Builder<'a> {
                     format!("participant `{name}` (type mcp-bridge) is not started: it needs the MEW CLI's bridge (`mew bridge`), which mew does not run"),
                 );
                 out.participants.push(ParticipantInfo { name, note });
-            } else if command.is_none() && (flag("auto_connect") || flag("fifo")) {
-                let what = if flag("auto_connect") {
-                    "auto_connect"
+            } else if command.is_none()
+                && !flag("fifo")
+                && nv.get("output_log").is_some_and(|o| o.as_str().is_some())
+            {
+                let when = if flag("auto_connect") {
+                    "from the start"
                 } else {
-                    "fifo"
+                    "from its first HTTP message"
                 };
+                let file = nv
+                    .get("output_log")
+                    .and_then(Node::as_str)
+                    .unwrap_or_default();
+                out.participants.push(ParticipantInfo {
+                    name,
+                    note: format!("output log {file} ({when})"),
+                });
+            } else if command.is_none() && (flag("auto_connect") || flag("fifo")) {
+                let what = if flag("fifo") { "fifo" } else { "auto_connect" };
                 self.warn(
                     Some(&nk.loc),
-                    format!("participant `{name}` ({what}) is not started: FIFO/auto-connect clients need the MEW CLI's client, which mew does not run"),
+                    if what == "fifo" {
+                        format!("participant `{name}` (fifo) is not started: FIFO clients need the MEW CLI's client, which mew does not run yet")
+                    } else {
+                        format!("participant `{name}` (auto_connect) is not connected: auto_connect needs an `output_log` for mew's gateway to write to")
+                    },
                 );
                 out.participants.push(ParticipantInfo {
                     name,
@@ -1056,6 +1124,30 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// The command of mew's own gateway: this binary, `gateway start` on the
+/// space's port and config. It restarts when it crashes.
+fn native_gateway(p: &mut ProcessConfig) {
+    let exe = std::env::current_exe()
+        .ok()
+        .map(|e| e.display().to_string())
+        .unwrap_or_else(|| "mew".to_owned());
+    p.command = exe;
+    p.args = Some(
+        [
+            "gateway",
+            "start",
+            "--port",
+            "${PORT}",
+            "--space-config",
+            "${SPACE_CONFIG}",
+            "--no-auto-start",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    );
+    p.native = true;
+}
+
 /// The document's contents before defaults that need the space dir.
 #[derive(Default)]
 pub struct Parsed {
@@ -1070,4 +1162,6 @@ pub struct Parsed {
     pub keep: Option<u32>,
     pub shutdown_timeout: Option<Duration>,
     pub ui_keys: Vec<(String, String)>,
+    /// `gateway: false`: nothing in this space runs a gateway.
+    pub gateway_disabled: bool,
 }

@@ -17,6 +17,7 @@ pub use build::{DEFAULT_GATEWAY_PROBE_URL, DEFAULT_PORT, GATEWAY_NAME, check_nam
 pub use interp::interpolate;
 pub use model::*;
 pub use procfile::{parse_dotenv, parse_procfile};
+pub use report::syntax_message as yaml_message;
 pub use suggest::did_you_mean;
 pub use units::{parse_duration, parse_signal, parse_size};
 pub use validate::start_order;
@@ -256,6 +257,25 @@ pub fn parse_yaml(text: &str, path: &Path, dir: &Path) -> Result<SpaceConfig, Co
         Some(d) => dir.join(d),
         None => dir.join(".mew/logs"),
     };
+    // mew's own gateway writes its JSONL logs beside the process logs.
+    for p in processes.iter_mut().filter(|p| p.native) {
+        if let Some(args) = &mut p.args {
+            args.push("--log-dir".to_owned());
+            args.push(log_dir.display().to_string());
+        }
+    }
+    if parsed.gateway_disabled
+        && let Some(p) = processes.iter().find(|p| p.kind == ProcKind::Participant)
+    {
+        b.warnings.push(Diagnostic {
+            file: path.to_path_buf(),
+            loc: Some(p.loc.clone()),
+            message: format!(
+                "nothing in this space runs a gateway (`gateway: false`), but participant `{}` is started and will look for one\nhelp: remove `gateway: false` to run mew's own gateway, or make sure one runs on the port it connects to",
+                p.name
+            ),
+        });
+    }
     Ok(SpaceConfig {
         name: parsed.name.unwrap_or_else(|| id.clone()),
         id,

@@ -154,6 +154,8 @@ pub struct ProcessConfig {
     pub one_shot: bool,
     /// Token names declared by a participant (`tokens:`); informational.
     pub tokens: Vec<String>,
+    /// mew's own gateway (`mew gateway start`), not a command from the file.
+    pub native: bool,
     /// Where the process is defined in the config file.
     pub loc: Loc,
 }

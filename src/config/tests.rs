@@ -212,11 +212,36 @@ fn gateway_defaults() {
     assert_eq!(c.gateway().unwrap().ready, None);
     let c = ok("gateway: { command: gw, ready: none }\n");
     assert_eq!(c.gateway().unwrap().ready, None);
-    // A gateway without a command only sets the port.
+    // A gateway block without a command runs mew's own gateway on its port.
     let c = ok("gateway: { port: 9100 }\nparticipants: { a: { command: x } }\n");
-    assert!(c.gateway().is_none());
+    let g = c.gateway().unwrap();
+    assert!(g.native);
+    assert_eq!(g.args.as_ref().unwrap()[..2], ["gateway", "start"]);
     assert_eq!(c.gateway_port, 9100);
+    assert_eq!(c.process("a").unwrap().depends_on[0].name, "gateway");
+    // Participants and no gateway block: mew's own gateway, restarted on failure.
+    let c = ok("participants: { a: { command: x }, h: { tokens: [t] } }\n");
+    let g = c.gateway().unwrap();
+    assert!(g.native);
+    assert_eq!(g.restart_policy, RestartPolicy::OnFailure);
+    assert!(matches!(
+        g.ready.as_ref().unwrap().kind,
+        ProbeKind::Http { .. }
+    ));
+    assert_eq!(c.processes[0].name, "gateway");
+    assert_eq!(c.process("a").unwrap().depends_on[0].name, "gateway");
+    // `gateway: false`: none, and a warning for participants that need one.
+    let c = ok("gateway: false\nparticipants: { a: { command: x } }\n");
+    assert!(c.gateway().is_none());
     assert!(c.process("a").unwrap().depends_on.is_empty());
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.message.contains("nothing in this space runs a gateway"))
+    );
+    // Processes only: no gateway.
+    let c = ok("processes: { a: { command: x } }\n");
+    assert!(c.gateway().is_none());
 }
 
 #[test]
@@ -248,10 +273,12 @@ participants:
   nothing:
   client: { fifo: true, auto_connect: true, output_log: ./x.log }
   bridge: { type: mcp-bridge, auto_start: true, mcp_server: { command: npx, args: [a] } }
+  watcher: { auto_connect: true, output_log: ./w.log }
 "#);
-    assert_eq!(c.processes.len(), 1);
-    assert_eq!(c.processes[0].kind, ProcKind::Participant);
-    assert_eq!(c.processes[0].tokens, vec!["t1".to_string()]);
+    assert_eq!(c.processes.len(), 2);
+    assert!(c.processes[0].native);
+    assert_eq!(c.processes[1].kind, ProcKind::Participant);
+    assert_eq!(c.processes[1].tokens, vec!["t1".to_string()]);
     let notes: Vec<(&str, &str)> = c
         .participants
         .iter()
@@ -263,7 +290,8 @@ participants:
     assert_eq!(notes[3].0, "bridge");
     let w = warnings(&c);
     assert_eq!(w.len(), 2, "{w:#?}");
-    assert!(w[0].contains("participant `client` (auto_connect) is not started"));
+    assert!(w[0].contains("participant `client` (fifo) is not started"));
+    assert_eq!(notes[4], ("watcher", "output log ./w.log (from the start)"));
     assert!(w[1].contains("participant `bridge` (type mcp-bridge) is not started"));
 }
 

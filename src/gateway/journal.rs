@@ -1,0 +1,344 @@
+//! The gateway's files: `envelope-history.jsonl`, `capability-decisions.jsonl`
+//! (upstream's record format, field for field) and each participant's
+//! `output_log`. One thread writes them all, so a slow disk never stalls a
+//! connection; it flushes whenever it has nothing more to write, so readers
+//! (`tail -f`, the e2e checks) see a record as soon as it is made.
+//!
+//! Every file is created owner-only (0600) and opened with `O_NOFOLLOW`: a
+//! symlink planted where a log goes is refused, not followed. The channel is
+//! bounded: when the disk cannot keep up, senders wait (backpressure) rather
+//! than the gateway growing without bound.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+
+use serde_json::Value;
+
+use super::config::LogSwitches;
+
+/// Records waiting for the writer before senders wait.
+const QUEUE: usize = 65_536;
+
+pub const ENVELOPE_FILE: &str = "envelope-history.jsonl";
+pub const CAPABILITY_FILE: &str = "capability-decisions.jsonl";
+
+enum Msg {
+    Envelope(String),
+    Capability(String),
+    Output(Arc<PathBuf>, String),
+    Sync(std::sync::mpsc::Sender<()>),
+}
+
+/// The sending side; cheap to clone. Without a directory (logging off) the
+/// JSONL records are dropped at once, output logs are still written.
+#[derive(Clone)]
+pub struct Journal {
+    tx: SyncSender<Msg>,
+    switches: LogSwitches,
+}
+
+impl Journal {
+    /// Start the writer thread for logs in `dir`.
+    pub fn start(dir: PathBuf, switches: LogSwitches) -> std::io::Result<Journal> {
+        if switches.envelopes || switches.capabilities {
+            crate::logs::create_log_dir(&dir)?;
+        }
+        let (tx, rx) = sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("mew-gateway-journal".into())
+            .spawn(move || writer(&dir, &rx))?;
+        Ok(Journal { tx, switches })
+    }
+
+    pub fn envelopes_on(&self) -> bool {
+        self.switches.envelopes
+    }
+
+    pub fn capabilities_on(&self) -> bool {
+        self.switches.capabilities
+    }
+
+    pub fn envelope(&self, line: String) {
+        if self.switches.envelopes {
+            let _ = self.tx.send(Msg::Envelope(line));
+        }
+    }
+
+    pub fn capability(&self, line: String) {
+        if self.switches.capabilities {
+            let _ = self.tx.send(Msg::Capability(line));
+        }
+    }
+
+    /// Append `line` (one JSON document, no newline) to an output log.
+    pub fn output(&self, path: &Arc<PathBuf>, line: &str) {
+        let _ = self.tx.send(Msg::Output(path.clone(), line.to_owned()));
+    }
+
+    /// Wait until everything sent so far is written and flushed.
+    pub fn sync(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.tx.send(Msg::Sync(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+}
+
+/// Open `path` for appending: created 0600, never through a symlink.
+pub fn open_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+struct Sink {
+    file: Option<BufWriter<File>>,
+    failed: bool,
+}
+
+impl Sink {
+    fn new() -> Sink {
+        Sink {
+            file: None,
+            failed: false,
+        }
+    }
+
+    fn write(&mut self, path: &Path, line: &str) {
+        if self.file.is_none() && !self.failed {
+            if let Some(parent) = path.parent() {
+                let _ = crate::logs::create_log_dir(parent);
+            }
+            match open_append(path) {
+                Ok(f) => self.file = Some(BufWriter::with_capacity(64 << 10, f)),
+                Err(e) => {
+                    self.failed = true;
+                    tracing::warn!("cannot write {}: {e}", path.display());
+                }
+            }
+        }
+        if let Some(f) = &mut self.file {
+            let ok = f
+                .write_all(line.as_bytes())
+                .and_then(|()| f.write_all(b"\n"));
+            if let Err(e) = ok {
+                tracing::warn!("cannot write {}: {e}", path.display());
+                self.file = None;
+                self.failed = true;
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(f) = &mut self.file {
+            let _ = f.flush();
+        }
+    }
+}
+
+fn writer(dir: &Path, rx: &Receiver<Msg>) {
+    let env_path = dir.join(ENVELOPE_FILE);
+    let cap_path = dir.join(CAPABILITY_FILE);
+    let mut env = Sink::new();
+    let mut cap = Sink::new();
+    let mut outputs: HashMap<Arc<PathBuf>, Sink> = HashMap::new();
+    let mut msg = match rx.recv() {
+        Ok(m) => m,
+        Err(_) => return,
+    };
+    loop {
+        match msg {
+            Msg::Envelope(line) => env.write(&env_path, &line),
+            Msg::Capability(line) => cap.write(&cap_path, &line),
+            Msg::Output(path, line) => {
+                outputs
+                    .entry(path.clone())
+                    .or_insert_with(Sink::new)
+                    .write(&path, &line);
+            }
+            Msg::Sync(done) => {
+                env.flush();
+                cap.flush();
+                outputs.values_mut().for_each(Sink::flush);
+                let _ = done.send(());
+            }
+        }
+        msg = match rx.try_recv() {
+            Ok(m) => m,
+            Err(TryRecvError::Empty) => {
+                env.flush();
+                cap.flush();
+                outputs.values_mut().for_each(Sink::flush);
+                match rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => return,
+                }
+            }
+            Err(TryRecvError::Disconnected) => {
+                env.flush();
+                cap.flush();
+                outputs.values_mut().for_each(Sink::flush);
+                return;
+            }
+        };
+    }
+}
+
+/// Upstream's envelope-history record: `timestamp, event, id, envelope,
+/// participant, space_id, direction, transport, metadata`, absent fields
+/// left out. `envelope` is already serialised (it is shared by every
+/// delivery of one envelope).
+pub struct EnvelopeRecord<'a> {
+    pub event: &'a str,
+    pub id: Option<&'a str>,
+    pub envelope: &'a str,
+    pub participant: &'a str,
+    pub space: &'a str,
+    pub direction: &'a str,
+    pub transport: &'a str,
+    pub metadata: Option<&'a Value>,
+}
+
+pub fn envelope_line(now: &str, r: &EnvelopeRecord<'_>) -> String {
+    let mut s = String::with_capacity(r.envelope.len() + 200);
+    s.push_str("{\"timestamp\":");
+    push_str(&mut s, now);
+    s.push_str(",\"event\":");
+    push_str(&mut s, r.event);
+    if let Some(id) = r.id {
+        s.push_str(",\"id\":");
+        push_str(&mut s, id);
+    }
+    s.push_str(",\"envelope\":");
+    s.push_str(r.envelope);
+    s.push_str(",\"participant\":");
+    push_str(&mut s, r.participant);
+    s.push_str(",\"space_id\":");
+    push_str(&mut s, r.space);
+    s.push_str(",\"direction\":");
+    push_str(&mut s, r.direction);
+    s.push_str(",\"transport\":");
+    push_str(&mut s, r.transport);
+    if let Some(m) = r
+        .metadata
+        .filter(|m| m.as_object().is_some_and(|o| !o.is_empty()))
+    {
+        s.push_str(",\"metadata\":");
+        s.push_str(&m.to_string());
+    }
+    s.push('}');
+    s
+}
+
+/// Upstream's capability-decisions record.
+pub struct DecisionRecord<'a> {
+    pub envelope_id: Option<&'a str>,
+    pub participant: &'a str,
+    pub space: &'a str,
+    pub allowed: bool,
+    pub required: &'a str,
+    pub matched: Option<&'a Value>,
+    pub matched_source: Option<&'a str>,
+    pub granted: &'a [Value],
+    pub metadata: &'a Value,
+}
+
+pub fn decision_line(now: &str, r: &DecisionRecord<'_>) -> String {
+    let mut m = serde_json::Map::new();
+    m.insert("timestamp".into(), now.into());
+    m.insert("event".into(), "capability_check".into());
+    if let Some(id) = r.envelope_id {
+        m.insert("envelope_id".into(), id.into());
+    }
+    m.insert("participant".into(), r.participant.into());
+    m.insert("space_id".into(), r.space.into());
+    m.insert(
+        "result".into(),
+        if r.allowed { "allowed" } else { "denied" }.into(),
+    );
+    m.insert("required_capability".into(), r.required.into());
+    if let Some(c) = r.matched {
+        m.insert("matched_capability".into(), c.clone());
+    }
+    if let Some(s) = r.matched_source {
+        m.insert("matched_source".into(), s.into());
+    }
+    m.insert(
+        "granted_capabilities".into(),
+        Value::Array(r.granted.to_vec()),
+    );
+    if r.metadata.as_object().is_some_and(|o| !o.is_empty()) {
+        m.insert("metadata".into(), r.metadata.clone());
+    }
+    Value::Object(m).to_string()
+}
+
+fn push_str(s: &mut String, v: &str) {
+    // serde_json's escaping of a string (infallible for a String sink).
+    s.push_str(&Value::from(v).to_string());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_record_field_order() {
+        let meta = serde_json::json!({"type": "system/welcome"});
+        let line = envelope_line(
+            "2026-01-01T00:00:00.000Z",
+            &EnvelopeRecord {
+                event: "delivered",
+                id: Some("m\"1"),
+                envelope: "{\"id\":\"m\\\"1\"}",
+                participant: "p",
+                space: "s",
+                direction: "outbound",
+                transport: "websocket",
+                metadata: Some(&meta),
+            },
+        );
+        assert_eq!(
+            line,
+            r#"{"timestamp":"2026-01-01T00:00:00.000Z","event":"delivered","id":"m\"1","envelope":{"id":"m\"1"},"participant":"p","space_id":"s","direction":"outbound","transport":"websocket","metadata":{"type":"system/welcome"}}"#
+        );
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["envelope"]["id"], "m\"1");
+    }
+
+    #[test]
+    fn files_are_private_and_symlinks_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let j = Journal::start(
+            t.path().to_path_buf(),
+            LogSwitches {
+                envelopes: true,
+                capabilities: true,
+            },
+        )
+        .unwrap();
+        j.envelope("{\"a\":1}".into());
+        let target = t.path().join("target");
+        std::fs::write(&target, "keep\n").unwrap();
+        let link = Arc::new(t.path().join("out.log"));
+        std::os::unix::fs::symlink(&target, &*link).unwrap();
+        j.output(&link, "{\"b\":2}");
+        j.sync();
+        let p = t.path().join(ENVELOPE_FILE);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"a\":1}\n");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep\n");
+    }
+}
