@@ -339,8 +339,17 @@ fn upstream_mew_file_loads_with_warnings() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     assert_eq!(v["space"]["id"], "my-space");
     let procs = v["processes"].as_array().unwrap();
-    assert_eq!(procs.len(), 1);
-    let agent = &procs[0];
+    assert_eq!(procs.len(), 2);
+    // No `gateway:` block: mew runs its own, first.
+    let gw = &procs[0];
+    assert_eq!(gw["name"], "gateway");
+    assert_eq!(gw["kind"], "gateway");
+    assert_eq!(
+        (gw["argv"][1].as_str(), gw["argv"][2].as_str()),
+        (Some("gateway"), Some("start"))
+    );
+    assert_eq!(gw["ready"]["kind"], "http");
+    let agent = &procs[1];
     assert_eq!(agent["name"], "echo-agent");
     assert_eq!(agent["kind"], "participant");
     assert_eq!(
@@ -386,7 +395,7 @@ fn upstream_mew_file_loads_with_warnings() {
         .map(|w| w["message"].as_str().unwrap())
         .collect();
     assert_eq!(warnings.len(), 3, "{warnings:#?}");
-    assert!(warnings[0].contains("participant `test-client` (auto_connect) is not started"));
+    assert!(warnings[0].contains("participant `test-client` (fifo) is not started"));
     assert!(warnings[1].contains("participant `fs-bridge` (type mcp-bridge) is not started"));
     assert!(warnings[2].contains("`${MEW_TEST_SURELY_UNSET_KEY}` in `echo-agent.env.API_KEY`"));
 }
@@ -402,7 +411,9 @@ fn upstream_mew_file_text_plan() {
     );
     assert!(s.contains("warning: .mew/space.yaml:15:3: participant `fs-bridge` (type mcp-bridge) is not started"), "{s}");
     assert!(s.contains("--token '****'"), "{s}");
-    assert!(s.ends_with("ok: 1 process, 3 warnings\n"), "{s}");
+    assert!(s.contains("1. gateway (gateway)"), "{s}");
+    assert!(s.contains("after    gateway ready"), "{s}");
+    assert!(s.ends_with("ok: 2 processes, 3 warnings\n"), "{s}");
 }
 
 #[test]

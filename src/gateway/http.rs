@@ -17,6 +17,7 @@ use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::SinkExt;
 use serde_json::{Map, Value, json};
 
 use super::hub::{ConnId, Hub, Outbox, close};
@@ -214,6 +215,31 @@ fn is_join(m: &Map<String, Value>) -> bool {
         || m.get("kind").and_then(Value::as_str) == Some("system/join")
 }
 
+/// Frames written before one flush (one syscall for a burst, not one per frame).
+const BATCH_FRAMES: usize = 64;
+const BATCH_BYTES: usize = 1 << 20;
+
+/// Write `first` and whatever else is already queued (bounded), then flush.
+async fn write_batch(
+    socket: &mut WebSocket,
+    rx: &mut tokio::sync::mpsc::Receiver<axum::extract::ws::Utf8Bytes>,
+    first: axum::extract::ws::Utf8Bytes,
+    link: &super::hub::Link,
+) -> Result<(), axum::Error> {
+    let mut bytes = first.len();
+    let mut frames = 1;
+    socket.feed(Message::Text(first)).await?;
+    while frames < BATCH_FRAMES && bytes < BATCH_BYTES {
+        let Ok(next) = rx.try_recv() else { break };
+        bytes += next.len();
+        frames += 1;
+        socket.feed(Message::Text(next)).await?;
+    }
+    let flushed = socket.flush().await;
+    link.sent(bytes);
+    flushed
+}
+
 async fn connection(mut socket: WebSocket, st: AppState, header_token: Option<String>) {
     let (outbox, mut rx, link) = Outbox::socket();
     let conn: ConnId = st.with(Hub::new_conn);
@@ -232,11 +258,16 @@ async fn connection(mut socket: WebSocket, st: AppState, header_token: Option<St
             kick = link.kicked() => break Some(kick),
             frame = rx.recv() => {
                 let Some(frame) = frame else { break None };
-                let len = frame.len();
-                let sent = socket.send(Message::Text(frame)).await;
-                link.sent(len);
-                if sent.is_err() {
-                    break None;
+                // A peer that stops reading blocks these writes: the hub's
+                // kick (its queue overflowed) must still end the connection.
+                tokio::select! {
+                    biased;
+                    kick = link.kicked() => break Some(kick),
+                    sent = write_batch(&mut socket, &mut rx, frame, &link) => {
+                        if sent.is_err() {
+                            break None;
+                        }
+                    }
                 }
             }
             msg = socket.recv() => {
@@ -268,7 +299,11 @@ async fn connection(mut socket: WebSocket, st: AppState, header_token: Option<St
                         let _ = socket.send(error_frame("invalid_request", "binary frames are not part of MEW")).await;
                         break Some((1003, "binary frames are not accepted".into()));
                     }
-                    Message::Close(_) => break None,
+                    Message::Close(_) => {
+                        // Send tungstenite's queued close reply (a clean close for the client).
+                        let _ = tokio::time::timeout(Duration::from_secs(2), socket.flush()).await;
+                        break None;
+                    }
                     Message::Ping(_) | Message::Pong(_) => {}
                 }
             }

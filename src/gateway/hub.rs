@@ -321,6 +321,11 @@ impl Hub {
         }
     }
 
+    /// The port the gateway listens on (for invite connection URLs).
+    pub fn set_port(&mut self, port: u16) {
+        self.opts.port = port;
+    }
+
     pub fn new_conn(&mut self) -> ConnId {
         let c = self.next_conn;
         self.next_conn += 1;

@@ -140,7 +140,11 @@ pub fn run(opts: GatewayOptions) -> ExitCode {
             "MEW gateway for space {space_id} ({participants} participants) listening on {}; WebSocket on any path, health at /health",
             addrs.join(", ")
         );
-        println!("Gateway listening on port {}", opts.port);
+        let port = listeners.first().and_then(|l| l.local_addr().ok()).map_or(opts.port, |a| a.port());
+        if let Ok(mut h) = hub.lock() {
+            h.set_port(port);
+        }
+        println!("Gateway listening on port {port}");
         let limit = Arc::new(Semaphore::new(connection_cap()));
         let state = http::AppState {
             hub: hub.clone(),
@@ -213,10 +217,12 @@ async fn bind(host: Option<IpAddr>, port: u16) -> std::io::Result<Vec<TcpListene
     match host {
         Some(h) => out.push(TcpListener::bind(SocketAddr::new(h, port)).await?),
         None => {
-            out.push(
-                TcpListener::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)).await?,
-            );
-            // ::1 too, when the machine has IPv6 (`localhost` may resolve to it first).
+            let v4 =
+                TcpListener::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)).await?;
+            // ::1 too, on the same port, when the machine has IPv6 (`localhost`
+            // may resolve to it first). Port 0: the one the kernel gave v4.
+            let port = v4.local_addr()?.port();
+            out.push(v4);
             if let Ok(l) =
                 TcpListener::bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), port)).await
             {
