@@ -784,3 +784,158 @@ fn config_errors_are_located_and_nothing_starts() {
         out.stderr
     );
 }
+
+// ----- `mew space up` runs mew's own gateway --------------------------------
+
+fn status(space: &common::Space) -> Value {
+    let mut c = space.mew();
+    c.args(["space", "status", "--json"]);
+    let out = common::run(c, Duration::from_secs(60));
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+fn port_of(status: &Value) -> u16 {
+    status["gateway_url"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .parse()
+        .unwrap()
+}
+
+fn down(space: &common::Space) {
+    let mut c = space.mew();
+    c.args(["space", "down"]);
+    let out = common::run(c, Duration::from_secs(60));
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(
+        space.wait_no_survivors().is_empty(),
+        "something outlived down"
+    );
+}
+
+/// A free port now (the kernel's pick); mew takes the next one if it is gone.
+fn some_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn space_up_without_a_gateway_block_runs_mews_gateway() {
+    // An upstream-style file: participants, no gateway block. The agent
+    // polls the gateway's health itself: it must not start before it is ready.
+    let space = common::Space::new(
+        r#"
+space: { id: up1 }
+participants:
+  agent:
+    command: sh
+    args: ["-c", "curl -sf http://127.0.0.1:${PORT}/health >/dev/null && echo gateway-was-ready; exec sleep 300"]
+    tokens: [agent-token]
+    capabilities: [ { kind: chat } ]
+  client:
+    tokens: [client-token]
+    capabilities: [ { kind: chat } ]
+    output_log: ./logs/client.log
+    auto_connect: true
+"#,
+    );
+    let port = some_port().to_string();
+    let mut c = space.mew();
+    c.args(["space", "up", "-d", "--wait", "--port", &port]);
+    let out = common::run(c, Duration::from_secs(120));
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    let st = status(&space);
+    let gw = st["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "gateway")
+        .unwrap()
+        .clone();
+    assert_eq!(gw["kind"], "gateway");
+    assert_eq!(gw["ready"], true);
+    assert!(
+        gw["command"].as_str().unwrap().contains("gateway start"),
+        "{gw}"
+    );
+    let port = port_of(&st);
+    assert!(
+        wait_for(|| space.log("agent").contains("gateway-was-ready")),
+        "{}",
+        space.log("agent")
+    );
+    // The no-command participant is connected through its output log.
+    let (s, _) = http(
+        port,
+        "POST",
+        "/participants/client/messages",
+        &[("Authorization", "Bearer client-token")],
+        br#"{"kind":"chat","payload":{"text":"through mew"}}"#,
+    );
+    assert_eq!(s, 200);
+    let out_log = space.path().join("logs/client.log");
+    assert!(wait_for(|| std::fs::read_to_string(&out_log)
+        .unwrap_or_default()
+        .contains("through mew")));
+    assert!(wait_for(|| std::fs::read_to_string(
+        space.path().join(".mew/logs/envelope-history.jsonl")
+    )
+    .unwrap_or_default()
+    .contains("\"event\":\"received\"")));
+    // The gateway's own output is in its process log, without tokens.
+    assert!(
+        space.log("gateway").contains("Gateway listening on port"),
+        "{}",
+        space.log("gateway")
+    );
+    assert!(!space.log("gateway").contains("client-token"));
+    down(&space);
+}
+
+#[test]
+fn a_killed_gateway_is_restarted_and_a_taken_port_is_skipped() {
+    let space = common::Space::new("participants:\n  human: { tokens: [h] }\n");
+    // Take a port; mew must move to the next free one.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let mut c = space.mew();
+    c.args(["space", "up", "-d", "--wait", "--port", &port]);
+    let out = common::run(c, Duration::from_secs(120));
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    let st = status(&space);
+    let got = port_of(&st);
+    assert_ne!(got.to_string(), port, "the taken port was used");
+    let pid = st["processes"][0]["pid"].as_u64().unwrap();
+    common::kill(u32::try_from(pid).unwrap(), "KILL");
+    // on-failure: a new gateway, healthy again on the same port.
+    assert!(wait_for(|| {
+        let st = status(&space);
+        let p = &st["processes"][0];
+        p["restarts"].as_u64() >= Some(1) && p["ready"] == true
+    }));
+    assert_eq!(http(got, "GET", "/health", &[], b"").0, 200);
+    drop(taken);
+    down(&space);
+}
+
+#[test]
+fn gateway_false_runs_none_and_warns() {
+    let space = common::Space::new("gateway: false\nparticipants:\n  a: { command: sleep 300 }\n");
+    let mut c = space.mew();
+    c.args(["space", "check"]);
+    let out = common::run(c, Duration::from_secs(60));
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("nothing in this space runs a gateway"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("gateway (gateway)"), "{}", out.stdout);
+}

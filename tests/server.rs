@@ -236,6 +236,7 @@ fn closed_by_server(s: &mut UnixStream) -> bool {
 fn up_wait_status_and_down() {
     let space = Space::new(
         r#"
+gateway: false
 participants:
   human: {}
 processes:

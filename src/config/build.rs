@@ -17,6 +17,7 @@ pub const TOP_KEYS: &[&str] = &[
     "shutdown_timeout",
     "ui",
     "defaults",
+    "gateway_logging",
 ];
 const SPACE_KEYS: &[&str] = &["id", "name", "description", "default_participant"];
 pub const PROC_KEYS: &[&str] = &[

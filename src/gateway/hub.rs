@@ -244,17 +244,13 @@ pub struct Hub {
     next_conn: ConnId,
 }
 
-/// Kinds only the gateway sends.
+/// Kinds only the gateway sends: the `system/*` namespace (spec §4.1),
+/// whatever a participant's capabilities say. Other kinds the gateway emits
+/// (`stream/open`, `space/invite-ack` …) are governed by capabilities: the
+/// gateway's own carry `from: system:gateway`, which no participant can
+/// forge (upstream's scenario 12 has a participant send `stream/open`).
 fn reserved(kind: &str) -> bool {
     kind.starts_with("system/")
-        || matches!(
-            kind,
-            "space/invite-ack"
-                | "stream/open"
-                | "stream/write-granted"
-                | "stream/write-revoked"
-                | "stream/ownership-transferred"
-        )
 }
 
 const PROTOCOL: &str = "mew/v0.4";

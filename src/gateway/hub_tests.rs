@@ -231,13 +231,21 @@ fn capability_violations_and_reserved_kinds() {
         "system/welcome",
         "system/presence",
         "system/register",
-        "stream/open",
-        "space/invite-ack",
+        "system/error",
     ] {
         send(&mut f, &a, json!({"kind": kind, "payload": {}}));
         assert_eq!(a.kinds(), ["system/error"], "{kind}");
         assert!(b.drain().is_empty(), "{kind}");
     }
+    // Other kinds the gateway emits follow capabilities, and show their sender.
+    send(
+        &mut f,
+        &a,
+        json!({"kind": "stream/open", "payload": {"stream_id": "x"}}),
+    );
+    let forged = b.drain();
+    assert_eq!(forged[0]["from"], "alice");
+    a.drain();
     // Heartbeats are taken, not broadcast.
     send(&mut f, &b, json!({"kind": "system/heartbeat"}));
     assert!(a.drain().is_empty() && b.drain().is_empty());
