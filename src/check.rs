@@ -45,7 +45,19 @@ pub fn plan(cfg: SpaceConfig) -> Plan {
         port: cfg.gateway_port,
         tokens,
     };
-    let (resolved, resolve_warnings) = config::resolve(&cfg, &ctx);
+    let (mut resolved, resolve_warnings) = config::resolve(&cfg, &ctx);
+    // Literal `tokens:` values written into args or env are secrets too.
+    let mask = |s: &mut String| {
+        for t in cfg.secret_tokens.iter().filter(|t| !t.is_empty()) {
+            if s.contains(t.as_str()) {
+                *s = s.replace(t.as_str(), TOKEN_MASK);
+            }
+        }
+    };
+    for r in &mut resolved {
+        r.argv.iter_mut().for_each(mask);
+        r.env.iter_mut().for_each(|(_, v)| mask(v));
+    }
     let order = config::start_order(&cfg);
     let mut warnings = cfg.warnings.clone();
     warnings.extend(resolve_warnings);

@@ -836,7 +836,7 @@ space: { id: up1 }
 participants:
   agent:
     command: sh
-    args: ["-c", "curl -sf http://127.0.0.1:${PORT}/health >/dev/null && echo gateway-was-ready; exec sleep 300"]
+    args: ["-c", "curl -sf http://127.0.0.1:${PORT}/health >/dev/null && echo gateway-was-ready; exec sleep 300", "agent", "--token", "agent-token"]
     tokens: [agent-token]
     capabilities: [ { kind: chat } ]
   client:
@@ -866,6 +866,21 @@ participants:
         "{gw}"
     );
     let port = port_of(&st);
+    // A literal token in a command line is shown masked.
+    let agent = st["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "agent")
+        .unwrap();
+    assert!(
+        agent["command"]
+            .as_str()
+            .unwrap()
+            .contains("--token '****'"),
+        "{agent}"
+    );
+    assert!(!st.to_string().contains("agent-token"));
     assert!(
         wait_for(|| space.log("agent").contains("gateway-was-ready")),
         "{}",

@@ -162,6 +162,8 @@ pub struct Builder<'a> {
     pub extras: Vec<Extra>,
     /// Every defined name (processes and non-process participants) with its location.
     pub names: Vec<(String, Loc, &'static str)>,
+    /// Every participant's `tokens:` values (masked wherever mew shows a command).
+    pub secret_tokens: Vec<String>,
 }
 
 impl<'a> Builder<'a> {
@@ -173,6 +175,7 @@ impl<'a> Builder<'a> {
             warnings: Vec::new(),
             extras: Vec::new(),
             names: Vec::new(),
+            secret_tokens: Vec::new(),
         }
     }
 
@@ -472,6 +475,7 @@ impl<'a> Builder<'a> {
                 "tokens" => {
                     if let NodeValue::Seq(items) = &v.value {
                         p.tokens = items.iter().filter_map(Node::scalar_text).collect();
+                        self.secret_tokens.extend(p.tokens.iter().cloned());
                     }
                 }
                 _ => {}

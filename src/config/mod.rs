@@ -295,6 +295,7 @@ pub fn parse_yaml(text: &str, path: &Path, dir: &Path) -> Result<SpaceConfig, Co
             .shutdown_timeout
             .unwrap_or(build::DEFAULT_SHUTDOWN_TIMEOUT),
         ui_keys: parsed.ui_keys,
+        secret_tokens: b.secret_tokens,
         warnings: b.warnings,
     })
 }
@@ -416,6 +417,7 @@ fn load_procfile(
         },
         shutdown_timeout: build::DEFAULT_SHUTDOWN_TIMEOUT,
         ui_keys: Vec::new(),
+        secret_tokens: Vec::new(),
         warnings: Vec::new(),
     })
 }

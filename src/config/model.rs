@@ -213,6 +213,8 @@ pub struct SpaceConfig {
     pub logs: LogConfig,
     #[serde(with = "ser_duration")]
     pub shutdown_timeout: Duration,
+    /// Every participant's `tokens:` values: secrets, masked wherever mew shows a command.
+    pub secret_tokens: Vec<String>,
     /// `ui.keys`: action name → key, as written.
     pub ui_keys: Vec<(String, String)>,
     pub warnings: Vec<Diagnostic>,

@@ -152,6 +152,12 @@ pub(crate) fn start(
         .flat_map(|p| p.env.iter())
         .filter(|(k, v)| k.starts_with("MEW_TOKEN_") && !v.is_empty())
         .map(|(_, v)| v.clone())
+        // Literal `tokens:` values written into args are secrets too.
+        .chain(
+            processes
+                .iter()
+                .flat_map(|p| p.config.tokens.iter().filter(|t| !t.is_empty()).cloned()),
+        )
         .collect();
     let procs: Vec<Proc> = processes
         .into_iter()
