@@ -877,7 +877,7 @@ participants:
         agent["command"]
             .as_str()
             .unwrap()
-            .contains("--token '****'"),
+            .contains("--token ****"),
         "{agent}"
     );
     assert!(!st.to_string().contains("agent-token"));
