@@ -198,6 +198,14 @@ pub struct UpArgs {
     /// Stop the space when a process fails for good, and exit with its code.
     #[arg(long)]
     pub exit_on_failure: bool,
+    /// When NAME ends (with any code), stop the space and exit with NAME's code
+    /// (docker compose's --exit-code-from; implies --no-tui).
+    #[arg(long, value_name = "NAME", conflicts_with = "detach")]
+    pub exit_code_from: Option<String>,
+    /// Stop the space as soon as any process ends for good (a one_shot task that
+    /// succeeded aside), and exit with its code (implies --no-tui).
+    #[arg(long, conflicts_with_all = ["detach", "exit_code_from"])]
+    pub abort_on_exit: bool,
     /// Start the space server in the background and return.
     #[arg(short, long, conflicts_with = "no_tui")]
     pub detach: bool,

@@ -262,6 +262,20 @@ pub fn fmt_uptime(secs: u64) -> String {
     }
 }
 
+/// The STATE column at most: a long failure reason must not widen the table
+/// past a terminal (`status --json` has it whole, in `detail`).
+const STATE_WIDTH: usize = 40;
+
+/// `s` cut to `max` characters, with `…` when something was cut.
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
 /// The human status table.
 pub fn status_table(s: &SpaceStatus, now: Millis) -> String {
     let mut out = String::new();
@@ -285,7 +299,7 @@ pub fn status_table(s: &SpaceStatus, now: Millis) -> String {
         rows.push([
             p.name.clone(),
             p.kind.as_str().into(),
-            p.state.describe(now),
+            clip(&p.state.describe(now), STATE_WIDTH),
             p.pid.map_or("-".into(), |x| x.to_string()),
             uptime,
             p.restarts.to_string(),
@@ -299,7 +313,7 @@ pub fn status_table(s: &SpaceStatus, now: Millis) -> String {
         rows.push([
             p.name.clone(),
             "participant".into(),
-            format!("no process ({})", p.note),
+            clip(&format!("no process ({})", p.note), STATE_WIDTH),
             "-".into(),
             "-".into(),
             "-".into(),
@@ -461,6 +475,11 @@ fn down_without_server(space_dir: &Path) -> ExitCode {
         println!("the space is not running; nothing to stop");
         return ExitCode::SUCCESS;
     };
+    // Never started here (no run dir, no lock file): nothing to stop.
+    if !paths.lock.exists() && !paths.state.exists() {
+        println!("the space is not running; nothing to stop");
+        return ExitCode::SUCCESS;
+    }
     // A live server that holds the lock but does not answer is not ours to judge.
     match crate::server::lock_space(&paths) {
         Ok(lock) => {
@@ -760,6 +779,8 @@ pub fn up_detached(
     config_args: &[std::ffi::OsString],
     opts: DetachOptions,
 ) -> ExitCode {
+    // Log lines older than this are another run's.
+    let run_start = now_millis();
     let pid = match start_server(cfg, config_args, opts.port, Duration::from_secs(30)) {
         Ok(pid) => pid,
         Err(code) => return code,
@@ -784,13 +805,41 @@ pub fn up_detached(
             return ExitCode::SUCCESS;
         }
         let wait_deadline = opts.timeout.map(|t| Instant::now() + t);
+        // Wait on the server's status changes, not by polling.
+        if let Err(e) = conn.request(Request::Watch).await {
+            eprintln!("mew: {e}");
+            return ExitCode::FAILURE;
+        }
         loop {
-            let status = match conn.status().await {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("mew: {e}");
+            let next = match wait_deadline {
+                Some(d) => match tokio::time::timeout_at(d.into(), conn.recv()).await {
+                    Ok(r) => Some(r),
+                    Err(_) => None,
+                },
+                None => Some(conn.recv().await),
+            };
+            let status = match next {
+                Some(Ok(Some(ServerMsg::Status { status }))) => Some(status),
+                Some(Ok(Some(ServerMsg::Bye { reason }))) => {
+                    eprintln!("mew: the space stopped while waiting: {reason}");
                     return ExitCode::FAILURE;
                 }
+                Some(Ok(Some(_))) => continue,
+                Some(Ok(None)) | Some(Err(_)) => {
+                    eprintln!("mew: lost the space server while waiting");
+                    return ExitCode::FAILURE;
+                }
+                None => None,
+            };
+            let status = match status {
+                Some(s) => s,
+                None => match conn.status().await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("mew: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
             };
             match readiness(&status) {
                 Readiness::Ready => {
@@ -799,24 +848,23 @@ pub fn up_detached(
                 }
                 Readiness::Failed(name, why) => {
                     eprintln!("mew: {name} failed before becoming ready: {why}");
-                    print_process_tail(cfg, &name);
+                    print_process_tail(cfg, &name, run_start);
                     return ExitCode::FAILURE;
                 }
                 Readiness::Waiting(names) => {
-                    if wait_deadline.is_some_and(|d| Instant::now() > d) {
+                    if wait_deadline.is_some_and(|d| Instant::now() >= d) {
                         eprintln!(
                             "mew: timed out after {} waiting for: {}",
                             crate::supervisor::fmt_duration(opts.timeout.unwrap_or_default()),
                             names.join(", ")
                         );
                         for n in &names {
-                            print_process_tail(cfg, n);
+                            print_process_tail(cfg, n, run_start);
                         }
                         return ExitCode::FAILURE;
                     }
                 }
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
 }
@@ -862,8 +910,11 @@ fn readiness(s: &SpaceStatus) -> Readiness {
     }
 }
 
-fn print_process_tail(cfg: &SpaceConfig, name: &str) {
-    if let Ok(records) = crate::logs::read_logs(&cfg.logs.dir, &[name.to_string()], Some(15), None)
+/// The last lines `name` logged in this run (from `since` on: lines of an
+/// earlier run would blame the wrong failure).
+fn print_process_tail(cfg: &SpaceConfig, name: &str, since: Millis) {
+    if let Ok(records) =
+        crate::logs::read_logs(&cfg.logs.dir, &[name.to_string()], Some(15), Some(since))
     {
         eprintln!("--- last lines of {name} ---");
         for r in records {

@@ -160,8 +160,16 @@ impl Printer {
     }
 
     /// Print everything from `feed` until it closes. Runs on its own thread:
-    /// a slow stdout slows the processes down, it never drops a line.
-    pub fn run(mut self, mut feed: LineFeed, out: impl Write) {
+    /// a slow stdout slows the processes down, it never drops a line. When
+    /// the output is gone (its reader closed the pipe: `| head -1`),
+    /// `on_closed` is told — the space then stops, as a pipeline expects —
+    /// and the feed is drained to its end so no reader ever blocks.
+    pub fn run(
+        mut self,
+        mut feed: LineFeed,
+        out: impl Write,
+        on_closed: Option<tokio::sync::oneshot::Sender<()>>,
+    ) {
         let mut out = io::BufWriter::with_capacity(64 * 1024, out);
         let mut buf = Vec::with_capacity(64 * 1024);
         while let Some(item) = feed.blocking_recv() {
@@ -185,8 +193,15 @@ impl Printer {
                 }
             }
             if out.write_all(&buf).and_then(|_| out.flush()).is_err() {
-                // stdout is gone (closed pipe): keep draining so nothing blocks.
-                while feed.blocking_recv().is_some() {}
+                // stdout is gone (closed pipe): say so, then drain so nothing blocks.
+                if let Some(tx) = on_closed {
+                    let _ = tx.send(());
+                }
+                while let Some(item) = feed.blocking_recv() {
+                    if matches!(item, Printable::End) {
+                        break;
+                    }
+                }
                 return;
             }
             if more > 0 {
@@ -269,6 +284,47 @@ pub fn first_failure(processes: &[ProcessStatus]) -> i32 {
         })
         .min()
         .map_or(0, |(_, code)| code)
+}
+
+/// The exit code of a process that ended for good (exited, killed, failed);
+/// `None` while it runs, waits, restarts, or was stopped by a user.
+pub fn end_code(p: &ProcessStatus) -> Option<i32> {
+    match &p.state {
+        ProcState::Exited { code } => Some(*code),
+        ProcState::Killed { signal } => Some(128 + signal),
+        ProcState::Failed { .. } => Some(p.exit_code.filter(|&c| c != 0).unwrap_or(1)),
+        _ => None,
+    }
+}
+
+/// `--exit-code-from NAME` and `--abort-on-exit`: the process whose end stops
+/// the space, with the code mew exits with. With `exit_code_from`, only
+/// NAME counts; with `abort_on_exit`, the first process that ended (a
+/// `one_shot` task that succeeded does not count: it did its job).
+pub fn ended_for(
+    processes: &[ProcessStatus],
+    exit_code_from: Option<&str>,
+    abort_on_exit: bool,
+) -> Option<(String, i32)> {
+    if let Some(name) = exit_code_from {
+        let p = processes.iter().find(|p| p.name == name)?;
+        return end_code(p).map(|c| (p.name.clone(), c));
+    }
+    if !abort_on_exit {
+        return None;
+    }
+    processes
+        .iter()
+        .filter_map(|p| {
+            let code = end_code(p)?;
+            if p.one_shot && code == 0 {
+                return None;
+            }
+            let at = p.history.last().map_or(0, |t| t.at);
+            Some((at, p.name.clone(), code))
+        })
+        .min()
+        .map(|(_, name, code)| (name, code))
 }
 
 /// Every process has ended on its own (nothing running, pending or waiting to restart).
@@ -374,7 +430,26 @@ mod tests {
         );
         assert_eq!(f.observe(&[bad, killed], false), None);
         assert_eq!(f.first(), Some(&("b".to_string(), 3)));
-        assert!(all_ended(&[ok, task]));
+        assert!(all_ended(&[ok.clone(), task.clone()]));
+        // --exit-code-from / --abort-on-exit.
+        let running = proc_status("db", ProcState::Ready, false);
+        let tests = proc_status("tests", ProcState::Exited { code: 0 }, true);
+        let all = [running.clone(), task.clone(), tests.clone()];
+        assert_eq!(
+            ended_for(&all, Some("tests"), false),
+            Some(("tests".into(), 0))
+        );
+        assert_eq!(ended_for(&all, Some("db"), false), None);
+        assert_eq!(
+            ended_for(&all, None, true),
+            None,
+            "successful tasks do not abort"
+        );
+        let crashed = proc_status("api", ProcState::Exited { code: 0 }, false);
+        assert_eq!(
+            ended_for(&[running, crashed], None, true),
+            Some(("api".into(), 0))
+        );
         assert!(!all_ended(&[proc_status("r", ProcState::Ready, false)]));
     }
 }

@@ -1,5 +1,5 @@
 use std::ffi::OsString;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -10,7 +10,19 @@ use mew::protocol::Request;
 use mew::{client, server};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
+    // Commands that print and end die quietly of SIGPIPE when their reader
+    // goes away; the server (also `up --no-tui`, `up` with its TUI) and the
+    // gateway handle a closed output themselves.
+    let handles_pipe = match &cli.command {
+        Some(Command::Serve(_) | Command::Gateway(_)) => true,
+        Some(Command::Space(SpaceCommand::Up(up))) => !up.detach,
+        None => true,
+        _ => false,
+    };
+    if !handles_pipe {
+        mew::sys::default_sigpipe();
+    }
     if !matches!(cli.command, Some(Command::Gateway(_))) {
         init_tracing(matches!(cli.command, Some(Command::Serve(_))));
     }
@@ -48,6 +60,32 @@ fn main() -> ExitCode {
                 log_dir: a.log_dir,
                 host: a.host,
             })
+        }
+    }
+}
+
+/// Parse the command line; a space command typed without `space` (`mew up`,
+/// `mew status` …, the upstream CLI's habit) gets a hint.
+fn parse_cli() -> Cli {
+    match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            if e.kind() == clap::error::ErrorKind::InvalidSubcommand {
+                let word = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+                const SPACE_COMMANDS: &[&str] = &[
+                    "check", "up", "attach", "status", "logs", "restart", "stop", "start", "down",
+                    "ls", "clean",
+                ];
+                if let Some(w) = word.filter(|w| SPACE_COMMANDS.contains(&w.as_str())) {
+                    let _ = e.print();
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "\nhelp: `{w}` is a space command: `mew space {w}`"
+                    );
+                    std::process::exit(2);
+                }
+            }
+            e.exit()
         }
     }
 }
@@ -175,8 +213,22 @@ fn space_up(up: UpArgs, args: &SpaceArgs) -> ExitCode {
             },
         );
     }
+    if let Some(name) = &up.exit_code_from
+        && cfg.process(name).is_none()
+    {
+        let names: Vec<&str> = cfg.processes.iter().map(|p| p.name.as_str()).collect();
+        let hint = mew::config::did_you_mean(name, &names)
+            .map(|n| format!(" (did you mean `{n}`?)"))
+            .unwrap_or_default();
+        eprintln!(
+            "mew: --exit-code-from: no process `{name}`{hint}; processes: {}",
+            names.join(", ")
+        );
+        return ExitCode::from(2);
+    }
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    if !up.no_tui {
+    let ci_mode = up.exit_code_from.is_some() || up.abort_on_exit;
+    if !up.no_tui && !ci_mode {
         if interactive {
             return client::up_attached(&cfg, &config_args(&cfg), up.port);
         }
@@ -189,6 +241,8 @@ fn space_up(up: UpArgs, args: &SpaceArgs) -> ExitCode {
             headless: Some(server::HeadlessOptions {
                 timestamps: up.timestamps,
                 exit_on_failure: up.exit_on_failure,
+                exit_code_from: up.exit_code_from,
+                abort_on_exit: up.abort_on_exit,
             }),
         },
     )
@@ -225,6 +279,8 @@ fn bare_mew(args: &SpaceArgs) -> ExitCode {
                         port: None,
                         timestamps: true,
                         exit_on_failure: false,
+                        exit_code_from: None,
+                        abort_on_exit: false,
                         detach: false,
                         wait: false,
                         timeout: None,

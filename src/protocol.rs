@@ -257,6 +257,9 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since_ms: Option<Millis>,
     },
+    /// Stream the whole status (`ServerMsg::Status`) now and after every
+    /// change, until the space is down (`up -d --wait` waits on this).
+    Watch,
     /// Become an attached (TUI) client of this size; `owner`: the client
     /// that ran `up` (its disconnect without a detach stops the space).
     Attach {
@@ -307,6 +310,8 @@ pub enum ServerMsg {
         at: Millis,
         text: String,
     },
+    /// The status, after a change (watch streams).
+    Status { status: SpaceStatus },
     /// The client fell behind and `dropped` messages were skipped.
     Resync { dropped: u64 },
     /// The server closes this connection, saying why.

@@ -189,8 +189,17 @@ pub fn unknown_names<S: AsRef<str>>(names: &[S], known: &[S]) -> Option<String> 
         return None;
     }
     let valid: Vec<&str> = known.iter().map(AsRef::as_ref).collect();
+    let hints: Vec<String> = unknown
+        .iter()
+        .filter_map(|u| crate::config::did_you_mean(u, &valid).map(|v| format!("`{v}`")))
+        .collect();
+    let hint = if hints.is_empty() {
+        String::new()
+    } else {
+        format!(" (did you mean {}?)", hints.join(", "))
+    };
     Some(format!(
-        "unknown process{} {}; valid names: {}",
+        "unknown process{} {}{hint}; valid names: {}",
         if unknown.len() > 1 { "es" } else { "" },
         unknown.join(", "),
         valid.join(", ")
@@ -207,7 +216,7 @@ mod tests {
         assert_eq!(unknown_names(&["web"], &known), None);
         assert_eq!(
             unknown_names(&["wbe", "x"], &known).as_deref(),
-            Some("unknown processes wbe, x; valid names: web, db")
+            Some("unknown processes wbe, x (did you mean `web`?); valid names: web, db")
         );
         assert_eq!(
             unknown_names(&["x"], &known).as_deref(),

@@ -256,6 +256,18 @@ pub fn group_exists(pgid: u32) -> bool {
     )
 }
 
+/// Give SIGPIPE its default action again (Rust's runtime ignores it): a
+/// command whose reader went away (`mew space status | head -1`) ends
+/// quietly, like any Unix tool, instead of failing on EPIPE. Not for the
+/// server or the gateway, which handle a closed output themselves.
+pub fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL has no memory-safety
+    // conditions; it is called at start-up, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// Become a child subreaper (Linux): orphaned descendants are reparented to
 /// this process instead of init, so they can be found, killed and reaped.
 pub fn become_subreaper() -> io::Result<()> {

@@ -29,6 +29,7 @@ pub const PROC_KEYS: &[&str] = &[
     "depends_on",
     "depends_on_gateway",
     "ready",
+    "health",
     "restart_policy",
     "max_restarts",
     "backoff",
@@ -64,6 +65,19 @@ const READY_KEYS: &[&str] = &[
     "timeout",
     "failure_threshold",
 ];
+const HEALTH_TARGETS: &[&str] = &["http", "tcp", "exec"];
+/// `log` is listed so that it gets its own error (not a typo warning).
+const HEALTH_KEYS: &[&str] = &[
+    "http",
+    "tcp",
+    "exec",
+    "log",
+    "initial_delay",
+    "period",
+    "timeout",
+    "failure_threshold",
+    "action",
+];
 const BACKOFF_KEYS: &[&str] = &["initial", "max", "multiplier"];
 const LOGS_KEYS: &[&str] = &["dir", "rotate_size", "keep"];
 const UI_KEYS: &[&str] = &["keys"];
@@ -88,6 +102,19 @@ pub fn probe(kind: ProbeKind) -> Probe {
     }
 }
 
+/// Health check defaults: from readiness on, every 10s, 1s timeout, 3
+/// failures. A liveness check runs for the whole life of the process, so it
+/// is ten times less frequent than a readiness probe.
+pub fn health_probe(kind: ProbeKind) -> Probe {
+    Probe {
+        kind,
+        initial_delay: Duration::ZERO,
+        period: Duration::from_secs(10),
+        timeout: Duration::from_secs(1),
+        failure_threshold: 3,
+    }
+}
+
 /// A process config with every default applied.
 pub fn default_process(name: &str, kind: ProcKind, command: String, loc: Loc) -> ProcessConfig {
     ProcessConfig {
@@ -101,6 +128,7 @@ pub fn default_process(name: &str, kind: ProcKind, command: String, loc: Loc) ->
         env_file_vars: Vec::new(),
         depends_on: Vec::new(),
         ready: None,
+        health: None,
         restart_policy: RestartPolicy::No,
         max_restarts: None,
         backoff: Backoff::default(),
@@ -435,6 +463,7 @@ impl<'a> Builder<'a> {
                     ready_set = true;
                     p.ready = self.ready(v, &what);
                 }
+                "health" => p.health = self.health(v, &what),
                 "restart_policy" => {
                     if let Some(r) = self.restart_policy(v, &what) {
                         p.restart_policy = r;
@@ -721,16 +750,53 @@ impl<'a> Builder<'a> {
                 return None;
             }
         }
+        self.probe_spec(n, what, false).map(|(p, _)| p)
+    }
+
+    /// `health:`: a liveness check, `false`/`none` for none.
+    fn health(&mut self, n: &Node, what: &str) -> Option<HealthCheck> {
+        match &n.value {
+            NodeValue::Null | NodeValue::Bool(false) => return None,
+            NodeValue::Str(s) if s == "none" => return None,
+            NodeValue::Map(_) => {}
+            _ => {
+                self.mismatch(
+                    n,
+                    what,
+                    "a check like `{ http: URL }`, `{ tcp: HOST:PORT }` or `{ exec: COMMAND }`, or `false`",
+                );
+                return None;
+            }
+        }
+        self.probe_spec(n, what, true)
+            .map(|(probe, action)| HealthCheck { probe, action })
+    }
+
+    /// The mapping of a `ready:` probe or (with `health`) a `health:` check.
+    fn probe_spec(&mut self, n: &Node, what: &str, health: bool) -> Option<(Probe, HealthAction)> {
         let m = self.map(n, what)?;
         let mut kinds: Vec<(ProbeKind, Loc, &str)> = Vec::new();
-        let mut p = probe(ProbeKind::Exec {
+        let blank = ProbeKind::Exec {
             command: String::new(),
-        });
+        };
+        let (mut p, keys, targets) = if health {
+            (health_probe(blank), HEALTH_KEYS, HEALTH_TARGETS)
+        } else {
+            (probe(blank), READY_KEYS, READY_TARGETS)
+        };
+        let mut action = HealthAction::Restart;
         let mut target_seen = false;
-        for (key, k, v) in self.entries(m, READY_KEYS, &format!("`{what}`")) {
+        for (key, k, v) in self.entries(m, keys, &format!("`{what}`")) {
             let w = format!("{what}.{key}");
             target_seen |= READY_TARGETS.contains(&key);
             match key {
+                "log" if health => {
+                    self.err(
+                        &k.loc,
+                        format!("`{w}`: a health check cannot watch the output\nhelp: `log` matches one line once, which suits `ready`; a health check asks again every `period`: use `http`, `tcp` or `exec`"),
+                    );
+                }
+                "action" => action = self.health_action(v, &w).unwrap_or(action),
                 "http" => {
                     if let Some(url) = self.string(v, &w) {
                         if url.starts_with("https://") {
@@ -814,6 +880,12 @@ impl<'a> Builder<'a> {
                             self.err(&v.loc, format!("`{w}`: must be at least 1"));
                         } else {
                             p.failure_threshold = u32::try_from(t).unwrap_or(u32::MAX);
+                            if !health {
+                                self.warn(
+                                    Some(&k.loc),
+                                    format!("`{w}` has no effect: a readiness probe stops once the process is ready\nhelp: to keep checking a ready process, add a `health:` check (it has its own `failure_threshold`)"),
+                                );
+                            }
                         }
                     }
                 }
@@ -827,8 +899,10 @@ impl<'a> Builder<'a> {
                 self.err(
                     &n.loc,
                     format!(
-                        "`{what}`: the probe has no target\nhelp: add one of {} (e.g. `http: \"http://127.0.0.1:${{PORT}}/health\"`), or write `ready: false`",
-                        READY_TARGETS.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+                        "`{what}`: the {} has no target\nhelp: add one of {} (e.g. `http: \"http://127.0.0.1:${{PORT}}/health\"`), or write `{}: false`",
+                        if health { "check" } else { "probe" },
+                        targets.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", "),
+                        if health { "health" } else { "ready" },
                     ),
                 );
                 None
@@ -836,7 +910,7 @@ impl<'a> Builder<'a> {
             1 => {
                 let (kind, _, _) = kinds.remove(0);
                 p.kind = kind;
-                Some(p)
+                Some((p, action))
             }
             _ => {
                 let (_, loc, second) = &kinds[1];
@@ -845,9 +919,28 @@ impl<'a> Builder<'a> {
                 self.err(
                     &loc,
                     format!(
-                        "`{what}`: a probe has one target, found both `{first}` and `{second}`"
+                        "`{what}`: a {} has one target, found both `{first}` and `{second}`",
+                        if health { "check" } else { "probe" }
                     ),
                 );
+                None
+            }
+        }
+    }
+
+    fn health_action(&mut self, n: &Node, what: &str) -> Option<HealthAction> {
+        const ACTIONS: &[&str] = &["restart", "none"];
+        let s = self.string(n, what)?;
+        match s.as_str() {
+            "restart" => Some(HealthAction::Restart),
+            "none" => Some(HealthAction::None),
+            other => {
+                let mut msg =
+                    format!("`{what}`: unknown action `{other}`; expected `restart` or `none`");
+                if let Some(s) = did_you_mean(other, ACTIONS) {
+                    msg.push_str(&format!("\nhelp: did you mean `{s}`?"));
+                }
+                self.err(&n.loc, msg);
                 None
             }
         }

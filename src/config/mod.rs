@@ -543,17 +543,17 @@ fn resolve_one(
         Some(c) => cfg.dir.join(field("cwd", c)),
         None => cfg.dir.clone(),
     };
-    let ready = p.ready.as_ref().map(|probe| {
+    let mut resolve_probe = |key: &str, probe: &Probe| {
         let kind = match &probe.kind {
             ProbeKind::Http { url } => ProbeKind::Http {
-                url: field("ready.http", url),
+                url: field(&format!("{key}.http"), url),
             },
             ProbeKind::Tcp { host, port } => ProbeKind::Tcp {
-                host: field("ready.tcp", host),
-                port: field("ready.tcp", port),
+                host: field(&format!("{key}.tcp"), host),
+                port: field(&format!("{key}.tcp"), port),
             },
             ProbeKind::Exec { command } => ProbeKind::Exec {
-                command: field("ready.exec", command),
+                command: field(&format!("{key}.exec"), command),
             },
             ProbeKind::Log { regex } => ProbeKind::Log {
                 regex: regex.clone(),
@@ -563,6 +563,11 @@ fn resolve_one(
             kind,
             ..probe.clone()
         }
+    };
+    let ready = p.ready.as_ref().map(|probe| resolve_probe("ready", probe));
+    let health = p.health.as_ref().map(|h| HealthCheck {
+        probe: resolve_probe("health", &h.probe),
+        action: h.action,
     });
     env.push(("MEW_SPACE".to_owned(), cfg.id.clone()));
     env.push(("MEW_SPACE_DIR".to_owned(), cfg.dir.display().to_string()));
@@ -579,6 +584,7 @@ fn resolve_one(
         env,
         cwd,
         ready,
+        health,
         config: p.clone(),
     }
 }

@@ -85,6 +85,25 @@ pub struct Probe {
     pub failure_threshold: u32,
 }
 
+/// What a failing health check does once it reached its `failure_threshold`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthAction {
+    /// Restart the process (counted by the restart policy like any restart).
+    Restart,
+    /// Only report it: the process is marked unhealthy in the status.
+    None,
+}
+
+/// A liveness check (`health:`): runs from readiness on, for as long as the
+/// process runs. Its probe is never `log`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HealthCheck {
+    #[serde(flatten)]
+    pub probe: Probe,
+    pub action: HealthAction,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Backoff {
     #[serde(with = "ser_duration")]
@@ -138,6 +157,8 @@ pub struct ProcessConfig {
     pub env_file_vars: Vec<(String, String)>,
     pub depends_on: Vec<Dependency>,
     pub ready: Option<Probe>,
+    /// Checked from readiness on (`initial_delay` counts from readiness).
+    pub health: Option<HealthCheck>,
     pub restart_policy: RestartPolicy,
     /// `None`: unlimited.
     pub max_restarts: Option<u32>,
@@ -241,6 +262,7 @@ pub struct ResolvedProcess {
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
     pub ready: Option<Probe>,
+    pub health: Option<HealthCheck>,
     pub config: ProcessConfig,
 }
 

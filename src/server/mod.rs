@@ -6,6 +6,15 @@
 
 mod session;
 
+/// `eprintln!` that cannot panic: a closed stderr (`up --no-tui 2>&1 | head`)
+/// must never take the server, and so its processes, down.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
@@ -41,6 +50,11 @@ pub struct ServeOptions {
 pub struct HeadlessOptions {
     pub timestamps: bool,
     pub exit_on_failure: bool,
+    /// `--exit-code-from NAME`: when NAME ends, stop the space and exit with its code.
+    pub exit_code_from: Option<String>,
+    /// `--abort-on-exit`: the first process that ends for good (a task that
+    /// succeeded aside) stops the space; exit with its code.
+    pub abort_on_exit: bool,
 }
 
 /// Load and validate the config, printing errors and warnings. Nothing is
@@ -54,7 +68,7 @@ pub fn load_config(args: &SpaceArgs) -> Result<SpaceConfig, ExitCode> {
     match config::load(&opts) {
         Ok(cfg) => Ok(cfg),
         Err(e) => {
-            eprintln!("{e}");
+            say!("{e}");
             Err(ExitCode::from(e.exit_code()))
         }
     }
@@ -68,7 +82,7 @@ pub fn run(cfg: SpaceConfig, opts: ServeOptions) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("mew: cannot start the runtime: {e}");
+            say!("mew: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -170,31 +184,31 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     let paths = match SpacePaths::new(&cfg.dir) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("mew: {}: {e}", cfg.dir.display());
+            say!("mew: {}: {e}", cfg.dir.display());
             return 1;
         }
     };
     if let Err(e) = paths.ensure_run_dir() {
-        eprintln!("mew: {e}");
+        say!("mew: {e}");
         return 1;
     }
     let mut lock = match lock_space(&paths) {
         Ok(l) => l,
         Err(space::LockError::Held { pid, .. }) => {
             let pid = pid.map_or("unknown pid".to_string(), |p| format!("pid {p}"));
-            eprintln!(
+            say!(
                 "mew: space \"{}\" is already running ({pid}) — use \"mew space attach\" or \"mew space down\"",
                 cfg.id
             );
             return 1;
         }
         Err(e) => {
-            eprintln!("mew: cannot lock the space: {e}");
+            say!("mew: cannot lock the space: {e}");
             return 1;
         }
     };
     if let Some((pid, killed)) = recover(&paths) {
-        eprintln!(
+        say!(
             "mew: the previous server (pid {pid}) did not shut down cleanly; killed {killed} leftover process{}",
             if killed == 1 { "" } else { "es" }
         );
@@ -204,12 +218,12 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         match free_port(configured) {
             Some(p) => {
                 if p != configured {
-                    eprintln!("mew: port {configured} is taken; the gateway uses port {p}");
+                    say!("mew: port {configured} is taken; the gateway uses port {p}");
                 }
                 p
             }
             None => {
-                eprintln!(
+                say!(
                     "mew: no free port from {configured} to {}",
                     configured.saturating_add(100)
                 );
@@ -222,7 +236,7 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     let ctx = match resolve_context(&cfg, &paths, port) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!(
+            say!(
                 "mew: cannot prepare tokens in {}: {e}",
                 paths.tokens_dir.display()
             );
@@ -231,10 +245,10 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     };
     let (resolved, warnings) = config::resolve(&cfg, &ctx);
     for w in cfg.warnings.iter().chain(warnings.iter()) {
-        eprintln!("{}", format_diagnostic("warning", w));
+        say!("{}", format_diagnostic("warning", w));
     }
     if let Err(e) = crate::logs::create_log_dir(&cfg.logs.dir) {
-        eprintln!(
+        say!(
             "mew: cannot create {}: {e} (logging is degraded)",
             cfg.logs.dir.display()
         );
@@ -242,7 +256,7 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     let listener = match space::bind_socket(&paths.socket) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("mew: cannot listen on {}: {e}", paths.socket.display());
+            say!("mew: cannot listen on {}: {e}", paths.socket.display());
             return 1;
         }
     };
@@ -252,12 +266,12 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("mew: cannot listen on {}: {e}", paths.socket.display());
+            say!("mew: cannot listen on {}: {e}", paths.socket.display());
             return 1;
         }
     };
     if let Err(e) = paths.record_socket() {
-        eprintln!("mew: cannot record the socket path: {e}");
+        say!("mew: cannot record the socket path: {e}");
         return 1;
     }
     let run_id = space::new_run_id();
@@ -345,16 +359,21 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     });
     tracing::info!(space = %space_id, pid = server_pid, "space server running");
 
+    let (closed_tx, mut stdout_closed) = tokio::sync::oneshot::channel::<()>();
     let printer = match (&opts.headless, feed) {
         (Some(h), Some(feed)) => {
             let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
             let printer = Printer::new(names, color, h.timestamps);
             Some(std::thread::spawn(move || {
-                printer.run(feed, std::io::stdout())
+                printer.run(feed, std::io::stdout(), Some(closed_tx))
             }))
         }
-        _ => None,
+        _ => {
+            drop(closed_tx);
+            None
+        }
     };
+    let mut stdout_open = opts.headless.is_some();
 
     let mut code: Option<u8> = None;
     let mut interrupts = 0;
@@ -381,9 +400,15 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
             changed = status_rx.changed() => {
                 if changed.is_err() { break; }
                 let status = status_rx.borrow_and_update().clone();
-                if opts.headless.is_some() && !shutting_down {
+                if let Some(h) = opts.headless.as_ref().filter(|_| !shutting_down) {
                     let newly = tracker.observe(&status.processes, exit_on_failure);
-                    if exit_on_failure && let Some((name, c)) = newly {
+                    if let Some((name, c)) = headless::ended_for(&status.processes, h.exit_code_from.as_deref(), h.abort_on_exit) {
+                        tracing::info!("{name} ended: stopping the space");
+                        code = Some(c.clamp(0, 255) as u8);
+                        shutting_down = true;
+                        handle.shutdown(false);
+                        let _ = ctx.down_tx.send(true);
+                    } else if exit_on_failure && let Some((name, c)) = newly {
                         tracing::info!("{name} failed for good: stopping the space");
                         code = Some(c.clamp(0, 255) as u8);
                         shutting_down = true;
@@ -395,6 +420,20 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
                         handle.shutdown(false);
                         let _ = ctx.down_tx.send(true);
                     }
+                }
+            }
+            r = &mut stdout_closed, if stdout_open => {
+                stdout_open = false;
+                if r.is_ok() {
+                    // `up --no-tui | head -1`: the reader is gone. Stop the
+                    // space cleanly and exit as a killed writer would (141).
+                    tracing::info!("stdout was closed: stopping the space");
+                    if code.is_none() {
+                        code = Some(128 + libc::SIGPIPE as u8);
+                    }
+                    shutting_down = true;
+                    handle.shutdown(false);
+                    let _ = ctx.down_tx.send(true);
                 }
             }
             r = down_rx.changed() => {
@@ -798,6 +837,31 @@ async fn handle_request(
                 tokio::select! {
                     _ = stream_events(events, tx.clone(), names, true) => {}
                     _ = gone.wait_for(|g| *g) => {}
+                }
+                let _ = send(
+                    &tx,
+                    &ServerMsg::Bye {
+                        reason: "the space is down".into(),
+                    },
+                )
+                .await;
+            }))
+        }
+        Request::Watch => {
+            send(tx, &respond(Ok(ResponseBody::Accepted))).await;
+            let tx = tx.clone();
+            let mut rx = ctx.handle.watch_status();
+            let mut gone = ctx.gone_tx.subscribe();
+            Some(tokio::spawn(async move {
+                loop {
+                    let status = (**rx.borrow_and_update()).clone();
+                    if !send(&tx, &ServerMsg::Status { status }).await {
+                        return;
+                    }
+                    tokio::select! {
+                        r = rx.changed() => if r.is_err() { break },
+                        _ = gone.wait_for(|g| *g) => break,
+                    }
                 }
                 let _ = send(
                     &tx,
