@@ -454,10 +454,7 @@ pub fn down(space_dir: &Path, timeout: Option<Duration>) -> ExitCode {
 fn report_recovery(paths: &SpacePaths) -> bool {
     match crate::server::recover(paths) {
         Some((pid, killed)) => {
-            println!(
-                "the space server (pid {pid}) had died; killed {killed} leftover process{}",
-                if killed == 1 { "" } else { "es" }
-            );
+            println!("{}", recovery_message(pid, killed));
             true
         }
         None => false,
@@ -994,6 +991,7 @@ pub fn attach(space_dir: &Path, owner: bool) -> ExitCode {
         let mut farewell: Option<String> = None;
         let mut code: u8 = 0;
         let mut ended = false;
+        let mut lost = false;
         loop {
             tokio::select! {
                 ev = ev_rx.recv() => {
@@ -1032,12 +1030,14 @@ pub fn attach(space_dir: &Path, owner: bool) -> ExitCode {
                         } else {
                             farewell = Some(format!("lost the server of space \"{space_id}\""));
                             code = 1;
+                            lost = true;
                         }
                         break;
                     }
                     Some(Err(e)) => {
                         farewell = Some(format!("lost the space server: {e}"));
                         code = 1;
+                        lost = true;
                         break;
                     }
                 },
@@ -1057,6 +1057,37 @@ pub fn attach(space_dir: &Path, owner: bool) -> ExitCode {
         if let Some(f) = farewell {
             println!("{f}");
         }
+        if lost {
+            // The server died under us (SIGKILL, OOM): nothing may outlive the
+            // session, so clean up after it as `down` would.
+            let dir = space_dir.to_path_buf();
+            let report = tokio::task::spawn_blocking(move || recover_dead_server(&dir))
+                .await
+                .ok()
+                .flatten();
+            if let Some(r) = report {
+                println!("{r}");
+            }
+        }
         ExitCode::from(code)
     })
+}
+
+fn recovery_message(pid: u32, killed: usize) -> String {
+    format!(
+        "the space server (pid {pid}) had died; killed {killed} leftover process{}",
+        if killed == 1 { "" } else { "es" }
+    )
+}
+
+/// When the space's server is dead (its lock is free), kill what it left
+/// and say what was done; `None` when a server still holds the lock.
+fn recover_dead_server(space_dir: &Path) -> Option<String> {
+    let paths = SpacePaths::new(space_dir).ok()?;
+    let lock = crate::server::lock_space(&paths).ok()?;
+    let report = crate::server::recover(&paths).map(|(pid, killed)| recovery_message(pid, killed));
+    let _ = std::fs::remove_file(&paths.socket);
+    let _ = std::fs::remove_file(&paths.socket_record);
+    drop(lock);
+    report
 }

@@ -71,7 +71,10 @@ fn parse_cli() -> Cli {
         Ok(c) => c,
         Err(e) => {
             if e.kind() == clap::error::ErrorKind::InvalidSubcommand {
-                let word = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+                let word = match e.get(clap::error::ContextKind::InvalidSubcommand) {
+                    Some(clap::error::ContextValue::String(w)) => Some(w.clone()),
+                    _ => None,
+                };
                 const SPACE_COMMANDS: &[&str] = &[
                     "check", "up", "attach", "status", "logs", "restart", "stop", "start", "down",
                     "ls", "clean",
@@ -201,18 +204,6 @@ fn space_up(up: UpArgs, args: &SpaceArgs) -> ExitCode {
         Ok(cfg) => cfg,
         Err(code) => return code,
     };
-    if up.detach {
-        let extra = config_args(&cfg);
-        return client::up_detached(
-            &cfg,
-            &extra,
-            client::DetachOptions {
-                wait: up.wait,
-                timeout,
-                port: up.port,
-            },
-        );
-    }
     if let Some(name) = &up.exit_code_from
         && cfg.process(name).is_none()
     {
@@ -228,10 +219,30 @@ fn space_up(up: UpArgs, args: &SpaceArgs) -> ExitCode {
     }
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let ci_mode = up.exit_code_from.is_some() || up.abort_on_exit;
-    if !up.no_tui && !ci_mode {
-        if interactive {
-            return client::up_attached(&cfg, &config_args(&cfg), up.port);
+    let tui = !up.no_tui && !ci_mode && interactive;
+    if up.detach || tui {
+        // The server's stderr is its log file in these modes: say the
+        // warnings here, where the user looks (`--no-tui` prints its own).
+        for w in mew::check::plan(cfg.clone()).warnings {
+            eprintln!("{}", server::format_diagnostic("warning", &w));
         }
+    }
+    if up.detach {
+        let extra = config_args(&cfg);
+        return client::up_detached(
+            &cfg,
+            &extra,
+            client::DetachOptions {
+                wait: up.wait,
+                timeout,
+                port: up.port,
+            },
+        );
+    }
+    if tui {
+        return client::up_attached(&cfg, &config_args(&cfg), up.port);
+    }
+    if !up.no_tui && !ci_mode {
         eprintln!("mew: stdin or stdout is not a terminal: running as --no-tui");
     }
     server::run(

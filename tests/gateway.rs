@@ -874,10 +874,7 @@ participants:
         .find(|p| p["name"] == "agent")
         .unwrap();
     assert!(
-        agent["command"]
-            .as_str()
-            .unwrap()
-            .contains("--token ****"),
+        agent["command"].as_str().unwrap().contains("--token ****"),
         "{agent}"
     );
     assert!(!st.to_string().contains("agent-token"));

@@ -248,6 +248,13 @@ pub fn parse_yaml(text: &str, path: &Path, dir: &Path) -> Result<SpaceConfig, Co
     let mut b = build::Builder::new(path.to_path_buf(), dir);
     let parsed = b.space(&root);
     let mut processes = parsed.processes;
+    if processes.is_empty() && b.errors.is_empty() {
+        // A typo (`procesess:`) must not run a space of nothing, "ready" forever.
+        b.err(
+            &Loc { line: 1, col: 1 },
+            "nothing to run: no `processes:`, no participant with a `command`, no gateway\nhelp: define `processes:` or `participants:` (see `mew init`); a misspelt key is named in a warning",
+        );
+    }
     validate::dependencies(&mut b, &mut processes, &parsed.participants);
     if !b.errors.is_empty() {
         return Err(invalid(b.errors, b.warnings, (path, text.to_owned())));
