@@ -370,17 +370,8 @@ pub fn control(space_dir: &Path, req: Request, verb: &str) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let unknown: Vec<&str> = asked
-                .iter()
-                .filter(|n| !known.contains(n))
-                .map(String::as_str)
-                .collect();
-            if !unknown.is_empty() {
-                eprintln!(
-                    "mew: unknown process {}; valid names: {}",
-                    unknown.join(", "),
-                    known.join(", ")
-                );
+            if let Some(msg) = crate::status::unknown_names(&asked, &known) {
+                eprintln!("mew: {msg}");
                 return ExitCode::from(2);
             }
         }
@@ -404,14 +395,29 @@ pub fn control(space_dir: &Path, req: Request, verb: &str) -> ExitCode {
 
 // ---- down --------------------------------------------------------------------
 
-pub fn down(space_dir: &Path, timeout: Option<Duration>) -> ExitCode {
+/// `patience`: how long the server may stay silent (and then take to exit)
+/// before `down` takes it for hung: it is then killed, and what it left is
+/// cleaned up as after a crash. `down` never reports "down" while the server
+/// still runs.
+pub fn down(space_dir: &Path, timeout: Option<Duration>, patience: Duration) -> ExitCode {
     runtime().block_on(async {
         let mut conn = match Conn::connect(space_dir, ClientKind::Control).await {
             Ok(c) => c,
             Err(ConnectError::NotRunning) => return down_without_server(space_dir),
             Err(ConnectError::Failed(why)) => {
-                eprintln!("mew: {why}");
-                return ExitCode::FAILURE;
+                // A server that holds the lock but does not answer (stopped,
+                // wedged) is killed: `down` means nothing of the space runs after.
+                let pid = SpacePaths::new(space_dir)
+                    .ok()
+                    .and_then(|p| space::read_lock_info(&p))
+                    .map(|i| i.pid)
+                    .filter(|&p| server_alive(p));
+                let Some(pid) = pid else {
+                    eprintln!("mew: {why}");
+                    return ExitCode::FAILURE;
+                };
+                eprintln!("mew: {why}; killing the space server (pid {pid}) and what it left");
+                return kill_hung_server(space_dir, pid).await;
             }
         };
         let server_pid = conn.server_pid;
@@ -423,8 +429,8 @@ pub fn down(space_dir: &Path, timeout: Option<Duration>) -> ExitCode {
             return ExitCode::FAILURE;
         }
         loop {
-            match conn.recv().await {
-                Ok(Some(ServerMsg::Event { event })) => {
+            match tokio::time::timeout(patience, conn.recv()).await {
+                Ok(Ok(Some(ServerMsg::Event { event }))) => {
                     if matches!(
                         event.state,
                         ProcState::Stopped
@@ -435,18 +441,51 @@ pub fn down(space_dir: &Path, timeout: Option<Duration>) -> ExitCode {
                         println!("{}: {}", event.process, event.message);
                     }
                 }
-                Ok(Some(ServerMsg::Bye { .. })) | Ok(None) | Err(_) => break,
-                Ok(Some(_)) => {}
+                Ok(Ok(Some(ServerMsg::Bye { .. })) | Ok(None) | Err(_)) => break,
+                Ok(Ok(Some(_))) => {}
+                // Silent for too long (stopped, wedged): handled below.
+                Err(_) => break,
             }
         }
         // The server removes its socket and exits once everything is gone.
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + patience;
         while server_alive(server_pid) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if server_alive(server_pid) {
+            eprintln!(
+                "mew: the space server (pid {server_pid}) did not finish stopping within {}; killing it and what it left",
+                crate::supervisor::fmt_duration(patience)
+            );
+            return kill_hung_server(space_dir, server_pid).await;
         }
         println!("space \"{}\" is down", conn.space_id);
         ExitCode::SUCCESS
     })
+}
+
+/// SIGKILL a server that does not do its job, then clean up after it as
+/// after a crash (recorded groups, the run marker).
+async fn kill_hung_server(space_dir: &Path, pid: u32) -> ExitCode {
+    let _ = sys::signal_pid(pid, libc::SIGKILL);
+    let gone = Instant::now() + Duration::from_secs(10);
+    while server_alive(pid) && Instant::now() < gone {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if server_alive(pid) {
+        eprintln!("mew: the space server (pid {pid}) is still alive");
+        return ExitCode::FAILURE;
+    }
+    let dir = space_dir.to_path_buf();
+    let report = tokio::task::spawn_blocking(move || recover_dead_server(&dir))
+        .await
+        .ok()
+        .flatten();
+    if let Some(r) = report {
+        println!("{r}");
+    }
+    println!("the space is down");
+    ExitCode::SUCCESS
 }
 
 /// Kill what a crashed server left behind (the caller holds the lock) and

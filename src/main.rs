@@ -180,11 +180,25 @@ fn space(cmd: SpaceCommand, args: &SpaceArgs) -> ExitCode {
                 Err(code) => return code,
             };
             // `down` must work even when the config is broken: it only needs the dir.
-            let dir = match load() {
-                Ok(cfg) => cfg.dir,
-                Err(_) => args.space_dir.clone(),
+            // Patience: the longest a clean stop can take, plus a margin.
+            let margin = std::time::Duration::from_secs(10);
+            let (dir, patience) = match load() {
+                Ok(cfg) => {
+                    let stop = cfg
+                        .processes
+                        .iter()
+                        .map(|p| p.stop_timeout)
+                        .max()
+                        .unwrap_or_default();
+                    let longest = timeout.unwrap_or(stop).max(cfg.shutdown_timeout);
+                    (cfg.dir, longest + margin)
+                }
+                Err(_) => (
+                    args.space_dir.clone(),
+                    timeout.unwrap_or_default() + margin * 2,
+                ),
             };
-            client::down(&dir, timeout)
+            client::down(&dir, timeout, patience)
         }
         SpaceCommand::Ls(a) => client::ls(a.json),
         SpaceCommand::Attach => match load() {

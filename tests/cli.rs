@@ -342,3 +342,29 @@ fn an_attached_client_that_loses_its_server_cleans_up() {
         .args(["space", "down"])
         .output();
 }
+
+#[test]
+fn down_of_a_stopped_server_kills_it_and_reports_down_only_when_it_is() {
+    let space = Space::new(
+        "shutdown_timeout: 1s\nprocesses:\n  a: { command: \"exec sleep 300\", stop_timeout: 1s }\n  escaped: { command: \"setsid sh -c 'trap \\\"\\\" TERM HUP; exec sleep 300' & exec sleep 300\", stop_timeout: 1s }\n",
+    );
+    let out = mew(&space, &["space", "up", "-d", "--wait"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let st: serde_json::Value =
+        serde_json::from_str(&mew(&space, &["space", "status", "--json"]).stdout).unwrap();
+    let server = u32::try_from(st["server_pid"].as_u64().unwrap()).unwrap();
+    common::kill(server, "STOP");
+    let out = mew(&space, &["space", "down"]);
+    assert_eq!(out.code(), Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("killing the space server"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.contains("is down"), "{}", out.stdout);
+    assert!(
+        space.wait_no_survivors().is_empty(),
+        "left running: {:?}",
+        space.survivors()
+    );
+}

@@ -1,4 +1,4 @@
-//! Did-you-mean: edit distance with `-`/`_` normalisation.
+//! Did-you-mean: edit distance (strsim's optimal string alignment) with `-`/`_` normalisation.
 
 fn normalise(s: &str) -> String {
     s.chars()
@@ -7,20 +7,10 @@ fn normalise(s: &str) -> String {
         .collect()
 }
 
-/// Levenshtein distance over chars.
+/// Edit distance over chars, a swap of two neighbours counting as one edit
+/// (optimal string alignment: `wbe` is one edit from `web`).
 pub fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
+    strsim::osa_distance(a, b)
 }
 
 /// The candidate `word` most likely misspells, if any is close enough.
@@ -66,6 +56,7 @@ mod tests {
         assert_eq!(distance("kitten", "sitting"), 3);
         assert_eq!(distance("", "abc"), 3);
         assert_eq!(distance("abc", "abc"), 0);
+        assert_eq!(distance("wbe", "web"), 1);
     }
 
     #[test]
