@@ -95,6 +95,42 @@ fn spawn_error(argv0: &str, cwd: &Path, e: &io::Error) -> SpawnError {
     SpawnError { message, exit_code }
 }
 
+/// In a forked child before exec: mark every descriptor from 3 up
+/// close-on-exec, so nothing mew inherited (`{ mew space up -d; } 3>&1 | cat`)
+/// or opened leaks into the programs it runs. std's exec-error pipe is
+/// already close-on-exec, so spawn errors are still reported.
+/// Async-signal-safe: `close_range` (Linux 5.11+), else `fcntl` per descriptor.
+fn cloexec_from_3() {
+    // SAFETY: plain syscalls on descriptor numbers; no memory is touched.
+    unsafe {
+        #[cfg(target_os = "linux")]
+        if libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) == 0
+        {
+            return;
+        }
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur.min(65_536) as i32
+        } else {
+            1024
+        };
+        for fd in 3..max {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
+
 /// Spawn `spec` on a fresh PTY. The child gets the slave as stdin/stdout/stderr
 /// and as its controlling terminal, in a new session. The environment is the
 /// server's own plus `spec.env`.
@@ -138,6 +174,7 @@ pub fn spawn_on_pty(spec: &SpawnSpec<'_>) -> Result<PtyChild, SpawnError> {
             if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
                 return Err(io::Error::last_os_error());
             }
+            cloexec_from_3();
             Ok(())
         });
     }
@@ -297,6 +334,7 @@ pub fn spawn_daemon(exe: &Path, args: &[OsString], log: &Path) -> io::Result<u32
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
+            cloexec_from_3();
             Ok(())
         });
     }

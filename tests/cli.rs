@@ -368,3 +368,22 @@ fn down_of_a_stopped_server_kills_it_and_reports_down_only_when_it_is() {
         space.survivors()
     );
 }
+
+#[test]
+fn inherited_descriptors_do_not_leak_into_the_space() {
+    // `{ mew space up -d; } 3>&1 | cat` returns only when nothing holds the
+    // pipe: neither the server nor its processes may inherit descriptor 3.
+    let space = Space::new("processes:\n  a: { command: \"exec sleep 300\" }\n");
+    let mut c = Command::new("bash");
+    c.arg("-c")
+        .arg(format!(
+            "{{ '{}' --space-dir '{}' space up -d; }} 3>&1 | cat",
+            common::MEW,
+            space.path().display()
+        ))
+        .env("TEST_MARK", &space.mark);
+    let out = run(c, T);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("is up"), "{}", out.stdout);
+    down(&space);
+}
