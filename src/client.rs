@@ -227,6 +227,7 @@ pub fn status_json(s: &SpaceStatus) -> String {
                 "restarts": p.restarts,
                 "exit_code": p.exit_code,
                 "ready": p.ready,
+                "healthy": p.healthy,
                 "uptime_s": uptime,
                 "cpu_percent": p.cpu_percent,
                 "rss_bytes": p.rss_bytes,

@@ -355,6 +355,7 @@ mod tests {
             history: vec![],
             probe: None,
             one_shot,
+            healthy: None,
         }
     }
 

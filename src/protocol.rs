@@ -510,6 +510,7 @@ mod tests {
                 history: vec![],
                 probe: None,
                 one_shot: false,
+                healthy: None,
             }],
             participants: vec![],
             logging_degraded: None,

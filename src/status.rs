@@ -140,6 +140,10 @@ pub struct ProcessStatus {
     /// Last probe outcome, e.g. "GET http://127.0.0.1:8080/health: connection refused".
     pub probe: Option<String>,
     pub one_shot: bool,
+    /// The health check's verdict: `None` without a `health:` check, or
+    /// before its first verdict for this run (and when not running).
+    #[serde(default)]
+    pub healthy: Option<bool>,
 }
 
 /// A participant without a process.

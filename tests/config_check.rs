@@ -138,6 +138,24 @@ fn probe_without_target() {
 }
 
 #[test]
+fn bad_health_checks() {
+    let err = fails(
+        "err-health",
+        &[
+            "error: .mew/space.yaml:4:15: `web.health.log`: a health check cannot watch the output",
+            "4 |     health: { log: \"listening\", period: 5s }\n  |               ^",
+            "= help: `log` matches one line once, which suits `ready`; a health check asks again every `period`: use `http`, `tcp` or `exec`",
+            "error: .mew/space.yaml:7:34: `db.health.action`: unknown action `restat`; expected `restart` or `none`",
+            "= help: did you mean `restart`?",
+            "warning: .mew/space.yaml:10:39: unknown key `perod` in `cache.health` is ignored",
+            "2 configuration errors in .mew/space.yaml; nothing was started",
+        ],
+    );
+    // One error for `log`, not a second one for a missing target.
+    assert!(!err.contains("has no target"), "{err}");
+}
+
+#[test]
 fn bad_restart_policy() {
     fails(
         "err-restart-policy",

@@ -542,3 +542,235 @@ processes:
     }
     assert!(space.wait_no_survivors().is_empty());
 }
+
+/// Lines in a file of the space (0 when it does not exist yet).
+fn count_lines(space: &Space, file: &str) -> usize {
+    std::fs::read_to_string(space.path().join(file))
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+/// `mew space status --json`, parsed (`Null` when it fails).
+fn status_json(space: &Space) -> serde_json::Value {
+    let mut st = space.mew();
+    st.args(["space", "status", "--json"]);
+    let out = run(st, T);
+    serde_json::from_str(&out.stdout).unwrap_or_default()
+}
+
+/// `name`'s entry in `status --json`.
+fn proc_status(space: &Space, name: &str) -> serde_json::Value {
+    status_json(space)["processes"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == name).cloned())
+        .unwrap_or_default()
+}
+
+/// Start `up --no-tui` in the background.
+fn up_in_background(space: &Space) -> std::process::Child {
+    let mut cmd = space.mew();
+    cmd.args(["space", "up", "--no-tui", "--timestamps=false"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd.spawn().expect("spawn mew")
+}
+
+/// Stop a background `up` with SIGTERM and check that nothing is left.
+fn stop_up(space: &Space, child: std::process::Child) -> common::Output {
+    let pid = child.id();
+    common::kill(pid, "TERM");
+    let out = common::wait_output(child, T);
+    assert_eq!(out.code(), Some(143), "{}\n{}", out.stdout, out.stderr);
+    let left = space.wait_no_survivors();
+    assert!(left.is_empty(), "left behind: {left:?}\n{}", out.stdout);
+    out
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_readiness_probe_stops_once_ready_and_runs_again_after_a_restart() {
+    // The process keeps its own clock (a tick every 100ms) and the probe
+    // counts its runs. Were the probe still running after readiness, it
+    // would run about once per tick: 30 ticks later the count has not moved.
+    // (A loaded machine can only slow the probe down, never make it run
+    // more, so a busy CI cannot make this fail.)
+    let space = Space::new(
+        r#"
+processes:
+  web:
+    command: "while :; do echo tick >> ticks; sleep 0.1; done"
+    ready: { exec: "echo hit >> hits; [ $(wc -l < hits) -ge 3 ]", period: 100ms }
+"#,
+    );
+    let child = up_in_background(&space);
+    let readies = || exact_event_times(&space, "web", "ready").len();
+    assert!(wait_for(T, || readies() == 1), "{}", space.log("web"));
+    let ticks = count_lines(&space, "ticks");
+    assert!(wait_for(T, || count_lines(&space, "ticks") >= ticks + 30));
+    assert_eq!(count_lines(&space, "hits"), 3, "{}", space.log("web"));
+
+    // A new instance must become ready again: its probe runs (once: the
+    // count is already past 3) and stops again.
+    let mut r = space.mew();
+    r.args(["space", "restart", "web"]);
+    assert_eq!(run(r, T).code(), Some(0));
+    assert!(wait_for(T, || readies() == 2), "{}", space.log("web"));
+    let ticks = count_lines(&space, "ticks");
+    assert!(wait_for(T, || count_lines(&space, "ticks") >= ticks + 30));
+    assert_eq!(count_lines(&space, "hits"), 4, "{}", space.log("web"));
+    let web = proc_status(&space, "web");
+    assert_eq!(web["state"], "ready", "{web}");
+    // No `health:` check: no verdict.
+    assert!(web["healthy"].is_null(), "{web}");
+    stop_up(&space, child);
+}
+
+#[test]
+fn an_exec_probe_that_forks_leaves_nothing_behind() {
+    // Each check starts a long sleep in the background and exits at once;
+    // the check's process group must go with it.
+    let space = Space::new(
+        r#"
+processes:
+  web:
+    command: "sleep 1000"
+    ready: { exec: "sleep 1000 & echo $! >> children; true", period: 100ms }
+    health: { exec: "sleep 1000 & echo $! >> children; true", period: 100ms }
+"#,
+    );
+    let child = up_in_background(&space);
+    let children = || -> Vec<u32> {
+        std::fs::read_to_string(space.path().join("children"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    // Checks run one after the other: once a sixth has started, the first
+    // five (the readiness probe and four health checks) have ended.
+    assert!(
+        wait_for(T, || children().len() >= 6),
+        "{}",
+        space.log("web")
+    );
+    let ended: Vec<u32> = children().into_iter().take(5).collect();
+    assert!(
+        wait_for(T, || ended.iter().all(|&pid| !alive(pid))),
+        "still running: {:?}",
+        ended.iter().filter(|&&pid| alive(pid)).collect::<Vec<_>>()
+    );
+    // The process itself is untouched.
+    assert_eq!(proc_status(&space, "web")["state"], "ready");
+    assert_eq!(event_times(&space, "web", "started pid").len(), 1);
+    stop_up(&space, child);
+}
+
+#[test]
+fn a_failing_health_check_restarts_the_process_counted_by_the_policy() {
+    // `restart_policy: no`: the health check restarts anyway (its action),
+    // and the restart counts towards `max_restarts` like any other.
+    let space = Space::new(
+        r#"
+processes:
+  web:
+    command: "echo started >> starts; sleep 1000"
+    health: { exec: "test -f healthy", period: 100ms, failure_threshold: 2 }
+    max_restarts: 1
+    backoff: { initial: 100ms }
+"#,
+    );
+    let out = up(&space, &[]);
+    let log = space.log("web");
+    assert!(
+        out.stdout.contains(
+            "web * health check failed 2 times: test -f healthy: exit 1: restarting: sent SIGTERM to process group"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "web * stopped (SIGTERM): health check failed 2 times: test -f healthy: exit 1; restarting in 100ms"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "web * stopped (SIGTERM): health check failed 2 times: test -f healthy: exit 1; gave up after 1 restarts"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(log.contains("health check failed 2 times"), "{log}");
+    assert_eq!(count_lines(&space, "starts"), 2, "{}", out.stdout);
+    assert_eq!(event_times(&space, "web", "started pid").len(), 2);
+    assert_ne!(out.code(), Some(0), "{}", out.stdout);
+    assert!(space.wait_no_survivors().is_empty());
+}
+
+#[test]
+fn a_health_check_with_action_none_only_reports() {
+    // The health check starts once the process is ready: while the readiness
+    // probe keeps failing (five runs), the health check has not run once.
+    let space = Space::new(
+        r#"
+processes:
+  web:
+    command: "sleep 1000"
+    ready: { exec: "echo r >> ready-hits; test -f go", period: 100ms }
+    health:
+      exec: "echo h >> health-hits; test -f healthy"
+      period: 100ms
+      failure_threshold: 2
+      action: none
+"#,
+    );
+    let child = up_in_background(&space);
+    assert!(wait_for(T, || count_lines(&space, "ready-hits") >= 5));
+    assert_eq!(count_lines(&space, "health-hits"), 0);
+    let web = proc_status(&space, "web");
+    assert_eq!(web["state"], "starting", "{web}");
+    assert!(web["healthy"].is_null(), "{web}");
+    std::fs::write(space.path().join("go"), "").unwrap();
+    let unhealthy =
+        "unhealthy: health check failed 2 times: echo h >> health-hits; test -f healthy: exit 1";
+    assert!(
+        wait_for(T, || space.log("web").contains(unhealthy)),
+        "{}",
+        space.log("web")
+    );
+    let web = proc_status(&space, "web");
+    assert_eq!(web["state"], "ready", "{web}");
+    assert_eq!(web["restarts"], 0, "{web}");
+    assert_eq!(web["healthy"], false, "{web}");
+    assert!(count_lines(&space, "health-hits") >= 2);
+    // Healthy again on the next success.
+    std::fs::write(space.path().join("healthy"), "").unwrap();
+    assert!(
+        wait_for(T, || exact_event_times(&space, "web", "healthy again")
+            .len()
+            == 1),
+        "{}",
+        space.log("web")
+    );
+    let web = proc_status(&space, "web");
+    assert_eq!(web["state"], "ready", "{web}");
+    assert_eq!(web["restarts"], 0, "{web}");
+    assert_eq!(web["healthy"], true, "{web}");
+    assert_eq!(event_times(&space, "web", "started pid").len(), 1);
+    // Reported once, not at every failure.
+    assert_eq!(event_times(&space, "web", "unhealthy:").len(), 1);
+    stop_up(&space, child);
+}

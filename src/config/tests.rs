@@ -854,12 +854,24 @@ fn discovery_order() {
         load_with_env(&opts, &none).unwrap().source,
         ConfigSource::Procfile
     );
-    std::fs::write(d.join("space.yaml"), "space: { id: plain }\n").unwrap();
+    std::fs::write(
+        d.join("space.yaml"),
+        "space: { id: plain }\nprocesses: { a: { command: x } }\n",
+    )
+    .unwrap();
     assert_eq!(load_with_env(&opts, &none).unwrap().id, "plain");
     std::fs::create_dir(d.join(".mew")).unwrap();
-    std::fs::write(d.join(".mew/space.yaml"), "space: { id: dotmew }\n").unwrap();
+    std::fs::write(
+        d.join(".mew/space.yaml"),
+        "space: { id: dotmew }\nprocesses: { a: { command: x } }\n",
+    )
+    .unwrap();
     assert_eq!(load_with_env(&opts, &none).unwrap().id, "dotmew");
-    std::fs::write(d.join("other.yaml"), "space: { id: other }\n").unwrap();
+    std::fs::write(
+        d.join("other.yaml"),
+        "space: { id: other }\nprocesses: { a: { command: x } }\n",
+    )
+    .unwrap();
     let env =
         |k: &str| (k == "MEW_SPACE_CONFIG").then(|| d.join("other.yaml").display().to_string());
     assert_eq!(load_with_env(&opts, &env).unwrap().id, "other");
@@ -898,5 +910,180 @@ fn error_report_format() {
     assert!(
         text.ends_with("1 configuration error in /space/demo/.mew/space.yaml; nothing was started"),
         "{text}"
+    );
+}
+
+#[test]
+fn health_checks_have_their_defaults_and_every_key() {
+    let c = ok(r#"
+processes:
+  a: { command: x, health: { http: "http://127.0.0.1:${PORT}/live" } }
+  b:
+    command: x
+    health: { tcp: 5432, period: 2s, timeout: 500ms, failure_threshold: 5, initial_delay: 1m, action: none }
+  c: { command: x, health: { exec: "pg_isready" }, ready: { exec: "true" } }
+  d: { command: x, health: false }
+  e: { command: x }
+"#);
+    assert!(c.warnings.is_empty(), "{:#?}", warnings(&c));
+    let a = c.process("a").unwrap().health.clone().unwrap();
+    assert_eq!(
+        a.probe.kind,
+        ProbeKind::Http {
+            url: "http://127.0.0.1:${PORT}/live".into()
+        }
+    );
+    assert_eq!(a.probe.period, Duration::from_secs(10));
+    assert_eq!(a.probe.timeout, Duration::from_secs(1));
+    assert_eq!(a.probe.failure_threshold, 3);
+    assert_eq!(a.probe.initial_delay, Duration::ZERO);
+    assert_eq!(a.action, HealthAction::Restart);
+    let b = c.process("b").unwrap().health.clone().unwrap();
+    assert_eq!(
+        b.probe.kind,
+        ProbeKind::Tcp {
+            host: "127.0.0.1".into(),
+            port: "5432".into()
+        }
+    );
+    assert_eq!(b.probe.period, Duration::from_secs(2));
+    assert_eq!(b.probe.timeout, Duration::from_millis(500));
+    assert_eq!(b.probe.failure_threshold, 5);
+    assert_eq!(b.probe.initial_delay, Duration::from_secs(60));
+    assert_eq!(b.action, HealthAction::None);
+    let cc = c.process("c").unwrap();
+    assert!(cc.ready.is_some());
+    assert_eq!(
+        cc.health.as_ref().map(|h| h.probe.kind.clone()),
+        Some(ProbeKind::Exec {
+            command: "pg_isready".into()
+        })
+    );
+    assert_eq!(c.process("d").unwrap().health, None);
+    assert_eq!(c.process("e").unwrap().health, None);
+}
+
+#[test]
+fn bad_health_checks_are_located_errors() {
+    let e = one_err("processes:\n  a: { command: x, health: { log: ready } }\n");
+    assert!(
+        e.starts_with("2:30 `a.health.log`: a health check cannot watch the output"),
+        "{e}"
+    );
+    assert!(e.contains("help: `log` matches one line once"), "{e}");
+    let e = one_err("processes:\n  a: { command: x, health: { exec: x, action: restrat } }\n");
+    assert!(
+        e.starts_with("2:47 `a.health.action`: unknown action `restrat`"),
+        "{e}"
+    );
+    assert!(e.contains("did you mean `restart`?"), "{e}");
+    let e = one_err("processes:\n  a: { command: x, health: { period: 2s } }\n");
+    assert!(
+        e.starts_with("2:28 `a.health`: the check has no target"),
+        "{e}"
+    );
+    assert!(e.contains("`health: false`"), "{e}");
+    assert!(!e.contains("`log`"), "{e}");
+    let e = one_err("processes:\n  a: { command: x, health: { exec: x, tcp: 80 } }\n");
+    assert!(
+        e.contains("a check has one target, found both `exec` and `tcp`"),
+        "{e}"
+    );
+    for (bad, want) in [
+        (
+            "{ exec: x, period: 0s }",
+            "`a.health.period`: must be longer than 0",
+        ),
+        (
+            "{ exec: x, timeout: 0ms }",
+            "`a.health.timeout`: must be longer than 0",
+        ),
+        ("{ exec: x, failure_threshold: 0 }", "at least 1"),
+        ("{ exec: x, initial_delay: 10 }", "`a.health.initial_delay`"),
+        ("{ http: \"https://x/\" }", "only `http://`"),
+        ("{ tcp: \"host\" }", "HOST:PORT"),
+        ("{ exec: \" \" }", "the command is empty"),
+        (
+            "{ exec: x, action: 3 }",
+            "`a.health.action`: expected a string",
+        ),
+        ("true", "expected a check like"),
+    ] {
+        let e = one_err(&format!(
+            "processes:\n  a: {{ command: x, health: {bad} }}\n"
+        ));
+        assert!(e.contains(want), "{bad}: {e}");
+        assert!(e.starts_with("2:"), "{bad}: {e}");
+    }
+    // A typo is a warning with a suggestion, as everywhere.
+    let c = ok("processes:\n  a: { command: x, health: { exec: x, perod: 2s } }\n");
+    let w = warnings(&c);
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(
+        w[0].contains("unknown key `perod` in `a.health` is ignored"),
+        "{w:?}"
+    );
+    assert!(w[0].contains("did you mean `period`?"), "{w:?}");
+    let c = ok("processes:\n  a: { command: x, helth: { exec: x } }\n");
+    assert!(warnings(&c)[0].contains("did you mean `health`?"));
+}
+
+#[test]
+fn a_readiness_failure_threshold_warns_that_it_has_no_effect() {
+    let c = ok("processes:\n  a: { command: x, ready: { exec: x, failure_threshold: 2 } }\n");
+    assert_eq!(c.warnings.len(), 1, "{:#?}", warnings(&c));
+    let w = &c.warnings[0];
+    assert_eq!(w.loc, Some(Loc { line: 2, col: 38 }));
+    assert!(
+        w.message
+            .starts_with("`a.ready.failure_threshold` has no effect: a readiness probe stops once the process is ready"),
+        "{}",
+        w.message
+    );
+    assert!(w.message.contains("`health:`"), "{}", w.message);
+}
+
+#[test]
+fn resolve_interpolates_health_checks() {
+    let c = ok(r#"
+processes:
+  web:
+    command: x
+    env: { LIVE: /live }
+    health: { http: "http://127.0.0.1:${PORT}${LIVE}", action: none }
+  db:
+    command: x
+    health: { exec: "check ${PARTICIPANT} ${NOPE}" }
+  tcp:
+    command: x
+    health: { tcp: "localhost:${PORT}" }
+"#);
+    let (rs, warns) = resolve_with_env(&c, &ctx(), &|_| None);
+    let h = |i: usize| rs[i].health.clone().unwrap();
+    assert_eq!(
+        h(0).probe.kind,
+        ProbeKind::Http {
+            url: "http://127.0.0.1:8123/live".into()
+        }
+    );
+    assert_eq!(h(0).action, HealthAction::None);
+    assert_eq!(
+        h(1).probe.kind,
+        ProbeKind::Exec {
+            command: "check db ${NOPE}".into()
+        }
+    );
+    assert_eq!(
+        h(2).probe.kind,
+        ProbeKind::Tcp {
+            host: "localhost".into(),
+            port: "8123".into()
+        }
+    );
+    assert_eq!(warns.len(), 1, "{warns:#?}");
+    assert!(
+        warns[0].message.contains("`db.health.exec`"),
+        "{}",
+        warns[0].message
     );
 }

@@ -13,7 +13,7 @@ use super::policy::{self, Decision, Ending, Policy, RestartState};
 use super::pty::{Finish, Pty};
 use super::reaper::{self, reaper};
 use super::{Cmd, Event, Handle, LineSink, Options, ProcShared, Shared, probe};
-use crate::config::{DependCondition, ProbeKind, ResolvedProcess, SpaceConfig};
+use crate::config::{DependCondition, HealthAction, ProbeKind, ResolvedProcess, SpaceConfig};
 use crate::logs::LogWriter;
 use crate::status::{
     LifecycleEvent, Millis, ParticipantStatus, ProcState, ProcessStatus, SpaceInfo, SpaceStatus,
@@ -37,6 +37,8 @@ enum Intent {
     Kill,
     Restart,
     Memory(String),
+    /// The health check failed its threshold (`action: restart`).
+    Health(String),
     Shutdown,
 }
 
@@ -55,7 +57,11 @@ struct Proc {
     probe_msg: Option<String>,
     intent: Option<Intent>,
     probe_task: Option<AbortHandle>,
-    probe_failures: u32,
+    health_task: Option<AbortHandle>,
+    /// Consecutive failures of the health check.
+    health_failures: u32,
+    /// `None`: no health check, or no verdict yet for this run.
+    healthy: Option<bool>,
     cpu_percent: Option<f32>,
     rss: Option<u64>,
     last_ticks: Option<u64>,
@@ -185,7 +191,9 @@ pub(crate) fn start(
                 probe_msg: None,
                 intent: None,
                 probe_task: None,
-                probe_failures: 0,
+                health_task: None,
+                health_failures: 0,
+                healthy: None,
                 cpu_percent: None,
                 rss: None,
                 last_ticks: None,
@@ -346,6 +354,11 @@ impl Actor {
             Cmd::LogMatched { index, generation } => {
                 self.on_probe(index, generation, Ok(()));
             }
+            Cmd::HealthResult {
+                index,
+                generation,
+                result,
+            } => self.on_health(index, generation, result),
             Cmd::Sample => self.sample(),
             Cmd::Usage(usage, at) => self.on_usage(usage, at),
             Cmd::ShutdownDeadline => {
@@ -449,6 +462,7 @@ impl Actor {
                 history: p.history.iter().cloned().collect(),
                 probe: p.probe_msg.clone(),
                 one_shot: p.rp.config.one_shot,
+                healthy: p.healthy,
             })
             .collect();
         let degraded = self
@@ -655,7 +669,8 @@ impl Actor {
         let generation = p.generation;
         p.intent = None;
         p.ready = false;
-        p.probe_failures = 0;
+        p.health_failures = 0;
+        p.healthy = None;
         p.cpu_percent = None;
         p.rss = None;
         p.last_ticks = None;
@@ -739,69 +754,125 @@ impl Actor {
         let tx = self.tx.clone();
         tokio::spawn(watch_exit(tx, i, generation, exit_rx, finish, reader));
 
-        if let Some(probe) = probe {
-            {
-                if !matches!(probe.kind, ProbeKind::Log { .. }) {
-                    let tx = self.tx.clone();
-                    let env = env.clone();
-                    let cwd = self.procs[i].rp.cwd.clone();
-                    let task = tokio::spawn(async move {
-                        tokio::time::sleep(probe.initial_delay).await;
-                        loop {
-                            let result = probe::check(&probe.kind, probe.timeout, &env, &cwd).await;
-                            if tx
-                                .send(Cmd::ProbeResult {
-                                    index: i,
-                                    generation,
-                                    result,
-                                })
-                                .is_err()
-                            {
-                                break;
-                            }
-                            tokio::time::sleep(probe.period).await;
-                        }
-                    });
-                    self.procs[i].probe_task = Some(task.abort_handle());
-                }
+        match probe {
+            // Polled until the first success, then done (a restart polls again).
+            Some(probe) if !matches!(probe.kind, ProbeKind::Log { .. }) => {
+                let tx = self.tx.clone();
+                let cwd = self.procs[i].rp.cwd.clone();
+                let task = tokio::spawn(probe::until_ready(probe, env, cwd, move |result| {
+                    tx.send(Cmd::ProbeResult {
+                        index: i,
+                        generation,
+                        result,
+                    })
+                    .is_ok()
+                }));
+                self.procs[i].probe_task = Some(task.abort_handle());
+            }
+            Some(_) => {}
+            // Ready at once: the health check starts now.
+            None => self.start_health(i),
+        }
+    }
+
+    /// Start the health check of a process that just became ready.
+    fn start_health(&mut self, i: usize) {
+        let Some(check) = self.procs[i].rp.health.clone() else {
+            return;
+        };
+        let env = spawn_env(&self.procs[i].rp, &self.opts.run_id);
+        let p = &mut self.procs[i];
+        if let Some(t) = p.health_task.take() {
+            t.abort();
+        }
+        let (generation, cwd, tx) = (p.generation, p.rp.cwd.clone(), self.tx.clone());
+        let task = tokio::spawn(probe::every_period(check.probe, env, cwd, move |result| {
+            tx.send(Cmd::HealthResult {
+                index: i,
+                generation,
+                result,
+            })
+            .is_ok()
+        }));
+        p.health_task = Some(task.abort_handle());
+    }
+
+    /// A readiness probe's result. The probe stops at its first success;
+    /// failures before it are not counted (a process may take as long as it
+    /// needs to become ready).
+    fn on_probe(&mut self, i: usize, generation: u64, result: Result<(), String>) {
+        let p = &mut self.procs[i];
+        if p.generation != generation || !p.state.is_alive() || p.intent.is_some() || p.ready {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                // The probe task has ended (or the log matched): nothing to abort.
+                p.probe_task = None;
+                p.probe_msg = Some("ok".into());
+                p.ready = true;
+                self.set_state(i, ProcState::Ready, "ready");
+                self.start_health(i);
+                self.schedule();
+            }
+            Err(why) => {
+                let changed = p.probe_msg.as_deref() != Some(why.as_str());
+                p.probe_msg = Some(why);
+                self.dirty |= changed;
             }
         }
     }
 
-    fn on_probe(&mut self, i: usize, generation: u64, result: Result<(), String>) {
+    /// A health check's result: `failure_threshold` consecutive failures
+    /// restart the process (`action: restart`) or mark it unhealthy.
+    fn on_health(&mut self, i: usize, generation: u64, result: Result<(), String>) {
         let p = &mut self.procs[i];
-        if p.generation != generation || !p.state.is_alive() || p.intent.is_some() {
+        if p.generation != generation
+            || !p.state.is_alive()
+            || p.intent.is_some()
+            || self.shutting_down
+        {
             return;
         }
-        let threshold =
-            p.rp.ready
-                .as_ref()
-                .map_or(1, |r| r.failure_threshold.max(1));
-        match result {
+        let Some(check) = p.rp.health.as_ref() else {
+            return;
+        };
+        let (threshold, action) = (check.probe.failure_threshold.max(1), check.action);
+        let msg = match result {
             Ok(()) => {
-                p.probe_failures = 0;
-                p.probe_msg = Some("ok".into());
-                if !p.ready {
-                    p.ready = true;
-                    self.set_state(i, ProcState::Ready, "ready");
-                    self.schedule();
+                p.health_failures = 0;
+                let was = p.healthy.replace(true);
+                if was == Some(false) {
+                    p.probe_msg = Some("healthy".into());
+                    self.note(i, "healthy again");
                 }
+                "healthy".to_string()
             }
             Err(why) => {
-                p.probe_failures += 1;
-                let changed = p.probe_msg.as_deref() != Some(why.as_str());
-                p.probe_msg = Some(why.clone());
-                self.dirty |= changed;
-                if p.ready && p.probe_failures >= threshold {
-                    p.ready = false;
-                    self.set_state(
-                        i,
-                        ProcState::Running,
-                        format!("not ready: {why} ({threshold} failures in a row)"),
-                    );
+                p.health_failures = p.health_failures.saturating_add(1);
+                let n = p.health_failures;
+                if n < threshold {
+                    format!("health check failed ({n} of {threshold}): {why}")
+                } else {
+                    let reason = format!("health check failed {n} times: {why}");
+                    let was = p.healthy.replace(false);
+                    p.probe_msg = Some(format!("unhealthy: {reason}"));
+                    match action {
+                        HealthAction::Restart => self.begin_stop(i, Intent::Health(reason)),
+                        HealthAction::None if was != Some(false) => {
+                            self.note(i, format!("unhealthy: {reason}"));
+                        }
+                        HealthAction::None => {}
+                    }
+                    self.dirty = true;
+                    return;
                 }
             }
-        }
+        };
+        let p = &mut self.procs[i];
+        let changed = p.probe_msg.as_deref() != Some(msg.as_str());
+        p.probe_msg = Some(msg);
+        self.dirty |= changed;
     }
 
     // ---- stopping ----------------------------------------------------------
@@ -823,12 +894,15 @@ impl Actor {
                     Intent::Stop => "stopping".to_string(),
                     Intent::Kill => "killing".to_string(),
                     Intent::Restart => "restarting".to_string(),
-                    Intent::Memory(r) => format!("{r}: restarting"),
+                    Intent::Memory(r) | Intent::Health(r) => format!("{r}: restarting"),
                     Intent::Shutdown => "stopping (space shutdown)".to_string(),
                 };
                 p.intent = Some(intent);
                 p.ready = false;
                 if let Some(t) = p.probe_task.take() {
+                    t.abort();
+                }
+                if let Some(t) = p.health_task.take() {
                     t.abort();
                 }
                 let _ = sys::signal_group(pid, sig);
@@ -851,8 +925,10 @@ impl Actor {
             ProcState::Stopping { escalated } => {
                 let escalated = *escalated;
                 // A stronger intent replaces a weaker one: a stop beats a restart.
-                if matches!(p.intent, Some(Intent::Restart) | Some(Intent::Memory(_)))
-                    && matches!(intent, Intent::Stop | Intent::Shutdown | Intent::Kill)
+                if matches!(
+                    p.intent,
+                    Some(Intent::Restart) | Some(Intent::Memory(_)) | Some(Intent::Health(_))
+                ) && matches!(intent, Intent::Stop | Intent::Shutdown | Intent::Kill)
                 {
                     p.intent = Some(intent.clone());
                 }
@@ -978,6 +1054,10 @@ impl Actor {
         if let Some(t) = p.probe_task.take() {
             t.abort();
         }
+        if let Some(t) = p.health_task.take() {
+            t.abort();
+        }
+        p.healthy = None;
         let pid = p.pid.take();
         {
             let shared = &self.shared.procs[i];
@@ -1003,6 +1083,9 @@ impl Actor {
             Exit::Signal(s) => signal_name(s),
         };
         match p.intent.take() {
+            Some(Intent::Health(reason)) if !self.shutting_down => {
+                self.after_unhealthy(i, reason, uptime, how);
+            }
             Some(Intent::Restart) | Some(Intent::Memory(_)) if !self.shutting_down => {
                 p.restarts += 1;
                 self.set_state(
@@ -1093,6 +1176,55 @@ impl Actor {
                         generation,
                     });
                 });
+            }
+        }
+    }
+
+    /// After mew stopped a process whose health check failed: restart it,
+    /// counted by the restart policy like any restart (backoff,
+    /// `max_restarts`, crash-loop guard), whatever `restart_policy` says.
+    fn after_unhealthy(&mut self, i: usize, reason: String, uptime: Duration, how: String) {
+        let p = &mut self.procs[i];
+        let decision = policy::decide(
+            &Policy {
+                restart: p.rp.config.restart_policy,
+                max_restarts: p.rp.config.max_restarts,
+                backoff: &p.rp.config.backoff,
+                one_shot: p.rp.config.one_shot,
+            },
+            Ending::Unhealthy,
+            uptime,
+            &mut p.rs,
+        );
+        match decision {
+            Decision::Restart { delay } => {
+                p.restarts += 1;
+                let generation = p.generation;
+                let until = now_millis() + delay.as_millis() as u64;
+                self.set_state(
+                    i,
+                    ProcState::Backoff { until },
+                    format!(
+                        "stopped ({how}): {reason}; restarting in {}",
+                        fmt_duration(delay)
+                    ),
+                );
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = tx.send(Cmd::RestartDue {
+                        index: i,
+                        generation,
+                    });
+                });
+            }
+            Decision::Stay => {
+                let msg = format!("stopped ({how}): {reason}");
+                self.set_state(i, ProcState::Failed { reason }, msg);
+            }
+            Decision::GiveUp { reason: given_up } => {
+                let msg = format!("stopped ({how}): {reason}; {given_up}");
+                self.set_state(i, ProcState::Failed { reason: given_up }, msg);
             }
         }
     }

@@ -229,6 +229,11 @@ pub(crate) enum Cmd {
         index: usize,
         generation: u64,
     },
+    HealthResult {
+        index: usize,
+        generation: u64,
+        result: Result<(), String>,
+    },
     Sample,
     Usage(
         std::collections::HashMap<u32, (u64, u64)>,

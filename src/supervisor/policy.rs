@@ -11,6 +11,9 @@
 //!   previous run stayed up for at least [`STABLE_UPTIME`].
 //! - `max_restarts` counts restarts by policy since the last start by the
 //!   user; reaching it gives up ("gave up after N restarts").
+//! - A health check that failed its threshold (`action: restart`) restarts
+//!   the process whatever `restart_policy` says (the check asked for it), and
+//!   is counted like any restart: backoff, `max_restarts`, crash-loop guard.
 //! - Crash-loop guard: a run that ends within [`FAST_FAILURE`] of its start is
 //!   a fast failure; [`CRASH_LOOP_LIMIT`] of them in a row give up even when
 //!   `max_restarts` is unlimited.
@@ -37,6 +40,8 @@ pub enum Ending {
     SpawnFailed,
     /// mew stopped it (user stop, restart, memory limit, space shutdown).
     Stopped,
+    /// mew stopped it because its health check failed (`action: restart`).
+    Unhealthy,
 }
 
 impl Ending {
@@ -83,6 +88,7 @@ pub fn decide(
 ) -> Decision {
     let wants_restart = match (policy.restart, ending) {
         (_, Ending::Stopped) => false,
+        (_, Ending::Unhealthy) => true,
         (RestartPolicy::No, _) => false,
         (RestartPolicy::OnFailure, e) => !e.is_success(),
         (RestartPolicy::Always, Ending::Code(0)) => !policy.one_shot,
@@ -265,6 +271,48 @@ mod tests {
             Decision::GiveUp {
                 reason: "gave up after 2 restarts".into()
             }
+        );
+    }
+
+    #[test]
+    fn a_failed_health_check_restarts_under_any_policy_and_counts() {
+        let b = Backoff::default();
+        for r in [
+            RestartPolicy::No,
+            RestartPolicy::OnFailure,
+            RestartPolicy::Always,
+        ] {
+            let p = policy(r, Some(1), &b);
+            let mut st = RestartState::default();
+            assert_eq!(
+                decide(&p, Ending::Unhealthy, LONG, &mut st),
+                Decision::Restart { delay: b.initial },
+                "{r:?}"
+            );
+            assert_eq!(st.restarts, 1);
+            // The same counter as crashes: the next restart is one too many.
+            assert_eq!(
+                decide(&p, Ending::Code(1), LONG, &mut st),
+                if r == RestartPolicy::No {
+                    Decision::Stay
+                } else {
+                    Decision::GiveUp {
+                        reason: "gave up after 1 restarts".into(),
+                    }
+                }
+            );
+            assert_eq!(
+                decide(&p, Ending::Unhealthy, LONG, &mut st),
+                Decision::GiveUp {
+                    reason: "gave up after 1 restarts".into()
+                }
+            );
+        }
+        let never = policy(RestartPolicy::Always, Some(0), &b);
+        let mut st = RestartState::default();
+        assert_eq!(
+            decide(&never, Ending::Unhealthy, LONG, &mut st),
+            Decision::Stay
         );
     }
 

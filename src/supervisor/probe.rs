@@ -1,15 +1,59 @@
-//! Readiness probes: `http`, `tcp` and `exec` run here; `log` is matched by
-//! the output reader. Each check is bounded by the probe's `timeout`.
+//! Readiness probes and health checks: `http`, `tcp` and `exec` run here;
+//! `log` is matched by the output reader. Each check is bounded by the
+//! probe's `timeout`.
+//!
+//! A readiness probe ([`until_ready`]) stops at its first success; a health
+//! check ([`every_period`]) runs until its task is aborted (the process stops
+//! or exits). An `exec` check's process group is killed when the check ends,
+//! times out or is abandoned, so a probe that forks leaves nothing behind.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::config::ProbeKind;
+use crate::config::{Probe, ProbeKind};
 use crate::supervisor::reaper::reaper;
 use crate::sys::{self, Exit};
+
+/// Check from `initial_delay` on, every `period`, until the first success.
+/// Every result goes to `report`; `report` returning `false` (nobody is
+/// listening any more) ends the loop too.
+pub async fn until_ready(
+    probe: Probe,
+    env: Vec<(String, String)>,
+    cwd: PathBuf,
+    mut report: impl FnMut(Result<(), String>) -> bool,
+) {
+    tokio::time::sleep(probe.initial_delay).await;
+    loop {
+        let result = check(&probe.kind, probe.timeout, &env, &cwd).await;
+        let ready = result.is_ok();
+        if !report(result) || ready {
+            return;
+        }
+        tokio::time::sleep(probe.period).await;
+    }
+}
+
+/// Check from `initial_delay` on, every `period`, for as long as the task
+/// lives (or until `report` returns `false`).
+pub async fn every_period(
+    probe: Probe,
+    env: Vec<(String, String)>,
+    cwd: PathBuf,
+    mut report: impl FnMut(Result<(), String>) -> bool,
+) {
+    tokio::time::sleep(probe.initial_delay).await;
+    loop {
+        let result = check(&probe.kind, probe.timeout, &env, &cwd).await;
+        if !report(result) {
+            return;
+        }
+        tokio::time::sleep(probe.period).await;
+    }
+}
 
 /// Run one check. `Ok(())` is success; `Err` says why it failed.
 pub async fn check(
@@ -108,6 +152,19 @@ async fn http_get(url: &str) -> Result<(), String> {
     }
 }
 
+/// Kills an exec probe's process group when dropped: after the check's shell
+/// exited (what it started in the background goes too), on a timeout, and
+/// when the check is abandoned (its task aborted because the process stopped).
+struct ProbeGroup(u32);
+
+impl Drop for ProbeGroup {
+    fn drop(&mut self) {
+        // The group outlives its leader while members are left, and the
+        // kernel does not reuse the id while the group exists.
+        let _ = sys::signal_group(self.0, libc::SIGKILL);
+    }
+}
+
 async fn exec(
     command: &str,
     timeout: Duration,
@@ -116,18 +173,16 @@ async fn exec(
 ) -> Result<(), String> {
     let pid = sys::spawn_helper(command, env, cwd).map_err(|e| format!("{command}: {e}"))?;
     let exit = reaper().watch(pid);
+    let _group = ProbeGroup(pid);
     match tokio::time::timeout(timeout, exit).await {
         Ok(Ok(Exit::Code(0))) => Ok(()),
         Ok(Ok(Exit::Code(c))) => Err(format!("{command}: exit {c}")),
         Ok(Ok(Exit::Signal(s))) => Err(format!("{command}: {}", crate::status::signal_name(s))),
         Ok(Err(_)) => Err(format!("{command}: lost track of the probe")),
-        Err(_) => {
-            let _ = sys::signal_group(pid, libc::SIGKILL);
-            Err(format!(
-                "{command}: timed out after {}ms",
-                timeout.as_millis()
-            ))
-        }
+        Err(_) => Err(format!(
+            "{command}: timed out after {}ms",
+            timeout.as_millis()
+        )),
     }
 }
 
