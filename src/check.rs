@@ -188,6 +188,17 @@ pub fn plan_json(plan: &Plan) -> Value {
                     }
                     v
                 }),
+                "health": r.health.as_ref().map(|h| {
+                    let mut v = serde_json::to_value(&h.probe.kind).unwrap_or(Value::Null);
+                    if let Value::Object(m) = &mut v {
+                        m.insert("initial_delay_ms".into(), json!(ms(h.probe.initial_delay)));
+                        m.insert("period_ms".into(), json!(ms(h.probe.period)));
+                        m.insert("timeout_ms".into(), json!(ms(h.probe.timeout)));
+                        m.insert("failure_threshold".into(), json!(h.probe.failure_threshold));
+                        m.insert("action".into(), serde_json::to_value(h.action).unwrap_or(Value::Null));
+                    }
+                    v
+                }),
                 "restart_policy": p.restart_policy,
                 "max_restarts": p.max_restarts,
                 "backoff": {
@@ -320,6 +331,20 @@ pub fn plan_text(plan: &Plan) -> String {
             None => {
                 let _ = writeln!(o, "       ready    when started (no probe)");
             }
+        }
+        if let Some(h) = &r.health {
+            let action = serde_json::to_value(h.action)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "       health   {} (every {}, timeout {}, after {} failures: {action})",
+                probe_target(&h.probe),
+                human(h.probe.period),
+                human(h.probe.timeout),
+                h.probe.failure_threshold
+            );
         }
         let restart = serde_json::to_value(p.restart_policy)
             .ok()
