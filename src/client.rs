@@ -849,10 +849,7 @@ pub fn up_detached(
         }
         loop {
             let next = match wait_deadline {
-                Some(d) => match tokio::time::timeout_at(d.into(), conn.recv()).await {
-                    Ok(r) => Some(r),
-                    Err(_) => None,
-                },
+                Some(d) => tokio::time::timeout_at(d.into(), conn.recv()).await.ok(),
                 None => Some(conn.recv().await),
             };
             let status = match next {

@@ -53,9 +53,19 @@ impl Gateway {
     }
 
     fn start_with(yaml: &str, env: &[(&str, &str)]) -> Gateway {
+        Gateway::launch(yaml, env, |_| {})
+    }
+
+    /// Start in a space dir `prepare` has set up first.
+    fn start_prepared(yaml: &str, prepare: impl FnOnce(&Path)) -> Gateway {
+        Gateway::launch(yaml, &[], prepare)
+    }
+
+    fn launch(yaml: &str, env: &[(&str, &str)], prepare: impl FnOnce(&Path)) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join(".mew")).unwrap();
         std::fs::write(dir.path().join(".mew/space.yaml"), yaml).unwrap();
+        prepare(dir.path());
         let mut child = Command::new(common::MEW)
             .args(["gateway", "start", "--port", "0", "--space-config"])
             .arg(dir.path().join(".mew/space.yaml"))
@@ -730,36 +740,33 @@ fn output_log_from_the_first_post() {
 
 #[test]
 fn a_symlinked_output_log_is_not_followed() {
-    let dir = tempfile::tempdir().unwrap();
-    let victim = dir.path().join("victim");
+    // Another user prepared the output log as a symlink to a file of ours.
+    let victim_dir = tempfile::tempdir().unwrap();
+    let victim = victim_dir.path().join("victim");
     std::fs::write(&victim, "precious\n").unwrap();
-    let yaml = format!(
-        "participants:\n  w: {{ tokens: [t], output_log: ./out.log, auto_connect: true }}\n"
+    let yaml = "participants:\n  w: { tokens: [wt], output_log: ./out.log, auto_connect: true }\n  p: { tokens: [pt], capabilities: [ { kind: chat } ] }\n";
+    let g = Gateway::start_prepared(yaml, |dir| {
+        std::os::unix::fs::symlink(&victim, dir.join("out.log")).unwrap();
+    });
+    let (s, _) = post(
+        &g,
+        "p",
+        Some("pt"),
+        r#"{"id":"m1","kind":"chat","payload":{"text":"x"}}"#,
     );
-    let g = Gateway::start(&yaml);
-    // The gateway already created out.log; a second gateway in a prepared dir:
-    drop(g);
-    let g2dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(g2dir.path().join(".mew")).unwrap();
-    std::fs::write(g2dir.path().join(".mew/space.yaml"), &yaml).unwrap();
-    std::os::unix::fs::symlink(&victim, g2dir.path().join("out.log")).unwrap();
-    let mut child = Command::new(common::MEW)
-        .args(["gateway", "start", "--port", "0", "--space-config"])
-        .arg(g2dir.path().join(".mew/space.yaml"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    while !line.contains("listening on port") {
-        line.clear();
-        if out.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    assert_eq!(s, 200);
+    // The journal writes in order: once w's delivery is in the history, the
+    // output log was tried.
+    assert!(wait_for(|| g
+        .log("envelope-history.jsonl")
+        .contains("\"id\":\"m1\",\"envelope\"")
+        && g.log("envelope-history.jsonl")
+            .contains("\"participant\":\"w\"")));
+    assert!(
+        wait_for(|| stdout_has(&g, "cannot write")),
+        "{}",
+        g.stdout.lock().unwrap()
+    );
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
 }
 

@@ -212,10 +212,84 @@ fn quit_asks_then_shows_the_quitting_view() {
         vec![Action::Quit]
     );
     assert!(app.is_quitting());
-    // keys do nothing while quitting
-    assert_eq!(send(&mut app, &src, [ch('r'), ch('q'), ch('y')]), vec![]);
+    // other keys do nothing while quitting
+    assert_eq!(send(&mut app, &src, [ch('r'), ch('y'), ch('j')]), vec![]);
     let text = screen_text(&render(&app, &src, 80, 24));
     assert!(text.contains("stopping space \"shop\""), "{text}");
+}
+
+#[test]
+fn quit_again_while_stopping_kills_now() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    send(&mut app, &src, [ch('q'), ch('y')]);
+    assert!(app.is_quitting());
+    let text = screen_text(&render(&app, &src, 80, 24));
+    assert!(text.contains("again: kill now"), "{text}");
+    // A second quit (q or Ctrl-C), as a second Ctrl-C in --no-tui: kill now, once.
+    assert_eq!(send(&mut app, &src, [ch('q')]), vec![Action::QuitNow]);
+    assert_eq!(send(&mut app, &src, [ctrl('c'), ch('q')]), vec![]);
+    let text = screen_text(&render(&app, &src, 80, 24));
+    assert!(text.contains("killing every process now"), "{text}");
+    // Also when the space is stopped by another client or `mew space down`.
+    let mut other = tui_common::app(&src, 80, 24);
+    other.quitting();
+    assert_eq!(send(&mut other, &src, [ctrl('c')]), vec![Action::QuitNow]);
+}
+
+#[test]
+fn focus_is_left_when_the_focused_process_ends() {
+    let mut src = demo();
+    let mut app = app(&src, 80, 24);
+    send(&mut app, &src, [ch('j'), key(KeyCode::Enter)]);
+    assert_eq!(app.focused_process(), Some("api"));
+    assert!(!app.update(&src));
+    src.status.processes[1].state = ProcState::Exited { code: 1 };
+    src.status.processes[1].exit_code = Some(1);
+    src.status.processes[1].pid = None;
+    // The server calls `update` before each frame: the footer says why.
+    assert!(app.update(&src));
+    assert_eq!(app.focused_process(), None);
+    let text = screen_text(&render(&app, &src, 80, 24));
+    assert!(text.contains("api exited (code 1): focus left"), "{text}");
+    assert!(!text.contains("FOCUS"), "{text}");
+    // Keys are commands again.
+    send(&mut app, &src, [ch('j')]);
+    assert_eq!(app.selected(), Some("worker"));
+}
+
+#[test]
+fn a_key_for_a_process_that_just_ended_is_not_sent_nor_a_command() {
+    let mut src = demo();
+    let mut app = app(&src, 80, 24);
+    send(&mut app, &src, [ch('j'), key(KeyCode::Enter)]);
+    src.status.processes[1].state = ProcState::Killed { signal: 9 };
+    // Before any frame: the key is dropped, not typed and not a command.
+    assert_eq!(send(&mut app, &src, [ch('s')]), vec![]);
+    assert_eq!(app.focused_process(), None);
+    let text = screen_text(&render(&app, &src, 80, 24));
+    assert!(
+        text.contains("api was killed (SIGKILL): focus left"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_new_run_of_the_focused_process_leaves_focus() {
+    let mut src = demo();
+    let mut app = app(&src, 80, 24);
+    send(&mut app, &src, [ch('j'), key(KeyCode::Enter)]);
+    assert!(!app.update(&src));
+    // Crashed and restarted between two looks: another pid, ready again.
+    let api = &mut src.status.processes[1];
+    api.pid = api.pid.map(|p| p + 1);
+    api.exit_code = Some(3);
+    assert!(app.update(&src));
+    let text = screen_text(&render(&app, &src, 80, 24));
+    assert!(
+        text.contains("api exited (code 3), restarting: focus left"),
+        "{text}"
+    );
 }
 
 #[test]

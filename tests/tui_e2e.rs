@@ -514,13 +514,15 @@ fn losing_the_server_restores_the_terminal() {
     kill(server, "KILL");
     let s = assert_restored(&tmux, "s", 1);
     assert!(s.contains("lost the server of space"), "{s}");
-    // `down` cleans up after a dead server.
+    // The client cleaned up after its dead server itself: nothing is left
+    // for `down`.
+    assert!(s.contains("had died"), "{s}");
+    assert_all_gone(&space);
     let mut down = space.mew();
     down.args(["space", "down"]);
     let out = run(down, DEADLINE);
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
-    assert!(out.stdout.contains("had died"), "{}", out.stdout);
-    assert_all_gone(&space);
+    assert!(out.stdout.contains("nothing to stop"), "{}", out.stdout);
 }
 
 #[test]
@@ -629,5 +631,135 @@ fn no_color_chrome_has_no_colour() {
     down.args(["space", "down"]);
     assert_eq!(run(down, DEADLINE).code(), Some(0));
     assert_restored(&tmux, "plain", 0);
+    assert_all_gone(&space);
+}
+
+#[test]
+fn long_lines_reflow_when_the_terminal_narrows_and_widens() {
+    // 200 characters on one line: 0123456789 twenty times, each run ending
+    // in its own letter, so a cut or a lost piece is visible.
+    let yaml = r#"
+processes:
+  wide:
+    command: |
+      for c in a b c d e f g h i j k l m n o p q r s t; do printf '012345678%s' "$c"; done
+      printf '\nwide: done\n'
+      while :; do sleep 60; done
+"#;
+    let line: String = ('a'..='t').map(|c| format!("012345678{c}")).collect();
+    let space = Space::new(yaml);
+    let tmux = Tmux::new();
+    tmux.start("main", 240, 20, &script(&space, "", "space up"));
+    tmux.wait("main", "the whole line", |s| {
+        s.contains(&line) && s.contains("wide: done")
+    });
+
+    // Narrower than the line: it wraps (nothing is cut).
+    tmux.run(&["resize-window", "-t", "main", "-x", "80", "-y", "20"]);
+    let s = tmux.wait("main", "the line wrapped in a narrow pane", |s| {
+        main_pane_size(s).is_some_and(|(_, cols)| cols < 80) && s.contains("wide: done")
+    });
+    let joined: String = main_pane(&s).iter().map(|l| l.trim_end()).collect();
+    assert!(joined.contains(&line), "wrapped, not cut:\n{s}");
+
+    // Wide again: the line is whole on one row, as in tmux.
+    tmux.run(&["resize-window", "-t", "main", "-x", "240", "-y", "20"]);
+    tmux.wait("main", "the whole line again after widening", |s| {
+        s.lines().any(|l| l.contains(&line))
+    });
+
+    // Zoom and back, and the grid and back, at 80 columns and then wide.
+    tmux.run(&["resize-window", "-t", "main", "-x", "80", "-y", "20"]);
+    tmux.wait("main", "the narrow pane", |s| {
+        main_pane_size(s).is_some_and(|(_, cols)| cols < 80)
+    });
+    tmux.keys("main", &["z"]);
+    tmux.wait_text("main", "ZOOM");
+    tmux.keys("main", &["z", "g"]);
+    tmux.wait("main", "the grid", |s| !s.contains("processes"));
+    tmux.keys("main", &["g"]);
+    tmux.wait_text("main", "processes");
+    tmux.run(&["resize-window", "-t", "main", "-x", "240", "-y", "20"]);
+    tmux.wait("main", "the whole line after zoom and grid", |s| {
+        s.lines().any(|l| l.contains(&line))
+    });
+
+    tmux.keys("main", &["q"]);
+    tmux.wait_text("main", "y yes");
+    tmux.keys("main", &["y"]);
+    assert_restored(&tmux, "main", 0);
+    assert_all_gone(&space);
+}
+
+#[test]
+fn notes_focus_that_ends_and_a_second_quit_that_kills() {
+    let yaml = r#"
+space:
+  description: "Try this: focus once (Enter) and type a line; it exits."
+shutdown_timeout: 60s
+processes:
+  once:
+    command: |
+      echo "once: type a line"
+      IFS= read -r line
+      echo "once: bye"
+      exit 1
+  slow:
+    command: |
+      trap '' TERM
+      echo "slow: ignoring SIGTERM"
+      while :; do sleep 1; done
+    stop_timeout: 60s
+    stop_timout: 1s
+"#;
+    let space = Space::new(yaml);
+    let tmux = Tmux::new();
+    tmux.start("main", 120, 30, &script(&space, "", "space up"));
+    // The config's warning (the misspelt key) is counted in the header; the
+    // description is in the header and in the help.
+    let s = tmux.wait("main", "the TUI", |s| {
+        s.contains("processes") && s.contains("once: type a line")
+    });
+    assert!(
+        s.lines().next().is_some_and(|h| h.contains("⚠ 1 warning")),
+        "{s}"
+    );
+    assert!(s.contains("Try this: focus once"), "{s}");
+    tmux.keys("main", &["?"]);
+    let s = tmux.wait_text("main", "1 warning in the config");
+    assert!(s.contains("stop_timout"), "{s}");
+    assert!(s.contains("about  Try this: focus once"), "{s}");
+    tmux.keys("main", &["Escape"]);
+    tmux.wait("main", "the help closed", |s| !s.contains("in the config"));
+
+    // Focus the process, make it exit: focus is left, and the footer says why.
+    tmux.keys("main", &["Enter"]);
+    tmux.wait_text("main", "FOCUS");
+    tmux.type_text("main", "hi");
+    tmux.keys("main", &["Enter"]);
+    let s = tmux.wait_text("main", "once exited (code 1): focus left");
+    assert!(!s.contains("FOCUS"), "{s}");
+    // Keys are mew's again: j selects the next process.
+    tmux.keys("main", &["j"]);
+    tmux.wait_text("main", "slow: ignoring SIGTERM");
+
+    // Quit: `slow` ignores SIGTERM; the footer says what is waited for and
+    // when SIGKILL comes; a second q kills at once (not after 60 s).
+    tmux.keys("main", &["q"]);
+    tmux.wait_text("main", "y yes");
+    tmux.keys("main", &["y"]);
+    let s = tmux.wait("main", "the countdown", |s| {
+        s.contains("waiting for slow · SIGKILL in") && s.contains("again: kill now")
+    });
+    assert!(s.contains("stopping… SIGKILL in"), "{s}");
+    let asked = Instant::now();
+    tmux.keys("main", &["q"]);
+    let s = tmux.wait_text("main", "AFTER");
+    assert!(
+        asked.elapsed() < Duration::from_secs(30),
+        "the second quit did not kill at once ({:?})",
+        asked.elapsed()
+    );
+    assert!(s.contains("TTY=cooked"), "{s}");
     assert_all_gone(&space);
 }

@@ -457,3 +457,212 @@ fn degraded_logging_is_shown_in_the_header() {
         .collect();
     assert!(header.contains("logs: web: cannot write"), "{header}");
 }
+
+fn row_text(t: &ratatui::Terminal<ratatui::backend::TestBackend>, y: u16) -> String {
+    let buf = t.backend().buffer();
+    (0..buf.area.width)
+        .map(|x| buf[(x, y)].symbol().to_string())
+        .collect()
+}
+
+/// The 200-character line of the reflow tests: `0123456789` twenty times,
+/// each run ending in its own letter so a cut is visible.
+fn long_line() -> String {
+    (0..20)
+        .map(|i| format!("012345678{}", char::from(b'a' + i)))
+        .collect()
+}
+
+#[test]
+fn lines_reflow_when_the_pane_narrows_and_widens() {
+    let mut st = mew::tui::testing::empty_status("wide");
+    st.processes = vec![process("api", ProcState::Ready, NOW - MIN)];
+    let mut src = mew::tui::testing::MemorySource::new(st);
+    src.add_terminal("api", 24, 80, 1000);
+    let line = long_line();
+    src.feed("api", format!("{line}\r\nafter\r\n").as_bytes());
+    // At 240 columns the pane is wider than the line.
+    let mut app = app(&src, 240, 20);
+    let t = render(&app, &src, 240, 20);
+    assert!(row_text(&t, 2).contains(&line), "{}", row_text(&t, 2));
+    // Narrowed: the line wraps instead of being cut...
+    send(&mut app, &src, [crossterm::event::Event::Resize(80, 20)]);
+    let narrow = render(&app, &src, 80, 20);
+    insta::assert_snapshot!("reflow_narrow", narrow.backend());
+    // ...and widened again, it is whole (vt100 alone would have cut it).
+    send(&mut app, &src, [crossterm::event::Event::Resize(240, 20)]);
+    let t = render(&app, &src, 240, 20);
+    assert!(row_text(&t, 2).contains(&line), "{}", row_text(&t, 2));
+    assert!(row_text(&t, 3).contains("after"), "{}", row_text(&t, 3));
+    // The same through the grid and zoom, which change the pane's size.
+    send(
+        &mut app,
+        &src,
+        [crossterm::event::Event::Resize(80, 20), ch('z')],
+    );
+    send(
+        &mut app,
+        &src,
+        [ch('z'), crossterm::event::Event::Resize(240, 20)],
+    );
+    send(&mut app, &src, [ch('g'), ch('g')]);
+    let t = render(&app, &src, 240, 20);
+    assert!(row_text(&t, 2).contains(&line), "{}", row_text(&t, 2));
+}
+
+/// A space with a probe, one without, one crash-looping between crashes,
+/// one in backoff.
+fn marks() -> mew::tui::testing::MemorySource {
+    use mew::status::Transition;
+    let mut st = mew::tui::testing::empty_status("marks");
+    let mut probed = process("probed", ProcState::Ready, NOW - 5 * MIN);
+    probed.probe = Some("ok".into());
+    let plain = process("plain", ProcState::Ready, NOW - 5 * MIN);
+    let mut looping = process("looping", ProcState::Ready, NOW - 2_000);
+    looping.restarts = 4;
+    looping.exit_code = Some(1);
+    looping.history = vec![
+        Transition {
+            at: NOW - 3_000,
+            state: ProcState::Backoff { until: NOW - 2_000 },
+            reason: "exit 1".into(),
+        },
+        Transition {
+            at: NOW - 2_000,
+            state: ProcState::Ready,
+            reason: "no probe".into(),
+        },
+    ];
+    let mut backoff = process(
+        "backoff",
+        ProcState::Backoff { until: NOW + 2_000 },
+        NOW - 9_000,
+    );
+    backoff.restarts = 5;
+    // Restarted long ago and stable since: up, not unstable.
+    let mut old = process("settled", ProcState::Ready, NOW - 10 * MIN);
+    old.restarts = 1;
+    old.history = vec![Transition {
+        at: NOW - 11 * MIN,
+        state: ProcState::Backoff {
+            until: NOW - 10 * MIN,
+        },
+        reason: "exit 1".into(),
+    }];
+    st.processes = vec![probed, plain, looping, backoff, old];
+    let mut src = mew::tui::testing::MemorySource::new(st);
+    for p in ["probed", "plain", "looping", "backoff", "settled"] {
+        src.add_terminal(p, 24, 80, 100);
+    }
+    src
+}
+
+#[test]
+fn started_is_not_ready_and_crash_loops_are_not_green() {
+    let src = marks();
+    let mut app = app(&src, 80, 12);
+    send(&mut app, &src, (0..4).map(|_| ch('j'))); // select settled
+    let t = render(&app, &src, 80, 12);
+    insta::assert_snapshot!(t.backend());
+    let buf = t.backend().buffer();
+    // Only the process ready by its probe has a ✓ and a green mark.
+    for (y, name, green, tick) in [
+        (2, "probed", true, true),
+        (3, "plain", false, false),
+        (4, "looping", false, false),
+        (5, "backoff", false, false),
+        (6, "settled", false, false),
+    ] {
+        let row = row_text(&t, y);
+        assert!(row.contains(name), "{row}");
+        assert_eq!(buf[(1, y)].fg == Color::Green, green, "{name}: {row}");
+        let list: String = row.chars().take(24).collect();
+        assert_eq!(list.contains('✓'), tick, "{name}: {row}");
+    }
+    assert_eq!(buf[(1, 4)].fg, Color::Yellow, "crash-looping");
+    assert_eq!(buf[(1, 5)].fg, Color::Red, "backoff");
+    let header = row_text(&t, 0);
+    assert!(
+        header.contains("1 ready · 2 up · 1 unstable · 1 backoff"),
+        "{header}"
+    );
+}
+
+fn with_notes(app: &mut mew::tui::App) {
+    app.set_notes(mew::tui::SpaceNotes {
+        description: Some(
+            "A shop demo. Try: focus api (Enter) and type, restart web (r),\n  open the grid (g)."
+                .into(),
+        ),
+        warnings: vec![
+            "/srv/shop/space.yaml:12:5: unknown key \"restart_delay\" (did you mean \"restart\"?)"
+                .into(),
+            "/srv/shop/space.yaml:30:3: process \"cron\" has no command".into(),
+        ],
+        ..Default::default()
+    });
+}
+
+#[test]
+fn description_and_warnings_in_the_header() {
+    let src = demo();
+    let mut app = app(&src, 120, 30);
+    with_notes(&mut app);
+    let t = render(&app, &src, 120, 30);
+    let header = row_text(&t, 0);
+    assert!(header.contains("⚠ 2 warnings (? lists)"), "{header}");
+    assert!(header.contains("│ A shop demo. Try: fo…"), "{header}");
+    // At 80 columns the warnings stay (shorter); the description goes to the help.
+    let app80 = {
+        let mut a = tui_common::app(&src, 80, 24);
+        with_notes(&mut a);
+        a
+    };
+    let header = row_text(&render(&app80, &src, 80, 24), 0);
+    assert!(
+        header.contains("⚠ 2 warnings │") || header.contains("⚠2"),
+        "{header}"
+    );
+    assert!(!header.contains("A shop"), "{header}");
+}
+
+#[test]
+fn help_lists_the_description_and_the_warnings() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    with_notes(&mut app);
+    send(&mut app, &src, [ch('?')]);
+    insta::assert_snapshot!(render(&app, &src, 80, 24).backend());
+}
+
+#[test]
+fn quitting_shows_what_it_waits_for_and_the_time_left() {
+    use mew::status::Transition;
+    let mut src = demo();
+    let mut app = app(&src, 80, 24);
+    app.set_notes(mew::tui::SpaceNotes {
+        stop_timeouts: [("api".to_string(), std::time::Duration::from_secs(10))].into(),
+        shutdown_timeout: Some(std::time::Duration::from_secs(30)),
+        ..Default::default()
+    });
+    app.quitting();
+    let p = &mut src.status.processes;
+    p[0].state = ProcState::Stopped;
+    p[1].state = ProcState::Stopping { escalated: false };
+    p[1].history.push(Transition {
+        at: NOW - 3_000,
+        state: ProcState::Stopping { escalated: false },
+        reason: "space stopping".into(),
+    });
+    p[2].state = ProcState::Stopping { escalated: true };
+    p[3].state = ProcState::Stopped;
+    p[5].state = ProcState::Stopped;
+    p[10].state = ProcState::Stopped;
+    let t = render(&app, &src, 80, 24);
+    let footer = row_text(&t, 23);
+    assert!(
+        footer.contains("waiting for api, worker · SIGKILL in 7s"),
+        "{footer}"
+    );
+    insta::assert_snapshot!(t.backend());
+}

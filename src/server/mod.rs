@@ -170,6 +170,8 @@ struct Ctx {
     space_id: String,
     /// `ui.keys` from the config, for every attached client's key map.
     ui_keys: Vec<(String, String)>,
+    /// What the TUI shows of the config: description, warnings, stop timeouts.
+    notes: crate::tui::SpaceNotes,
     /// Set when a client asked the space to go down.
     down_tx: watch::Sender<bool>,
     /// Set once the space is down (all processes gone).
@@ -296,6 +298,25 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     let names: Vec<String> = resolved.iter().map(|p| p.name.clone()).collect();
     let space_id = cfg.id.clone();
     let ui_keys = cfg.ui_keys.clone();
+    let notes = crate::tui::SpaceNotes {
+        description: cfg.description.clone(),
+        warnings: cfg
+            .warnings
+            .iter()
+            .chain(warnings.iter())
+            .map(|w| {
+                format_diagnostic("warning", w)
+                    .trim_start_matches("warning: ")
+                    .to_owned()
+            })
+            .collect(),
+        stop_timeouts: cfg
+            .processes
+            .iter()
+            .map(|p| (p.name.clone(), p.stop_timeout))
+            .collect(),
+        shutdown_timeout: Some(cfg.shutdown_timeout),
+    };
     let space_dir = cfg.dir.clone();
     let handle = supervisor::start(
         cfg,
@@ -331,6 +352,7 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         handle: handle.clone(),
         space_id: space_id.clone(),
         ui_keys,
+        notes,
         down_tx,
         gone_tx,
     });

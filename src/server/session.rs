@@ -122,6 +122,7 @@ pub async fn run(
     };
     app.set_color(!att.no_color);
     app.set_size(att.cols, att.rows);
+    app.set_notes(ctx.notes.clone());
     let end = serve(&ctx, rd, &tx, &mut app, att).await;
     if end != End::SpaceDown && !app.is_quitting() {
         park(&ctx.space_id, app);
@@ -238,6 +239,8 @@ async fn session_loop(
                 status: status_rx.borrow_and_update().clone(),
                 shared: shared.clone(),
             };
+            // The focused process may have ended.
+            app.update(&panes);
             for a in app.take_resizes(&panes) {
                 apply(&ctx, &tx, app, a).await;
             }
@@ -359,6 +362,12 @@ async fn apply(
         Action::Quit => {
             app.quitting();
             handle.shutdown(false);
+            let _ = ctx.down_tx.send(true);
+        }
+        // A second quit while stopping: kill what is left, as a second
+        // Ctrl-C does in --no-tui.
+        Action::QuitNow => {
+            handle.shutdown(true);
             let _ = ctx.down_tx.send(true);
         }
         Action::Copy(text) => {

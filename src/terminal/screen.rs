@@ -214,6 +214,27 @@ impl Screen {
         self.parser.set_size(nz(rows), nz(cols));
     }
 
+    /// Start over at `rows` × `cols` with `scrollback` rows of history and
+    /// feed it `history` (the kept raw output), for a reflow: lines wrap at
+    /// the new width as they would have had the screen always been this
+    /// size. Answers to the queries in it are dropped (they were given at
+    /// the time); the bell count is kept, and so is the title unless the
+    /// history sets one.
+    pub fn rebuild(&mut self, rows: u16, cols: u16, scrollback: usize, history: &[&[u8]]) {
+        let bells = self.bell_count();
+        let title = self.parser.callbacks_mut().title.take();
+        *self = Screen::new(rows, cols, scrollback);
+        for part in history {
+            self.feed(part);
+        }
+        let callbacks = self.parser.callbacks_mut();
+        callbacks.replies.clear();
+        callbacks.bells = bells;
+        if callbacks.title.is_none() {
+            callbacks.title = title;
+        }
+    }
+
     /// (rows, cols).
     pub fn size(&self) -> (u16, u16) {
         let (rows, cols) = self.parser.screen().size();

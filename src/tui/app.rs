@@ -13,8 +13,8 @@ use super::input::{key_to_pty_bytes, mouse_to_pty_bytes, paste_to_pty_bytes};
 use super::keys::{Command, KeyMap, KeySpec};
 use super::layout::{self, ScreenLayout, View};
 use super::pane::{self, Match, Matcher, Pos, ScreenInfo};
-use super::{Action, PaneSource};
-use crate::status::{Millis, ProcState, ProcessStatus, SpaceStatus};
+use super::{Action, PaneSource, SpaceNotes};
+use crate::status::{Millis, ProcState, ProcessStatus, SpaceStatus, signal_name};
 
 /// Lines scrolled by one mouse wheel step.
 const WHEEL_LINES: usize = 3;
@@ -70,8 +70,16 @@ pub struct App {
     pub(crate) scroll: HashMap<String, Scroll>,
     pub(crate) message: Option<String>,
     pub(crate) quitting: bool,
+    /// When this client started showing the space stopping.
+    pub(crate) quit_at: Option<Millis>,
+    /// A second quit while stopping: everything is being killed.
+    pub(crate) killing: bool,
+    pub(crate) notes: SpaceNotes,
     pub(crate) clock: Option<Millis>,
     sent_sizes: HashMap<String, (u16, u16)>,
+    /// The pid of the focused process's run when focus was taken: another
+    /// run (a restart after a crash) ends the focus too.
+    focus_pid: Option<u32>,
 }
 
 impl App {
@@ -96,9 +104,19 @@ impl App {
             scroll: HashMap::new(),
             message: None,
             quitting: false,
+            quit_at: None,
+            killing: false,
+            notes: SpaceNotes::default(),
             clock: None,
             sent_sizes: HashMap::new(),
+            focus_pid: None,
         })
+    }
+
+    /// What the TUI shows of the space's configuration: the description,
+    /// the warnings, the stop timeouts for the countdown while stopping.
+    pub fn set_notes(&mut self, notes: SpaceNotes) {
+        self.notes = notes;
     }
 
     /// Chrome colours on or off (off when the client has `NO_COLOR` set).
@@ -141,14 +159,47 @@ impl App {
     /// Switches to the quitting view: each process's state as it stops.
     /// Called on every attached client once a quit was confirmed.
     pub fn quitting(&mut self) {
+        if !self.quitting {
+            self.quit_at = Some(self.now());
+        }
         self.quitting = true;
         self.drop_transient();
+    }
+
+    /// Follows the status: when the focused process has ended (or a new run
+    /// of it replaced the one focused), focus is left and the footer says
+    /// why. Returns whether focus was left. The server calls this before
+    /// every frame; `handle_event` calls it first.
+    pub fn update(&mut self, src: &dyn PaneSource) -> bool {
+        if !self.focused {
+            self.focus_pid = None;
+            return false;
+        }
+        let st = src.status();
+        let Some(p) = self.current(st) else {
+            self.focused = false;
+            self.focus_pid = None;
+            return true;
+        };
+        let new_run = matches!((self.focus_pid, p.pid), (Some(a), Some(b)) if a != b);
+        if p.state.is_alive() && !new_run {
+            if self.focus_pid.is_none() {
+                self.focus_pid = p.pid;
+            }
+            return false;
+        }
+        self.message = Some(format!("{} {}: focus left", p.name, how_it_ended(p)));
+        self.focused = false;
+        self.prefix_armed = false;
+        self.focus_pid = None;
+        true
     }
 
     /// Forget what belongs to the moment: focus, a half-typed prefix,
     /// dialogs, help, copy mode, search editing.
     fn drop_transient(&mut self) {
         self.focused = false;
+        self.focus_pid = None;
         self.prefix_armed = false;
         self.help = false;
         self.confirm = None;
@@ -348,7 +399,11 @@ impl App {
     /// Applies one client event; returns what the server must do.
     pub fn handle_event(&mut self, ev: Event, src: &dyn PaneSource) -> Vec<Action> {
         let mut out = Vec::new();
+        // A key or paste meant for a process that has just ended is dropped
+        // (the user has not seen the footer say so yet), not taken as a command.
+        let left_focus = self.update(src);
         match ev {
+            Event::Key(_) | Event::Paste(_) if left_focus => {}
             Event::Resize(cols, rows) => self.size = (cols, rows),
             Event::Key(k) if k.kind != KeyEventKind::Release => self.on_key(k, src, &mut out),
             Event::Mouse(m) => self.on_mouse(m, src, &mut out),
@@ -387,6 +442,14 @@ impl App {
         let spec = KeySpec::from_event(&k);
         self.message = None;
         if self.quitting {
+            // A second quit while stopping kills everything now (as a second
+            // Ctrl-C does in --no-tui).
+            let ctrl_c =
+                k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
+            if !self.killing && (ctrl_c || self.keys.is(&spec, Command::Quit)) {
+                self.killing = true;
+                out.push(Action::QuitNow);
+            }
             return;
         }
         if let Some(c) = self.confirm.clone() {
@@ -915,6 +978,28 @@ impl App {
             }
             _ => {}
         }
+    }
+}
+
+/// How a process's run ended, for the footer: `exited (code 1)`,
+/// `was killed (SIGKILL)`, `exited (code 1), restarting`.
+fn how_it_ended(p: &ProcessStatus) -> String {
+    let last_end = p.history.iter().rev().find_map(|t| match t.state {
+        ProcState::Exited { code } => Some(format!("exited (code {code})")),
+        ProcState::Killed { signal } => Some(format!("was killed ({})", signal_name(signal))),
+        _ => None,
+    });
+    let last_end = last_end.or_else(|| p.exit_code.map(|c| format!("exited (code {c})")));
+    match &p.state {
+        ProcState::Exited { code } => format!("exited (code {code})"),
+        ProcState::Killed { signal } => format!("was killed ({})", signal_name(*signal)),
+        ProcState::Failed { reason } => format!("failed ({reason})"),
+        ProcState::Stopped => "stopped".into(),
+        ProcState::Idle => "ended".into(),
+        _ => match last_end {
+            Some(end) => format!("{end}, restarting"),
+            None => "restarted".into(),
+        },
     }
 }
 

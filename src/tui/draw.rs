@@ -11,7 +11,7 @@ use super::app::{App, Confirm};
 use super::keys::{COMMANDS, Command};
 use super::layout::{self, MIN_COLS, MIN_ROWS, PaneRect, View};
 use super::pane::{self, Decor, Matcher};
-use super::theme::Theme;
+use super::theme::{Shown, Theme};
 use crate::status::{Millis, ProcState, ProcessStatus, SpaceStatus, signal_name};
 
 /// `45s`, `5m12s`, `3h04m`, `2d03h`.
@@ -62,6 +62,34 @@ fn fit(s: &str, w: usize) -> String {
     out
 }
 
+/// Word-wraps `s` to lines of at most `w` columns (a longer word is cut).
+fn wrap(s: &str, w: usize) -> Vec<String> {
+    use unicode_width::UnicodeWidthStr;
+    let w = w.max(4);
+    let mut out: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in s.split_whitespace() {
+        let sep = usize::from(!line.is_empty());
+        if line.width() + sep + word.width() > w && !line.is_empty() {
+            out.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+        while line.width() > w {
+            let cut: String = fit(&line, w);
+            let kept = cut.trim_end_matches('…').chars().count();
+            out.push(cut);
+            line = line.chars().skip(kept).collect();
+        }
+    }
+    if !line.is_empty() || out.is_empty() {
+        out.push(line);
+    }
+    out
+}
+
 /// The short state text of a list row (right-aligned column).
 fn row_info(p: &ProcessStatus, now: Millis) -> String {
     let up = || {
@@ -72,7 +100,9 @@ fn row_info(p: &ProcessStatus, now: Millis) -> String {
     match &p.state {
         ProcState::Pending { .. } => "pending".into(),
         ProcState::Starting | ProcState::Running => up(),
-        ProcState::Ready => format!("{} ✓", up()),
+        // ✓ only when a readiness probe says so: "started" is not "healthy".
+        ProcState::Ready if Shown::of(p, now) == Shown::Ready => format!("{} ✓", up()),
+        ProcState::Ready => up(),
         ProcState::Stopping { escalated } => if *escalated { "killing" } else { "stopping" }.into(),
         ProcState::Exited { code } => format!("exit {code}"),
         ProcState::Killed { signal } => signal_name(*signal),
@@ -167,30 +197,55 @@ impl App {
         }
         // counts by state, in lifecycle order; glyphs when the words do not fit
         let order = [
-            "ready", "running", "starting", "pending", "backoff", "stopping", "exited", "killed",
-            "failed", "stopped", "idle",
+            "ready", "up", "unstable", "running", "starting", "pending", "backoff", "stopping",
+            "exited", "killed", "failed", "stopped", "idle",
         ];
-        let mut counts: Vec<(usize, &ProcState, &str)> = Vec::new();
+        let now = self.now();
+        let mut counts: Vec<(usize, Shown<'_>, &str)> = Vec::new();
         for name in order {
-            let mut of = st.processes.iter().filter(|p| p.state.name() == name);
+            let mut of = st
+                .processes
+                .iter()
+                .map(|p| Shown::of(p, now))
+                .filter(|s| s.name() == name);
             if let Some(first) = of.next() {
-                counts.push((1 + of.count(), &first.state, name));
+                counts.push((1 + of.count(), first, name));
             }
         }
+        // The warnings and the description come after the counts; the
+        // warnings' room is kept, the description gets what is left.
+        // Longest first: the one that fits is shown.
+        let warnings: Vec<String> = match self.notes.warnings.len() {
+            0 => Vec::new(),
+            n => {
+                let s = if n == 1 { "" } else { "s" };
+                vec![
+                    format!(
+                        "│ ⚠ {n} warning{s} ({} lists) ",
+                        self.keys.first(Command::Help)
+                    ),
+                    format!("│ ⚠ {n} warning{s} "),
+                    format!("│ ⚠{n} "),
+                ]
+            }
+        };
+        let warn_w = warnings
+            .last()
+            .map_or(0, |w| unicode_width::UnicodeWidthStr::width(w.as_str()));
         if !counts.is_empty() {
             let words: Vec<String> = counts
                 .iter()
                 .map(|(n, _, name)| format!("{n} {name}"))
                 .collect();
             let words = format!("│ {} ", words.join(" · "));
-            let used: usize = spans.iter().map(|s| s.width()).sum();
+            let used: usize = spans.iter().map(|s| s.width()).sum::<usize>() + warn_w;
             if used + unicode_width::UnicodeWidthStr::width(words.as_str()) <= usize::from(r.width)
             {
                 spans.push(Span::styled(words, theme.header_dim()));
             } else {
                 spans.push(Span::styled("│", theme.header_dim()));
-                for (n, state, name) in counts {
-                    let (glyph, style) = theme.state(state);
+                for (n, shown, name) in counts {
+                    let (glyph, style) = theme.shown(shown);
                     let glyph = if name == "ready" { "✓" } else { glyph };
                     spans.push(Span::styled(
                         format!(" {glyph}"),
@@ -206,6 +261,24 @@ impl App {
                 format!("│ ⚠ logs: {why} "),
                 theme.header_warn(),
             ));
+        }
+        let used: usize = spans.iter().map(|s| s.width()).sum();
+        let room = usize::from(r.width).saturating_sub(used);
+        if let Some(w) = (warnings.iter())
+            .find(|w| unicode_width::UnicodeWidthStr::width(w.as_str()) <= room)
+            .or(warnings.last())
+        {
+            spans.push(Span::styled(w.clone(), theme.header_warn()));
+        }
+        if let Some(d) = self.description() {
+            let used: usize = spans.iter().map(|s| s.width()).sum();
+            let room = usize::from(r.width).saturating_sub(used + 3);
+            if room >= 12 {
+                spans.push(Span::styled(
+                    format!("│ {} ", fit(&d, room)),
+                    theme.header_dim(),
+                ));
+            }
         }
         frame.render_widget(
             Paragraph::new(Line::from(spans)).style(theme.header_dim()),
@@ -234,7 +307,7 @@ impl App {
         let top = layout::list_scroll(sel_idx, inner.height);
         let mut lines: Vec<Line<'_>> = Vec::new();
         for (i, p) in st.processes.iter().enumerate().skip(top) {
-            let (glyph, gstyle) = theme.state(&p.state);
+            let (glyph, gstyle) = theme.shown(Shown::of(p, now));
             let mut info = row_info(p, now);
             if p.restarts > 0 {
                 info = format!("↻{} {info}", p.restarts);
@@ -247,7 +320,11 @@ impl App {
                 info = row_info(p, now);
             }
             if room(&info) < name_len {
-                info = if p.ready { "✓".into() } else { String::new() };
+                info = if Shown::of(p, now) == Shown::Ready {
+                    "✓".into()
+                } else {
+                    String::new()
+                };
             }
             let mark = if self.marked.contains(&p.name) {
                 "+"
@@ -298,7 +375,8 @@ impl App {
         let offset = self.offset(&p.name, sb);
         let now = self.now();
         if view != View::Zoom {
-            let (glyph, gstyle) = theme.state(&proc_.state);
+            let shown = Shown::of(proc_, now);
+            let (glyph, gstyle) = theme.shown(shown);
             let mut title = vec![
                 Span::raw(" "),
                 Span::styled(glyph, gstyle),
@@ -306,7 +384,7 @@ impl App {
                     format!(" {} ", p.name),
                     if is_sel { theme.label() } else { theme.text() },
                 ),
-                Span::styled(format!("{} ", proc_.state.describe(now)), theme.dim()),
+                Span::styled(format!("{} ", shown.describe(now)), theme.dim()),
             ];
             if focused {
                 title.push(Span::styled(" FOCUS ", theme.mode()));
@@ -425,7 +503,15 @@ impl App {
                 "exit code",
                 p.exit_code.map_or_else(dash, |c| c.to_string()),
             ),
-            row("ready", if p.ready { "yes".into() } else { "no".into() }),
+            row(
+                "ready",
+                match Shown::of(p, now) {
+                    Shown::Ready => "yes (readiness probe passed)".into(),
+                    Shown::Up => "unknown: no readiness probe (started)".into(),
+                    s @ Shown::Unstable { .. } => s.describe(now),
+                    Shown::State(_) => "no".into(),
+                },
+            ),
             row("probe", p.probe.clone().unwrap_or_else(dash)),
             row(
                 "cpu",
@@ -465,6 +551,39 @@ impl App {
         frame.render_widget(Paragraph::new(lines), area);
     }
 
+    /// When the process stopping since `since` gets SIGKILL: its
+    /// `stop_timeout` after its stop, or the space's shutdown deadline,
+    /// whichever is first (`None` when neither is known).
+    fn kill_at(&self, p: &ProcessStatus) -> Option<Millis> {
+        let since = p
+            .history
+            .iter()
+            .rev()
+            .find(|t| matches!(t.state, ProcState::Stopping { .. }))
+            .map(|t| t.at);
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let own = since
+            .zip(self.notes.stop_timeouts.get(&p.name))
+            .map(|(at, d)| at.saturating_add(ms(*d)));
+        let space = self
+            .quit_at
+            .zip(self.notes.shutdown_timeout)
+            .map(|(at, d)| at.saturating_add(ms(d)));
+        match (own, space) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// `SIGKILL in 7s` for a process that is stopping (empty when unknown).
+    fn kill_countdown(&self, p: &ProcessStatus, now: Millis) -> String {
+        match self.kill_at(p) {
+            Some(at) if at > now => format!("SIGKILL in {}s", (at - now).div_ceil(1000)),
+            Some(_) => "SIGKILL due".into(),
+            None => String::new(),
+        }
+    }
+
     fn draw_quitting(&self, frame: &mut Frame<'_>, body: Rect, st: &SpaceStatus, theme: Theme) {
         let now = self.now();
         let done = st
@@ -491,9 +610,22 @@ impl App {
                 ProcState::Stopping { escalated: true } => {
                     ("did not stop in time: killing".to_string(), theme.error())
                 }
-                ProcState::Stopping { escalated: false } => {
-                    ("stopping…".to_string(), theme.message())
+                ProcState::Stopping { escalated: false } if self.killing => {
+                    ("killing".to_string(), theme.error())
                 }
+                ProcState::Stopping { escalated: false } => {
+                    let countdown = self.kill_countdown(p, now);
+                    let text = if countdown.is_empty() {
+                        "stopping…".to_string()
+                    } else {
+                        format!("stopping… {countdown}")
+                    };
+                    (text, theme.message())
+                }
+                ref s if s.is_alive() => (
+                    "running: stops after its dependents".to_string(),
+                    theme.dim(),
+                ),
                 ref s => (s.describe(now), theme.dim()),
             };
             lines.push(Line::from(vec![
@@ -512,6 +644,51 @@ impl App {
                 theme.label(),
             ));
         frame.render_widget(Paragraph::new(lines).block(block), r);
+    }
+
+    /// The quitting footer: what the space still waits for, and how to stop waiting.
+    fn quitting_footer(&self, spans: &mut Vec<Span<'_>>, st: &SpaceStatus, theme: Theme) {
+        let now = self.now();
+        spans.push(Span::styled(" QUITTING ", theme.mode()));
+        let stopping: Vec<&ProcessStatus> = st
+            .processes
+            .iter()
+            .filter(|p| matches!(p.state, ProcState::Stopping { .. }))
+            .collect();
+        if self.killing {
+            spans.push(Span::styled(" killing every process now", theme.error()));
+            return;
+        }
+        if stopping.is_empty() {
+            spans.push(Span::raw(" stopping every process"));
+        } else {
+            let names: Vec<&str> = stopping.iter().map(|p| p.name.as_str()).collect();
+            spans.push(Span::raw(format!(" waiting for {}", names.join(", "))));
+            let first = stopping
+                .iter()
+                .filter(|p| p.state == ProcState::Stopping { escalated: false })
+                .filter_map(|p| self.kill_at(p))
+                .min();
+            if let Some(at) = first {
+                spans.push(Span::styled(
+                    format!(" · SIGKILL in {}s", at.saturating_sub(now).div_ceil(1000)),
+                    theme.message(),
+                ));
+            }
+        }
+        spans.push(Span::styled(" │", theme.dim()));
+        spans.push(Span::styled(
+            format!(" {}", self.keys.first(Command::Quit)),
+            theme.key(),
+        ));
+        spans.push(Span::raw(" again: kill now "));
+    }
+
+    /// The description on one line (whitespace collapsed), if any.
+    pub(crate) fn description(&self) -> Option<String> {
+        let d = self.notes.description.as_deref()?;
+        let d = d.split_whitespace().collect::<Vec<_>>().join(" ");
+        (!d.is_empty()).then_some(d)
     }
 
     fn draw_footer(
@@ -536,10 +713,7 @@ impl App {
             spans.push(Span::styled("│", theme.dim()));
         }
         if self.quitting {
-            spans.push(Span::styled(" QUITTING ", theme.mode()));
-            spans.push(Span::raw(
-                " stopping every process; those that do not stop in time are killed",
-            ));
+            self.quitting_footer(&mut spans, st, theme);
         } else if self.confirm.is_some() {
             keys(&mut spans, &[("y".into(), "yes"), ("n/Esc".into(), "no")]);
         } else if self.help {
@@ -580,10 +754,11 @@ impl App {
             if self.view() == View::Zoom
                 && let Some(p) = self.current(st)
             {
-                let (glyph, style) = theme.state(&p.state);
+                let shown = Shown::of(p, self.now());
+                let (glyph, style) = theme.shown(shown);
                 spans.push(Span::styled(format!(" ZOOM {} ", p.name), theme.mode()));
                 spans.push(Span::styled(format!(" {glyph}"), style));
-                spans.push(Span::raw(format!(" {} │", p.state.name())));
+                spans.push(Span::raw(format!(" {} │", shown.name())));
             }
             if self.prefix_armed {
                 let p = k(Command::Prefix);
@@ -713,7 +888,6 @@ impl App {
             lines.push(Line::from(spans));
         }
         let p = self.keys.first(Command::Prefix);
-        lines.push(Line::raw(""));
         let extra = [
             (
                 "focus",
@@ -732,14 +906,78 @@ impl App {
                 "click selects (a pane: focuses) · wheel scrolls".into(),
             ),
         ];
-        for (what, text) in extra {
-            lines.push(Line::from(vec![
-                Span::styled(format!(" {what:<7}"), theme.label()),
-                Span::raw(text),
-            ]));
-        }
+        let mut extras: Vec<Line<'_>> = extra
+            .into_iter()
+            .map(|(what, text)| {
+                Line::from(vec![
+                    Span::styled(format!(" {what:<7}"), theme.label()),
+                    Span::raw(text),
+                ])
+            })
+            .collect();
         let w = if two { col_w * 2 + 4 } else { col_w + 2 };
-        let w = u16::try_from(w).unwrap_or(u16::MAX).max(78);
+        let w = u16::try_from(w).unwrap_or(u16::MAX).max(78).min(area.width);
+        // The space's description and warnings come first; when everything
+        // does not fit, the extra lines go, then the warnings that do not fit.
+        let inner_w = usize::from(w.saturating_sub(2)).max(10);
+        let room = usize::from(area.height.saturating_sub(2));
+        let mut notes: Vec<Line<'_>> = Vec::new();
+        if let Some(d) = self.description() {
+            for (i, l) in wrap(&d, inner_w.saturating_sub(8)).into_iter().enumerate() {
+                let label = if i == 0 { " about  " } else { "        " };
+                notes.push(Line::from(vec![
+                    Span::styled(label, theme.label()),
+                    Span::raw(l),
+                ]));
+            }
+            notes.push(Line::raw(""));
+        }
+        let warnings = &self.notes.warnings;
+        if !warnings.is_empty() {
+            let keys_h = lines.len() + 1;
+            let mut warn_lines: Vec<Line<'_>> = vec![Line::from(Span::styled(
+                format!(
+                    " ⚠ {} warning{} in the config",
+                    warnings.len(),
+                    if warnings.len() == 1 { "" } else { "s" }
+                ),
+                theme.message(),
+            ))];
+            let mut shown = 0;
+            for w in warnings {
+                let wrapped = wrap(w, inner_w.saturating_sub(3));
+                // Keep a line for "N more" when some are left out.
+                let reserve = usize::from(shown + 1 < warnings.len());
+                if notes.len() + warn_lines.len() + wrapped.len() + reserve + keys_h > room {
+                    break;
+                }
+                for (i, l) in wrapped.into_iter().enumerate() {
+                    let lead = if i == 0 { " · " } else { "   " };
+                    warn_lines.push(Line::from(vec![
+                        Span::styled(lead, theme.message()),
+                        Span::raw(l),
+                    ]));
+                }
+                shown += 1;
+            }
+            if shown < warnings.len() {
+                warn_lines.push(Line::from(Span::styled(
+                    format!(
+                        "   … {} more: \"mew space check\" lists them all",
+                        warnings.len() - shown
+                    ),
+                    theme.dim(),
+                )));
+            }
+            notes.extend(warn_lines);
+            notes.push(Line::raw(""));
+        }
+        if notes.len() + lines.len() + 1 + extras.len() > room {
+            extras.clear();
+        } else {
+            lines.push(Line::raw(""));
+        }
+        let lines: Vec<Line<'_>> = notes.into_iter().chain(lines).chain(extras).collect();
         let h = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
         let r = layout::centered(area, w, h);
         frame.render_widget(Clear, r);

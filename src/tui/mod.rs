@@ -35,6 +35,20 @@ pub trait PaneSource {
     fn scrollback_len(&self, name: &str) -> usize;
 }
 
+/// What the TUI shows of the space's configuration (space.yaml), which the
+/// status does not carry.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SpaceNotes {
+    /// `space.description`: what the space is, what to try.
+    pub description: Option<String>,
+    /// The config's warnings, one line each (`file:line:col: message`).
+    pub warnings: Vec<String>,
+    /// `stop_timeout` of each process: how long a stop waits before SIGKILL.
+    pub stop_timeouts: std::collections::BTreeMap<String, std::time::Duration>,
+    /// `space.shutdown_timeout`: when stopping the space kills what is left.
+    pub shutdown_timeout: Option<std::time::Duration>,
+}
+
 /// What the server must do after an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -61,6 +75,8 @@ pub enum Action {
     /// Stop the space (the user confirmed). The app is already showing the
     /// quitting view.
     Quit,
+    /// Quit again while the space is stopping: kill every process now.
+    QuitNow,
     /// Put this text on the client's clipboard: send [`osc52_copy`] to it.
     Copy(String),
 }

@@ -23,6 +23,9 @@ pub struct ByteBackend {
     out: Vec<u8>,
     size: Size,
     cursor: Position,
+    /// The cells where this backend wrote the first half of a wide symbol
+    /// (row-major): see `draw`.
+    wide: Vec<bool>,
 }
 
 impl ByteBackend {
@@ -31,6 +34,16 @@ impl ByteBackend {
             out: Vec::new(),
             size: Size::new(cols, rows),
             cursor: Position::ORIGIN,
+            wide: vec![false; usize::from(cols) * usize::from(rows)],
+        }
+    }
+
+    fn wide_at(&mut self, x: u16, y: u16) -> Option<&mut bool> {
+        let i = usize::from(y) * usize::from(self.size.width) + usize::from(x);
+        if x < self.size.width {
+            self.wide.get_mut(i)
+        } else {
+            None
         }
     }
 
@@ -128,7 +141,14 @@ impl Backend for ByteBackend {
     {
         let mut style: Option<(Color, Color, Modifier)> = None;
         let mut last: Option<Position> = None;
-        for (x, y, cell) in content {
+        // A narrow symbol written over the first half of a wide one makes the
+        // terminal erase the second half with the current attributes (bold,
+        // a background). ratatui does not resend that cell when it has not
+        // changed (it is blank in both frames), so it is cleared here, unless
+        // it comes next anyway.
+        let mut orphan: Option<Position> = None;
+        let mut content = content.peekable();
+        while let Some((x, y, cell)) = content.next() {
             if !matches!(last, Some(p) if p.y == y && p.x + 1 == x) {
                 push_move(&mut self.out, Position::new(x, y));
             }
@@ -139,11 +159,33 @@ impl Backend for ByteBackend {
                 style = Some(s);
             }
             self.out.extend_from_slice(cell.symbol().as_bytes());
-            // A wide symbol moves the terminal two columns: the next cell needs a move.
-            if unicode_width::UnicodeWidthStr::width(cell.symbol()) > 1 {
+            let is_wide = unicode_width::UnicodeWidthStr::width(cell.symbol()) > 1;
+            let was_wide = self
+                .wide_at(x, y)
+                .map(|w| std::mem::replace(w, is_wide))
+                .unwrap_or(false);
+            if is_wide {
+                // A wide symbol moves the terminal two columns: the next cell needs a move.
                 last = None;
+                if let Some(w) = self.wide_at(x.saturating_add(1), y) {
+                    *w = false;
+                }
+            } else if was_wide {
+                orphan = Some(Position::new(x.saturating_add(1), y));
             }
             self.cursor = Position::new(x.saturating_add(1), y);
+            if let Some(p) = orphan.take()
+                && p.x < self.size.width
+                && !matches!(content.peek(), Some((nx, ny, _)) if *nx == p.x && *ny == p.y)
+            {
+                if last != Some(Position::new(p.x.saturating_sub(1), p.y)) {
+                    push_move(&mut self.out, p);
+                }
+                self.out.extend_from_slice(b"\x1b[0m ");
+                style = Some((Color::Reset, Color::Reset, Modifier::empty()));
+                last = Some(p);
+                self.cursor = Position::new(p.x.saturating_add(1), p.y);
+            }
         }
         if style.is_some() {
             self.out.extend_from_slice(b"\x1b[0m");
@@ -173,6 +215,7 @@ impl Backend for ByteBackend {
     }
 
     fn clear(&mut self) -> io::Result<()> {
+        self.wide.fill(false);
         self.out.extend_from_slice(b"\x1b[0m\x1b[H\x1b[2J");
         self.cursor = Position::ORIGIN;
         Ok(())

@@ -1,18 +1,19 @@
-//! An in-memory [`PaneSource`]: a status plus one real `vt100::Parser` per
-//! process, fed with real bytes. Used by the TUI's tests and benchmarks, and
-//! a reference for the server's own implementation.
+//! An in-memory [`PaneSource`]: a status plus one real terminal emulator per
+//! process (the server's own [`LazyScreen`], so resizes reflow as they do in
+//! the server), fed with real bytes. Used by the TUI's tests and benchmarks,
+//! and a reference for the server's own implementation.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::num::NonZeroU16;
 
 use super::PaneSource;
 use crate::config::ProcKind;
 use crate::status::{ProcState, ProcessStatus, SpaceInfo, SpaceStatus};
+use crate::terminal::LazyScreen;
 
 pub struct MemorySource {
     pub status: SpaceStatus,
-    parsers: BTreeMap<String, RefCell<vt100::Parser>>,
+    parsers: BTreeMap<String, RefCell<LazyScreen>>,
 }
 
 impl MemorySource {
@@ -25,34 +26,34 @@ impl MemorySource {
 
     /// Gives `name` a terminal of `rows`×`cols` keeping `scrollback` lines.
     pub fn add_terminal(&mut self, name: &str, rows: u16, cols: u16, scrollback: usize) {
-        let r = NonZeroU16::new(rows.max(1)).unwrap_or(NonZeroU16::MIN);
-        let c = NonZeroU16::new(cols.max(1)).unwrap_or(NonZeroU16::MIN);
         self.parsers.insert(
             name.to_string(),
-            RefCell::new(vt100::Parser::new(r, c, scrollback)),
+            RefCell::new(LazyScreen::new(rows.max(1), cols.max(1), scrollback)),
         );
     }
 
-    /// Feeds PTY output to `name`'s terminal.
+    /// Feeds PTY output to `name`'s terminal (answers to queries are dropped).
     pub fn feed(&self, name: &str, bytes: &[u8]) {
         if let Some(p) = self.parsers.get(name) {
-            p.borrow_mut().process(bytes);
+            p.borrow_mut().push(bytes);
         }
     }
 
     /// Resizes `name`'s terminal, as TIOCSWINSZ would.
     pub fn resize(&self, name: &str, rows: u16, cols: u16) {
-        if let (Some(p), Some(r), Some(c)) = (
-            self.parsers.get(name),
-            NonZeroU16::new(rows),
-            NonZeroU16::new(cols),
-        ) {
-            p.borrow_mut().set_size(r, c);
+        if let Some(p) = self.parsers.get(name)
+            && rows > 0
+            && cols > 0
+        {
+            p.borrow_mut().resize(rows, cols);
         }
     }
 
-    pub fn parser(&self, name: &str) -> Option<std::cell::Ref<'_, vt100::Parser>> {
-        self.parsers.get(name).map(|p| p.borrow())
+    /// `name`'s screen contents as text (rows joined by newlines).
+    pub fn contents(&self, name: &str) -> Option<String> {
+        self.parsers
+            .get(name)
+            .map(|p| p.borrow_mut().screen().vt().contents())
     }
 }
 
@@ -64,16 +65,17 @@ impl PaneSource for MemorySource {
     fn with_screen(&self, name: &str, offset: usize, f: &mut dyn FnMut(&vt100::Screen)) {
         if let Some(p) = self.parsers.get(name) {
             let mut p = p.borrow_mut();
-            p.screen_mut().set_scrollback(offset);
-            f(p.screen());
-            p.screen_mut().set_scrollback(0);
+            let screen = p.screen();
+            screen.set_view_offset(offset);
+            f(screen.vt());
+            screen.set_view_offset(0);
         }
     }
 
     fn scrollback_len(&self, name: &str) -> usize {
         self.parsers
             .get(name)
-            .map_or(0, |p| p.borrow().screen().scrollback_len())
+            .map_or(0, |p| p.borrow_mut().screen().scrollback_len())
     }
 }
 
@@ -115,5 +117,6 @@ pub fn process(name: &str, state: ProcState, started_at: u64) -> ProcessStatus {
         history: Vec::new(),
         probe: None,
         one_shot: false,
+        healthy: None,
     }
 }

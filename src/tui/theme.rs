@@ -4,7 +4,70 @@
 
 use ratatui::style::{Color, Modifier, Style};
 
-use crate::status::ProcState;
+use crate::status::{Millis, ProcState, ProcessStatus};
+
+/// A crash this recent makes a process that is up again look unstable.
+pub(crate) const UNSTABLE_FOR: Millis = 60_000;
+
+/// What the TUI calls a process's state. It is the supervisor's state, told
+/// apart where that alone would mislead: `ready` without a readiness probe
+/// only means "started" (`up`), and a process that crashed in the last
+/// minute and is up again may be crash-looping (`unstable`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shown<'a> {
+    /// Ready by its readiness probe.
+    Ready,
+    /// Running, no readiness probe: mew cannot tell whether it is healthy.
+    Up,
+    /// Up again after a crash less than [`UNSTABLE_FOR`] ago.
+    Unstable {
+        crashed_at: Millis,
+    },
+    State(&'a ProcState),
+}
+
+impl<'a> Shown<'a> {
+    pub fn of(p: &'a ProcessStatus, now: Millis) -> Shown<'a> {
+        if !matches!(p.state, ProcState::Ready) {
+            return Shown::State(&p.state);
+        }
+        let crashed_at = p
+            .history
+            .iter()
+            .rev()
+            .find(|t| matches!(t.state, ProcState::Backoff { .. }))
+            .map(|t| t.at);
+        match crashed_at {
+            Some(at) if now.saturating_sub(at) < UNSTABLE_FOR => Shown::Unstable { crashed_at: at },
+            // The supervisor sets a probe result only for a process with a probe.
+            _ if p.probe.is_some() => Shown::Ready,
+            _ => Shown::Up,
+        }
+    }
+
+    /// One word, as in the header's counts.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Shown::Ready => "ready",
+            Shown::Up => "up",
+            Shown::Unstable { .. } => "unstable",
+            Shown::State(s) => s.name(),
+        }
+    }
+
+    /// A short description, as in a pane's title.
+    pub fn describe(&self, now: Millis) -> String {
+        match self {
+            Shown::Ready => "ready".into(),
+            Shown::Up => "up (no probe)".into(),
+            Shown::Unstable { crashed_at } => format!(
+                "up, crashed {} ago",
+                super::draw::format_duration(now.saturating_sub(*crashed_at))
+            ),
+            Shown::State(s) => s.describe(now),
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Theme {
@@ -131,6 +194,17 @@ impl Theme {
         )
     }
 
+    /// The glyph and style of what the TUI calls a process's state.
+    pub fn shown(&self, shown: Shown<'_>) -> (&'static str, Style) {
+        let c = |color: Color| self.pick(Style::new().fg(color), Style::new());
+        match shown {
+            Shown::Ready => ("●", c(Color::Green)),
+            Shown::Up => ("●", self.text()),
+            Shown::Unstable { .. } => ("●", c(Color::Yellow)),
+            Shown::State(s) => self.state(s),
+        }
+    }
+
     /// The glyph and style of a state in the process list.
     pub fn state(&self, state: &ProcState) -> (&'static str, Style) {
         let c = |color: Color| self.pick(Style::new().fg(color), Style::new());
@@ -145,7 +219,8 @@ impl Theme {
             ProcState::Exited { .. } => ("✖", c(Color::Red)),
             ProcState::Killed { .. } => ("✖", c(Color::Red)),
             ProcState::Failed { .. } => ("✖", self.error()),
-            ProcState::Backoff { .. } => ("↻", c(Color::Yellow)),
+            // It crashed: restarting is no reason to look fine.
+            ProcState::Backoff { .. } => ("↻", c(Color::Red)),
             ProcState::Stopped => ("■", self.dim()),
             ProcState::Idle => ("○", self.dim()),
         }
