@@ -49,7 +49,9 @@ impl AppState {
             .hub
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut g)
+        let r = f(&mut g);
+        g.flush_journal();
+        r
     }
 }
 

@@ -23,7 +23,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::capability;
 use super::config::GatewayConfig;
-use super::journal::{DecisionRecord, EnvelopeRecord, Journal, decision_line, envelope_line};
+use super::journal::{DecisionRecord, EnvelopeRecord, Journal, decision_line, push_envelope_line};
 
 pub type ConnId = u64;
 
@@ -315,6 +315,12 @@ impl Hub {
         for n in names {
             self.connect_output_log(&space, &n);
         }
+    }
+
+    /// Hand the log records of what was just handled to the writer thread
+    /// (the wire calls this after every message).
+    pub fn flush_journal(&self) {
+        self.journal.flush();
     }
 
     /// The port the gateway listens on (for invite connection URLs).
@@ -1525,15 +1531,24 @@ impl Hub {
             return;
         };
         let frame = Utf8Bytes::from(text.to_owned());
-        let log = self.journal.envelopes_on();
-        let now = if log { now_rfc3339() } else { String::new() };
         for (pid, m) in &space.members {
-            if except == Some(pid.as_str()) {
-                continue;
+            if except != Some(pid.as_str()) {
+                m.outbox.push(&self.journal, &frame, true);
             }
-            m.outbox.push(&self.journal, &frame, true);
-            if log {
-                self.journal.envelope(envelope_line(
+        }
+        if !self.journal.envelopes_on() {
+            return;
+        }
+        // One record per delivery, written straight into the journal's batch.
+        let now = now_rfc3339();
+        let meta = meta.map(Value::to_string);
+        self.journal.envelopes_with(|buf| {
+            for (pid, m) in &space.members {
+                if except == Some(pid.as_str()) {
+                    continue;
+                }
+                push_envelope_line(
+                    buf,
                     &now,
                     &EnvelopeRecord {
                         event: "delivered",
@@ -1543,11 +1558,11 @@ impl Hub {
                         space: space_name,
                         direction: "outbound",
                         transport: m.outbox.transport(),
-                        metadata: meta,
+                        metadata: meta.as_deref(),
                     },
-                ));
+                );
             }
-        }
+        });
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1565,19 +1580,23 @@ impl Hub {
         if !self.journal.envelopes_on() {
             return;
         }
-        self.journal.envelope(envelope_line(
-            &now_rfc3339(),
-            &EnvelopeRecord {
-                event,
-                id,
-                envelope,
-                participant,
-                space,
-                direction,
-                transport,
-                metadata,
-            },
-        ));
+        let meta = metadata.map(Value::to_string);
+        self.journal.envelopes_with(|buf| {
+            push_envelope_line(
+                buf,
+                &now_rfc3339(),
+                &EnvelopeRecord {
+                    event,
+                    id,
+                    envelope,
+                    participant,
+                    space,
+                    direction,
+                    transport,
+                    metadata: meta.as_deref(),
+                },
+            );
+        });
     }
 
     fn decide(
@@ -1601,7 +1620,7 @@ impl Hub {
         if let Some(m) = meta.as_object_mut() {
             m.retain(|_, v| !v.is_null());
         }
-        self.journal.capability(decision_line(
+        self.journal.capability(&decision_line(
             &now_rfc3339(),
             &DecisionRecord {
                 envelope_id: env.get("id").and_then(Value::as_str),

@@ -27,10 +27,25 @@ const QUEUE: usize = 65_536;
 pub const ENVELOPE_FILE: &str = "envelope-history.jsonl";
 pub const CAPABILITY_FILE: &str = "capability-decisions.jsonl";
 
+/// Records gathered while the hub handles one message, handed to the writer
+/// in one send: a broadcast to 100 participants is one wake-up of the writer
+/// thread, not 100 (measured: per-record sends made logging the gateway's
+/// largest cost).
+#[derive(Default)]
+struct Batch {
+    envelopes: String,
+    capabilities: String,
+    outputs: Vec<(Arc<PathBuf>, String)>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.envelopes.is_empty() && self.capabilities.is_empty() && self.outputs.is_empty()
+    }
+}
+
 enum Msg {
-    Envelope(String),
-    Capability(String),
-    Output(Arc<PathBuf>, String),
+    Batch(Batch),
     Sync(std::sync::mpsc::Sender<()>),
 }
 
@@ -40,6 +55,7 @@ enum Msg {
 pub struct Journal {
     tx: SyncSender<Msg>,
     switches: LogSwitches,
+    batch: Arc<std::sync::Mutex<Batch>>,
 }
 
 impl Journal {
@@ -52,7 +68,35 @@ impl Journal {
         std::thread::Builder::new()
             .name("mew-gateway-journal".into())
             .spawn(move || writer(&dir, &rx))?;
-        Ok(Journal { tx, switches })
+        Ok(Journal {
+            tx,
+            switches,
+            batch: Arc::default(),
+        })
+    }
+
+    fn with_batch(&self, f: impl FnOnce(&mut Batch)) {
+        let mut b = self
+            .batch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut b);
+    }
+
+    /// Hand what was gathered to the writer thread (one send). The gateway
+    /// flushes after every message it handles.
+    pub fn flush(&self) {
+        let batch = {
+            let mut b = self
+                .batch
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if b.is_empty() {
+                return;
+            }
+            std::mem::take(&mut *b)
+        };
+        let _ = self.tx.send(Msg::Batch(batch));
     }
 
     pub fn envelopes_on(&self) -> bool {
@@ -63,25 +107,37 @@ impl Journal {
         self.switches.capabilities
     }
 
-    pub fn envelope(&self, line: String) {
+    /// Add envelope-history records: `f` appends whole lines to the batch.
+    pub fn envelopes_with(&self, f: impl FnOnce(&mut String)) {
         if self.switches.envelopes {
-            let _ = self.tx.send(Msg::Envelope(line));
+            self.with_batch(|b| f(&mut b.envelopes));
         }
     }
 
-    pub fn capability(&self, line: String) {
+    /// Add one capability-decisions record.
+    pub fn capability(&self, line: &str) {
         if self.switches.capabilities {
-            let _ = self.tx.send(Msg::Capability(line));
+            self.with_batch(|b| {
+                b.capabilities.push_str(line);
+                b.capabilities.push('\n');
+            });
         }
     }
 
     /// Append `line` (one JSON document, no newline) to an output log.
     pub fn output(&self, path: &Arc<PathBuf>, line: &str) {
-        let _ = self.tx.send(Msg::Output(path.clone(), line.to_owned()));
+        self.with_batch(|b| match b.outputs.last_mut() {
+            Some((p, text)) if Arc::ptr_eq(p, path) => {
+                text.push_str(line);
+                text.push('\n');
+            }
+            _ => b.outputs.push((path.clone(), format!("{line}\n"))),
+        });
     }
 
-    /// Wait until everything sent so far is written and flushed.
+    /// Wait until everything gathered or sent so far is written and flushed.
     pub fn sync(&self) {
+        self.flush();
         let (tx, rx) = std::sync::mpsc::channel();
         if self.tx.send(Msg::Sync(tx)).is_ok() {
             let _ = rx.recv();
@@ -112,7 +168,8 @@ impl Sink {
         }
     }
 
-    fn write(&mut self, path: &Path, line: &str) {
+    /// Append `text`: whole lines, each with its newline.
+    fn write(&mut self, path: &Path, text: &str) {
         if self.file.is_none() && !self.failed {
             if let Some(parent) = path.parent() {
                 let _ = crate::logs::create_log_dir(parent);
@@ -126,9 +183,7 @@ impl Sink {
             }
         }
         if let Some(f) = &mut self.file {
-            let ok = f
-                .write_all(line.as_bytes())
-                .and_then(|()| f.write_all(b"\n"));
+            let ok = f.write_all(text.as_bytes());
             if let Err(e) = ok {
                 tracing::warn!("cannot write {}: {e}", path.display());
                 self.file = None;
@@ -156,13 +211,19 @@ fn writer(dir: &Path, rx: &Receiver<Msg>) {
     };
     loop {
         match msg {
-            Msg::Envelope(line) => env.write(&env_path, &line),
-            Msg::Capability(line) => cap.write(&cap_path, &line),
-            Msg::Output(path, line) => {
-                outputs
-                    .entry(path.clone())
-                    .or_insert_with(Sink::new)
-                    .write(&path, &line);
+            Msg::Batch(b) => {
+                if !b.envelopes.is_empty() {
+                    env.write(&env_path, &b.envelopes);
+                }
+                if !b.capabilities.is_empty() {
+                    cap.write(&cap_path, &b.capabilities);
+                }
+                for (path, text) in b.outputs {
+                    outputs
+                        .entry(path.clone())
+                        .or_insert_with(Sink::new)
+                        .write(&path, &text);
+                }
             }
             Msg::Sync(done) => {
                 env.flush();
@@ -204,38 +265,42 @@ pub struct EnvelopeRecord<'a> {
     pub space: &'a str,
     pub direction: &'a str,
     pub transport: &'a str,
-    pub metadata: Option<&'a Value>,
+    /// Already serialised (a JSON object), shared by a fan-out's records.
+    pub metadata: Option<&'a str>,
 }
 
 pub fn envelope_line(now: &str, r: &EnvelopeRecord<'_>) -> String {
     let mut s = String::with_capacity(r.envelope.len() + 200);
+    push_envelope_line(&mut s, now, r);
+    s
+}
+
+/// Append the record and its newline to `s`.
+pub fn push_envelope_line(s: &mut String, now: &str, r: &EnvelopeRecord<'_>) {
+    s.reserve(r.envelope.len() + 200);
     s.push_str("{\"timestamp\":");
-    push_str(&mut s, now);
+    push_str(s, now);
     s.push_str(",\"event\":");
-    push_str(&mut s, r.event);
+    push_str(s, r.event);
     if let Some(id) = r.id {
         s.push_str(",\"id\":");
-        push_str(&mut s, id);
+        push_str(s, id);
     }
     s.push_str(",\"envelope\":");
     s.push_str(r.envelope);
     s.push_str(",\"participant\":");
-    push_str(&mut s, r.participant);
+    push_str(s, r.participant);
     s.push_str(",\"space_id\":");
-    push_str(&mut s, r.space);
+    push_str(s, r.space);
     s.push_str(",\"direction\":");
-    push_str(&mut s, r.direction);
+    push_str(s, r.direction);
     s.push_str(",\"transport\":");
-    push_str(&mut s, r.transport);
-    if let Some(m) = r
-        .metadata
-        .filter(|m| m.as_object().is_some_and(|o| !o.is_empty()))
-    {
+    push_str(s, r.transport);
+    if let Some(m) = r.metadata.filter(|m| !m.is_empty() && *m != "{}") {
         s.push_str(",\"metadata\":");
-        s.push_str(&m.to_string());
+        s.push_str(m);
     }
-    s.push('}');
-    s
+    s.push_str("}\n");
 }
 
 /// Upstream's capability-decisions record.
@@ -281,9 +346,18 @@ pub fn decision_line(now: &str, r: &DecisionRecord<'_>) -> String {
     Value::Object(m).to_string()
 }
 
+/// `v` as a JSON string. Ids, names and times need no escaping and are
+/// copied as they are; anything else goes through serde_json.
 fn push_str(s: &mut String, v: &str) {
-    // serde_json's escaping of a string (infallible for a String sink).
-    s.push_str(&Value::from(v).to_string());
+    if v.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        s.push('"');
+        s.push_str(v);
+        s.push('"');
+    } else {
+        s.push_str(&Value::from(v).to_string());
+    }
 }
 
 #[cfg(test)]
@@ -292,7 +366,7 @@ mod tests {
 
     #[test]
     fn envelope_record_field_order() {
-        let meta = serde_json::json!({"type": "system/welcome"});
+        let meta = serde_json::json!({"type": "system/welcome"}).to_string();
         let line = envelope_line(
             "2026-01-01T00:00:00.000Z",
             &EnvelopeRecord {
@@ -303,12 +377,12 @@ mod tests {
                 space: "s",
                 direction: "outbound",
                 transport: "websocket",
-                metadata: Some(&meta),
+                metadata: Some(meta.as_str()),
             },
         );
         assert_eq!(
             line,
-            r#"{"timestamp":"2026-01-01T00:00:00.000Z","event":"delivered","id":"m\"1","envelope":{"id":"m\"1"},"participant":"p","space_id":"s","direction":"outbound","transport":"websocket","metadata":{"type":"system/welcome"}}"#
+            "{\"timestamp\":\"2026-01-01T00:00:00.000Z\",\"event\":\"delivered\",\"id\":\"m\\\"1\",\"envelope\":{\"id\":\"m\\\"1\"},\"participant\":\"p\",\"space_id\":\"s\",\"direction\":\"outbound\",\"transport\":\"websocket\",\"metadata\":{\"type\":\"system/welcome\"}}\n"
         );
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["envelope"]["id"], "m\"1");
@@ -326,7 +400,7 @@ mod tests {
             },
         )
         .unwrap();
-        j.envelope("{\"a\":1}".into());
+        j.envelopes_with(|s| s.push_str("{\"a\":1}\n"));
         let target = t.path().join("target");
         std::fs::write(&target, "keep\n").unwrap();
         let link = Arc::new(t.path().join("out.log"));

@@ -134,6 +134,7 @@ pub fn run(opts: GatewayOptions) -> ExitCode {
         let hub = Arc::new(Mutex::new(hub::Hub::new(cfg, journal.clone(), hub_opts)));
         if let Ok(mut h) = hub.lock() {
             h.auto_connect();
+            h.flush_journal();
         }
         let addrs: Vec<String> = listeners.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.to_string()).collect();
         tracing::info!(
