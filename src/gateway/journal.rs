@@ -5,9 +5,10 @@
 //! (`tail -f`, the e2e checks) see a record as soon as it is made.
 //!
 //! Every file is created owner-only (0600) and opened with `O_NOFOLLOW`: a
-//! symlink planted where a log goes is refused, not followed. The channel is
-//! bounded: when the disk cannot keep up, senders wait (backpressure) rather
-//! than the gateway growing without bound.
+//! symlink planted where a log goes is refused, not followed. Records wait in
+//! one shared batch that the writer takes whole each time it wakes; past
+//! 32 MiB waiting, the gateway waits for the disk (backpressure) rather than
+//! grow without bound.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -15,22 +16,22 @@ use std::io::{BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use serde_json::Value;
 
 use super::config::LogSwitches;
 
-/// Records waiting for the writer before senders wait.
-const QUEUE: usize = 65_536;
+/// Wake-ups and syncs in flight (at most one wake-up is ever queued).
+const QUEUE: usize = 64;
 
 pub const ENVELOPE_FILE: &str = "envelope-history.jsonl";
 pub const CAPABILITY_FILE: &str = "capability-decisions.jsonl";
 
-/// Records gathered while the hub handles one message, handed to the writer
-/// in one send: a broadcast to 100 participants is one wake-up of the writer
-/// thread, not 100 (measured: per-record sends made logging the gateway's
-/// largest cost).
+/// Records waiting for the writer. The hub appends to it; the writer takes
+/// all of it whenever it wakes, so under load many messages go out in one
+/// write and one wake-up (measured: one channel send per record made logging
+/// the gateway's largest cost).
 #[derive(Default)]
 struct Batch {
     envelopes: String,
@@ -42,10 +43,44 @@ impl Batch {
     fn is_empty(&self) -> bool {
         self.envelopes.is_empty() && self.capabilities.is_empty() && self.outputs.is_empty()
     }
+
+    fn bytes(&self) -> usize {
+        self.envelopes.len()
+            + self.capabilities.len()
+            + self.outputs.iter().map(|(_, t)| t.len()).sum::<usize>()
+    }
+}
+
+/// Past this many waiting bytes the hub waits for the writer (a disk that
+/// cannot keep up slows the gateway rather than growing its memory).
+const BATCH_MAX: usize = 32 << 20;
+
+#[derive(Default)]
+struct Shared {
+    batch: std::sync::Mutex<Batch>,
+    /// Signalled each time the writer takes the batch.
+    taken: std::sync::Condvar,
+    /// A wake-up is on its way to the writer.
+    woken: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Batch> {
+        self.batch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn take(&self) -> Batch {
+        let b = std::mem::take(&mut *self.lock());
+        self.taken.notify_all();
+        b
+    }
 }
 
 enum Msg {
-    Batch(Batch),
+    /// Records are waiting in the shared batch.
+    Wake,
     Sync(std::sync::mpsc::Sender<()>),
 }
 
@@ -55,7 +90,7 @@ enum Msg {
 pub struct Journal {
     tx: SyncSender<Msg>,
     switches: LogSwitches,
-    batch: Arc<std::sync::Mutex<Batch>>,
+    shared: Arc<Shared>,
 }
 
 impl Journal {
@@ -65,38 +100,45 @@ impl Journal {
             crate::logs::create_log_dir(&dir)?;
         }
         let (tx, rx) = sync_channel(QUEUE);
+        let shared = Arc::new(Shared::default());
+        let theirs = shared.clone();
         std::thread::Builder::new()
             .name("mew-gateway-journal".into())
-            .spawn(move || writer(&dir, &rx))?;
+            .spawn(move || writer(&dir, &rx, &theirs))?;
         Ok(Journal {
             tx,
             switches,
-            batch: Arc::default(),
+            shared,
         })
     }
 
     fn with_batch(&self, f: impl FnOnce(&mut Batch)) {
-        let mut b = self
-            .batch
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut b);
+        f(&mut self.shared.lock());
     }
 
-    /// Hand what was gathered to the writer thread (one send). The gateway
-    /// flushes after every message it handles.
+    /// Wake the writer for what was gathered (the gateway calls this after
+    /// every message it handles). One wake-up covers everything gathered
+    /// until the writer takes it; past `BATCH_MAX` bytes this waits for it.
     pub fn flush(&self) {
-        let batch = {
-            let mut b = self
-                .batch
-                .lock()
+        let mut b = self.shared.lock();
+        if b.is_empty() {
+            return;
+        }
+        if !self
+            .shared
+            .woken
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            // try_send: a wake-up already queued (full channel) is as good.
+            let _ = self.tx.try_send(Msg::Wake);
+        }
+        while b.bytes() > BATCH_MAX {
+            b = self
+                .shared
+                .taken
+                .wait(b)
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if b.is_empty() {
-                return;
-            }
-            std::mem::take(&mut *b)
-        };
-        let _ = self.tx.send(Msg::Batch(batch));
+        }
     }
 
     pub fn envelopes_on(&self) -> bool {
@@ -199,57 +241,42 @@ impl Sink {
     }
 }
 
-fn writer(dir: &Path, rx: &Receiver<Msg>) {
+fn writer(dir: &Path, rx: &Receiver<Msg>, shared: &Shared) {
     let env_path = dir.join(ENVELOPE_FILE);
     let cap_path = dir.join(CAPABILITY_FILE);
     let mut env = Sink::new();
     let mut cap = Sink::new();
     let mut outputs: HashMap<Arc<PathBuf>, Sink> = HashMap::new();
-    let mut msg = match rx.recv() {
-        Ok(m) => m,
-        Err(_) => return,
-    };
     loop {
+        let msg = rx.recv();
+        // Everything waiting goes out now, whatever woke us (a wake-up that
+        // arrives after this take finds the records gathered since).
+        shared
+            .woken
+            .store(false, std::sync::atomic::Ordering::Release);
+        let b = shared.take();
+        if !b.envelopes.is_empty() {
+            env.write(&env_path, &b.envelopes);
+        }
+        if !b.capabilities.is_empty() {
+            cap.write(&cap_path, &b.capabilities);
+        }
+        for (path, text) in b.outputs {
+            outputs
+                .entry(path.clone())
+                .or_insert_with(Sink::new)
+                .write(&path, &text);
+        }
+        env.flush();
+        cap.flush();
+        outputs.values_mut().for_each(Sink::flush);
         match msg {
-            Msg::Batch(b) => {
-                if !b.envelopes.is_empty() {
-                    env.write(&env_path, &b.envelopes);
-                }
-                if !b.capabilities.is_empty() {
-                    cap.write(&cap_path, &b.capabilities);
-                }
-                for (path, text) in b.outputs {
-                    outputs
-                        .entry(path.clone())
-                        .or_insert_with(Sink::new)
-                        .write(&path, &text);
-                }
-            }
-            Msg::Sync(done) => {
-                env.flush();
-                cap.flush();
-                outputs.values_mut().for_each(Sink::flush);
+            Ok(Msg::Wake) => {}
+            Ok(Msg::Sync(done)) => {
                 let _ = done.send(());
             }
+            Err(_) => return,
         }
-        msg = match rx.try_recv() {
-            Ok(m) => m,
-            Err(TryRecvError::Empty) => {
-                env.flush();
-                cap.flush();
-                outputs.values_mut().for_each(Sink::flush);
-                match rx.recv() {
-                    Ok(m) => m,
-                    Err(_) => return,
-                }
-            }
-            Err(TryRecvError::Disconnected) => {
-                env.flush();
-                cap.flush();
-                outputs.values_mut().for_each(Sink::flush);
-                return;
-            }
-        };
     }
 }
 
@@ -316,34 +343,81 @@ pub struct DecisionRecord<'a> {
     pub metadata: &'a Value,
 }
 
+#[cfg(test)]
+#[test]
+fn decision_record_matches_upstreams_fields() {
+    let granted = vec![serde_json::json!({"kind": "chat"})];
+    let meta = serde_json::json!({"source": "websocket"});
+    let line = decision_line(
+        "T",
+        &DecisionRecord {
+            envelope_id: Some("e1"),
+            participant: "p",
+            space: "s",
+            allowed: true,
+            required: "chat",
+            matched: Some(&granted[0]),
+            matched_source: Some("static"),
+            granted: &granted,
+            metadata: &meta,
+        },
+    );
+    assert_eq!(
+        line,
+        r#"{"timestamp":"T","event":"capability_check","envelope_id":"e1","participant":"p","space_id":"s","result":"allowed","required_capability":"chat","matched_capability":{"kind":"chat"},"matched_source":"static","granted_capabilities":[{"kind":"chat"}],"metadata":{"source":"websocket"}}"#
+    );
+}
+
 pub fn decision_line(now: &str, r: &DecisionRecord<'_>) -> String {
-    let mut m = serde_json::Map::new();
-    m.insert("timestamp".into(), now.into());
-    m.insert("event".into(), "capability_check".into());
+    let mut s = String::with_capacity(256);
+    s.push_str("{\"timestamp\":");
+    push_str(&mut s, now);
+    s.push_str(",\"event\":\"capability_check\"");
     if let Some(id) = r.envelope_id {
-        m.insert("envelope_id".into(), id.into());
+        s.push_str(",\"envelope_id\":");
+        push_str(&mut s, id);
     }
-    m.insert("participant".into(), r.participant.into());
-    m.insert("space_id".into(), r.space.into());
-    m.insert(
-        "result".into(),
-        if r.allowed { "allowed" } else { "denied" }.into(),
-    );
-    m.insert("required_capability".into(), r.required.into());
+    s.push_str(",\"participant\":");
+    push_str(&mut s, r.participant);
+    s.push_str(",\"space_id\":");
+    push_str(&mut s, r.space);
+    s.push_str(if r.allowed {
+        ",\"result\":\"allowed\""
+    } else {
+        ",\"result\":\"denied\""
+    });
+    s.push_str(",\"required_capability\":");
+    push_str(&mut s, r.required);
     if let Some(c) = r.matched {
-        m.insert("matched_capability".into(), c.clone());
+        s.push_str(",\"matched_capability\":");
+        push_json(&mut s, c);
     }
-    if let Some(s) = r.matched_source {
-        m.insert("matched_source".into(), s.into());
+    if let Some(src) = r.matched_source {
+        s.push_str(",\"matched_source\":");
+        push_str(&mut s, src);
     }
-    m.insert(
-        "granted_capabilities".into(),
-        Value::Array(r.granted.to_vec()),
-    );
+    s.push_str(",\"granted_capabilities\":");
+    push_json(&mut s, r.granted);
     if r.metadata.as_object().is_some_and(|o| !o.is_empty()) {
-        m.insert("metadata".into(), r.metadata.clone());
+        s.push_str(",\"metadata\":");
+        push_json(&mut s, r.metadata);
     }
-    Value::Object(m).to_string()
+    s.push('}');
+    s
+}
+
+/// Serialise `v` onto the end of `s`, with no intermediate string.
+fn push_json(s: &mut String, v: &(impl serde::Serialize + ?Sized)) {
+    let mut bytes = std::mem::take(s).into_bytes();
+    let _ = serde_json::to_writer(&mut bytes, v);
+    // serde_json writes UTF-8 only; should that ever fail, keep what was there.
+    *s = String::from_utf8(bytes).unwrap_or_else(|e| {
+        let mut b = e.into_bytes();
+        while std::str::from_utf8(&b).is_err() {
+            b.pop();
+        }
+        String::from_utf8(b).unwrap_or_default()
+    });
 }
 
 /// `v` as a JSON string. Ids, names and times need no escaping and are
