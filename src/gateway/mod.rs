@@ -145,7 +145,12 @@ pub fn run(opts: GatewayOptions) -> ExitCode {
         if let Ok(mut h) = hub.lock() {
             h.set_port(port);
         }
-        println!("Gateway listening on port {port}");
+        {
+            // A closed stdout must not take the gateway down (println! would panic).
+            use std::io::Write as _;
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "Gateway listening on port {port}").and_then(|()| out.flush());
+        }
         let limit = Arc::new(Semaphore::new(connection_cap()));
         let state = http::AppState {
             hub: hub.clone(),
