@@ -958,3 +958,28 @@ fn gateway_false_runs_none_and_warns() {
     );
     assert!(!out.stdout.contains("gateway (gateway)"), "{}", out.stdout);
 }
+
+#[test]
+fn an_invite_replaces_a_token_file_left_by_an_earlier_run() {
+    let g = Gateway::start_prepared(SPACE, |dir| {
+        std::fs::create_dir_all(dir.join(".mew/tokens")).unwrap();
+        std::fs::write(dir.join(".mew/tokens/again.token"), "stale-from-last-run").unwrap();
+    });
+    let (s, v) = post(
+        &g,
+        "admin",
+        Some("admin-token"),
+        r#"{"kind":"space/invite","payload":{"participant_id":"again"}}"#,
+    );
+    assert_eq!(s, 200, "{v}");
+    let file = g.path().join(".mew/tokens/again.token");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        v["token"].as_str().unwrap()
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}

@@ -193,20 +193,31 @@ fn init_tracing(level: &str) {
         .try_init();
 }
 
+/// Write an invited participant's token file (0600). A file left by an
+/// earlier gateway run (invites last for a gateway's life) is replaced
+/// atomically: written beside it, never through a symlink, then renamed.
 fn store_invited_token(dir: &Path, id: &str, token: &str) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     crate::space::create_private_dir(dir).map_err(|e| e.to_string())?;
     let path = dir.join(format!("{id}.token"));
-    let mut f = std::fs::OpenOptions::new()
+    let mut tag = [0u8; 6];
+    let _ = getrandom::fill(&mut tag);
+    let tag: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = dir.join(format!(".{id}.token.{tag}"));
+    let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    f.write_all(token.as_bytes())
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(token.as_bytes()).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("{}: {e}", path.display()));
+    }
+    Ok(())
 }
 
 /// Descriptors are the real bound: keep a margin for logs and the runtime.
