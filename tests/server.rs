@@ -1140,3 +1140,28 @@ fn clean_refuses_while_running_and_works_after_down() {
     assert!(!space.log_path("a").exists());
     assert!(space.path().join(".mew/space.yaml").exists());
 }
+
+#[test]
+fn a_client_claiming_a_huge_terminal_cannot_take_the_server_down() {
+    // `stty rows 65535 cols 65535; mew space attach` once asked for a 206 GB
+    // allocation; client sizes are clamped.
+    let space = Space::new(TICKER);
+    up_wait(&space);
+    let mut s = raw_client(space.path(), "attach");
+    let attach = serde_json::json!({"type": "request", "id": 1, "req": {"type": "attach", "cols": 65535, "rows": 65535, "owner": false}});
+    s.write_all(&msg_frame(&attach)).unwrap();
+    // It gets frames (drawn at the clamped size), then claims another huge size.
+    let mut buf = [0u8; 65536];
+    let n = s.read(&mut buf).unwrap();
+    assert!(n > 0);
+    s.write_all(&msg_frame(
+        &serde_json::json!({"type": "resize", "cols": 65535, "rows": 1}),
+    ))
+    .unwrap();
+    let _ = s.read(&mut buf);
+    let st = status_json(&space);
+    let server_pid = st["server_pid"].as_u64().unwrap() as u32;
+    assert!(pid_alive(server_pid));
+    drop(s);
+    down_clean(&space);
+}

@@ -121,7 +121,8 @@ pub async fn run(
         },
     };
     app.set_color(!att.no_color);
-    app.set_size(att.cols, att.rows);
+    let (cols, rows) = clamp_size(att.cols, att.rows);
+    app.set_size(cols, rows);
     app.set_notes(ctx.notes.clone());
     let end = serve(&ctx, rd, &tx, &mut app, att).await;
     if end != End::SpaceDown && !app.is_quitting() {
@@ -182,7 +183,8 @@ async fn session_loop(
     let (ctx, tx) = (ctx.clone(), tx.clone());
     let handle = ctx.handle.clone();
     let shared = handle.shared.clone();
-    let mut renderer = RemoteRenderer::new(att.cols, att.rows);
+    let (cols, rows) = clamp_size(att.cols, att.rows);
+    let mut renderer = RemoteRenderer::new(cols, rows);
     let mut status_rx = handle.watch_status();
     let mut down_rx = ctx.down_tx.subscribe();
     let mut gone_rx = ctx.gone_tx.subscribe();
@@ -294,6 +296,7 @@ async fn session_loop(
                         dirty = true;
                     }
                     Ok(ClientMsg::Resize { cols, rows }) => {
+                        let (cols, rows) = clamp_size(cols, rows);
                         app.set_size(cols, rows);
                         renderer.resize(cols, rows);
                         dirty = true;
@@ -375,4 +378,14 @@ async fn apply(
         }
     }
     None
+}
+
+/// The largest terminal a client may claim. A client's size decides the
+/// emulators' and the render buffers' (`stty rows 65535 cols 65535` asked
+/// for a 206 GB allocation): larger claims are cut to this, zero to one.
+pub const MAX_COLS: u16 = 1000;
+pub const MAX_ROWS: u16 = 500;
+
+pub fn clamp_size(cols: u16, rows: u16) -> (u16, u16) {
+    (cols.clamp(1, MAX_COLS), rows.clamp(1, MAX_ROWS))
 }
