@@ -83,6 +83,8 @@ const LOGS_KEYS: &[&str] = &["dir", "rotate_size", "keep"];
 const UI_KEYS: &[&str] = &["keys"];
 
 pub const GATEWAY_NAME: &str = "gateway";
+/// Names mew's own files use under the logs dir: no process may take them.
+pub const RESERVED_NAMES: &[&str] = &["mew-server"];
 pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_GATEWAY_PROBE_URL: &str = "http://127.0.0.1:${PORT}/health";
 pub const DEFAULT_SCROLLBACK: usize = 2000;
@@ -1153,6 +1155,13 @@ impl<'a> Builder<'a> {
             };
             if let Err(e) = check_name(&name) {
                 self.err(&nk.loc, format!("{section}: {e}"));
+                continue;
+            }
+            if RESERVED_NAMES.contains(&name.as_str()) {
+                self.err(
+                    &nk.loc,
+                    format!("{section}: `{name}` is reserved for mew itself (its own log is `.mew/logs/{name}.log`)\nhelp: choose another name"),
+                );
                 continue;
             }
             self.define(&name, &nk.loc, section);

@@ -1087,3 +1087,9 @@ processes:
         warns[0].message
     );
 }
+
+#[test]
+fn mews_own_names_are_reserved() {
+    let e = one_err("processes:\n  mew-server: { command: x }\n");
+    assert!(e.contains("`mew-server` is reserved"), "{e}");
+}
