@@ -477,14 +477,7 @@ async fn kill_hung_server(space_dir: &Path, pid: u32) -> ExitCode {
         eprintln!("mew: the space server (pid {pid}) is still alive");
         return ExitCode::FAILURE;
     }
-    let dir = space_dir.to_path_buf();
-    let report = tokio::task::spawn_blocking(move || recover_dead_server(&dir))
-        .await
-        .ok()
-        .flatten();
-    if let Some(r) = report {
-        println!("{r}");
-    }
+    report_dead_server(space_dir).await;
     println!("the space is down");
     ExitCode::SUCCESS
 }
@@ -1097,14 +1090,7 @@ pub fn attach(space_dir: &Path, owner: bool) -> ExitCode {
         if lost {
             // The server died under us (SIGKILL, OOM): nothing may outlive the
             // session, so clean up after it as `down` would.
-            let dir = space_dir.to_path_buf();
-            let report = tokio::task::spawn_blocking(move || recover_dead_server(&dir))
-                .await
-                .ok()
-                .flatten();
-            if let Some(r) = report {
-                println!("{r}");
-            }
+            report_dead_server(space_dir).await;
         }
         ExitCode::from(code)
     })
@@ -1115,6 +1101,18 @@ fn recovery_message(pid: u32, killed: usize) -> String {
         "the space server (pid {pid}) had died; killed {killed} leftover process{}",
         if killed == 1 { "" } else { "es" }
     )
+}
+
+/// [`recover_dead_server`] off the runtime thread, saying what it did.
+async fn report_dead_server(space_dir: &Path) {
+    let dir = space_dir.to_path_buf();
+    let report = tokio::task::spawn_blocking(move || recover_dead_server(&dir))
+        .await
+        .ok()
+        .flatten();
+    if let Some(r) = report {
+        println!("{r}");
+    }
 }
 
 /// When the space's server is dead (its lock is free), kill what it left

@@ -884,11 +884,7 @@ impl Hub {
     fn grant(&mut self, who: &Who, env: &Map<String, Value>, held: &[Value]) -> Option<Outcome> {
         let id = env["id"].as_str().unwrap_or_default().to_owned();
         let p = env.get("payload");
-        let recipient = p
-            .and_then(|p| p.get("recipient"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let recipient = pstr(p, "recipient").unwrap_or_default().to_owned();
         let caps: Vec<Value> = p
             .and_then(|p| p.get("capabilities"))
             .and_then(Value::as_array)
@@ -930,15 +926,8 @@ impl Hub {
     fn revoke(&mut self, who: &Who, env: &Map<String, Value>) -> Option<Outcome> {
         let id = env["id"].as_str().unwrap_or_default().to_owned();
         let p = env.get("payload");
-        let recipient = p
-            .and_then(|p| p.get("recipient"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let grant_id = p
-            .and_then(|p| p.get("grant_id"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let recipient = pstr(p, "recipient").unwrap_or_default().to_owned();
+        let grant_id = pstr(p, "grant_id").map(str::to_owned);
         let patterns: Option<Vec<Value>> = p
             .and_then(|p| p.get("capabilities"))
             .and_then(Value::as_array)
@@ -1010,11 +999,7 @@ impl Hub {
     fn invite(&mut self, who: &Who, env: &Map<String, Value>) -> Option<Outcome> {
         let id = env["id"].as_str().unwrap_or_default().to_owned();
         let p = env.get("payload");
-        let Some(new_id) = p
-            .and_then(|p| p.get("participant_id"))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-        else {
+        let Some(new_id) = pstr(p, "participant_id").map(str::to_owned) else {
             return Some(self.fail(
                 who,
                 &id,
@@ -1118,16 +1103,8 @@ impl Hub {
     fn kick(&mut self, who: &Who, env: &Map<String, Value>, text: &str) -> Option<Outcome> {
         let id = env["id"].as_str().unwrap_or_default().to_owned();
         let p = env.get("payload");
-        let target = p
-            .and_then(|p| p.get("participant_id"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let reason = p
-            .and_then(|p| p.get("reason"))
-            .and_then(Value::as_str)
-            .unwrap_or("kicked")
-            .to_owned();
+        let target = pstr(p, "participant_id").unwrap_or_default().to_owned();
+        let reason = pstr(p, "reason").unwrap_or("kicked").to_owned();
         let ids: Vec<String> = self
             .spaces
             .get(&who.space)
@@ -1250,10 +1227,7 @@ impl Hub {
     fn stream_close(&mut self, who: &Who, env: &Map<String, Value>) -> Option<Outcome> {
         let id = env["id"].as_str().unwrap_or_default().to_owned();
         let p = env.get("payload");
-        let named = p
-            .and_then(|p| p.get("stream_id"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let named = pstr(p, "stream_id").map(str::to_owned);
         let space = self.spaces.get(&who.space)?;
         let sid = named.or_else(|| {
             let corr = env.get("correlation_id")?.as_array()?;
@@ -1670,6 +1644,11 @@ impl Hub {
     pub fn is_configured(&self, id: &str) -> bool {
         self.principals.get(id).is_some_and(|p| p.configured)
     }
+}
+
+/// A string field of an envelope's payload.
+fn pstr<'a>(payload: Option<&'a Value>, key: &str) -> Option<&'a str> {
+    payload?.get(key)?.as_str()
 }
 
 fn stream_info(sid: &str, s: &Stream) -> Value {
