@@ -120,10 +120,12 @@ fn chaos_rounds_leave_nothing_behind_and_lose_no_line() {
     let started = Instant::now();
     let mut server_kills = 0;
     let mut faults_done: Vec<String> = Vec::new();
+    let mut run_ids: Vec<String> = Vec::new();
     for round in 0..rounds {
         let ctx = |what: &str| format!("seed {seed}, round {round}: {what}");
         up_d(&space);
         let status = answers(&space, &ctx("up"));
+        run_ids.push(run_id(&space));
         assert_eq!(status["processes"].as_array().unwrap().len(), 30);
         let server = status["server_pid"].as_u64().unwrap() as u32;
         let mut client = (rng.below(2) == 0).then(|| {
@@ -207,6 +209,7 @@ fn chaos_rounds_leave_nothing_behind_and_lose_no_line() {
             let leftovers = mew::procfs::find_marked("MEW_RUN_ID", &old_run);
             let up = up_d(&space);
             let status = answers(&space, &ctx("up after kill -9"));
+            run_ids.push(run_id(&space));
             let new_server = status["server_pid"].as_u64().unwrap() as u32;
             assert_ne!(new_server, server);
             let still = mew::procfs::find_marked("MEW_RUN_ID", &old_run);
@@ -245,12 +248,17 @@ fn chaos_rounds_leave_nothing_behind_and_lose_no_line() {
             );
         }
         drop(client.take());
-        down(&space);
+        let down_out = down(&space);
         let left = space.wait_no_survivors();
         assert!(
             left.is_empty(),
-            "{}: survivors after down: {left:?}\nfaults: {faults_done:#?}",
-            ctx("down")
+            "{}: survivors after down:\n{}run ids: {run_ids:?}\ndown said: {}{}\nfaults: {faults_done:#?}\nserver log:\n{}",
+            ctx("down"),
+            Space::describe(&left),
+            down_out.stdout,
+            down_out.stderr,
+            std::fs::read_to_string(space.path().join(".mew/logs/mew-server.log"))
+                .unwrap_or_default()
         );
         let lines = check_logs(&space, round);
         eprintln!("round {round}: ok ({lines} numbered lines in order so far)");

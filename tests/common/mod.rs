@@ -68,6 +68,32 @@ impl Space {
         mew::procfs::find_marked("TEST_MARK", &self.mark)
     }
 
+    /// One line per pid: what it is and where it came from (for failures).
+    pub fn describe(pids: &[u32]) -> String {
+        let mut out = String::new();
+        for &pid in pids {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // pid (comm) state ppid pgrp session ...
+            let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            let f: Vec<&str> = after.split_whitespace().collect();
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                .unwrap_or_default();
+            let var = |k: &str| mew::procfs::env_var(pid, k).unwrap_or_else(|| "-".into());
+            out.push_str(&format!(
+                "  {pid} state {} ppid {} pgrp {} sid {} process {} run {}: {}\n",
+                f.first().unwrap_or(&"?"),
+                f.get(1).unwrap_or(&"?"),
+                f.get(2).unwrap_or(&"?"),
+                f.get(3).unwrap_or(&"?"),
+                var("MEW_PROCESS"),
+                var("MEW_RUN_ID"),
+                cmd.trim_end()
+            ));
+        }
+        out
+    }
+
     /// Wait until no process carries the marker (bounded); returns survivors.
     pub fn wait_no_survivors(&self) -> Vec<u32> {
         let deadline = Instant::now() + Duration::from_secs(10);
