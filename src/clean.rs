@@ -11,31 +11,66 @@
 //!
 //! `--logs` and `--tokens` combine. Nothing else in `.mew/` is ever removed:
 //! `space.yaml`, `agents/` and any file mew did not create stay. When the
-//! config sets a logs directory other than `.mew/logs`, only mew's own log
-//! files in it (`*.log`, `*.log.<N>`) are removed, never the directory. When
-//! the socket lives outside `.mew/run` (long space dir), removing run state
-//! removes that socket file too.
+//! config sets a logs directory other than `.mew/logs` (say `log/` of a Rails
+//! app), only the files mew created there go, file by file, never the
+//! directory: `mew-server.log*`, and `<name>.log`, `<name>.log.<N>` for each
+//! name the directory's manifest (`.mew-logs`, see `logs.rs`) lists, then the
+//! manifest. Without a manifest (logs of an older mew) the names are the
+//! configured processes'. When the socket lives outside `.mew/run` (long
+//! space dir), removing run state removes that socket file too.
 //!
-//! Clean refuses while the space runs (its lock is held) unless `--force`;
-//! otherwise it holds the lock while removing, so no `up` starts meanwhile.
-//! `--dry-run` only lists, and changes nothing (not even the lock file).
+//! **Never through a symbolic link.** A symlinked `.mew`, or a symlinked
+//! `logs`/`run`/`tokens` (or configured logs dir, or a directory on the way to
+//! it inside the space), is refused with a message and nothing is removed.
+//! Removal walks directories by descriptor (`openat` with `O_NOFOLLOW`,
+//! `unlinkat`): a symlink inside is removed as a link, its target untouched,
+//! and a directory swapped for a link mid-way is not followed either.
+//!
+//! **Never while the space runs**, `--force` or not: a server of this space
+//! is found by its lock (held on `.mew/run/mew.lock`), and also when its run
+//! directory was removed under it (a process holding an `flock` on this
+//! space's lock file, deleted or not, found through `/proc/locks` and
+//! `/proc/<pid>/fd`, or the registry of running spaces). Clean holds the
+//! lock while removing, so no `up` starts meanwhile. `--force` only cleans
+//! when whether the space runs cannot be checked at all. `--dry-run` only
+//! lists (every file, in a logs dir that is not mew's), and changes nothing
+//! (not even the lock file).
 
+use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::Mode;
+use nix::unistd::UnlinkatFlags;
 
 use crate::cli::{CleanArgs, SpaceArgs};
 use crate::space::{self, LockError, SpacePaths};
 
+/// Directories nested deeper than this are not removed (mew makes none).
+const MAX_DEPTH: u32 = 64;
+
 /// One thing to remove.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Target {
-    /// A whole directory (or file) and everything under it.
+    /// A directory of mew's (or file) and everything under it.
     Tree(PathBuf),
-    /// mew's log files directly inside a directory that is not mew's.
-    LogFilesIn(PathBuf),
+    /// One of mew's files in a directory that is not mew's.
+    File(PathBuf),
+}
+
+impl Target {
+    fn path(&self) -> &Path {
+        match self {
+            Target::Tree(p) | Target::File(p) => p,
+        }
+    }
 }
 
 /// Files and bytes under a target.
@@ -67,29 +102,44 @@ fn clean(space: &SpaceArgs, args: &CleanArgs, out: &mut String) -> Result<(), St
         procfile: space.procfile.clone(),
     })
     .ok();
+    let shown = |p: &Path| -> String {
+        match p.strip_prefix(&paths.dir) {
+            Ok(rel) => rel.display().to_string(),
+            Err(_) => p.display().to_string(),
+        }
+    };
 
     let (logs, run, tokens) = match (args.all, args.logs, args.tokens) {
         (true, _, _) => (true, true, true),
         (false, false, false) => (true, true, false),
         (false, l, t) => (l, false, t),
     };
-    let mut targets = Vec::new();
+
+    // Nothing is followed: a symlink where mew's directories should be is
+    // refused before anything is looked at or removed.
+    // (`run/` always: clean takes the space's lock in it.)
+    let mut dirs = vec![paths.mew_dir.clone(), paths.run_dir.clone()];
     if logs {
-        targets.push(Target::Tree(paths.logs_dir.clone()));
-        if let Some(dir) = config.as_ref().map(|c| c.logs.dir.clone())
-            && dir != paths.logs_dir
-        {
-            targets.push(Target::LogFilesIn(dir));
-        }
-    }
-    if run {
-        targets.push(Target::Tree(paths.run_dir.clone()));
-        if paths.socket_is_external() {
-            targets.push(Target::Tree(paths.socket.clone()));
-        }
+        dirs.push(paths.logs_dir.clone());
     }
     if tokens {
-        targets.push(Target::Tree(paths.tokens_dir.clone()));
+        dirs.push(paths.tokens_dir.clone());
+    }
+    let foreign_logs = config
+        .as_ref()
+        .map(|c| c.logs.dir.clone())
+        .filter(|d| logs && *d != paths.logs_dir);
+    dirs.extend(foreign_logs.clone());
+    for d in &dirs {
+        if let Some(link) = symlink_on_the_way(&paths.dir, d) {
+            let to = fs::read_link(&link)
+                .map(|t| format!(" (to {})", t.display()))
+                .unwrap_or_default();
+            return Err(format!(
+                "refusing to clean: {} is a symbolic link{to}; clean never follows symbolic links, so nothing was removed (remove the link, or clean what it points to yourself)",
+                shown(&link)
+            ));
+        }
     }
 
     let id_of = |info_id: Option<String>| {
@@ -103,13 +153,60 @@ fn clean(space: &SpaceArgs, args: &CleanArgs, out: &mut String) -> Result<(), St
             })
             .unwrap_or_else(|| paths.dir.display().to_string())
     };
-    let running_msg = |pid: Option<u32>, id: Option<String>| {
-        let pid = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
-        format!(
-            "space \"{}\" is running{pid}: stop it with \"mew space down\" or pass --force",
-            id_of(id)
-        )
+    let running_msg = |pid: Option<u32>| {
+        let id = id_of(space::read_lock_info(&paths).and_then(|i| i.space_id));
+        let lock_gone = !paths.lock.exists();
+        match pid {
+            Some(pid) if lock_gone => format!(
+                "space \"{id}\" is running (pid {pid}), though its run directory {} was removed: clean refuses while a space runs, even with --force (stop it with \"kill {pid}\", which stops every process of it, then clean)",
+                shown(&paths.run_dir)
+            ),
+            Some(pid) => format!(
+                "space \"{id}\" is running (pid {pid}): clean refuses while a space runs, even with --force (stop it with \"mew space down\" first)"
+            ),
+            None => format!(
+                "space \"{id}\" is running: clean refuses while a space runs, even with --force (stop it with \"mew space down\" first)"
+            ),
+        }
     };
+
+    let running = server_running(&paths);
+    if let Some(pid) = running {
+        if !args.dry_run {
+            return Err(running_msg(Some(pid)));
+        }
+        let id = id_of(space::read_lock_info(&paths).and_then(|i| i.space_id));
+        let _ = writeln!(
+            out,
+            "note: space \"{id}\" is running (pid {pid}): clean would refuse"
+        );
+    }
+
+    let mut targets = Vec::new();
+    let mut notes = Vec::new();
+    if logs {
+        targets.push(Target::Tree(paths.logs_dir.clone()));
+        if let Some(dir) = &foreign_logs {
+            let configured: Option<Vec<String>> = config
+                .as_ref()
+                .map(|c| c.processes.iter().map(|p| p.name.clone()).collect());
+            let (files, note) = mew_log_files(&paths.dir, dir, configured.as_deref());
+            targets.extend(files.into_iter().map(Target::File));
+            notes.extend(note);
+        }
+    }
+    if run {
+        targets.push(Target::Tree(paths.run_dir.clone()));
+        if paths.socket_is_external() {
+            targets.push(Target::File(paths.socket.clone()));
+        }
+    }
+    if tokens {
+        targets.push(Target::Tree(paths.tokens_dir.clone()));
+    }
+    for n in notes {
+        let _ = writeln!(out, "note: {n}");
+    }
 
     // Measure first: taking the lock may create the (empty) lock file.
     let measured: Vec<(Target, Usage)> = targets
@@ -118,53 +215,24 @@ fn clean(space: &SpaceArgs, args: &CleanArgs, out: &mut String) -> Result<(), St
         .collect();
 
     let mut _lock = None;
-    if args.dry_run {
-        if space::is_locked(&paths) == Some(true) {
-            let info = space::read_lock_info(&paths);
-            let pid = info
-                .as_ref()
-                .map(|i| i.pid)
-                .map(|p| format!(" (pid {p})"))
-                .unwrap_or_default();
-            let id = id_of(info.and_then(|i| i.space_id));
-            let _ = writeln!(
-                out,
-                "note: space \"{id}\" is running{pid}: clean would refuse without --force"
-            );
-        }
-    } else if paths.run_dir.is_dir() {
+    if !args.dry_run && paths.run_dir.is_dir() {
         match space::try_lock(&paths) {
             Ok(lock) => _lock = Some(lock),
-            Err(LockError::Held { pid }) if !args.force => {
-                return Err(running_msg(
-                    pid,
-                    space::read_lock_info(&paths).and_then(|i| i.space_id),
-                ));
-            }
-            Err(LockError::Held { pid }) => {
-                let space_id = space::read_lock_info(&paths).and_then(|i| i.space_id);
-                let pid = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "warning: space \"{}\" is running{pid}; cleaning anyway (--force)",
-                    id_of(space_id)
-                );
-            }
+            Err(LockError::Held { pid }) => return Err(running_msg(pid)),
             Err(LockError::Io(e)) if !args.force => {
                 return Err(format!(
                     "cannot check whether the space is running: {e} (pass --force to clean anyway)"
                 ));
             }
-            Err(LockError::Io(_)) => {}
+            Err(LockError::Io(e)) => {
+                let _ = writeln!(
+                    out,
+                    "warning: cannot check whether the space is running ({e}); cleaning anyway (--force)"
+                );
+            }
         }
     }
 
-    let shown = |p: &Path| -> String {
-        match p.strip_prefix(&paths.dir) {
-            Ok(rel) => rel.display().to_string(),
-            Err(_) => p.display().to_string(),
-        }
-    };
     if measured.is_empty() {
         let _ = writeln!(out, "Nothing to clean in {}.", paths.mew_dir.display());
         return Ok(());
@@ -181,24 +249,24 @@ fn clean(space: &SpaceArgs, args: &CleanArgs, out: &mut String) -> Result<(), St
     );
     let width = measured
         .iter()
-        .map(|(t, _)| describe(t, &shown).len())
+        .map(|(t, _)| shown(t.path()).len())
         .max()
         .unwrap_or(0);
     let mut total = Usage::default();
     for (t, u) in &measured {
-        let _ = writeln!(out, "  {:<width$}  {}", describe(t, &shown), summary(*u));
+        let _ = writeln!(out, "  {:<width$}  {}", shown(t.path()), summary(t, *u));
         total.files += u.files;
         total.bytes += u.bytes;
     }
-    let _ = writeln!(out, "Total: {}", summary(total));
+    let _ = writeln!(out, "Total: {}", files_and_size(total));
     if args.dry_run {
         return Ok(());
     }
 
     let mut failures = Vec::new();
     for (t, _) in &measured {
-        if let Err(e) = remove(t) {
-            failures.push(format!("{}: {e}", describe(t, &shown)));
+        if let Err(e) = remove(&paths.dir, t) {
+            failures.push(format!("{}: {e}", shown(t.path())));
         }
     }
     if failures.is_empty() {
@@ -211,20 +279,20 @@ fn clean(space: &SpaceArgs, args: &CleanArgs, out: &mut String) -> Result<(), St
     }
 }
 
-fn describe(t: &Target, shown: &dyn Fn(&Path) -> String) -> String {
-    match t {
-        Target::Tree(p) => shown(p),
-        Target::LogFilesIn(dir) => format!("{}/*.log*", shown(dir)),
-    }
-}
-
-fn summary(u: Usage) -> String {
+fn files_and_size(u: Usage) -> String {
     format!(
         "{} file{}, {}",
         u.files,
         if u.files == 1 { "" } else { "s" },
         human_size(u.bytes)
     )
+}
+
+fn summary(t: &Target, u: Usage) -> String {
+    match t {
+        Target::Tree(_) => files_and_size(u),
+        Target::File(_) => human_size(u.bytes),
+    }
 }
 
 /// `512 B`, `1.5 KiB`, `3.0 MiB`...
@@ -242,54 +310,224 @@ pub fn human_size(bytes: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
-/// A log file mew writes: `name.log` or a rotated `name.log.N`.
-fn is_mew_log_file(name: &str) -> bool {
-    if name.ends_with(".log") {
-        return true;
-    }
-    match name.rsplit_once(".log.") {
-        Some((stem, n)) => {
-            !stem.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+// ---- no symlinks -----------------------------------------------------------------
+
+/// The plain components of `p` under `base`, when it lies under it (no
+/// `..`, no root): there every component is checked, elsewhere only the
+/// last one (the directories above a logs dir outside the space are the
+/// system's).
+fn plain_under<'a>(base: &Path, p: &'a Path) -> Option<Vec<&'a OsStr>> {
+    let rel = p.strip_prefix(base).ok()?;
+    rel.components()
+        .filter(|c| *c != Component::CurDir)
+        .map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The first symbolic link among `dir` and the directories between `base`
+/// (the space dir, the user's choice) and it.
+fn symlink_on_the_way(base: &Path, dir: &Path) -> Option<PathBuf> {
+    let is_link = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+    match plain_under(base, dir) {
+        Some(parts) => {
+            let mut p = base.to_path_buf();
+            for part in parts {
+                p.push(part);
+                if is_link(&p) {
+                    return Some(p);
+                }
+            }
+            None
         }
-        None => false,
+        None => is_link(dir).then(|| dir.to_path_buf()),
     }
 }
 
-fn log_files_in(dir: &Path) -> Vec<PathBuf> {
-    let Ok(read) = fs::read_dir(dir) else {
-        return Vec::new();
+fn open_dir_flags() -> OFlag {
+    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+}
+
+/// Open the directory `dir` without following a symbolic link (anywhere
+/// under `base`; outside it, in its last component). `Ok(None)` when it
+/// does not exist.
+fn open_dir_nofollow(base: &Path, dir: &Path) -> io::Result<Option<OwnedFd>> {
+    let walk = |fd: Result<OwnedFd, Errno>| match fd {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(Errno::ELOOP | Errno::ENOTDIR) => Err(io::Error::other(format!(
+            "{} is not a directory (a symbolic link?): not followed",
+            dir.display()
+        ))),
+        Err(e) => Err(io::Error::from(e)),
     };
-    read.flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .filter(|e| e.file_name().to_str().is_some_and(is_mew_log_file))
-        .map(|e| e.path())
-        .collect()
+    match plain_under(base, dir) {
+        Some(parts) => {
+            let mut fd = match walk(nix::fcntl::open(
+                base,
+                open_dir_flags() & !OFlag::O_NOFOLLOW,
+                Mode::empty(),
+            ))? {
+                Some(fd) => fd,
+                None => return Ok(None),
+            };
+            for part in parts {
+                fd = match walk(nix::fcntl::openat(
+                    &fd,
+                    part,
+                    open_dir_flags(),
+                    Mode::empty(),
+                ))? {
+                    Some(next) => next,
+                    None => return Ok(None),
+                };
+            }
+            Ok(Some(fd))
+        }
+        None => walk(nix::fcntl::open(dir, open_dir_flags(), Mode::empty())),
+    }
+}
+
+/// Open the parent of `p` (as [`open_dir_nofollow`]) and name `p` in it.
+fn parent_of(base: &Path, p: &Path) -> io::Result<Option<(OwnedFd, OsString)>> {
+    let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+        return Err(io::Error::other(format!("{} has no parent", p.display())));
+    };
+    Ok(open_dir_nofollow(base, parent)?.map(|fd| (fd, name.to_owned())))
+}
+
+fn lstat_at(dir: BorrowedFd<'_>, name: &OsStr) -> Result<nix::sys::stat::FileStat, Errno> {
+    nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+}
+
+fn is_dir(st: &nix::sys::stat::FileStat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+}
+
+fn is_regular(st: &nix::sys::stat::FileStat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFREG
+}
+
+/// The names in a directory, read through its descriptor (`/proc/self/fd/N`
+/// names the very directory that was opened, whatever happened to its path).
+fn entries(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
+    use std::os::fd::AsRawFd;
+    let mut names = Vec::new();
+    for e in fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))? {
+        names.push(e?.file_name());
+    }
+    Ok(names)
+}
+
+/// Remove `name` in `dir` and, for a directory, everything under it,
+/// without following any symbolic link. Goes on past a failure; returns
+/// the first.
+fn remove_at(dir: BorrowedFd<'_>, name: &OsStr, depth: u32) -> io::Result<()> {
+    let st = match lstat_at(dir, name) {
+        Ok(st) => st,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if !is_dir(&st) {
+        return match nix::unistd::unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+    }
+    if depth >= MAX_DEPTH {
+        return Err(io::Error::other("directories nested too deeply"));
+    }
+    let sub = nix::fcntl::openat(dir, name, open_dir_flags(), Mode::empty())?;
+    let mut first = None;
+    for n in entries(sub.as_fd())? {
+        if let Err(e) = remove_at(sub.as_fd(), &n, depth + 1) {
+            first.get_or_insert(e);
+        }
+    }
+    if let Some(e) = first {
+        return Err(e);
+    }
+    match nix::unistd::unlinkat(dir, name, UnlinkatFlags::RemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+// ---- mew's files in a logs dir that is not mew's ------------------------------------
+
+/// `<stem>.log` or `<stem>.log.<N>` for one of `stems`.
+fn is_log_of(name: &str, stems: &[String]) -> bool {
+    stems.iter().any(|stem| {
+        name.strip_prefix(stem.as_str())
+            .and_then(|r| r.strip_prefix(".log"))
+            .is_some_and(|rest| {
+                rest.is_empty()
+                    || rest
+                        .strip_prefix('.')
+                        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+    })
+}
+
+/// The files mew created in `dir` (not mew's own directory), the manifest
+/// last; and a note when the manifest could not be trusted.
+fn mew_log_files(
+    base: &Path,
+    dir: &Path,
+    configured: Option<&[String]>,
+) -> (Vec<PathBuf>, Option<String>) {
+    let Ok(Some(fd)) = open_dir_nofollow(base, dir) else {
+        return (Vec::new(), None);
+    };
+    let (mut stems, note, manifest) = match crate::logs::manifest_names(fd.as_fd()) {
+        Ok(Some(names)) => (names, None, true),
+        Ok(None) => (
+            configured.map(<[String]>::to_vec).unwrap_or_default(),
+            None,
+            false,
+        ),
+        Err(why) => (
+            configured.map(<[String]>::to_vec).unwrap_or_default(),
+            Some(format!(
+                "{}: {why}; going by the configured process names",
+                dir.display()
+            )),
+            false,
+        ),
+    };
+    stems.push("mew-server".into());
+    let Ok(names) = entries(fd.as_fd()) else {
+        return (Vec::new(), note);
+    };
+    let mut files: Vec<PathBuf> = names
+        .iter()
+        .filter_map(|n| n.to_str())
+        .filter(|n| is_log_of(n, &stems))
+        .filter(|n| lstat_at(fd.as_fd(), OsStr::new(n)).is_ok_and(|st| is_regular(&st)))
+        .map(|n| dir.join(n))
+        .collect();
+    files.sort();
+    if manifest {
+        files.push(dir.join(crate::logs::MANIFEST));
+    }
+    (files, note)
 }
 
 /// What a target holds; `None` when there is nothing to remove.
 fn measure(t: &Target) -> Option<Usage> {
+    let md = fs::symlink_metadata(t.path()).ok()?;
     match t {
         Target::Tree(p) => {
-            fs::symlink_metadata(p).ok()?;
             let mut u = Usage::default();
             walk(p, &mut u);
             Some(u)
         }
-        Target::LogFilesIn(dir) => {
-            let files = log_files_in(dir);
-            if files.is_empty() {
-                return None;
-            }
-            let bytes = files
-                .iter()
-                .filter_map(|f| fs::metadata(f).ok())
-                .map(|m| m.len())
-                .sum();
-            Some(Usage {
-                files: files.len() as u64,
-                bytes,
-            })
-        }
+        Target::File(_) => Some(Usage {
+            files: 1,
+            bytes: md.len(),
+        }),
     }
 }
 
@@ -312,29 +550,101 @@ fn walk(p: &Path, u: &mut Usage) {
     }
 }
 
-fn remove(t: &Target) -> io::Result<()> {
+fn remove(base: &Path, t: &Target) -> io::Result<()> {
+    let Some((dir, name)) = parent_of(base, t.path())? else {
+        return Ok(());
+    };
     match t {
-        Target::Tree(p) => match fs::symlink_metadata(p) {
-            Ok(md) if md.is_dir() => fs::remove_dir_all(p),
-            Ok(_) => fs::remove_file(p),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
-        },
-        Target::LogFilesIn(dir) => {
-            for f in log_files_in(dir) {
-                match fs::remove_file(&f) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
+        Target::Tree(_) => remove_at(dir.as_fd(), &name, 0),
+        Target::File(_) => match lstat_at(dir.as_fd(), &name) {
+            Err(Errno::ENOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+            Ok(st) if is_dir(&st) => Err(io::Error::other("is a directory now: left alone")),
+            Ok(_) => {
+                match nix::unistd::unlinkat(&dir, name.as_os_str(), UnlinkatFlags::NoRemoveDir) {
+                    Ok(()) | Err(Errno::ENOENT) => Ok(()),
+                    Err(e) => Err(e.into()),
                 }
             }
-            Ok(())
-        }
+        },
     }
+}
+
+// ---- is a server of this space running? ---------------------------------------------
+
+/// The pid of a server of this space, if one runs: the holder of the lock on
+/// `.mew/run/mew.lock`, or a process that holds an `flock` on a file of that
+/// name that was removed (`rm -rf .mew/run` under a running space leaves it
+/// running, holding the deleted lock file), found through `/proc/locks` and
+/// `/proc/<pid>/fd`; or the registry's server for this dir, when it holds
+/// such a file open.
+///
+/// `mew space up` needs the same check to not start a second set of
+/// processes next to a server whose run dir was removed.
+pub fn server_running(paths: &SpacePaths) -> Option<u32> {
+    let lock_ino = fs::metadata(&paths.lock).ok().map(|m| m.ino());
+    let locks = held_flocks();
+    if let Some(ino) = lock_ino
+        && let Some(&(pid, _)) = locks.iter().flatten().find(|(_, i)| *i == ino)
+    {
+        return Some(pid);
+    }
+    if let Some(pid) = locks
+        .iter()
+        .flatten()
+        .map(|&(pid, _)| pid)
+        .find(|&pid| holds_lock_file(pid, &paths.lock))
+    {
+        return Some(pid);
+    }
+    let entry = space::runtime_dir_path()
+        .join("spaces")
+        .join(format!("{}.json", space::dir_hash(&paths.dir)));
+    let pid = fs::read(entry)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<space::RegistryEntry>(&b).ok())
+        .filter(|e| e.dir == paths.dir)
+        .map(|e| e.pid)?;
+    holds_lock_file(pid, &paths.lock).then_some(pid)
+}
+
+/// `(pid, inode)` of every granted exclusive `flock`, from `/proc/locks`.
+fn held_flocks() -> Option<Vec<(u32, u64)>> {
+    let text = fs::read_to_string("/proc/locks").ok()?;
+    Some(
+        text.lines()
+            .filter(|l| !l.contains("->"))
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                // "1: FLOCK  ADVISORY  WRITE 1234 00:2f:5678 0 EOF"
+                if f.get(1) != Some(&"FLOCK") || f.get(3) != Some(&"WRITE") {
+                    return None;
+                }
+                let pid = f.get(4)?.parse().ok()?;
+                let ino = f.get(5)?.rsplit(':').next()?.parse().ok()?;
+                Some((pid, ino))
+            })
+            .collect(),
+    )
+}
+
+/// Process `pid` has `lock` open (or the file that was there, since removed).
+fn holds_lock_file(pid: u32, lock: &Path) -> bool {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let mut deleted = lock.as_os_str().to_owned();
+    deleted.push(" (deleted)");
+    fds.flatten().any(|fd| {
+        fs::read_link(fd.path())
+            .is_ok_and(|t| t.as_os_str() == lock.as_os_str() || t.as_os_str() == deleted)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::symlink;
 
     #[test]
     fn sizes() {
@@ -346,11 +656,29 @@ mod tests {
 
     #[test]
     fn log_file_names() {
-        for yes in ["a.log", "mew-server.log", "a.log.1", "a.b.log.12"] {
-            assert!(is_mew_log_file(yes), "{yes}");
+        let stems = ["a".to_string(), "mew-server".into(), "a.b".into()];
+        for yes in [
+            "a.log",
+            "mew-server.log",
+            "a.log.1",
+            "a.b.log.12",
+            "mew-server.log.3",
+        ] {
+            assert!(is_log_of(yes, &stems), "{yes}");
         }
-        for no in ["a.txt", "a.log.x", "a.log.", ".log.1", "notes", "a.logx"] {
-            assert!(!is_mew_log_file(no), "{no}");
+        for no in [
+            "a.txt",
+            "a.log.x",
+            "a.log.",
+            ".log.1",
+            "notes",
+            "a.logx",
+            "b.log",
+            "development.log",
+            "aa.log",
+            "a.log.1.gz",
+        ] {
+            assert!(!is_log_of(no, &stems), "{no}");
         }
     }
 
@@ -361,25 +689,78 @@ mod tests {
         fs::create_dir_all(d.join("sub")).unwrap();
         fs::write(d.join("a.log"), "12345").unwrap();
         fs::write(d.join("sub/b"), "123").unwrap();
-        std::os::unix::fs::symlink("/etc/hostname", d.join("link")).unwrap();
+        let outside = t.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("keep"), "x").unwrap();
+        symlink(&outside, d.join("link")).unwrap();
+        symlink(outside.join("keep"), d.join("sub/link2")).unwrap();
         let u = measure(&Target::Tree(d.clone())).unwrap();
-        assert_eq!(u, Usage { files: 3, bytes: 8 });
+        assert_eq!(u, Usage { files: 4, bytes: 8 });
         assert_eq!(measure(&Target::Tree(t.path().join("missing"))), None);
-        remove(&Target::Tree(d.clone())).unwrap();
+        remove(t.path(), &Target::Tree(d.clone())).unwrap();
         assert!(!d.exists());
-        assert!(Path::new("/etc/hostname").exists() || !Path::new("/etc").exists());
+        assert!(
+            outside.join("keep").exists(),
+            "a link's target is never touched"
+        );
     }
 
     #[test]
-    fn log_files_in_foreign_dir() {
+    fn never_through_a_link_on_the_way() {
         let t = tempfile::tempdir().unwrap();
-        fs::write(t.path().join("api.log"), "x").unwrap();
-        fs::write(t.path().join("api.log.2"), "yy").unwrap();
-        fs::write(t.path().join("keep.txt"), "z").unwrap();
-        let target = Target::LogFilesIn(t.path().to_path_buf());
-        assert_eq!(measure(&target), Some(Usage { files: 2, bytes: 3 }));
-        remove(&target).unwrap();
-        assert!(t.path().join("keep.txt").exists());
-        assert_eq!(measure(&target), None);
+        let real = t.path().join("real");
+        fs::create_dir_all(real.join("logs")).unwrap();
+        fs::write(real.join("logs/a.log"), "x").unwrap();
+        symlink(&real, t.path().join("m")).unwrap();
+        let p = t.path().join("m/logs");
+        assert_eq!(symlink_on_the_way(t.path(), &p), Some(t.path().join("m")));
+        assert!(remove(t.path(), &Target::Tree(p)).is_err());
+        assert!(real.join("logs/a.log").exists());
+        // Outside the base only the last component counts.
+        assert_eq!(
+            symlink_on_the_way(Path::new("/nonexistent"), &real.join("logs")),
+            None
+        );
+    }
+
+    #[test]
+    fn only_mews_files_in_a_foreign_dir() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("log");
+        fs::create_dir(&d).unwrap();
+        for f in [
+            "api.log",
+            "api.log.2",
+            "development.log",
+            "keep.txt",
+            "mew-server.log",
+        ] {
+            fs::write(d.join(f), "x").unwrap();
+        }
+        // No manifest: the configured names.
+        let (files, note) = mew_log_files(t.path(), &d, Some(&["api".to_string()]));
+        assert_eq!(note, None);
+        let names: Vec<_> = files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, ["api.log", "api.log.2", "mew-server.log"]);
+        // A manifest: its names, then the manifest itself.
+        fs::write(d.join(crate::logs::MANIFEST), "# mew\nold\n").unwrap();
+        fs::write(d.join("old.log.1"), "x").unwrap();
+        let (files, _) = mew_log_files(t.path(), &d, Some(&["api".to_string()]));
+        let names: Vec<_> = files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["mew-server.log", "old.log.1", crate::logs::MANIFEST]
+        );
+        for f in &files {
+            remove(t.path(), &Target::File(f.clone())).unwrap();
+        }
+        assert!(d.join("development.log").exists() && d.join("api.log").exists());
+        assert!(!d.join("old.log.1").exists());
     }
 }

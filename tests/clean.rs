@@ -2,9 +2,13 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failure here is a test failure
 
+mod common;
+
 use std::fs;
+use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use mew::space::{self, LockInfo, SpacePaths};
 
@@ -136,7 +140,7 @@ fn all_conflicts_with_selectors() {
 }
 
 #[test]
-fn refuses_while_running_unless_forced() {
+fn refuses_while_running_even_when_forced() {
     let (_t, p) = fake_space();
     let mut lock = space::try_lock(&p).unwrap();
     lock.write_info(&LockInfo {
@@ -149,33 +153,29 @@ fn refuses_while_running_unless_forced() {
     })
     .unwrap();
 
-    let o = mew(&p.dir, &[]);
-    assert_eq!(o.status.code(), Some(1));
-    let err = stderr(&o);
     let want = format!(
-        "space \"demo\" is running (pid {}): stop it with \"mew space down\" or pass --force",
+        "space \"demo\" is running (pid {}): clean refuses while a space runs, even with --force",
         std::process::id()
     );
-    assert!(err.contains(&want), "{err}");
-    assert!(p.logs_dir.join("api.log").exists());
-    assert!(p.state.exists());
+    for args in [&[][..], &["--force"], &["--all", "--force"]] {
+        let o = mew(&p.dir, args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = stderr(&o);
+        assert!(err.contains(&want), "{args:?}: {err}");
+        assert!(p.logs_dir.join("api.log").exists());
+        assert!(p.state.exists());
+        assert!(p.tokens_dir.exists());
+    }
 
     // A dry run says so, and still changes nothing.
     let o = mew(&p.dir, &["--dry-run"]);
     assert!(o.status.success());
-    assert!(
-        stdout(&o).contains("clean would refuse without --force"),
-        "{}",
-        stdout(&o)
-    );
+    assert!(stdout(&o).contains("clean would refuse"), "{}", stdout(&o));
     assert!(p.state.exists());
-
-    let o = mew(&p.dir, &["--force"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("cleaning anyway"), "{}", stdout(&o));
-    assert!(!p.logs_dir.exists());
-    assert!(!p.run_dir.exists());
     drop(lock);
+    let o = mew(&p.dir, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!p.run_dir.exists());
 }
 
 #[test]
@@ -198,4 +198,200 @@ fn missing_space_dir_is_an_error() {
     let o = mew(&t.path().join("nope"), &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
+}
+
+// ---- a logs dir that is not mew's (item: only mew's own files) ----------------
+
+fn server_pid_of(up_stdout: &str) -> u32 {
+    let at = up_stdout.find("server pid ").unwrap() + "server pid ".len();
+    up_stdout[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+const W: Duration = Duration::from_secs(60);
+
+#[test]
+fn a_foreign_logs_dir_loses_only_mews_files() {
+    let space = common::Space::new(
+        "logs: { dir: log, rotate_size: 2K, keep: 3 }\nprocesses:\n  web: { command: \"for i in $(seq 100); do echo line $i of web output; done; exec sleep 1000\" }\n",
+    );
+    let log = space.path().join("log");
+    fs::create_dir_all(&log).unwrap();
+    // The application's own logs (a Rails app's log/).
+    fs::write(log.join("development.log"), "Started GET / for 127.0.0.1\n").unwrap();
+    fs::write(log.join("test.log"), "Run options: --seed 1\n").unwrap();
+    fs::write(log.join("production.log.1"), "old\n").unwrap();
+    let mut up = space.mew();
+    up.args(["space", "up", "-d", "--wait", "--timeout", "30s"]);
+    let o = common::run(up, W);
+    assert_eq!(o.code(), Some(0), "{}\n{}", o.stdout, o.stderr);
+    assert!(common::wait_for(W, || fs::read_to_string(
+        log.join("web.log")
+    )
+    .is_ok_and(|t| t.contains("line 100 of web"))));
+    let mut down = space.mew();
+    down.args(["space", "down"]);
+    assert_eq!(common::run(down, W).code(), Some(0));
+    assert!(log.join("web.log.1").exists(), "rotated");
+
+    // The process is renamed since: the manifest still knows `web`.
+    fs::write(
+        space.path().join(".mew/space.yaml"),
+        "logs: { dir: log }\nprocesses:\n  api: { command: \"true\" }\n  development: { command: \"true\" }\n",
+    )
+    .unwrap();
+    let clean = |args: &[&str]| {
+        let mut c = space.mew();
+        c.args(["space", "clean", "--logs"]).args(args);
+        common::run(c, W)
+    };
+    let o = clean(&["--dry-run"]);
+    assert_eq!(o.code(), Some(0), "{}", o.stderr);
+    let listed: Vec<String> = o
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("  log/"))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    let mut want = vec!["log/.mew-logs".to_string(), "log/mew-server.log".into()];
+    let mut rotated: Vec<String> = fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("web.log"))
+        .map(|n| format!("log/{n}"))
+        .collect();
+    rotated.sort();
+    want.extend(rotated);
+    let mut got = listed.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{}", o.stdout);
+    assert!(log.join("web.log").exists(), "a dry run removes nothing");
+
+    let o = clean(&[]);
+    assert_eq!(o.code(), Some(0), "{}", o.stderr);
+    let mut left: Vec<String> = fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["development.log", "production.log.1", "test.log"]);
+    assert_eq!(
+        fs::read_to_string(log.join("development.log")).unwrap(),
+        "Started GET / for 127.0.0.1\n"
+    );
+}
+
+// ---- never through a symbolic link ---------------------------------------------
+
+#[test]
+fn a_symlinked_mew_dir_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let elsewhere = t.path().join("elsewhere");
+    fs::create_dir_all(elsewhere.join("logs")).unwrap();
+    fs::create_dir_all(elsewhere.join("run")).unwrap();
+    fs::write(elsewhere.join("logs/precious.log"), "x").unwrap();
+    fs::write(elsewhere.join("run/state.json"), "{}").unwrap();
+    fs::write(elsewhere.join("space.yaml"), "space:\n  id: demo\n").unwrap();
+    let dir = t.path().join("space");
+    fs::create_dir(&dir).unwrap();
+    symlink(&elsewhere, dir.join(".mew")).unwrap();
+    for args in [&[][..], &["--all"], &["--dry-run"], &["--force"]] {
+        let o = mew(&dir, args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stdout(&o));
+        assert!(
+            stderr(&o).contains(".mew is a symbolic link"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert!(elsewhere.join("logs/precious.log").exists());
+        assert!(elsewhere.join("run/state.json").exists());
+    }
+}
+
+#[test]
+fn symlinked_logs_run_or_tokens_dirs_are_refused() {
+    for (sub, args) in [
+        ("logs", &["--logs"][..]),
+        ("run", &[][..]),
+        ("tokens", &["--tokens"][..]),
+    ] {
+        let (t, p) = fake_space();
+        let outside = t.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("precious"), "x").unwrap();
+        let d = p.mew_dir.join(sub);
+        fs::remove_dir_all(&d).unwrap();
+        symlink(&outside, &d).unwrap();
+        let o = mew(&p.dir, args);
+        assert_eq!(o.status.code(), Some(1), "{sub}: {}", stdout(&o));
+        assert!(
+            stderr(&o).contains(&format!(".mew/{sub} is a symbolic link")),
+            "{sub}: {}",
+            stderr(&o)
+        );
+        assert!(outside.join("precious").exists(), "{sub}");
+        assert!(
+            fs::symlink_metadata(&d).is_ok(),
+            "{sub}: the link stays too"
+        );
+    }
+}
+
+#[test]
+fn a_link_inside_is_removed_as_a_link() {
+    let (t, p) = fake_space();
+    let outside = t.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    fs::write(outside.join("precious"), "x").unwrap();
+    symlink(&outside, p.logs_dir.join("to-dir")).unwrap();
+    symlink(outside.join("precious"), p.run_dir.join("to-file")).unwrap();
+    let o = mew(&p.dir, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!p.logs_dir.exists() && !p.run_dir.exists());
+    assert_eq!(fs::read_to_string(outside.join("precious")).unwrap(), "x");
+}
+
+// ---- never while a server of the space runs ------------------------------------
+
+#[test]
+fn a_server_whose_run_dir_was_removed_still_stops_clean() {
+    let space =
+        common::Space::new("processes:\n  web: { command: \"echo up; exec sleep 1000\" }\n");
+    let mut up = space.mew();
+    up.args(["space", "up", "-d", "--wait", "--timeout", "30s"]);
+    let o = common::run(up, W);
+    assert_eq!(o.code(), Some(0), "{}\n{}", o.stdout, o.stderr);
+    let server = server_pid_of(&o.stdout);
+    let run = space.path().join(".mew/run");
+    fs::remove_dir_all(&run).unwrap();
+    for args in [&[][..], &["--force"], &["--all", "--force"]] {
+        let mut c = space.mew();
+        c.args(["space", "clean"]).args(args);
+        let o = common::run(c, W);
+        assert_eq!(o.code(), Some(1), "{args:?}: {}", o.stdout);
+        assert!(
+            o.stderr.contains(&format!("is running (pid {server})"))
+                && o.stderr.contains(&format!("kill {server}")),
+            "{args:?}: {}",
+            o.stderr
+        );
+        assert!(space.log_path("web").exists(), "{args:?}");
+    }
+    let mut c = space.mew();
+    c.args(["space", "clean", "--dry-run"]);
+    let o = common::run(c, W);
+    assert!(o.stdout.contains("clean would refuse"), "{}", o.stdout);
+    // Stopped as the message says, the space cleans.
+    common::kill(server, "TERM");
+    assert!(space.wait_no_survivors().is_empty());
+    let mut c = space.mew();
+    c.args(["space", "clean"]);
+    let o = common::run(c, W);
+    assert_eq!(o.code(), Some(0), "{}", o.stderr);
+    assert!(!space.log_path("web").exists());
 }
