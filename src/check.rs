@@ -9,11 +9,11 @@ use serde_json::{Value, json};
 
 use crate::cli::{CheckArgs, SpaceArgs};
 use crate::config::{
-    self, ConfigError, Diagnostic, LoadOptions, Probe, ProbeKind, ProcKind, ResolveContext,
-    ResolvedProcess, SpaceConfig,
+    self, ConfigError, ConfigSource, Diagnostic, LoadOptions, Probe, ProbeKind, ProcKind,
+    ResolveContext, ResolvedProcess, SpaceConfig, escape,
 };
 
-/// What `check` shows in place of a token.
+/// What `check` shows in place of a token or a masked value.
 pub const TOKEN_MASK: &str = "****";
 
 /// The load options for a command's `SpaceArgs`.
@@ -25,16 +25,49 @@ pub fn load_options(space: &SpaceArgs) -> LoadOptions {
     }
 }
 
-/// The resolved plan: processes in start order, with masked tokens.
+/// The resolved plan: processes in start order, secrets masked.
 pub struct Plan {
     pub cfg: SpaceConfig,
     pub order: Vec<usize>,
     pub resolved: Vec<ResolvedProcess>,
     pub warnings: Vec<Diagnostic>,
+    /// Some value was shown as [`TOKEN_MASK`] (besides tokens).
+    pub masked: bool,
+    pub options: PlanOptions,
 }
 
-/// Resolve `cfg` for display: the configured port, placeholder tokens.
+/// What the plan reveals. Whatever it says, tokens (`${TOKEN}`,
+/// `MEW_TOKEN_<ID>`, literal `tokens:` values) and every value read from an
+/// `env_file` (or a Procfile's `.env`) are shown as `****`: such a file may
+/// be any file of the user's (`~/.aws/credentials`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlanOptions {
+    /// Show environment values: those of `env:` and what `${NAME}` takes
+    /// from mew's environment. Without it both are `****` (keys shown), so
+    /// that checking a config (an untrusted one, in a CI log) never prints
+    /// the user's secrets.
+    pub show_values: bool,
+}
+
+/// Resolve `cfg` for display with the default [`PlanOptions`].
 pub fn plan(cfg: SpaceConfig) -> Plan {
+    plan_with(cfg, PlanOptions::default())
+}
+
+/// Replace every non-empty secret of `secrets` in `s` by [`TOKEN_MASK`].
+fn mask_secrets(s: &mut String, secrets: &[String]) {
+    for t in secrets.iter().filter(|t| !t.is_empty()) {
+        if s.contains(t.as_str()) {
+            *s = s.replace(t.as_str(), TOKEN_MASK);
+        }
+    }
+}
+
+/// Resolve `cfg` for display: the configured port, placeholder tokens, and
+/// masked values (see [`PlanOptions`]). Masked values are masked before
+/// interpolation, so `${NAME}` of an env_file variable is `****` wherever it
+/// is used (argv, cwd, probes, env).
+pub fn plan_with(cfg: SpaceConfig, options: PlanOptions) -> Plan {
     let tokens: HashMap<String, String> = cfg
         .processes
         .iter()
@@ -45,18 +78,66 @@ pub fn plan(cfg: SpaceConfig) -> Plan {
         port: cfg.gateway_port,
         tokens,
     };
-    let (mut resolved, resolve_warnings) = config::resolve(&cfg, &ctx);
-    // Literal `tokens:` values written into args or env are secrets too.
-    let mask = |s: &mut String| {
-        for t in cfg.secret_tokens.iter().filter(|t| !t.is_empty()) {
-            if s.contains(t.as_str()) {
-                *s = s.replace(t.as_str(), TOKEN_MASK);
+    let mut masked = false;
+    let mut shown = cfg.clone();
+    for p in &mut shown.processes {
+        let n = p.env_file_vars.len();
+        for (i, (k, v)) in p.env_file_vars.iter_mut().enumerate() {
+            // A Procfile's last `PORT` is mew's own (base + 100 per line).
+            let mews = cfg.source == ConfigSource::Procfile && i + 1 == n && k == "PORT";
+            if !mews && !v.is_empty() {
+                *v = TOKEN_MASK.to_owned();
+                masked = true;
             }
         }
+    }
+    let os_env = |k: &str| {
+        std::env::var(k).ok().map(|v| {
+            if options.show_values || v.is_empty() {
+                v
+            } else {
+                TOKEN_MASK.to_owned()
+            }
+        })
     };
+    let (mut resolved, resolve_warnings) = config::resolve_with_env(&shown, &ctx, &os_env);
+    // Literal `tokens:` values written anywhere are secrets too.
+    let secrets = &cfg.secret_tokens;
+    let mask = |s: &mut String| mask_secrets(s, secrets);
     for r in &mut resolved {
+        let from_file = r.config.env_file_vars.len();
+        let written = from_file + r.config.env.len();
+        for (i, (_, v)) in r.env.iter_mut().enumerate() {
+            if (from_file..written).contains(&i) && !options.show_values && !v.is_empty() {
+                *v = TOKEN_MASK.to_owned();
+                masked = true;
+            }
+            mask(v);
+        }
         r.argv.iter_mut().for_each(mask);
-        r.env.iter_mut().for_each(|(_, v)| mask(v));
+        let mut cwd = r.cwd.display().to_string();
+        if secrets
+            .iter()
+            .any(|t| !t.is_empty() && cwd.contains(t.as_str()))
+        {
+            mask(&mut cwd);
+            r.cwd = cwd.into();
+        }
+        let probes = r
+            .ready
+            .iter_mut()
+            .chain(r.health.iter_mut().map(|h| &mut h.probe));
+        for probe in probes {
+            match &mut probe.kind {
+                ProbeKind::Http { url } => mask(url),
+                ProbeKind::Tcp { host, port } => {
+                    mask(host);
+                    mask(port);
+                }
+                ProbeKind::Exec { command } => mask(command),
+                ProbeKind::Log { .. } => {}
+            }
+        }
     }
     let order = config::start_order(&cfg);
     let mut warnings = cfg.warnings.clone();
@@ -66,13 +147,18 @@ pub fn plan(cfg: SpaceConfig) -> Plan {
         order,
         resolved,
         warnings,
+        masked,
+        options,
     }
 }
 
 pub fn run(space: &SpaceArgs, args: &CheckArgs) -> ExitCode {
     match config::load(&load_options(space)) {
         Ok(cfg) => {
-            let plan = plan(cfg);
+            let options = PlanOptions {
+                show_values: args.show_values,
+            };
+            let plan = plan_with(cfg, options);
             if args.json {
                 println!(
                     "{}",
@@ -96,8 +182,10 @@ pub fn run(space: &SpaceArgs, args: &CheckArgs) -> ExitCode {
     }
 }
 
-/// Quote an argument for display as a shell word.
+/// Quote an argument for display as a shell word, [`escape`]d: a control
+/// character is shown as `\x1b` and so on (even inside quotes).
 pub fn shell_quote(s: &str) -> String {
+    let s = &*escape(s);
     let plain = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@%".contains(c));
@@ -129,11 +217,16 @@ fn human(d: std::time::Duration) -> String {
 
 fn probe_target(p: &Probe) -> String {
     match &p.kind {
-        ProbeKind::Http { url } => format!("http GET {url}"),
-        ProbeKind::Tcp { host, port } => format!("tcp {host}:{port}"),
-        ProbeKind::Exec { command } => format!("exec {command}"),
-        ProbeKind::Log { regex } => format!("log /{regex}/"),
+        ProbeKind::Http { url } => format!("http GET {}", escape(url)),
+        ProbeKind::Tcp { host, port } => format!("tcp {}:{}", escape(host), escape(port)),
+        ProbeKind::Exec { command } => format!("exec {}", escape(command)),
+        ProbeKind::Log { regex } => format!("log /{}/", escape(regex)),
     }
+}
+
+/// A path for the plan, [`escape`]d.
+fn path(p: &std::path::Path) -> String {
+    escape(&p.display().to_string()).into_owned()
 }
 
 fn diag_json(d: &Diagnostic) -> Value {
@@ -241,16 +334,17 @@ pub fn plan_json(plan: &Plan) -> Value {
     })
 }
 
-/// The human-readable plan.
+/// The human-readable plan. Every value from the config (or the
+/// environment) is [`escape`]d: this text goes to a terminal.
 pub fn plan_text(plan: &Plan) -> String {
     let cfg = &plan.cfg;
     let mut o = String::new();
-    let _ = writeln!(o, "space    {} ({})", cfg.id, cfg.name);
+    let _ = writeln!(o, "space    {} ({})", escape(&cfg.id), escape(&cfg.name));
     if let Some(d) = &cfg.description {
-        let _ = writeln!(o, "         {d}");
+        let _ = writeln!(o, "         {}", escape(d));
     }
-    let _ = writeln!(o, "dir      {}", cfg.dir.display());
-    let _ = writeln!(o, "config   {}", cfg.config_path.display());
+    let _ = writeln!(o, "dir      {}", path(&cfg.dir));
+    let _ = writeln!(o, "config   {}", path(&cfg.config_path));
     if cfg.source == config::ConfigSource::SpaceYaml {
         let _ = writeln!(
             o,
@@ -261,7 +355,7 @@ pub fn plan_text(plan: &Plan) -> String {
     let _ = writeln!(
         o,
         "logs     {} (rotate at {} bytes, keep {})",
-        cfg.logs.dir.display(),
+        path(&cfg.logs.dir),
         cfg.logs.rotate_size,
         cfg.logs.keep
     );
@@ -289,8 +383,8 @@ pub fn plan_text(plan: &Plan) -> String {
         match r.argv.as_slice() {
             [sh, c, script] if sh == "/bin/sh" && c == "-c" && script.trim_end().contains('\n') => {
                 let _ = writeln!(o, "       argv     /bin/sh -c SCRIPT");
-                for line in script.trim_end().lines() {
-                    let _ = writeln!(o, "                | {line}");
+                for line in script.trim_end().split('\n') {
+                    let _ = writeln!(o, "                | {}", escape(line));
                 }
             }
             _ => {
@@ -298,9 +392,9 @@ pub fn plan_text(plan: &Plan) -> String {
                 let _ = writeln!(o, "       argv     {}", argv.join(" "));
             }
         }
-        let _ = writeln!(o, "       cwd      {}", r.cwd.display());
+        let _ = writeln!(o, "       cwd      {}", path(&r.cwd));
         for (k, v) in &r.env {
-            let _ = writeln!(o, "       env      {k}={}", shell_quote(v));
+            let _ = writeln!(o, "       env      {}={}", escape(k), shell_quote(v));
         }
         if !p.depends_on.is_empty() {
             let deps: Vec<String> = p
@@ -382,13 +476,27 @@ pub fn plan_text(plan: &Plan) -> String {
         let _ = writeln!(o);
         let _ = writeln!(o, "participants without a process:");
         for p in &cfg.participants {
-            let _ = writeln!(o, "  {}: {}", p.name, p.note);
+            let _ = writeln!(o, "  {}: {}", escape(&p.name), escape(&p.note));
+        }
+    }
+    if plan.masked {
+        let _ = writeln!(o);
+        if plan.options.show_values {
+            let _ = writeln!(
+                o,
+                "note: values read from env_file files are shown as {TOKEN_MASK} (never printed)"
+            );
+        } else {
+            let _ = writeln!(
+                o,
+                "note: environment values are shown as {TOKEN_MASK}; `mew space check --show-values` shows those of `env:` and mew's environment (never tokens or env_file values)"
+            );
         }
     }
     if !plan.warnings.is_empty() {
         let _ = writeln!(o);
         for w in &plan.warnings {
-            let _ = write!(o, "{}", config::render_diagnostic("warning", w));
+            let _ = write!(o, "{}", config::render_diagnostic("warning", w, cfg));
         }
     }
     let _ = writeln!(o);
@@ -414,6 +522,13 @@ mod tests {
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
         assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn quoting_escapes_control_characters() {
+        assert_eq!(shell_quote("a\x1b[2Ab"), r"'a\x1b[2Ab'");
+        assert_eq!(shell_quote("\r"), r"'\r'");
+        assert_eq!(shell_quote("x\u{202e}y"), r"'x\u{202e}y'");
     }
 
     #[test]

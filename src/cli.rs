@@ -182,6 +182,10 @@ pub struct CheckArgs {
     /// Print the plan as one JSON document.
     #[arg(long)]
     pub json: bool,
+    /// Show environment values (masked as **** by default); values from
+    /// env_file files and tokens stay masked.
+    #[arg(long)]
+    pub show_values: bool,
 }
 
 #[derive(Debug, Args)]

@@ -259,7 +259,10 @@ fn good_space_plan() {
         "{s}"
     );
     assert!(s.contains("argv     npm run dev -- --port 3000"), "{s}");
-    assert!(s.contains("env      API_URL=http://127.0.0.1:9100"), "{s}");
+    // Environment values are masked unless --show-values; mew's own are not.
+    assert!(s.contains("env      API_URL='****'"), "{s}");
+    assert!(s.contains("env      MEW_PROCESS=web"), "{s}");
+    assert!(s.contains("--show-values"), "{s}");
     assert!(
         s.contains("ready    http GET http://127.0.0.1:9100/health"),
         "{s}"
@@ -275,6 +278,12 @@ fn good_space_plan() {
     assert!(s.contains("restart  on-failure (at most 5 times)"), "{s}");
     assert!(s.contains("stop     SIGINT, SIGKILL after 20s"), "{s}");
     assert!(s.ends_with("ok: 4 processes, 0 warnings\n"), "{s}");
+
+    let out = mew_in(&fixture("good-basic"), &["space", "check", "--show-values"]);
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(s.contains("env      API_URL=http://127.0.0.1:9100"), "{s}");
+    assert!(!s.contains("****"), "{s}");
 }
 
 #[test]
@@ -306,10 +315,7 @@ fn good_space_json() {
         serde_json::json!(["npm", "run", "dev", "--", "--port", "3000"])
     );
     assert!(web["cwd"].as_str().unwrap().ends_with("good-basic/web"));
-    assert_eq!(
-        web["env"][0],
-        serde_json::json!(["API_URL", "http://127.0.0.1:9100"])
-    );
+    assert_eq!(web["env"][0], serde_json::json!(["API_URL", "****"]));
     assert_eq!(web["env"][3], serde_json::json!(["MEW_PROCESS", "web"]));
     assert_eq!(
         web["depends_on"][0],
@@ -389,10 +395,7 @@ fn upstream_mew_file_loads_with_warnings() {
         "{env:?}"
     );
     assert!(
-        env.contains(&serde_json::json!([
-            "API_KEY",
-            "${MEW_TEST_SURELY_UNSET_KEY}"
-        ])),
+        env.contains(&serde_json::json!(["API_KEY", "****"])),
         "{env:?}"
     );
     assert_eq!(agent["restart_policy"], "on-failure");
@@ -412,10 +415,12 @@ fn upstream_mew_file_loads_with_warnings() {
         .iter()
         .map(|w| w["message"].as_str().unwrap())
         .collect();
-    assert_eq!(warnings.len(), 3, "{warnings:#?}");
+    assert_eq!(warnings.len(), 4, "{warnings:#?}");
     assert!(warnings[0].contains("participant `test-client` (fifo) is not started"));
     assert!(warnings[1].contains("participant `fs-bridge` (type mcp-bridge) is not started"));
-    assert!(warnings[2].contains("`${MEW_TEST_SURELY_UNSET_KEY}` in `echo-agent.env.API_KEY`"));
+    // Upstream's `--token ${TOKEN}` puts the token in `ps`.
+    assert!(warnings[2].contains("`echo-agent.args[6]` puts `${TOKEN}` on its command line"));
+    assert!(warnings[3].contains("`${MEW_TEST_SURELY_UNSET_KEY}` in `echo-agent.env.API_KEY`"));
 }
 
 #[test]
@@ -431,7 +436,7 @@ fn upstream_mew_file_text_plan() {
     assert!(s.contains("--token '****'"), "{s}");
     assert!(s.contains("1. gateway (gateway)"), "{s}");
     assert!(s.contains("after    gateway ready"), "{s}");
-    assert!(s.ends_with("ok: 2 processes, 3 warnings\n"), "{s}");
+    assert!(s.ends_with("ok: 2 processes, 4 warnings\n"), "{s}");
 }
 
 #[test]
@@ -470,10 +475,8 @@ fn procfile_plan() {
         p[0]["argv"],
         serde_json::json!(["/bin/sh", "-c", "python3 -m http.server $PORT"])
     );
-    assert_eq!(
-        p[0]["env"][0],
-        serde_json::json!(["GREETING", "hello world"])
-    );
+    // `.env` values are never shown; the PORT mew assigns is.
+    assert_eq!(p[0]["env"][0], serde_json::json!(["GREETING", "****"]));
     assert_eq!(p[0]["env"][1], serde_json::json!(["PORT", "6000"]));
     assert_eq!(p[1]["name"], "worker");
     assert_eq!(p[1]["env"][1], serde_json::json!(["PORT", "6100"]));

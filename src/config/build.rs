@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::model::*;
 use super::node::{Node, NodeValue};
+use super::report::escape;
 use super::suggest::did_you_mean;
 use super::units::{parse_duration, parse_signal, parse_size};
 
@@ -161,13 +162,13 @@ pub fn check_name(name: &str) -> Result<(), String> {
     } else if name.len() > 64 {
         Err(format!(
             "the name `{}…` is too long ({} characters, at most 64)",
-            name.chars().take(20).collect::<String>(),
+            escape(&name.chars().take(20).collect::<String>()),
             name.chars().count()
         ))
     } else if !ok_first || !ok_rest {
         Err(format!(
             "`{}` is not a valid name: use letters, digits, `.`, `_` and `-`, starting with a letter or digit (names become log file names)",
-            name.escape_debug()
+            escape(name)
         ))
     } else {
         Ok(())
@@ -181,6 +182,20 @@ pub struct Extra {
     pub depends_on_gateway: Option<bool>,
     /// `depends_on[0]` is the gateway dependency added by mew.
     pub implicit_gateway: bool,
+    /// What becomes a command line (visible in `ps`): `command`, each of
+    /// `args`, an `exec` probe or check, as (field, where, text).
+    pub command_lines: Vec<(String, Loc, String)>,
+}
+
+impl Extra {
+    pub fn new() -> Self {
+        Extra {
+            dep_locs: Vec::new(),
+            depends_on_gateway: None,
+            implicit_gateway: false,
+            command_lines: Vec::new(),
+        }
+    }
 }
 
 pub struct Builder<'a> {
@@ -209,20 +224,17 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// An error in the config file. Values quoted in `msg` must be
+    /// [`escape`]d; the rest is escaped but for its line breaks.
     pub fn err(&mut self, loc: &Loc, msg: impl Into<String>) {
-        self.errors.push(Diagnostic {
-            file: self.file.clone(),
-            loc: Some(loc.clone()),
-            message: msg.into(),
-        });
+        let d = Diagnostic::new(&self.file, Some(loc.clone()), msg);
+        self.errors.push(d);
     }
 
+    /// A warning in the config file (see [`Builder::err`]).
     pub fn warn(&mut self, loc: Option<&Loc>, msg: impl Into<String>) {
-        self.warnings.push(Diagnostic {
-            file: self.file.clone(),
-            loc: loc.cloned(),
-            message: msg.into(),
-        });
+        let d = Diagnostic::new(&self.file, loc.cloned(), msg);
+        self.warnings.push(d);
     }
 
     fn mismatch(&mut self, n: &Node, what: &str, expected: &str) {
@@ -272,7 +284,8 @@ impl<'a> Builder<'a> {
                 self.warn(
                     Some(&k.loc),
                     format!(
-                        "unknown key `{key}` in {context} is ignored\nhelp: did you mean `{s}`?"
+                        "unknown key `{}` in {context} is ignored\nhelp: did you mean `{s}`?",
+                        escape(key)
                     ),
                 );
             }
@@ -338,7 +351,7 @@ impl<'a> Builder<'a> {
         match parse_duration(&text) {
             Ok(d) => Some(d),
             Err(e) => {
-                self.err(&n.loc, format!("`{what}`: {e}"));
+                self.err(&n.loc, format!("`{what}`: {}", escape(&e)));
                 None
             }
         }
@@ -356,7 +369,7 @@ impl<'a> Builder<'a> {
         match parse_size(&text) {
             Ok(s) => Some(s),
             Err(e) => {
-                self.err(&n.loc, format!("`{what}`: {e}"));
+                self.err(&n.loc, format!("`{what}`: {}", escape(&e)));
                 None
             }
         }
@@ -398,11 +411,7 @@ impl<'a> Builder<'a> {
         kind: ProcKind,
     ) -> (ProcessConfig, Option<String>, Extra) {
         let mut p = default_process(name, kind, String::new(), name_loc.clone());
-        let mut extra = Extra {
-            dep_locs: Vec::new(),
-            depends_on_gateway: None,
-            implicit_gateway: false,
-        };
+        let mut extra = Extra::new();
         let mut command = None;
         let mut ready_set = false;
         let section = match kind {
@@ -427,7 +436,12 @@ impl<'a> Builder<'a> {
                         self.err(&v.loc, format!("`{what}`: the command is empty"));
                         command = Some(String::new());
                     }
-                    NodeValue::Str(s) => command = Some(s.clone()),
+                    NodeValue::Str(s) => {
+                        extra
+                            .command_lines
+                            .push((what.clone(), v.loc.clone(), s.clone()));
+                        command = Some(s.clone());
+                    }
                     NodeValue::Null => {
                         self.err(&v.loc, format!("`{what}`: the command is empty"));
                         command = Some(String::new());
@@ -446,7 +460,18 @@ impl<'a> Builder<'a> {
                         command = Some(String::new());
                     }
                 },
-                "args" => p.args = self.string_list(v, &what),
+                "args" => {
+                    p.args = self.string_list(v, &what);
+                    if let (Some(args), NodeValue::Seq(items)) = (&p.args, &v.value) {
+                        for (i, (a, item)) in args.iter().zip(items).enumerate() {
+                            extra.command_lines.push((
+                                format!("{what}[{i}]"),
+                                item.loc.clone(),
+                                a.clone(),
+                            ));
+                        }
+                    }
+                }
                 "env" => p.env = self.env(v, &what),
                 "cwd" => p.cwd = self.string(v, &what),
                 "env_file" => {
@@ -464,8 +489,17 @@ impl<'a> Builder<'a> {
                 "ready" => {
                     ready_set = true;
                     p.ready = self.ready(v, &what);
+                    if let Some((loc, c)) = exec_target(p.ready.as_ref(), v) {
+                        extra.command_lines.push((format!("{what}.exec"), loc, c));
+                    }
                 }
-                "health" => p.health = self.health(v, &what),
+                "health" => {
+                    p.health = self.health(v, &what);
+                    let probe = p.health.as_ref().map(|h| &h.probe);
+                    if let Some((loc, c)) = exec_target(probe, v) {
+                        extra.command_lines.push((format!("{what}.exec"), loc, c));
+                    }
+                }
                 "restart_policy" => {
                     if let Some(r) = self.restart_policy(v, &what) {
                         p.restart_policy = r;
@@ -485,7 +519,7 @@ impl<'a> Builder<'a> {
                     if let Some(text) = self.scalar(v, &what) {
                         match parse_signal(&text) {
                             Ok(s) => p.stop_signal = s,
-                            Err(e) => self.err(&v.loc, format!("`{what}`: {e}")),
+                            Err(e) => self.err(&v.loc, format!("`{what}`: {}", escape(&e))),
                         }
                     }
                 }
@@ -537,14 +571,14 @@ impl<'a> Builder<'a> {
                             &k.loc,
                             format!(
                                 "`{what}`: `{}` is not a valid environment variable name",
-                                key.escape_debug()
+                                escape(&key)
                             ),
                         );
                         continue;
                     }
                     let value = match &v.value {
                         NodeValue::Null => Some(String::new()),
-                        _ => self.scalar(v, &format!("{what}.{key}")),
+                        _ => self.scalar(v, &format!("{what}.{}", escape(&key))),
                     };
                     if let Some(value) = value {
                         out.push((key, value));
@@ -560,7 +594,7 @@ impl<'a> Builder<'a> {
                         Some((k, v)) if !k.is_empty() => out.push((k.to_owned(), v.to_owned())),
                         _ => self.err(
                             &item.loc,
-                            format!("`{what}`: expected `NAME=value`, found `{s}`"),
+                            format!("`{what}`: expected `NAME=value`, found `{}`", escape(&s)),
                         ),
                     }
                 }
@@ -571,27 +605,27 @@ impl<'a> Builder<'a> {
         out
     }
 
+    /// Read an `env_file`. Its values are secrets (it may be any file, say
+    /// `~/.aws/credentials`): its errors give `file:line:col` and what is
+    /// wrong, never the content of a line.
     fn env_file(&mut self, f: &str, n: &Node, what: &str) -> Vec<(String, String)> {
         let path = self.space_dir.join(f);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
+        match super::read_env_file(&path) {
+            Ok(vars) => vars,
+            Err(super::EnvFileError::Unreadable(e)) => {
                 self.err(
                     &n.loc,
-                    format!("`{what}`: cannot read {}: {e}", path.display()),
+                    format!(
+                        "`{what}`: cannot read {}: {e}",
+                        super::report::shown_path(&path)
+                    ),
                 );
-                return Vec::new();
+                Vec::new()
             }
-        };
-        match super::procfile::parse_dotenv(&text) {
-            Ok(vars) => vars,
-            Err(errs) => {
+            Err(super::EnvFileError::Invalid(errs)) => {
                 for (loc, msg) in errs {
-                    self.errors.push(Diagnostic {
-                        file: path.clone(),
-                        loc: Some(loc),
-                        message: msg,
-                    });
+                    let d = Diagnostic::new(&path, Some(loc), msg);
+                    self.errors.push(d);
                 }
                 Vec::new()
             }
@@ -607,7 +641,8 @@ impl<'a> Builder<'a> {
             "completed_successfully" => Some(DependCondition::CompletedSuccessfully),
             other => {
                 let mut msg = format!(
-                    "`{what}`: unknown condition `{other}`; expected `started`, `ready` or `completed_successfully`"
+                    "`{what}`: unknown condition `{}`; expected `started`, `ready` or `completed_successfully`",
+                    escape(other)
                 );
                 if let Some(s) = did_you_mean(other, CONDS) {
                     msg.push_str(&format!("\nhelp: did you mean `{s}`?"));
@@ -647,7 +682,7 @@ impl<'a> Builder<'a> {
                     };
                     let condition = match &v.value {
                         NodeValue::Null => Some(default_cond(&name)),
-                        _ => self.condition(v, &format!("{what}.{name}")),
+                        _ => self.condition(v, &format!("{what}.{}", escape(&name))),
                     };
                     if let Some(condition) = condition {
                         deps.push(Dependency { name, condition });
@@ -685,7 +720,8 @@ impl<'a> Builder<'a> {
             "always" => Some(RestartPolicy::Always),
             other => {
                 let mut msg = format!(
-                    "`{what}`: unknown restart policy `{other}`; expected `no`, `on-failure` or `always`"
+                    "`{what}`: unknown restart policy `{}`; expected `no`, `on-failure` or `always`",
+                    escape(other)
                 );
                 if let Some(s) = did_you_mean(other, POLICIES) {
                     msg.push_str(&format!("\nhelp: did you mean `{s}`?"));
@@ -807,7 +843,8 @@ impl<'a> Builder<'a> {
                             self.err(
                                 &v.loc,
                                 format!(
-                                    "`{w}`: expected a URL starting with `http://`, found `{url}`"
+                                    "`{w}`: expected a URL starting with `http://`, found `{}`",
+                                    escape(&url)
                                 ),
                             );
                         }
@@ -833,7 +870,7 @@ impl<'a> Builder<'a> {
                     match parsed {
                         Some((host, port)) => {
                             if !port.starts_with('$') && port.parse::<u16>().map_or(true, |p| p == 0) {
-                                self.err(&v.loc, format!("`{w}`: `{port}` is not a port number (1-65535)"));
+                                self.err(&v.loc, format!("`{w}`: `{}` is not a port number (1-65535)", escape(&port)));
                             }
                             kinds.push((ProbeKind::Tcp { host, port }, k.loc.clone(), "tcp"));
                         }
@@ -855,7 +892,7 @@ impl<'a> Builder<'a> {
                     if let Some(regex) = self.string(v, &w) {
                         if let Err(e) = regex::Regex::new(&regex) {
                             let first = e.to_string().lines().last().unwrap_or_default().to_owned();
-                            self.err(&v.loc, format!("`{w}`: invalid regex: {first}"));
+                            self.err(&v.loc, format!("`{w}`: invalid regex: {}", escape(&first)));
                         }
                         kinds.push((ProbeKind::Log { regex }, k.loc.clone(), "log"));
                     }
@@ -937,8 +974,10 @@ impl<'a> Builder<'a> {
             "restart" => Some(HealthAction::Restart),
             "none" => Some(HealthAction::None),
             other => {
-                let mut msg =
-                    format!("`{what}`: unknown action `{other}`; expected `restart` or `none`");
+                let mut msg = format!(
+                    "`{what}`: unknown action `{}`; expected `restart` or `none`",
+                    escape(other)
+                );
                 if let Some(s) = did_you_mean(other, ACTIONS) {
                     msg.push_str(&format!("\nhelp: did you mean `{s}`?"));
                 }
@@ -1020,14 +1059,7 @@ impl<'a> Builder<'a> {
                     url: DEFAULT_GATEWAY_PROBE_URL.to_owned(),
                 }));
                 out.processes.insert(0, p);
-                self.extras.insert(
-                    0,
-                    Extra {
-                        dep_locs: Vec::new(),
-                        depends_on_gateway: None,
-                        implicit_gateway: false,
-                    },
-                );
+                self.extras.insert(0, Extra::new());
             }
         }
         for (key, _k, v) in entries {
@@ -1122,7 +1154,7 @@ impl<'a> Builder<'a> {
                     format!(
                         "`gateway.port`: expected a port number (1-65535), found {}",
                         match port.scalar_text() {
-                            Some(t) => format!("`{t}`"),
+                            Some(t) => format!("`{}`", escape(&t)),
                             None => port.value.describe().to_owned(),
                         }
                     ),
@@ -1229,6 +1261,17 @@ impl<'a> Builder<'a> {
             }
         }
     }
+}
+
+/// Where an `exec` target was written in a probe's mapping, and its command.
+fn exec_target(probe: Option<&Probe>, n: &Node) -> Option<(Loc, String)> {
+    let ProbeKind::Exec { command } = &probe?.kind else {
+        return None;
+    };
+    let loc = n
+        .get("exec")
+        .map_or_else(|| n.loc.clone(), |e| e.loc.clone());
+    Some((loc, command.clone()))
 }
 
 /// The command of mew's own gateway: this binary, `gateway start` on the

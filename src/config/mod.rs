@@ -18,11 +18,13 @@ pub use interp::interpolate;
 pub use model::*;
 pub use procfile::{parse_dotenv, parse_procfile};
 pub use report::syntax_message as yaml_message;
+pub use report::{Source, escape, escape_lines};
 pub use suggest::did_you_mean;
 pub use units::{parse_duration, parse_signal, parse_size};
 pub use validate::start_order;
 
 use std::collections::HashMap;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 pub(crate) fn interp_is_name(s: &str) -> bool {
@@ -50,8 +52,9 @@ pub enum ConfigError {
     Invalid {
         errors: Vec<Diagnostic>,
         warnings: Vec<Diagnostic>,
-        /// The text of each file the diagnostics point into (for snippets).
-        sources: Vec<(PathBuf, String)>,
+        /// The config file's text, for the excerpts under its diagnostics
+        /// (the only file ever quoted: never an `env_file`).
+        source: Box<Source>,
     },
 }
 
@@ -78,10 +81,173 @@ impl ConfigError {
     }
 }
 
-/// Render one diagnostic (`warning` or `error`) with its snippet, as `Display` does.
-pub fn render_diagnostic(severity: &str, d: &Diagnostic) -> String {
-    let source = std::fs::read_to_string(&d.file).ok();
-    report::render(severity, d, source.as_deref())
+/// Render one diagnostic (`warning` or `error`) of `cfg` as `Display` does:
+/// escaped, with an excerpt when it points into the config file itself.
+pub fn render_diagnostic(severity: &str, d: &Diagnostic, cfg: &SpaceConfig) -> String {
+    let yaml = cfg.source == ConfigSource::SpaceYaml;
+    let source = (d.file == cfg.config_path)
+        .then(|| read_text(&d.file, yaml).ok())
+        .flatten()
+        .map(|text| Source {
+            path: d.file.clone(),
+            text,
+            yaml,
+            secrets: cfg.secret_tokens.clone(),
+        });
+    report::render(severity, d, source.as_ref())
+}
+
+/// Why an env file (`env_file`, a Procfile's `.env`) could not be used.
+pub(crate) enum EnvFileError {
+    /// A sentence: cannot be read, not a regular file, too large.
+    Unreadable(String),
+    /// Located problems, none of which quotes the file's content.
+    Invalid(Vec<procfile::LineError>),
+}
+
+/// Read and parse an env file. Its values are secrets: no error says what
+/// a line contains, only where it is and what is wrong.
+pub(crate) fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, EnvFileError> {
+    match read_text(path, false) {
+        Ok(text) => procfile::parse_dotenv(&text).map_err(EnvFileError::Invalid),
+        Err(TextError::Unreadable(m)) => Err(EnvFileError::Unreadable(m)),
+        Err(TextError::NotUtf8 { loc, offset, .. }) => Err(EnvFileError::Invalid(vec![(
+            loc,
+            TextError::utf8_message(offset),
+        )])),
+    }
+}
+
+/// The largest file mew reads as configuration (space.yaml, a Procfile, a
+/// `.env` or an `env_file`): 8 MiB. A real space.yaml is a few KiB; without
+/// a bound a 5 GB file (or `/dev/zero`) would be read whole into memory.
+pub const MAX_CONFIG_BYTES: u64 = 8 << 20;
+
+/// Why a config file could not be read as text.
+#[derive(Debug)]
+pub(crate) enum TextError {
+    /// Cannot be opened or read, is not a regular file, or is over
+    /// [`MAX_CONFIG_BYTES`]: a sentence saying which.
+    Unreadable(String),
+    /// Not UTF-8: where the first invalid byte is (in the file's own line
+    /// counting), and the text with invalid bytes replaced (for an excerpt).
+    NotUtf8 {
+        loc: Loc,
+        offset: usize,
+        lossy: String,
+    },
+}
+
+impl TextError {
+    /// The diagnostic message for [`TextError::NotUtf8`] (no byte of the content).
+    pub(crate) fn utf8_message(offset: usize) -> String {
+        format!(
+            "the file is not valid UTF-8 (first invalid byte at byte offset {offset})\nhelp: a config file must be UTF-8 text; save it as UTF-8"
+        )
+    }
+}
+
+/// `n` bytes for a message: `5368709120 bytes (5.0 GiB)`.
+fn byte_size(n: u64) -> String {
+    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    match UNITS.iter().find(|(_, u)| n >= *u) {
+        Some((name, u)) => format!("{n} bytes ({:.1} {name})", n as f64 / *u as f64),
+        None => format!("{n} bytes"),
+    }
+}
+
+/// Read at most `cap` bytes of `r`; `None` when there is more.
+pub(crate) fn read_limited(r: impl std::io::Read, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut buf = Vec::new();
+    r.take(cap.saturating_add(1)).read_to_end(&mut buf)?;
+    Ok((buf.len() as u64 <= cap).then_some(buf))
+}
+
+/// What a file that is not a regular file is, for messages.
+fn file_kind(t: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Read a config file as text, bounded by [`MAX_CONFIG_BYTES`]: opened
+/// without blocking (a FIFO cannot hang mew), refused unless it is a regular
+/// file, its size checked before reading and the read itself bounded (a
+/// file that grows meanwhile cannot exceed the limit either). `yaml`: count
+/// lines as YAML does (a lone CR ends one) for the location of bad UTF-8.
+pub(crate) fn read_text(path: &Path, yaml: bool) -> Result<String, TextError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let unreadable = |e: std::io::Error| TextError::Unreadable(e.to_string());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(TextError::Unreadable(format!(
+            "it is {}, not a regular file",
+            file_kind(meta.file_type())
+        )));
+    }
+    let limit = format!(
+        "a config file may be at most {} MiB ({MAX_CONFIG_BYTES} bytes)",
+        MAX_CONFIG_BYTES >> 20
+    );
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(TextError::Unreadable(format!(
+            "it is {}; {limit}",
+            byte_size(meta.len())
+        )));
+    }
+    let Some(bytes) = read_limited(&file, MAX_CONFIG_BYTES).map_err(unreadable)? else {
+        return Err(TextError::Unreadable(format!(
+            "it grew past the limit while being read; {limit}"
+        )));
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let bytes = e.into_bytes();
+        let valid = std::str::from_utf8(&bytes[..offset]).unwrap_or_default();
+        TextError::NotUtf8 {
+            loc: text_loc(valid, yaml),
+            offset,
+            lossy: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    })
+}
+
+/// The location just after `prefix`: its line (1-based, lines counted as
+/// the parser counts them) and the column of the next character.
+fn text_loc(prefix: &str, yaml: bool) -> Loc {
+    let is_break = |c: char| c == '\n' || (yaml && c == '\r');
+    let line_start = prefix.rfind(is_break).map_or(0, |i| i + 1);
+    let mut line = 1u32;
+    let mut prev = '\0';
+    for c in prefix.chars() {
+        if c == '\n' {
+            if !(yaml && prev == '\r') {
+                line = line.saturating_add(1);
+            }
+        } else if yaml && c == '\r' {
+            line = line.saturating_add(1);
+        }
+        prev = c;
+    }
+    let col = prefix[line_start..].chars().count() + 1;
+    Loc {
+        line,
+        col: u32::try_from(col).unwrap_or(u32::MAX),
+    }
 }
 
 /// What interpolation needs that only exists at run time.
@@ -113,6 +279,14 @@ pub fn load_with_env(
             .map(PathBuf::from)
     });
     if let Some(path) = explicit {
+        if let Ok(meta) = std::fs::metadata(&path)
+            && !meta.is_file()
+        {
+            return Err(ConfigError::Io {
+                message: format!("it is {}, not a regular file", file_kind(meta.file_type())),
+                path,
+            });
+        }
         if !path.is_file() {
             return Err(ConfigError::NotFound {
                 searched: vec![path],
@@ -159,11 +333,29 @@ fn absolute(p: &Path) -> Result<PathBuf, ConfigError> {
     })
 }
 
-fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+/// Read the config file at `path` (space.yaml with `yaml`, else a Procfile).
+fn read(path: &Path, yaml: bool) -> Result<String, ConfigError> {
+    match read_text(path, yaml) {
+        Ok(t) => Ok(t),
+        Err(TextError::Unreadable(message)) => Err(ConfigError::Io {
+            path: path.to_path_buf(),
+            message,
+        }),
+        Err(TextError::NotUtf8 { loc, offset, lossy }) => Err(invalid(
+            vec![Diagnostic::new(
+                path,
+                Some(loc),
+                TextError::utf8_message(offset),
+            )],
+            Vec::new(),
+            Source {
+                path: path.to_path_buf(),
+                text: lossy,
+                yaml,
+                secrets: Vec::new(),
+            },
+        )),
+    }
 }
 
 /// The default space id: the directory's name, made a valid name by [`slug`].
@@ -197,7 +389,7 @@ pub fn slug(name: &str) -> String {
 fn invalid(
     mut errors: Vec<Diagnostic>,
     mut warnings: Vec<Diagnostic>,
-    main: (&Path, String),
+    source: Source,
 ) -> ConfigError {
     let key = |d: &Diagnostic| {
         (
@@ -207,25 +399,26 @@ fn invalid(
     };
     errors.sort_by_key(key);
     warnings.sort_by_key(key);
-    let mut sources = vec![(main.0.to_path_buf(), main.1)];
-    for d in errors.iter().chain(&warnings) {
-        if !sources.iter().any(|(p, _)| *p == d.file)
-            && let Ok(t) = std::fs::read_to_string(&d.file)
-        {
-            sources.push((d.file.clone(), t));
-        }
-    }
     ConfigError::Invalid {
         errors,
         warnings,
-        sources,
+        source: Box::new(source),
     }
 }
 
 /// Parse and validate a space.yaml at `path` (absolute) for the space in `dir` (absolute).
 pub fn load_yaml(path: &Path, dir: &Path) -> Result<SpaceConfig, ConfigError> {
-    let text = read(path)?;
+    let text = read(path, true)?;
     parse_yaml(&text, path, dir)
+}
+
+fn yaml_source(path: &Path, text: &str, secrets: Vec<String>) -> Source {
+    Source {
+        path: path.to_path_buf(),
+        text: text.to_owned(),
+        yaml: true,
+        secrets,
+    }
 }
 
 /// Parse and validate space.yaml text. `path` is used for messages.
@@ -237,12 +430,16 @@ pub fn parse_yaml(text: &str, path: &Path, dir: &Path) -> Result<SpaceConfig, Co
                 line: u32::try_from(l.line()).unwrap_or(u32::MAX),
                 col: u32::try_from(l.column()).unwrap_or(u32::MAX),
             });
-            let d = Diagnostic {
-                file: path.to_path_buf(),
+            let d = Diagnostic::new(
+                path,
                 loc,
-                message: format!("invalid YAML: {}", report::syntax_message(&e)),
-            };
-            return Err(invalid(vec![d], Vec::new(), (path, text.to_owned())));
+                format!("invalid YAML: {}", escape(&report::syntax_message(&e))),
+            );
+            return Err(invalid(
+                vec![d],
+                Vec::new(),
+                yaml_source(path, text, Vec::new()),
+            ));
         }
     };
     let mut b = build::Builder::new(path.to_path_buf(), dir);
@@ -256,8 +453,14 @@ pub fn parse_yaml(text: &str, path: &Path, dir: &Path) -> Result<SpaceConfig, Co
         );
     }
     validate::dependencies(&mut b, &mut processes, &parsed.participants);
+    validate::token_exposure(&mut b, &processes);
     if !b.errors.is_empty() {
-        return Err(invalid(b.errors, b.warnings, (path, text.to_owned())));
+        let secrets = std::mem::take(&mut b.secret_tokens);
+        return Err(invalid(
+            b.errors,
+            b.warnings,
+            yaml_source(path, text, secrets),
+        ));
     }
     let id = parsed.id.unwrap_or_else(|| dir_name(dir));
     let log_dir = match parsed.log_dir {
@@ -274,14 +477,14 @@ pub fn parse_yaml(text: &str, path: &Path, dir: &Path) -> Result<SpaceConfig, Co
     if parsed.gateway_disabled
         && let Some(p) = processes.iter().find(|p| p.kind == ProcKind::Participant)
     {
-        b.warnings.push(Diagnostic {
-            file: path.to_path_buf(),
-            loc: Some(p.loc.clone()),
-            message: format!(
+        b.warnings.push(Diagnostic::new(
+            path,
+            Some(p.loc.clone()),
+            format!(
                 "nothing in this space runs a gateway (`gateway: false`), but participant `{}` is started and will look for one\nhelp: remove `gateway: false` to run mew's own gateway, or make sure one runs on the port it connects to",
                 p.name
             ),
-        });
+        ));
     }
     Ok(SpaceConfig {
         name: parsed.name.unwrap_or_else(|| id.clone()),
@@ -318,63 +521,72 @@ fn load_procfile(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<SpaceConfig, ConfigError> {
     let path = absolute(path)?;
-    let text = read(&path)?;
+    let text = read(&path, false)?;
     let mut errors = Vec::new();
     let entries = match procfile::parse_procfile(&text) {
         Ok(e) => e,
         Err(errs) => {
             for (loc, message) in errs {
-                errors.push(Diagnostic {
-                    file: path.clone(),
-                    loc: Some(loc),
-                    message,
-                });
+                errors.push(Diagnostic::new(&path, Some(loc), message));
             }
             Vec::new()
         }
     };
+    // The `.env` holds secrets: its errors are located, never quoted.
     let dotenv_path = dir.join(".env");
     let mut dotenv = Vec::new();
-    if dotenv_path.is_file() {
-        match procfile::parse_dotenv(&read(&dotenv_path)?) {
+    if dotenv_path.exists() {
+        match read_env_file(&dotenv_path) {
             Ok(v) => dotenv = v,
-            Err(errs) => {
+            Err(EnvFileError::Unreadable(m)) => {
+                errors.push(Diagnostic::new(
+                    &dotenv_path,
+                    None,
+                    format!("cannot read {}: {m}", report::shown_path(&dotenv_path)),
+                ));
+            }
+            Err(EnvFileError::Invalid(errs)) => {
                 for (loc, message) in errs {
-                    errors.push(Diagnostic {
-                        file: dotenv_path.clone(),
-                        loc: Some(loc),
-                        message,
-                    });
+                    errors.push(Diagnostic::new(&dotenv_path, Some(loc), message));
                 }
             }
         }
     }
     if entries.is_empty() && errors.is_empty() {
-        errors.push(Diagnostic {
-            file: path.clone(),
-            loc: Some(Loc { line: 1, col: 1 }),
-            message: "the Procfile defines no process\nhelp: add lines like `web: python -m http.server $PORT`"
-                .to_owned(),
-        });
+        errors.push(Diagnostic::new(
+            &path,
+            Some(Loc { line: 1, col: 1 }),
+            "the Procfile defines no process\nhelp: add lines like `web: python -m http.server $PORT`",
+        ));
     }
-    let base_text = dotenv
+    let from_dotenv = dotenv
         .iter()
         .rev()
         .find(|(k, _)| k == "PORT")
-        .map(|(_, v)| v.clone())
-        .or_else(|| env("PORT"));
-    let base = match base_text {
+        .map(|(_, v)| v.clone());
+    let in_dotenv = from_dotenv.is_some();
+    let base = match from_dotenv.or_else(|| env("PORT")) {
         None => PROCFILE_BASE_PORT,
         Some(t) => match t.trim().parse::<u16>() {
             Ok(p) if p > 0 => p,
+            // A value of the `.env` is never quoted; mew's own environment's is.
+            _ if in_dotenv => {
+                errors.push(Diagnostic::new(
+                    &dotenv_path,
+                    None,
+                    "`PORT` is not a port number (1-65535), so Procfile ports cannot be assigned",
+                ));
+                PROCFILE_BASE_PORT
+            }
             _ => {
-                errors.push(Diagnostic {
-                    file: dotenv_path.clone(),
-                    loc: None,
-                    message: format!(
-                        "PORT=`{t}` is not a port number, so Procfile ports cannot be assigned"
+                errors.push(Diagnostic::new(
+                    &path,
+                    None,
+                    format!(
+                        "PORT=`{}` in the environment is not a port number (1-65535), so Procfile ports cannot be assigned",
+                        escape(&t)
                     ),
-                });
+                ));
                 PROCFILE_BASE_PORT
             }
         },
@@ -383,14 +595,14 @@ fn load_procfile(
     for (i, e) in entries.iter().enumerate() {
         let port = u32::from(base) + u32::from(PROCFILE_PORT_STEP) * u32::try_from(i).unwrap_or(0);
         let Ok(port) = u16::try_from(port) else {
-            errors.push(Diagnostic {
-                file: path.clone(),
-                loc: Some(e.loc.clone()),
-                message: format!(
+            errors.push(Diagnostic::new(
+                &path,
+                Some(e.loc.clone()),
+                format!(
                     "`{}` would get PORT {port}, beyond 65535 (base port {base})",
                     e.name
                 ),
-            });
+            ));
             continue;
         };
         let mut p =
@@ -404,7 +616,16 @@ fn load_procfile(
         processes.push(p);
     }
     if !errors.is_empty() {
-        return Err(invalid(errors, Vec::new(), (&path, text)));
+        return Err(invalid(
+            errors,
+            Vec::new(),
+            Source {
+                path: path.clone(),
+                text,
+                yaml: false,
+                secrets: Vec::new(),
+            },
+        ));
     }
     let id = dir_name(dir);
     Ok(SpaceConfig {
@@ -510,14 +731,15 @@ fn resolve_one(
             } else {
                 "it is not set in the environment".to_owned()
             };
-            warnings.push(Diagnostic {
-                file: cfg.config_path.clone(),
-                loc: Some(p.loc.clone()),
-                message: format!(
-                    "`${{{name}}}` in `{}.{field}` is left as written: {why}",
-                    p.name
+            warnings.push(Diagnostic::new(
+                &cfg.config_path,
+                Some(p.loc.clone()),
+                format!(
+                    "`${{{name}}}` in `{}.{}` is left as written: {why}",
+                    p.name,
+                    escape(field)
                 ),
-            });
+            ));
         }
     };
     // Config env: each value may use the built-ins, env_file, earlier entries, the OS.

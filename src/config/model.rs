@@ -214,6 +214,21 @@ pub struct Diagnostic {
     pub message: String,
 }
 
+impl Diagnostic {
+    /// A diagnostic whose message is made safe to print: every control
+    /// character but the newlines between its lines is escaped (see
+    /// [`crate::config::escape`]). Values quoted in `message` should be
+    /// escaped already (with their newlines); this is the safety net.
+    pub fn new(file: &std::path::Path, loc: Option<Loc>, message: impl Into<String>) -> Self {
+        let message = message.into();
+        Diagnostic {
+            file: file.to_path_buf(),
+            loc,
+            message: super::report::escape_lines(&message).into_owned(),
+        }
+    }
+}
+
 /// The whole validated space.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct SpaceConfig {

@@ -31,10 +31,12 @@ pub fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, Vec<LineError>>
             }
             None => (line, indent),
         };
+        // No message quotes the line: an env file holds secrets (a private
+        // key's line has no `=`, or a name made of its base64).
         let Some((key, value)) = line.split_once('=') else {
             errors.push((
                 loc(lineno, indent + 1),
-                format!("expected `KEY=VALUE`, found `{}`", line.trim_end()),
+                "expected `KEY=VALUE`: this line has no `=` (its content is not shown: an env file holds secrets)".to_owned(),
             ));
             continue;
         };
@@ -42,7 +44,7 @@ pub fn parse_dotenv(text: &str) -> Result<Vec<(String, String)>, Vec<LineError>>
         if !super::interp_is_name(key) {
             errors.push((
                 loc(lineno, indent + 1),
-                format!("`{key}` is not a valid variable name (letters, digits and `_`, not starting with a digit)"),
+                "the name before `=` is not a valid variable name (letters, digits and `_`, not starting with a digit)".to_owned(),
             ));
             continue;
         }
@@ -108,10 +110,7 @@ fn parse_value(raw: &str) -> Result<String, (usize, String)> {
     if !tail.is_empty() && !tail.starts_with('#') {
         return Err((
             rest_start,
-            format!(
-                "unexpected text after the closing quote: `{}`",
-                tail.trim_end()
-            ),
+            "unexpected text after the closing quote".to_owned(),
         ));
     }
     Ok(value)
@@ -139,7 +138,7 @@ pub fn parse_procfile(text: &str) -> Result<Vec<ProcfileEntry>, Vec<LineError>> 
         let Some((name, command)) = line.split_once(':') else {
             errors.push((
                 loc(lineno, indent + 1),
-                format!("expected `name: command`, found `{line}`"),
+                format!("expected `name: command`, found `{}`", super::escape(line)),
             ));
             continue;
         };

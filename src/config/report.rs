@@ -1,10 +1,84 @@
-//! User-facing rendering of configuration problems.
+//! User-facing rendering of configuration problems, and [`escape`]: the one
+//! place that makes config-derived text safe to print on a terminal.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::path::Path;
 
 use super::ConfigError;
 use super::model::Diagnostic;
+
+/// Whether `c` must not reach a terminal as is: C0 controls (tab and newline
+/// included), DEL, C1 controls (U+0080–U+009F), the bidi overrides, embeddings
+/// and isolates (U+202A–U+202E, U+2066–U+2069), the bidi marks (U+200E,
+/// U+200F, U+061C) and the Unicode line and paragraph separators (U+2028,
+/// U+2029). A space is plain text.
+pub fn needs_escape(c: char) -> bool {
+    matches!(c,
+        '\u{0}'..='\u{1f}'
+        | '\u{7f}'..='\u{9f}'
+        | '\u{202a}'..='\u{202e}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{200e}' | '\u{200f}' | '\u{61c}' | '\u{2028}' | '\u{2029}')
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\t' => out.push_str("\\t"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\u{0}'..='\u{1f}' | '\u{7f}' => {
+            let _ = write!(out, "\\x{:02x}", u32::from(c));
+        }
+        _ => {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        }
+    }
+}
+
+/// `s` with every character of [`needs_escape`] shown visibly: `\t`, `\n`,
+/// `\r`, `\x1b`, `\x7f`, `\u{9b}`, `\u{202e}`. Every value that comes
+/// from a config file (or its directory's name) goes through this before mew
+/// prints it, so a hidden escape sequence (OSC 52, a cursor move, a carriage
+/// return, a bidi override) cannot redraw what the user reads. Backslashes
+/// are kept as they are (a regex stays readable), so the output is not
+/// reversible; it is only for reading.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(needs_escape) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if needs_escape(c) {
+            push_escaped(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// [`escape`], keeping `\n`: for mew's own multi-line messages (a headline
+/// and `help:` lines) once their config-derived values have been escaped.
+pub fn escape_lines(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(|c| c != '\n' && needs_escape(c)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c != '\n' && needs_escape(c) {
+            push_escaped(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A path for a message: [`escape`]d.
+pub fn shown_path(p: &Path) -> String {
+    escape(&p.display().to_string()).into_owned()
+}
 
 /// A path as the user would type it: relative to the current directory when inside it.
 pub fn display_path(p: &Path) -> String {
@@ -12,9 +86,9 @@ pub fn display_path(p: &Path) -> String {
         && let Ok(rel) = p.strip_prefix(&cwd)
         && !rel.as_os_str().is_empty()
     {
-        return rel.display().to_string();
+        return escape(&rel.display().to_string()).into_owned();
     }
-    p.display().to_string()
+    shown_path(p)
 }
 
 /// The message of a YAML error without serde-saphyr's location suffix and hints.
@@ -42,12 +116,70 @@ pub fn syntax_message(e: &serde_saphyr::Error) -> String {
     s.trim().to_owned()
 }
 
+/// The text of the config file itself, for the excerpts under its
+/// diagnostics. Only the config file (space.yaml or Procfile) is ever
+/// quoted: a file named by `env_file` (or a Procfile's `.env`) holds secrets,
+/// so its diagnostics give a location and never its lines.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub path: std::path::PathBuf,
+    pub text: String,
+    /// YAML: a lone CR ends a line too (as the parser counts lines).
+    pub yaml: bool,
+    /// Literal `tokens:` values: shown as `****` in excerpts too.
+    pub secrets: Vec<String>,
+}
+
+impl Source {
+    /// `text` with every secret masked (as `check` masks them everywhere).
+    fn masked<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let mut out = Cow::Borrowed(text);
+        for t in self.secrets.iter().filter(|t| !t.is_empty()) {
+            if out.contains(t.as_str()) {
+                out = Cow::Owned(out.replace(t.as_str(), "****"));
+            }
+        }
+        out
+    }
+}
+
+/// Line `n` (1-based) of `text`, as the parser that located it counts lines:
+/// `\n` and `\r\n` always, a lone `\r` too in YAML.
+pub fn source_line(text: &str, n: u32, yaml: bool) -> Option<&str> {
+    let n = usize::try_from(n).ok()?.checked_sub(1)?;
+    if !yaml {
+        return text.lines().nth(n);
+    }
+    let mut rest = text;
+    let mut i = 0;
+    loop {
+        let end = rest.find(['\r', '\n']).unwrap_or(rest.len());
+        if i == n {
+            return Some(&rest[..end]);
+        }
+        if end == rest.len() {
+            return None;
+        }
+        let skip = if rest[end..].starts_with("\r\n") {
+            2
+        } else {
+            1
+        };
+        rest = &rest[end + skip..];
+        if rest.is_empty() {
+            return None;
+        }
+        i += 1;
+    }
+}
+
 /// One diagnostic: `severity: file:line:col: headline`, the line with a caret,
-/// then the message's further lines (`help: ...`).
-pub fn render(severity: &str, d: &Diagnostic, source: Option<&str>) -> String {
+/// then the message's further lines (`help: ...`). Every part is
+/// [`escape`]d; the excerpt comes only from `source`, the config file.
+pub fn render(severity: &str, d: &Diagnostic, source: Option<&Source>) -> String {
     let mut out = String::new();
     let mut lines = d.message.lines();
-    let head = lines.next().unwrap_or_default();
+    let head = escape(lines.next().unwrap_or_default());
     let path = display_path(&d.file);
     match &d.loc {
         Some(l) => {
@@ -57,22 +189,23 @@ pub fn render(severity: &str, d: &Diagnostic, source: Option<&str>) -> String {
             let _ = writeln!(out, "{severity}: {path}: {head}");
         }
     }
-    if let (Some(l), Some(src)) = (&d.loc, source)
-        && let Some(text) = src.lines().nth((l.line as usize).saturating_sub(1))
+    if let (Some(l), Some(src)) = (&d.loc, source.filter(|s| s.path == d.file))
+        && let Some(text) = source_line(&src.text, l.line, src.yaml)
     {
         let num = l.line.to_string();
         let pad = " ".repeat(num.len());
-        let caret: String = text
+        // The caret sits under the text as shown (escaped, secrets masked).
+        let before: String = text
             .chars()
             .take((l.col as usize).saturating_sub(1))
-            .map(|c| if c == '\t' { '\t' } else { ' ' })
             .collect();
+        let caret = " ".repeat(escape(&src.masked(&before)).chars().count());
         let _ = writeln!(out, "{pad} |");
-        let _ = writeln!(out, "{num} | {text}");
+        let _ = writeln!(out, "{num} | {}", escape(&src.masked(text)));
         let _ = writeln!(out, "{pad} | {caret}^");
     }
     for rest in lines {
-        let _ = writeln!(out, "  = {rest}");
+        let _ = writeln!(out, "  = {}", escape(rest));
     }
     out
 }
@@ -90,24 +223,23 @@ pub fn render_error(e: &ConfigError, f: &mut std::fmt::Formatter<'_>) -> std::fm
             )
         }
         ConfigError::Io { path, message } => {
-            write!(f, "error: cannot read {}: {message}", display_path(path))
+            write!(
+                f,
+                "error: cannot read {}: {}",
+                display_path(path),
+                escape_lines(message)
+            )
         }
         ConfigError::Invalid {
             errors,
             warnings,
-            sources,
+            source,
         } => {
-            let src = |d: &Diagnostic| {
-                sources
-                    .iter()
-                    .find(|(p, _)| *p == d.file)
-                    .map(|(_, t)| t.as_str())
-            };
             for d in errors {
-                writeln!(f, "{}", render("error", d, src(d)))?;
+                writeln!(f, "{}", render("error", d, Some(source)))?;
             }
             for d in warnings {
-                writeln!(f, "{}", render("warning", d, src(d)))?;
+                writeln!(f, "{}", render("warning", d, Some(source)))?;
             }
             let file = errors
                 .first()

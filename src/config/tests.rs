@@ -1093,3 +1093,209 @@ fn mews_own_names_are_reserved() {
     let e = one_err("processes:\n  mew-server: { command: x }\n");
     assert!(e.contains("`mew-server` is reserved"), "{e}");
 }
+
+#[test]
+fn escape_shows_every_hidden_character() {
+    assert_eq!(escape("plain text, é 空"), "plain text, é 空");
+    assert!(matches!(escape("plain"), std::borrow::Cow::Borrowed(_)));
+    assert_eq!(
+        escape("\x1b]52;c;Zm9v\x07"),
+        r"\x1b]52;c;Zm9v\x07",
+        "OSC 52"
+    );
+    assert_eq!(escape("a\rb\tc\nd\0\x7f"), r"a\rb\tc\nd\x00\x7f");
+    assert_eq!(
+        escape("\u{9b}2A\u{85}\u{80}\u{9f}"),
+        r"\u{9b}2A\u{85}\u{80}\u{9f}"
+    );
+    for c in ['\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}'] {
+        assert_eq!(escape(&c.to_string()), format!("\\u{{{:x}}}", u32::from(c)));
+    }
+    for c in [
+        '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}', '\u{200e}', '\u{200f}',
+    ] {
+        assert_eq!(escape(&c.to_string()), format!("\\u{{{:x}}}", u32::from(c)));
+    }
+    // Only the newlines of mew's own messages survive `escape_lines`.
+    assert_eq!(
+        escape_lines("head `\x1b[2A`\nhelp: \r"),
+        "head `\\x1b[2A`\nhelp: \\r"
+    );
+    // Escaping is idempotent: escaped text has nothing left to escape.
+    let once = escape("\x1b[2A\u{202e}").into_owned();
+    assert_eq!(escape(&once), once);
+}
+
+#[test]
+fn diagnostics_escape_values_even_newlines() {
+    // A key (YAML allows anything in a quoted key) with a newline and an
+    // escape: one line, visible, in the message and the JSON.
+    let c = ok("processes:\n  web:\n    command: x\n    \"comman\\nd\\e\": 1\n");
+    let w = warnings(&c);
+    assert!(
+        w.iter()
+            .any(|m| m.starts_with("unknown key `comman\\nd\\x1b` in process `web`")),
+        "{w:#?}"
+    );
+    let e = one_err("processes:\n  web: { command: x, depends_on: [\"db\\n\\e[2A\"] }\n");
+    assert!(
+        e.contains("depends on `db\\n\\x1b[2A`, which is not defined"),
+        "{e}"
+    );
+    let e = one_err("processes:\n  web: { command: x, restart_policy: \"\\e]0;x\\a\" }\n");
+    assert!(e.contains("unknown restart policy `\\x1b]0;x\\x07`"), "{e}");
+}
+
+#[test]
+fn excerpts_are_escaped_and_aligned() {
+    let d = Diagnostic::new(
+        Path::new("/s/space.yaml"),
+        Some(Loc { line: 2, col: 8 }),
+        "bad\nhelp: fix \x1b[2A it",
+    );
+    let src = Source {
+        path: PathBuf::from("/s/space.yaml"),
+        text: "a: 1\nb: \"\x1b\t\u{202e}x\" # s3cret\n".to_owned(),
+        yaml: true,
+        secrets: vec!["s3cret".to_owned()],
+    };
+    let out = report::render("error", &d, Some(&src));
+    assert_eq!(
+        out,
+        "error: /s/space.yaml:2:8: bad\n  |\n2 | b: \"\\x1b\\t\\u{202e}x\" # ****\n  |                   ^\n  = help: fix \\x1b[2A it\n"
+    );
+    // Another file (an env_file) is never quoted.
+    let other = Diagnostic::new(Path::new("/s/creds"), Some(Loc { line: 2, col: 1 }), "bad");
+    assert_eq!(
+        report::render("error", &other, Some(&src)),
+        "error: /s/creds:2:1: bad\n"
+    );
+}
+
+#[test]
+fn yaml_lines_end_at_a_lone_cr() {
+    let t = "a\rb\r\nc\nd";
+    assert_eq!(report::source_line(t, 1, true), Some("a"));
+    assert_eq!(report::source_line(t, 2, true), Some("b"));
+    assert_eq!(report::source_line(t, 3, true), Some("c"));
+    assert_eq!(report::source_line(t, 4, true), Some("d"));
+    assert_eq!(report::source_line(t, 5, true), None);
+    assert_eq!(report::source_line(t, 0, true), None);
+    assert_eq!(report::source_line(t, 1, false), Some("a\rb"));
+    assert_eq!(report::source_line("x\n", 2, true), None);
+}
+
+#[test]
+fn bad_utf8_is_located_as_the_parser_counts_lines() {
+    assert_eq!(text_loc("", true), Loc { line: 1, col: 1 });
+    assert_eq!(text_loc("ab\ncé", true), Loc { line: 2, col: 3 });
+    assert_eq!(text_loc("a\rb\r\nc", true), Loc { line: 3, col: 2 });
+    assert_eq!(text_loc("a\rb\r\nc", false), Loc { line: 2, col: 2 });
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let f = dir.path().join("space.yaml");
+    std::fs::write(&f, b"a: 1\nb: \"\xe2\x82\"\n").unwrap_or_else(|e| panic!("{e}"));
+    match read_text(&f, true) {
+        Err(TextError::NotUtf8 { loc, offset, lossy }) => {
+            assert_eq!((loc, offset), (Loc { line: 2, col: 5 }, 9));
+            assert_eq!(lossy, "a: 1\nb: \"\u{fffd}\"\n");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn reading_is_bounded_even_on_an_endless_stream() {
+    // A file that grows while read (or a stream) stops at the limit + 1.
+    let endless = std::io::repeat(b'a');
+    assert_eq!(read_limited(endless, 1000).ok(), Some(None));
+    assert_eq!(
+        read_limited(&b"12345"[..], 5).ok(),
+        Some(Some(b"12345".to_vec()))
+    );
+    assert_eq!(read_limited(&b"123456"[..], 5).ok(), Some(None));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let f = dir.path().join("big.yaml");
+    std::fs::File::create(&f)
+        .and_then(|h| h.set_len(MAX_CONFIG_BYTES + 1))
+        .unwrap_or_else(|e| panic!("{e}"));
+    match read_text(&f, true) {
+        Err(TextError::Unreadable(m)) => assert_eq!(
+            m,
+            "it is 8388609 bytes (8.0 MiB); a config file may be at most 8 MiB (8388608 bytes)"
+        ),
+        other => panic!("{other:?}"),
+    }
+    match read_text(dir.path(), true) {
+        Err(TextError::Unreadable(m)) => assert_eq!(m, "it is a directory, not a regular file"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn dotenv_errors_never_quote_the_line() {
+    let secret = "MIIEvQIBADANBgkq";
+    let text = format!("{secret}\n{secret}+/=x\nK=\"{secret}\nL='x' {secret}\n");
+    let errs = parse_dotenv(&text).unwrap_err();
+    assert_eq!(errs.len(), 4);
+    for (loc, msg) in &errs {
+        assert!(
+            !msg.contains(secret) && !msg.contains("MII"),
+            "{loc:?}: {msg}"
+        );
+    }
+}
+
+/// `(line, col, message)` of each warning about `ps`.
+fn ps_warnings(c: &SpaceConfig) -> Vec<(u32, u32, String)> {
+    c.warnings
+        .iter()
+        .filter(|d| d.message.contains("`ps`"))
+        .map(|d| {
+            let l = d.loc.clone().unwrap_or_default();
+            (l.line, l.col, d.message.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn tokens_on_command_lines_are_warned_about() {
+    let c = ok(r#"participants:
+  a:
+    command: "run --token ${TOKEN}"
+  b:
+    command: run
+    args: ["--token=${TOKEN:-none}", "$${TOKEN}"]
+    ready: { exec: "probe ${TOKEN}" }
+    health: { exec: "check ${TOKEN}", period: 5s }
+  c:
+    command: "run $${TOKEN}"
+    args: ["${TOKENS}", "${PARTICIPANT}"]
+    env: { T: "${TOKEN}" }
+    ready: { http: "http://127.0.0.1:1/?t=${TOKEN}" }
+    tokens: ["lit-token-1"]
+processes:
+  p:
+    command: "x ${TOKEN}"
+  q:
+    command: "use lit-token-1"
+"#);
+    let w = ps_warnings(&c);
+    let at: Vec<(u32, u32)> = w.iter().map(|(l, c, _)| (*l, *c)).collect();
+    // Not: `$${TOKEN}`, `${TOKENS}`, env, an http probe (mew's own request),
+    // a process without a token (its `${TOKEN}` is left as written).
+    assert_eq!(at, [(3, 14), (6, 12), (7, 20), (8, 21), (19, 14)], "{w:#?}");
+    assert_eq!(
+        w[0].2,
+        "`a.command` puts `${TOKEN}` on its command line: every user of this machine can read it in `ps`\nhelp: pass it in the environment: `a` already has its token in `$MEW_TOKEN_A`; a program that reads another variable can get it with `env: { NAME: \"${TOKEN}\" }`"
+    );
+    assert!(w[2].2.contains(
+        "`b.ready.exec` puts `${TOKEN}` on the command line of an exec probe, run every period"
+    ));
+    assert!(w[3].2.starts_with("`b.health.exec` puts `${TOKEN}`"));
+    assert!(
+        w[4].2
+            .starts_with("`q.command` puts a token written in `tokens:` on its command line")
+    );
+    assert!(!w[4].2.contains("lit-token-1"), "{}", w[4].2);
+    assert!(w[4].2.contains("help: pass it in the environment (`env:`)"));
+}

@@ -2,6 +2,7 @@
 
 use super::build::{Builder, GATEWAY_NAME};
 use super::model::*;
+use super::report::escape;
 use super::suggest::did_you_mean;
 
 /// Add the implicit gateway dependency, then check every dependency.
@@ -56,8 +57,11 @@ pub fn dependencies(
                         p.name, d.name
                     )
                 } else {
-                    let mut m =
-                        format!("`{}` depends on `{}`, which is not defined", p.name, d.name);
+                    let mut m = format!(
+                        "`{}` depends on `{}`, which is not defined",
+                        p.name,
+                        escape(&d.name)
+                    );
                     if let Some(s) = did_you_mean(&d.name, &names) {
                         m.push_str(&format!("\nhelp: did you mean `{s}`?"));
                     } else if !names.is_empty() {
@@ -183,4 +187,61 @@ pub fn start_order(cfg: &SpaceConfig) -> Vec<usize> {
         order.push(i);
     }
     order
+}
+
+/// Warn about tokens on command lines. A command line is visible to every
+/// user of the machine (`ps`, `/proc/PID/cmdline`), and an exec probe's is
+/// again at every period; the environment is not (`/proc/PID/environ` is the
+/// owner's only). So `${TOKEN}` in a participant's `command`, `args` or
+/// `exec` probe, or a literal `tokens:` value in any process's, is a warning.
+pub fn token_exposure(b: &mut Builder<'_>, procs: &[ProcessConfig]) {
+    let mut found: Vec<(Loc, String)> = Vec::new();
+    for (p, extra) in procs.iter().zip(b.extras.iter()) {
+        for (field, loc, text) in &extra.command_lines {
+            let where_ = if field.ends_with(".exec") {
+                "on the command line of an exec probe, run every period"
+            } else {
+                "on its command line"
+            };
+            let uses_token = p.kind == ProcKind::Participant && {
+                let used = std::cell::Cell::new(false);
+                let lookup = |name: &str| {
+                    used.set(used.get() || name == "TOKEN");
+                    None
+                };
+                super::interpolate(text, &lookup);
+                used.get()
+            };
+            let literal = b
+                .secret_tokens
+                .iter()
+                .any(|t| !t.is_empty() && text.contains(t.as_str()));
+            let what = if uses_token {
+                "`${TOKEN}`"
+            } else if literal {
+                "a token written in `tokens:`"
+            } else {
+                continue;
+            };
+            let help = if p.kind == ProcKind::Participant {
+                format!(
+                    "pass it in the environment: `{}` already has its token in `${}`; a program that reads another variable can get it with `env: {{ NAME: \"${{TOKEN}}\" }}`",
+                    p.name,
+                    super::token_env_name(&p.name)
+                )
+            } else {
+                "pass it in the environment (`env:`), which only this user can read, and let the program read it from there".to_owned()
+            };
+            found.push((
+                loc.clone(),
+                format!(
+                    "`{}` puts {what} {where_}: every user of this machine can read it in `ps`\nhelp: {help}",
+                    escape(field)
+                ),
+            ));
+        }
+    }
+    for (loc, msg) in found {
+        b.warn(Some(&loc), msg);
+    }
 }
