@@ -1783,7 +1783,7 @@ mod tests {
                     1 => text.push(b'\n'),
                     2 => {
                         // Longer than a block, sometimes longer than any line kept.
-                        let len = if rng.next() % 3 == 0 {
+                        let len = if rng.next().is_multiple_of(3) {
                             MAX_READ_LINE + 10
                         } else {
                             BLOCK + 7
@@ -1793,7 +1793,7 @@ mod tests {
                     _ => text.extend_from_slice(raw(i, &format!("line {round} {i}")).as_bytes()),
                 }
             }
-            if rng.next() % 3 == 0 {
+            if rng.next().is_multiple_of(3) {
                 text.extend_from_slice(b"2026-01-01T00:00:00.000+00:00 | being writ");
             }
             fs::write(&path, &text).unwrap();
