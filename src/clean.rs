@@ -41,7 +41,6 @@ use std::fmt::Write as _;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
@@ -170,7 +169,7 @@ fn clean(space: &SpaceArgs, args: &CleanArgs, out: &mut String) -> Result<(), St
         }
     };
 
-    let running = server_running(&paths);
+    let running = space::running_server(&paths);
     if let Some(pid) = running {
         if !args.dry_run {
             return Err(running_msg(Some(pid)));
@@ -568,77 +567,6 @@ fn remove(base: &Path, t: &Target) -> io::Result<()> {
             }
         },
     }
-}
-
-// ---- is a server of this space running? ---------------------------------------------
-
-/// The pid of a server of this space, if one runs: the holder of the lock on
-/// `.mew/run/mew.lock`, or a process that holds an `flock` on a file of that
-/// name that was removed (`rm -rf .mew/run` under a running space leaves it
-/// running, holding the deleted lock file), found through `/proc/locks` and
-/// `/proc/<pid>/fd`; or the registry's server for this dir, when it holds
-/// such a file open.
-///
-/// `mew space up` needs the same check to not start a second set of
-/// processes next to a server whose run dir was removed.
-pub fn server_running(paths: &SpacePaths) -> Option<u32> {
-    let lock_ino = fs::metadata(&paths.lock).ok().map(|m| m.ino());
-    let locks = held_flocks();
-    if let Some(ino) = lock_ino
-        && let Some(&(pid, _)) = locks.iter().flatten().find(|(_, i)| *i == ino)
-    {
-        return Some(pid);
-    }
-    if let Some(pid) = locks
-        .iter()
-        .flatten()
-        .map(|&(pid, _)| pid)
-        .find(|&pid| holds_lock_file(pid, &paths.lock))
-    {
-        return Some(pid);
-    }
-    let entry = space::runtime_dir_path()
-        .join("spaces")
-        .join(format!("{}.json", space::dir_hash(&paths.dir)));
-    let pid = fs::read(entry)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<space::RegistryEntry>(&b).ok())
-        .filter(|e| e.dir == paths.dir)
-        .map(|e| e.pid)?;
-    holds_lock_file(pid, &paths.lock).then_some(pid)
-}
-
-/// `(pid, inode)` of every granted exclusive `flock`, from `/proc/locks`.
-fn held_flocks() -> Option<Vec<(u32, u64)>> {
-    let text = fs::read_to_string("/proc/locks").ok()?;
-    Some(
-        text.lines()
-            .filter(|l| !l.contains("->"))
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                // "1: FLOCK  ADVISORY  WRITE 1234 00:2f:5678 0 EOF"
-                if f.get(1) != Some(&"FLOCK") || f.get(3) != Some(&"WRITE") {
-                    return None;
-                }
-                let pid = f.get(4)?.parse().ok()?;
-                let ino = f.get(5)?.rsplit(':').next()?.parse().ok()?;
-                Some((pid, ino))
-            })
-            .collect(),
-    )
-}
-
-/// Process `pid` has `lock` open (or the file that was there, since removed).
-fn holds_lock_file(pid: u32, lock: &Path) -> bool {
-    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return false;
-    };
-    let mut deleted = lock.as_os_str().to_owned();
-    deleted.push(" (deleted)");
-    fds.flatten().any(|fd| {
-        fs::read_link(fd.path())
-            .is_ok_and(|t| t.as_os_str() == lock.as_os_str() || t.as_os_str() == deleted)
-    })
 }
 
 #[cfg(test)]

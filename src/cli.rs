@@ -237,7 +237,8 @@ pub struct CleanArgs {
     /// Show what would be removed, remove nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Clean even while the space is running.
+    /// Clean even when whether the space runs cannot be checked (never
+    /// while it runs).
     #[arg(long)]
     pub force: bool,
 }

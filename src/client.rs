@@ -33,6 +33,60 @@ pub enum ConnectError {
     NotRunning,
     /// A server answered but the conversation failed.
     Failed(String),
+    /// The run dir or the server is not this user's: nothing was said to
+    /// it (a planted socket must never see a keystroke or draw a byte).
+    Unsafe(String),
+}
+
+impl ConnectError {
+    /// The message for the user, when there is one to print as is.
+    fn why(&self) -> Option<&str> {
+        match self {
+            ConnectError::NotRunning => None,
+            ConnectError::Failed(w) | ConnectError::Unsafe(w) => Some(w),
+        }
+    }
+}
+
+/// The run dir (and the directory of an external socket) must be ours and
+/// private before anything in it is believed, and the server at the other
+/// end must run as us (or root), like tmux: in a shared, group-writable
+/// project another member could otherwise replace `.mew/run` with her own
+/// and put her server in front of the user's terminal.
+fn trusted_socket(space_dir: &Path) -> Result<PathBuf, ConnectError> {
+    let paths = SpacePaths::new(space_dir).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            ConnectError::Failed(format!(
+                "{}: permission denied (the space belongs to another user)",
+                space_dir.display()
+            ))
+        } else {
+            ConnectError::NotRunning
+        }
+    })?;
+    match std::fs::symlink_metadata(&paths.run_dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ConnectError::NotRunning);
+        }
+        _ => {}
+    }
+    let refuse = |e: std::io::Error| {
+        ConnectError::Unsafe(format!("{e}; refusing to talk to the server it names"))
+    };
+    space::check_private_dir(&paths.run_dir).map_err(refuse)?;
+    let socket = space::socket_path_for(space_dir).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            ConnectError::Failed(e.to_string())
+        } else {
+            ConnectError::NotRunning
+        }
+    })?;
+    if !socket.starts_with(&paths.run_dir)
+        && let Some(parent) = socket.parent()
+    {
+        space::check_private_dir(parent).map_err(refuse)?;
+    }
+    Ok(socket)
 }
 
 impl Conn {
@@ -49,11 +103,25 @@ impl Conn {
                 ConnectError::NotRunning
             }
         };
-        let socket = space::socket_path_for(space_dir)
-            .map_err(|e| denied(e, &space_dir.join(".mew/run")))?;
+        let socket = trusted_socket(space_dir)?;
         let stream = UnixStream::connect(&socket)
             .await
             .map_err(|e| denied(e, &socket))?;
+        match space::peer_uid(&stream) {
+            Ok(uid) if uid == nix::unistd::geteuid().as_raw() || uid == 0 => {}
+            Ok(uid) => {
+                return Err(ConnectError::Unsafe(format!(
+                    "the server on {} runs as uid {uid}, not as you; refusing to talk to it",
+                    socket.display()
+                )));
+            }
+            Err(e) => {
+                return Err(ConnectError::Unsafe(format!(
+                    "cannot check who runs the server on {}: {e}",
+                    socket.display()
+                )));
+            }
+        }
         let (mut rd, mut wr) = stream.into_split();
         let ours = Versions::ours();
         let hello = ClientMsg::Hello {
@@ -175,8 +243,8 @@ async fn connect_or_exit(space_dir: &Path, kind: ClientKind) -> Result<Conn, Exi
     match Conn::connect(space_dir, kind).await {
         Ok(c) => Ok(c),
         Err(ConnectError::NotRunning) => Err(not_running(space_dir)),
-        Err(ConnectError::Failed(why)) => {
-            eprintln!("mew: {why}");
+        Err(e) => {
+            eprintln!("mew: {}", e.why().unwrap_or_default());
             Err(ExitCode::FAILURE)
         }
     }
@@ -404,7 +472,11 @@ pub fn down(space_dir: &Path, timeout: Option<Duration>, patience: Duration) -> 
     runtime().block_on(async {
         let mut conn = match Conn::connect(space_dir, ClientKind::Control).await {
             Ok(c) => c,
-            Err(ConnectError::NotRunning) => return down_without_server(space_dir),
+            Err(ConnectError::NotRunning) => return down_without_server(space_dir).await,
+            Err(ConnectError::Unsafe(why)) => {
+                eprintln!("mew: {why}");
+                return ExitCode::FAILURE;
+            }
             Err(ConnectError::Failed(why)) => {
                 // A server that holds the lock but does not answer (stopped,
                 // wedged) is killed: `down` means nothing of the space runs after.
@@ -500,11 +572,38 @@ fn server_alive(pid: u32) -> bool {
     crate::server::process_runs(pid)
 }
 
-fn down_without_server(space_dir: &Path) -> ExitCode {
+/// SIGTERM a server that runs without a socket (its run dir was removed),
+/// wait for it to stop its processes and exit, and kill it (and what it left)
+/// if it does not within its patience.
+async fn stop_unreachable_server(space_dir: &Path, pid: u32) -> ExitCode {
+    println!("the space server (pid {pid}) has no socket (its run dir was removed); stopping it");
+    let _ = sys::signal_pid(pid, libc::SIGTERM);
+    let patience = Duration::from_secs(60);
+    let deadline = Instant::now() + patience;
+    while server_alive(pid) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if server_alive(pid) {
+        eprintln!(
+            "mew: the space server (pid {pid}) did not stop within {}; killing it and what it left",
+            crate::supervisor::fmt_duration(patience)
+        );
+        return kill_hung_server(space_dir, pid).await;
+    }
+    println!("the space is down");
+    ExitCode::SUCCESS
+}
+
+async fn down_without_server(space_dir: &Path) -> ExitCode {
     let Ok(paths) = SpacePaths::new(space_dir) else {
         println!("the space is not running; nothing to stop");
         return ExitCode::SUCCESS;
     };
+    // A server whose run dir was removed under it: it cannot be asked, so
+    // it is told (SIGTERM stops it as gracefully as a request would).
+    if let Some(pid) = space::running_server(&paths) {
+        return stop_unreachable_server(space_dir, pid).await;
+    }
     // Never started here (no run dir, no lock file): nothing to stop.
     if !paths.lock.exists() && !paths.state.exists() {
         println!("the space is not running; nothing to stop");
@@ -614,8 +713,8 @@ pub fn logs(cfg: &SpaceConfig, opts: LogsOptions) -> ExitCode {
             let mut conn = match Conn::connect(&cfg.dir, ClientKind::Follow).await {
                 Ok(c) => Some(c),
                 Err(ConnectError::NotRunning) => None,
-                Err(ConnectError::Failed(why)) => {
-                    eprintln!("mew: {why}");
+                Err(e) => {
+                    eprintln!("mew: {}", e.why().unwrap_or_default());
                     return ExitCode::FAILURE;
                 }
             };
@@ -680,15 +779,15 @@ pub fn logs(cfg: &SpaceConfig, opts: LogsOptions) -> ExitCode {
             }
         });
     }
-    match crate::logs::read_logs(&dir, &names, tail, since) {
-        Ok(records) => {
-            let stdout = std::io::stdout();
-            let mut out = stdout.lock();
-            for r in records {
-                print(&mut out, &r.process, r.at, r.event, &r.text);
-            }
-            ExitCode::SUCCESS
-        }
+    // Streamed: memory stays bounded whatever the size of the logs.
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let read = crate::logs::each_log(&dir, &names, tail, since, |r| {
+        print(&mut out, &r.process, r.at, r.event, &r.text);
+        true
+    });
+    match read {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("mew: cannot read logs in {}: {e}", dir.display());
             ExitCode::FAILURE
@@ -748,6 +847,11 @@ fn start_server(
         ExitCode::FAILURE
     })?;
     let log = crate::server::server_log(&cfg.logs.dir);
+    // Owner-only, never through a link, recorded as mew's own.
+    let log_file = crate::logs::open_server_log(&cfg.logs.dir).map_err(|e| {
+        eprintln!("mew: cannot open {}: {e}", log.display());
+        ExitCode::FAILURE
+    })?;
     let mut args: Vec<std::ffi::OsString> = vec!["__serve".into()];
     args.extend(config_args.iter().cloned());
     if let Some(p) = port {
@@ -755,7 +859,7 @@ fn start_server(
         args.push(p.to_string().into());
     }
     let log_start = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-    let pid = sys::spawn_daemon(&exe, &args, &log).map_err(|e| {
+    let pid = sys::spawn_daemon(&exe, &args, log_file).map_err(|e| {
         eprintln!("mew: cannot start the space server: {e}");
         ExitCode::FAILURE
     })?;
@@ -771,18 +875,20 @@ fn start_server(
                     );
                     return Err(ExitCode::FAILURE);
                 }
-                Err(ConnectError::Failed(why)) => {
-                    eprintln!("mew: {why}");
+                Err(ConnectError::NotRunning) => {}
+                Err(e) => {
+                    eprintln!("mew: {}", e.why().unwrap_or_default());
                     return Err(ExitCode::FAILURE);
                 }
-                Err(ConnectError::NotRunning) => {}
             }
             if !alive(pid) || Instant::now() > deadline {
                 eprintln!(
                     "mew: the space server did not start; its log ({}) says:",
                     log.display()
                 );
-                print_tail_from(&log, log_start, 20);
+                if print_tail_from(&log, log_start, 20) == 0 {
+                    eprintln!("  (nothing: {})", why_log_is_empty(&cfg.logs.dir));
+                }
                 return Err(ExitCode::FAILURE);
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -951,14 +1057,43 @@ fn print_process_tail(cfg: &SpaceConfig, name: &str, since: Millis) {
     }
 }
 
-fn print_tail_from(path: &PathBuf, from: u64, lines: usize) {
+/// Print the last `lines` lines written to `path` after offset `from`;
+/// returns how many were printed.
+fn print_tail_from(path: &PathBuf, from: u64, lines: usize) -> usize {
     let Ok(text) = std::fs::read(path) else {
-        return;
+        return 0;
     };
     let text = String::from_utf8_lossy(&text[(from as usize).min(text.len())..]).to_string();
-    let all: Vec<&str> = text.lines().collect();
-    for l in &all[all.len().saturating_sub(lines)..] {
-        eprintln!("  {l}");
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let shown = &all[all.len().saturating_sub(lines)..];
+    for l in shown {
+        eprintln!("  {}", crate::config::escape(l));
+    }
+    shown.len()
+}
+
+/// Why a server that died said nothing in its log: most often a full disk
+/// (it could not write a word), said with the numbers.
+fn why_log_is_empty(dir: &Path) -> String {
+    match nix::sys::statvfs::statvfs(dir) {
+        Ok(v) => {
+            let free = v.blocks_available().saturating_mul(v.fragment_size());
+            let inodes = v.files_available();
+            if free < 1024 * 1024 || (v.files() > 0 && inodes == 0) {
+                format!(
+                    "the file system of {} is full ({} free, {inodes} inodes free); free some space and try again",
+                    dir.display(),
+                    crate::supervisor::fmt_size(free)
+                )
+            } else {
+                format!(
+                    "the server wrote nothing before it ended ({} free on {}); run \"mew space up --no-tui\" to see it fail",
+                    crate::supervisor::fmt_size(free),
+                    dir.display()
+                )
+            }
+        }
+        Err(e) => format!("cannot inspect {}: {e}", dir.display()),
     }
 }
 

@@ -773,6 +773,87 @@ fn held_flock_inodes() -> Option<Vec<u64>> {
     )
 }
 
+// ---------------------------------------------------------------------------
+// Is a server of this space running?
+// ---------------------------------------------------------------------------
+
+/// The pid of a server of this space, if one runs: the holder of the lock on
+/// `.mew/run/mew.lock`, or a process that holds an `flock` on a file of that
+/// name that was removed (`rm -rf .mew/run` under a running space leaves it
+/// running, holding the deleted lock file), found through `/proc/locks` and
+/// `/proc/<pid>/fd`; or the registry's server for this dir, when it holds
+/// such a file open.
+///
+/// `clean` refuses while one runs, `up` does not start a second set of
+/// processes beside one, and `down` stops one whose run dir was removed.
+///
+/// The calling process never counts (it may hold the lock itself).
+pub fn running_server(paths: &SpacePaths) -> Option<u32> {
+    let me = std::process::id();
+    let lock_ino = fs::metadata(&paths.lock).ok().map(|m| m.ino());
+    let locks = held_flocks().map(|l| {
+        l.into_iter()
+            .filter(|&(pid, _)| pid != me)
+            .collect::<Vec<_>>()
+    });
+    if let Some(ino) = lock_ino
+        && let Some(&(pid, _)) = locks.iter().flatten().find(|(_, i)| *i == ino)
+    {
+        return Some(pid);
+    }
+    if let Some(pid) = locks
+        .iter()
+        .flatten()
+        .map(|&(pid, _)| pid)
+        .find(|&pid| holds_lock_file(pid, &paths.lock))
+    {
+        return Some(pid);
+    }
+    let entry = runtime_dir_path()
+        .join("spaces")
+        .join(format!("{}.json", dir_hash(&paths.dir)));
+    let pid = fs::read(entry)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<RegistryEntry>(&b).ok())
+        .filter(|e| e.dir == paths.dir)
+        .map(|e| e.pid)
+        .filter(|&pid| pid != me)?;
+    holds_lock_file(pid, &paths.lock).then_some(pid)
+}
+
+/// `(pid, inode)` of every granted exclusive `flock`, from `/proc/locks`.
+fn held_flocks() -> Option<Vec<(u32, u64)>> {
+    let text = fs::read_to_string("/proc/locks").ok()?;
+    Some(
+        text.lines()
+            .filter(|l| !l.contains("->"))
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                // "1: FLOCK  ADVISORY  WRITE 1234 00:2f:5678 0 EOF"
+                if f.get(1) != Some(&"FLOCK") || f.get(3) != Some(&"WRITE") {
+                    return None;
+                }
+                let pid = f.get(4)?.parse().ok()?;
+                let ino = f.get(5)?.rsplit(':').next()?.parse().ok()?;
+                Some((pid, ino))
+            })
+            .collect(),
+    )
+}
+
+/// Process `pid` has `lock` open (or the file that was there, since removed).
+fn holds_lock_file(pid: u32, lock: &Path) -> bool {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let mut deleted = lock.as_os_str().to_owned();
+    deleted.push(" (deleted)");
+    fds.flatten().any(|fd| {
+        fs::read_link(fd.path())
+            .is_ok_and(|t| t.as_os_str() == lock.as_os_str() || t.as_os_str() == deleted)
+    })
+}
+
 /// A stable 16-hex-char name for a space dir (FNV-1a 64 of its bytes).
 pub fn dir_hash(dir: &Path) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -314,14 +314,10 @@ pub fn become_subreaper() -> io::Result<()> {
 }
 
 /// Start `exe args` as a daemon: a new session, stdin from /dev/null,
-/// stdout/stderr appended to `log`. Call before any thread is started is not
+/// stdout/stderr to `out` (opened for appending). Call before any thread is started is not
 /// required (this is fork + exec through std), but the child must not inherit
 /// mew's runtime, which exec guarantees.
-pub fn spawn_daemon(exe: &Path, args: &[OsString], log: &Path) -> io::Result<u32> {
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)?;
+pub fn spawn_daemon(exe: &Path, args: &[OsString], out: std::fs::File) -> io::Result<u32> {
     let err = out.try_clone()?;
     let mut cmd = Command::new(exe);
     cmd.args(args)

@@ -23,6 +23,10 @@ fn mode(p: &Path) -> u32 {
         & 0o777
 }
 
+/// A python another uid can run (a pyenv shim under /root is not one);
+/// `.ci/run` installs it.
+const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -110,11 +114,12 @@ processes:
                 "caps={caps} {args:?} leaked: {}",
                 out.stdout
             );
-            // Told why, not "not running".
-            let why = if caps {
-                "only uid 0"
-            } else {
+            // Told why, not "not running": the client itself refuses a run
+            // dir that is not its own.
+            let why = if args == ["space", "logs"] {
                 "permission denied"
+            } else {
+                "not by you"
             };
             assert!(
                 out.stderr.to_lowercase().contains(why),
@@ -123,6 +128,24 @@ processes:
             );
         }
     }
+    // A raw client of another uid that reaches the socket anyway (it
+    // bypasses file modes) is refused by the server's peer check.
+    let mut raw = Command::new("setpriv");
+    raw.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+    raw.args(["--inh-caps=+dac_override", "--ambient-caps=+dac_override"]);
+    raw.args([
+        SYSTEM_PYTHON,
+        "-c",
+        "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(20); print(s.recv(4096))",
+    ]);
+    raw.arg(socket_path(&space));
+    let out = run(raw, Duration::from_secs(30));
+    assert_eq!(out.code(), Some(0), "raw client: {}", out.stderr);
+    assert!(
+        out.stdout.contains("only uid 0"),
+        "raw client got: {}",
+        out.stdout
+    );
     let server_log =
         std::fs::read_to_string(space.path().join(".mew/logs/mew-server.log")).unwrap();
     assert!(
@@ -131,6 +154,90 @@ processes:
     );
     // The owner is still served and nothing was stopped.
     let status = util::status_json(&space).expect("status as the owner");
+    assert_eq!(status["processes"][0]["state"], "ready", "{status}");
+    down(&space);
+    assert!(space.wait_no_survivors().is_empty());
+}
+
+/// In a shared, group-writable project another member renames `.mew/run`
+/// and plants her own with a listening socket: no client of the owner may
+/// connect to it (a fake prompt on the owner's terminal, keystrokes sent to
+/// her), `down` must not report "down", and the real space is untouched.
+#[test]
+fn a_planted_run_dir_is_never_talked_to() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root to act as another uid (CI runs as root)");
+        return;
+    }
+    let space = Space::new(
+        r#"
+processes:
+  real: { command: "sleep 1000" }
+"#,
+    );
+    up_d(&space);
+    let mew_dir = space.path().join(".mew");
+    std::fs::set_permissions(space.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&mew_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let accepted = space.path().join("accepted");
+    std::fs::write(&accepted, "").unwrap();
+    std::fs::set_permissions(&accepted, std::fs::Permissions::from_mode(0o666)).unwrap();
+    // Her listener: counts every connection it is offered.
+    let listener = r#"
+import os, socket, sys
+run = sys.argv[1]
+os.rename(run, run + ".real")
+os.mkdir(run, 0o700)
+s = socket.socket(socket.AF_UNIX)
+s.bind(os.path.join(run, "mew.sock"))
+s.listen(16)
+open(os.path.join(run, "ready"), "w").close()
+while True:
+    c, _ = s.accept()
+    with open(sys.argv[2], "a") as f:
+        f.write("connection\n")
+    c.sendall(b"\x1b]52;c;cHduZWQ=\x07Password: ")
+"#;
+    let mut evil = Command::new("setpriv");
+    evil.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+    evil.args([SYSTEM_PYTHON, "-c", listener]);
+    evil.arg(mew_dir.join("run")).arg(&accepted);
+    evil.env("TEST_MARK", &space.mark);
+    evil.stdout(std::process::Stdio::null());
+    let mut evil = evil.spawn().unwrap();
+    assert!(
+        wait_for(Duration::from_secs(30), || mew_dir
+            .join("run/ready")
+            .exists()),
+        "the planted listener did not start"
+    );
+    for args in [
+        &["space", "status"][..],
+        &["space", "down"],
+        &["space", "attach"],
+        &["space", "logs", "-f"],
+        &["space", "restart", "real"],
+    ] {
+        let out = mew(&space, args);
+        assert_ne!(out.code(), Some(0), "{args:?} succeeded: {}", out.stdout);
+        assert!(
+            out.stderr.contains("owned by uid 65534"),
+            "{args:?} did not say why: {}",
+            out.stderr
+        );
+        assert!(!out.stdout.contains("is down"), "{args:?}: {}", out.stdout);
+    }
+    let _ = evil.kill();
+    let _ = evil.wait();
+    assert_eq!(
+        std::fs::read_to_string(&accepted).unwrap(),
+        "",
+        "a client of the owner talked to the planted server"
+    );
+    // Undo the hijack: the real space ran all along.
+    std::fs::remove_dir_all(mew_dir.join("run")).unwrap();
+    std::fs::rename(mew_dir.join("run.real"), mew_dir.join("run")).unwrap();
+    let status = util::status_json(&space).expect("status of the real space");
     assert_eq!(status["processes"][0]["state"], "ready", "{status}");
     down(&space);
     assert!(space.wait_no_survivors().is_empty());

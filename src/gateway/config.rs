@@ -13,9 +13,6 @@ use serde_json::Value;
 
 use super::capability;
 
-/// Larger files are refused (a config is a few KB; a 5 GB file must not be read whole).
-pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
-
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParticipantDef {
     pub id: String,
@@ -70,20 +67,15 @@ pub fn load(
     token_for: &mut dyn FnMut(&str) -> Result<String, String>,
 ) -> Result<GatewayConfig, String> {
     let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(format!(
-            "{shown}: {} bytes is too large for a space config (at most {} MiB)",
-            meta.len(),
-            MAX_CONFIG_BYTES >> 20
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| format!("{shown}: {e}"))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let upto = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        let line = upto.iter().filter(|&&b| b == b'\n').count() + 1;
-        let col = upto.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
-        format!("{shown}:{line}:{col}: the file is not valid UTF-8")
+    // The same bounded, non-blocking read as `mew space check` and `up`.
+    let text = crate::config::read_text(path, true).map_err(|e| match e {
+        crate::config::TextError::Unreadable(why) => format!("{shown}: {why}"),
+        crate::config::TextError::NotUtf8 { loc, offset, .. } => format!(
+            "{shown}:{}:{}: {}",
+            loc.line,
+            loc.col,
+            crate::config::TextError::utf8_message(offset)
+        ),
     })?;
     parse(&text, path, space_dir, env, token_for)
 }

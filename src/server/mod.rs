@@ -117,6 +117,16 @@ pub fn lock_space(paths: &SpacePaths) -> Result<space::SpaceLock, space::LockErr
             {
                 std::thread::sleep(Duration::from_millis(10));
             }
+            // A server whose run dir was removed under it (`rm -rf
+            // .mew/run`) still runs, holding the old, unlinked lock: the
+            // fresh lock file must not let a second set of processes start.
+            Ok(lock) => match space::running_server(paths) {
+                Some(pid) => {
+                    drop(lock);
+                    return Err(space::LockError::Held { pid: Some(pid) });
+                }
+                None => return Ok(lock),
+            },
             other => return other,
         }
     }
@@ -509,12 +519,16 @@ pub fn format_diagnostic(level: &str, d: &config::Diagnostic) -> String {
     match &d.loc {
         Some(loc) => format!(
             "{level}: {}:{}:{}: {}",
-            d.file.display(),
+            config::escape(&d.file.display().to_string()),
             loc.line,
             loc.col,
             d.message
         ),
-        None => format!("{level}: {}: {}", d.file.display(), d.message),
+        None => format!(
+            "{level}: {}: {}",
+            config::escape(&d.file.display().to_string()),
+            d.message
+        ),
     }
 }
 
