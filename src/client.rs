@@ -556,8 +556,8 @@ async fn kill_hung_server(space_dir: &Path, pid: u32) -> ExitCode {
 
 /// Kill what a crashed server left behind (the caller holds the lock) and
 /// say so. Returns whether there was a crashed server to clean up after.
-fn report_recovery(paths: &SpacePaths) -> bool {
-    match crate::server::recover(paths) {
+fn report_recovery(paths: &SpacePaths, lock: &space::SpaceLock) -> bool {
+    match crate::server::recover(paths, lock) {
         Some((pid, killed)) => {
             println!("{}", recovery_message(pid, killed));
             true
@@ -612,7 +612,7 @@ async fn down_without_server(space_dir: &Path) -> ExitCode {
     // A live server that holds the lock but does not answer is not ours to judge.
     match crate::server::lock_space(&paths) {
         Ok(lock) => {
-            if !report_recovery(&paths) {
+            if !report_recovery(&paths, &lock) {
                 println!("the space is not running; nothing to stop");
             }
             let _ = std::fs::remove_file(&paths.socket);
@@ -822,7 +822,7 @@ fn start_server(
         Ok(lock) => {
             // A crashed server's leftovers go first, and the user hears of it
             // (the new server's own report would only reach its log file).
-            report_recovery(&paths);
+            report_recovery(&paths, &lock);
             drop(lock);
         }
         Err(space::LockError::Held { pid, .. }) => {
@@ -1255,7 +1255,7 @@ async fn report_dead_server(space_dir: &Path) {
 fn recover_dead_server(space_dir: &Path) -> Option<String> {
     let paths = SpacePaths::new(space_dir).ok()?;
     let lock = crate::server::lock_space(&paths).ok()?;
-    let report = crate::server::recover(&paths).map(|(pid, killed)| recovery_message(pid, killed));
+    let report = crate::server::recover(&paths, &lock).map(|(pid, killed)| recovery_message(pid, killed));
     let _ = std::fs::remove_file(&paths.socket);
     let _ = std::fs::remove_file(&paths.socket_record);
     drop(lock);

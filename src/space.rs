@@ -373,6 +373,10 @@ pub struct LockInfo {
 pub struct SpaceLock {
     file: Flock<File>,
     path: PathBuf,
+    /// What the lock file said when it was taken: the last server's pid and
+    /// run id (a server killed before it wrote `state.json` leaves only
+    /// this), or `None`.
+    pub previous: Option<LockInfo>,
 }
 
 impl SpaceLock {
@@ -414,11 +418,18 @@ pub fn try_lock(paths: &SpacePaths) -> Result<SpaceLock, LockError> {
         .open(&paths.lock)
         .map_err(|e| with_context(e, format!("cannot open {}", paths.lock.display())))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(locked) => {
+        Ok(mut locked) => {
+            let mut text = String::new();
+            let previous = locked
+                .read_to_string(&mut text)
+                .ok()
+                .and_then(|_| serde_json::from_str::<LockInfo>(&text).ok());
             locked.set_len(0)?;
+            locked.rewind()?;
             Ok(SpaceLock {
                 file: locked,
                 path: paths.lock.clone(),
+                previous,
             })
         }
         Err((mut file, Errno::EWOULDBLOCK)) => {

@@ -76,6 +76,18 @@ pub struct SpawnError {
     pub message: String,
     /// 127 for "not found", 126 for "cannot execute", 1 otherwise (shell conventions).
     pub exit_code: i32,
+    /// mew lacked a resource (descriptors, processes, memory): not the
+    /// program's fault, so not its crash; worth retrying.
+    pub transient: bool,
+}
+
+/// Errors that say the system (or mew) is short of something, not that the
+/// command is wrong.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM | libc::ENOSPC)
+    )
 }
 
 fn spawn_error(argv0: &str, cwd: &Path, e: &io::Error) -> SpawnError {
@@ -92,7 +104,11 @@ fn spawn_error(argv0: &str, cwd: &Path, e: &io::Error) -> SpawnError {
         io::ErrorKind::PermissionDenied => (format!("permission denied: {argv0}"), 126),
         _ => (format!("cannot start {argv0}: {e}"), 126),
     };
-    SpawnError { message, exit_code }
+    SpawnError {
+        message,
+        exit_code,
+        transient: is_transient(e),
+    }
 }
 
 /// In a forked child before exec: mark every descriptor from 3 up
@@ -139,16 +155,22 @@ pub fn spawn_on_pty(spec: &SpawnSpec<'_>) -> Result<PtyChild, SpawnError> {
         return Err(SpawnError {
             message: "empty command".into(),
             exit_code: 1,
+            transient: false,
         });
     };
     let guard = fork_lock();
-    let pty = openpty(&winsize(spec.rows, spec.cols), None).map_err(|e| SpawnError {
-        message: format!("cannot open a pseudo-terminal: {e}"),
-        exit_code: 1,
+    let pty = openpty(&winsize(spec.rows, spec.cols), None).map_err(|e| {
+        let e = io::Error::from(e);
+        SpawnError {
+            message: format!("cannot open a pseudo-terminal: {e}"),
+            exit_code: 1,
+            transient: is_transient(&e) || e.raw_os_error() == Some(libc::ENOENT),
+        }
     })?;
     let os_err = |e: io::Error| SpawnError {
         message: format!("cannot set up the pseudo-terminal: {e}"),
         exit_code: 1,
+        transient: is_transient(&e),
     };
     set_cloexec(pty.master.as_raw_fd()).map_err(os_err)?;
     set_cloexec(pty.slave.as_raw_fd()).map_err(os_err)?;
@@ -193,17 +215,24 @@ pub fn spawn_on_pty(spec: &SpawnSpec<'_>) -> Result<PtyChild, SpawnError> {
 /// Spawn a helper command (an exec probe): `sh -c line`, in its own process
 /// group, with stdio to /dev/null. Its exit is delivered by the reaper.
 pub fn spawn_helper(line: &str, env: &[(String, String)], cwd: &Path) -> io::Result<u32> {
-    let guard = fork_lock();
-    let result = Command::new("/bin/sh")
-        .arg("-c")
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
         .arg(line)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .process_group(0)
-        .spawn();
+        .process_group(0);
+    // SAFETY: only async-signal-safe syscalls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            cloexec_from_3();
+            Ok(())
+        });
+    }
+    let guard = fork_lock();
+    let result = cmd.spawn();
     drop(guard);
     Ok(result?.id())
 }

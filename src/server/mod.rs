@@ -4,7 +4,10 @@
 //! The same code runs in the foreground for `mew space up --no-tui` (with the
 //! headless printer attached) and as the daemon behind `up -d` and the TUI.
 
+mod recovery;
 mod session;
+
+pub use recovery::recover;
 
 /// `eprintln!` that cannot panic: a closed stderr (`up --no-tui 2>&1 | head`)
 /// must never take the server, and so its processes, down.
@@ -132,32 +135,6 @@ pub fn lock_space(paths: &SpacePaths) -> Result<space::SpaceLock, space::LockErr
     }
 }
 
-/// Kill what a crashed server left behind (recorded groups, and anything
-/// carrying its run marker). Returns how many processes were signalled.
-pub fn recover(paths: &SpacePaths) -> Option<(u32, usize)> {
-    let state = space::read_state(&paths.state).ok().flatten()?;
-    let mut killed = 0;
-    for p in &state.processes {
-        if sys::signal_group(p.pgid, libc::SIGKILL).unwrap_or(false) {
-            killed += 1;
-        }
-    }
-    for _ in 0..100 {
-        let pids = crate::procfs::find_marked("MEW_RUN_ID", &state.run_id);
-        if pids.is_empty() {
-            break;
-        }
-        for pid in pids {
-            if sys::signal_pid(pid, libc::SIGKILL).unwrap_or(false) {
-                killed += 1;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = std::fs::remove_file(&paths.state);
-    Some((state.server_pid, killed))
-}
-
 fn resolve_context(
     cfg: &SpaceConfig,
     paths: &SpacePaths,
@@ -219,7 +196,7 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
             return 1;
         }
     };
-    if let Some((pid, killed)) = recover(&paths) {
+    if let Some((pid, killed)) = recover(&paths, &lock) {
         say!(
             "mew: the previous server (pid {pid}) did not shut down cleanly; killed {killed} leftover process{}",
             if killed == 1 { "" } else { "es" }

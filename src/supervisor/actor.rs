@@ -29,6 +29,9 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(2);
 /// exited. Draining itself is bounded in bytes; delivery waits for a slow
 /// `--no-tui` stdout (like a pipe), so this is only a last resort.
 const DRAIN_GRACE: Duration = Duration::from_secs(60);
+/// How long a spawn that failed for want of a resource (EMFILE, EAGAIN…)
+/// waits before it is tried again (not counted as a crash).
+const TRANSIENT_RETRY: Duration = Duration::from_secs(1);
 
 /// Why mew is stopping a process.
 #[derive(Clone, Debug, PartialEq)]
@@ -68,6 +71,10 @@ struct Proc {
     log_re: Option<Arc<Regex>>,
     /// The command line as status shows it, participant tokens masked.
     shown_command: String,
+    /// Escapees of its last run are being looked for (off the runtime
+    /// thread): it is not started again until that is done, so a new
+    /// instance can never be mistaken for one.
+    escapees_pending: bool,
 }
 
 struct Actor {
@@ -199,6 +206,7 @@ pub(crate) fn start(
                 last_ticks: None,
                 log_re,
                 shown_command,
+                escapees_pending: false,
             }
         })
         .collect();
@@ -365,6 +373,10 @@ impl Actor {
                 if self.shutting_down && !self.down {
                     self.shutdown(true);
                 }
+            }
+            Cmd::EscapeesSwept { index } => {
+                self.procs[index].escapees_pending = false;
+                self.schedule();
             }
             Cmd::SweepDone => {
                 self.sweeping = false;
@@ -619,6 +631,9 @@ impl Actor {
                 let ProcState::Pending { waiting_for } = &self.procs[i].state else {
                     continue;
                 };
+                if self.procs[i].escapees_pending {
+                    continue;
+                }
                 let mut waiting = Vec::new();
                 let mut blocked = None;
                 for &(j, cond) in &self.deps[i] {
@@ -683,6 +698,31 @@ impl Actor {
         });
         let child = match spawned {
             Ok(c) => c,
+            // Out of descriptors or processes: mew's trouble, not the
+            // program's. Retried without counting toward its crash loop.
+            Err(e) if e.transient && !self.shutting_down => {
+                let delay = TRANSIENT_RETRY;
+                let until = now_millis() + delay.as_millis() as u64;
+                tracing::warn!(process = %p.rp.name, "cannot start: {}", e.message);
+                self.set_state(
+                    i,
+                    ProcState::Backoff { until },
+                    format!(
+                        "cannot start now ({}); retrying in {}",
+                        e.message,
+                        fmt_duration(delay)
+                    ),
+                );
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = tx.send(Cmd::RestartDue {
+                        index: i,
+                        generation,
+                    });
+                });
+                return;
+            }
             Err(e) => {
                 p.exit_code = Some(e.exit_code);
                 p.pid = None;
@@ -1070,7 +1110,15 @@ impl Actor {
             // before any respawn, so a new instance can never be mistaken for
             // one; during a shutdown the final sweep does it once for all.
             if !self.shutting_down {
-                kill_adopted(&self.opts.run_id, &p.rp.name);
+                p.escapees_pending = true;
+                let run_id = self.opts.run_id.clone();
+                let name = p.rp.name.clone();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let _ =
+                        tokio::task::spawn_blocking(move || kill_adopted(&run_id, &name)).await;
+                    let _ = tx.send(Cmd::EscapeesSwept { index: i });
+                });
             }
         }
         let uptime = p.started.map(|s| s.elapsed()).unwrap_or_default();
@@ -1478,23 +1526,12 @@ fn kill_adopted(run_id: &str, name: &str) {
     }
 }
 
-/// After a shutdown: kill everything that still carries this run's marker,
-/// until nothing does (bounded).
+/// After a shutdown: kill everything of this run that is left (marked, or
+/// in the server's tree), off the runtime thread.
 pub(crate) async fn sweep_run(run_id: &str) {
-    for _ in 0..200 {
-        let id = run_id.to_string();
-        let pids =
-            tokio::task::spawn_blocking(move || crate::procfs::find_marked("MEW_RUN_ID", &id))
-                .await
-                .unwrap_or_default();
-        if pids.is_empty() {
-            return;
-        }
-        for pid in pids {
-            let _ = sys::signal_pid(pid, libc::SIGKILL);
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let id = run_id.to_string();
+    let me = std::process::id();
+    let _ = tokio::task::spawn_blocking(move || super::sweep::kill_run(&id, &[], Some(me))).await;
 }
 
 /// `text` with every secret value replaced by `****` (as `mew space check` shows tokens).

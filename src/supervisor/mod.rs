@@ -12,6 +12,7 @@ pub mod policy;
 pub mod probe;
 pub mod pty;
 pub mod reaper;
+pub mod sweep;
 
 use std::sync::{Arc, Mutex};
 
@@ -240,6 +241,10 @@ pub(crate) enum Cmd {
         std::time::Instant,
     ),
     ShutdownDeadline,
+    /// The escapees of process `index`'s last run are gone.
+    EscapeesSwept {
+        index: usize,
+    },
     SweepDone,
 }
 
