@@ -123,3 +123,188 @@ fn up_on_a_full_disk_says_the_disk_is_full() {
     );
     assert!(space.survivors().is_empty(), "something was left running");
 }
+
+/// Descendants with no marker: one that cleared its environment
+/// (`setsid env -i`), and one made on every restart. All die with `down`.
+#[test]
+fn descendants_that_cleared_their_environment_do_not_outlive_down() {
+    let space = Space::new(
+        r#"
+processes:
+  hider: { command: "setsid env -i TEST_MARK_COPY=x sleep 1000 & sleep 1000" }
+"#,
+    );
+    up_d(&space);
+    // The env -i one carries no TEST_MARK: find it by its argv.
+    let hidden = || -> Vec<u32> {
+        mew::procfs::all_processes()
+            .into_iter()
+            .filter(|p| {
+                std::fs::read(format!("/proc/{}/environ", p.pid))
+                    .is_ok_and(|e| e.split(|b| *b == 0).any(|kv| kv == b"TEST_MARK_COPY=x"))
+            })
+            .map(|p| p.pid)
+            .collect()
+    };
+    assert!(wait_for(W, || hidden().len() == 1), "{:?}", hidden());
+    for n in 2..=3 {
+        let out = mew(&space, &["space", "restart", "hider"]);
+        assert_eq!(out.code(), Some(0), "{}", out.stderr);
+        assert!(
+            wait_for(W, || hidden().len() >= n),
+            "restart {n}: {:?}",
+            hidden()
+        );
+    }
+    down(&space);
+    assert!(
+        wait_for(W, || hidden().is_empty()),
+        "env -i descendants survived down: {:?}",
+        hidden()
+    );
+    assert!(space.wait_no_survivors().is_empty());
+}
+
+/// The server SIGKILLed before it wrote `state.json`: the run id in the
+/// lock is enough for `down` (and the next `up`) to find what it left.
+#[test]
+fn a_server_killed_before_its_state_file_is_cleaned_up_after() {
+    // Ignores the hangup that the server's death sends through its PTY.
+    let space = Space::new("processes:\n  one: { command: \"trap '' HUP; exec sleep 1000\" }\n");
+    up_d(&space);
+    let server = status_json(&space).unwrap()["server_pid"].as_u64().unwrap() as u32;
+    util::signal(server, "KILL");
+    assert!(wait_for(W, || !util::alive(server)));
+    // As if it died before its first state write.
+    let _ = std::fs::remove_file(space.path().join(".mew/run/state.json"));
+    assert!(
+        !space.survivors().is_empty(),
+        "nothing to clean up: the test is void"
+    );
+    let out = down(&space);
+    assert!(out.stdout.contains("had died"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("killed 1 leftover process"),
+        "{}",
+        out.stdout
+    );
+    let left = space.wait_no_survivors();
+    assert!(left.is_empty(), "survivors:\n{}", Space::describe(&left));
+}
+
+/// A stale `state.json` whose recorded group is now an unrelated program's
+/// (pid reuse): recovery must not SIGKILL it.
+#[test]
+fn a_reused_pgid_in_a_stale_state_file_is_left_alone() {
+    let space = Space::new("processes:\n  one: { command: \"sleep 1000\" }\n");
+    // An unrelated process group (not of any mew run).
+    let mut bystander = std::process::Command::new("sleep");
+    bystander.arg("1000").process_group(0);
+    use std::os::unix::process::CommandExt as _;
+    let mut bystander = bystander.spawn().unwrap();
+    let pgid = bystander.id();
+    let run = space.path().join(".mew/run");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let state = serde_json::json!({
+        "server_pid": 999_999_999u32,
+        "run_id": "r-long-gone",
+        "started_at": 0,
+        "processes": [{"name": "one", "pid": pgid, "pgid": pgid, "started_at": 0}],
+    });
+    std::fs::write(run.join("state.json"), state.to_string()).unwrap();
+    up_d(&space);
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "recovery killed an unrelated process group"
+    );
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    down(&space);
+    assert!(space.wait_no_survivors().is_empty());
+}
+
+/// A space started from a process of another space is its own run: the
+/// outer `down` stops it gracefully (its processes stopped by its own
+/// server, none orphaned), never SIGKILLs its server alone.
+#[test]
+fn a_space_started_inside_another_is_stopped_gracefully_not_orphaned() {
+    let inner = Space::new("processes:\n  inner: { command: \"sleep 1000\" }\n");
+    let outer = Space::new(&format!(
+        "processes:\n  nest: {{ command: \"{} --space-dir {} space up -d --wait && exec sleep 1000\" }}\n",
+        common::MEW,
+        inner.path().display()
+    ));
+    up_d(&outer);
+    assert!(
+        wait_for(W, || status_json(&inner)
+            .is_some_and(|s| s["processes"][0]["state"] == "ready")),
+        "the inner space did not start"
+    );
+    let inner_server = status_json(&inner).unwrap()["server_pid"].as_u64().unwrap() as u32;
+    down(&outer);
+    assert!(
+        wait_for(W, || !util::alive(inner_server)),
+        "the inner server still runs"
+    );
+    let log =
+        std::fs::read_to_string(inner.path().join(".mew/logs/mew-server.log")).unwrap_or_default();
+    let inner_log = inner.log("inner");
+    assert!(
+        inner_log.contains("stopped") || log.contains("stopping"),
+        "the inner space was not stopped by its own server:\n{inner_log}\n{log}"
+    );
+    let left = outer.wait_no_survivors();
+    assert!(left.is_empty(), "survivors:\n{}", Space::describe(&left));
+}
+
+/// A server out of descriptors (EMFILE) cannot start a process: that is not
+/// the process's crash. Once descriptors are back, it starts again, instead
+/// of staying "failed: crash loop" for good.
+#[test]
+fn a_spawn_that_fails_for_want_of_descriptors_is_not_a_crash() {
+    let space = Space::new(
+        r#"
+processes:
+  flaky: { command: "sleep 0.3; exit 1", restart_policy: on-failure, max_restarts: 2, backoff: { initial: 50ms, max: 100ms } }
+  steady: { command: "sleep 1000" }
+"#,
+    );
+    up_d(&space);
+    let server = status_json(&space).unwrap()["server_pid"].as_u64().unwrap() as u32;
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{server}/fd"))
+            .unwrap()
+            .count()
+    };
+    let limit = |n: usize| {
+        let ok = std::process::Command::new("prlimit")
+            .arg(format!("--pid={server}"))
+            .arg(format!("--nofile={n}:"))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "prlimit failed");
+    };
+    limit(fds());
+    let log = space.path().join(".mew/logs/mew-server.log");
+    assert!(
+        wait_for(W, || std::fs::read_to_string(&log)
+            .is_ok_and(|t| t.matches("cannot start").count() >= 4)),
+        "no spawn failed for want of descriptors:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    limit(4096);
+    // Back: it runs again (it exits 1 every 0.3 s, so it is seen running or
+    // restarting, never given up on because of EMFILE).
+    assert!(
+        wait_for(W, || status_json(&space).is_some_and(|s| {
+            let p = &s["processes"][0];
+            p["pid"].is_u64() && p["state"] != "failed"
+        })),
+        "flaky did not start again: {:?}",
+        status_json(&space)
+    );
+    down(&space);
+    assert!(space.wait_no_survivors().is_empty());
+}

@@ -1519,9 +1519,20 @@ async fn watch_exit(
 /// fork): it carries this run's marker and the process name. Called when the
 /// process has ended and before it is started again.
 fn kill_adopted(run_id: &str, name: &str) {
+    // Another space's server started by this process is its own run: asked
+    // to stop (it stops its processes), never SIGKILLed with them orphaned.
+    let servers: Vec<u32> = crate::space::list_running()
+        .into_iter()
+        .map(|e| e.pid)
+        .collect();
     for pid in crate::procfs::find_marked("MEW_RUN_ID", run_id) {
         if crate::procfs::env_var(pid, "MEW_PROCESS").as_deref() == Some(name) {
-            let _ = sys::signal_pid(pid, libc::SIGKILL);
+            let sig = if servers.contains(&pid) {
+                libc::SIGTERM
+            } else {
+                libc::SIGKILL
+            };
+            let _ = sys::signal_pid(pid, sig);
         }
     }
 }
