@@ -29,6 +29,10 @@ pub struct Printer {
     /// computed once (name, padding, colour, separator).
     labels: Vec<[Vec<u8>; 2]>,
     clock: Clock,
+    /// Writing to this descriptor (stdout): wait for it with `poll` and write
+    /// at most `PIPE_BUF` at a time, so a write never blocks for good and a
+    /// stopping space can give up on a reader that went away without closing.
+    poll_stdout: bool,
 }
 
 /// Formats `HH:MM:SS` in local time, once per second.
@@ -89,6 +93,7 @@ impl Printer {
             color,
             timestamps,
             labels,
+            poll_stdout: false,
             clock: Clock {
                 second: -1,
                 text: String::new(),
@@ -164,26 +169,34 @@ impl Printer {
     /// the output is gone (its reader closed the pipe: `| head -1`),
     /// `on_closed` is told — the space then stops, as a pipeline expects —
     /// and the feed is drained to its end so no reader ever blocks.
+    /// The printer writes to the process's stdout: see `poll_stdout`.
+    pub fn for_stdout(mut self) -> Printer {
+        self.poll_stdout = true;
+        self
+    }
+
     pub fn run(
         mut self,
         mut feed: LineFeed,
         out: impl Write,
         on_closed: Option<tokio::sync::oneshot::Sender<()>>,
     ) {
-        let mut out = io::BufWriter::with_capacity(64 * 1024, out);
+        let mut out = out;
         let mut buf = Vec::with_capacity(64 * 1024);
         while let Some(item) = feed.blocking_recv() {
             if matches!(item, Printable::End) {
                 return;
             }
             buf.clear();
+            self.note_dropped(&feed, &mut buf);
             self.format(&item, &mut buf);
             let mut more = 0;
+            let mut end = false;
             while more < 4096 {
                 match feed.try_recv() {
                     Some(Printable::End) => {
-                        let _ = out.write_all(&buf).and_then(|_| out.flush());
-                        return;
+                        end = true;
+                        break;
                     }
                     Some(next) => {
                         self.format(&next, &mut buf);
@@ -192,8 +205,14 @@ impl Printer {
                     None => break,
                 }
             }
-            if out.write_all(&buf).and_then(|_| out.flush()).is_err() {
-                // stdout is gone (closed pipe): say so, then drain so nothing blocks.
+            if end {
+                self.note_dropped(&feed, &mut buf);
+                let _ = self.write_out(&mut out, &buf, &feed);
+                return;
+            }
+            if self.write_out(&mut out, &buf, &feed).is_err() {
+                // stdout is gone (closed pipe, or a stopping space gave up
+                // on it): say so, then drain so nothing blocks.
                 if let Some(tx) = on_closed {
                     let _ = tx.send(());
                 }
@@ -204,6 +223,7 @@ impl Printer {
                 }
                 return;
             }
+            feed.progress();
             if more > 0 {
                 // More arrived while this batch was formatted: a stream is
                 // running. Let it gather for a moment instead of waking for
@@ -215,7 +235,62 @@ impl Printer {
             }
         }
     }
+
+    /// Lines that stdout was too stalled to take are said, not hidden.
+    fn note_dropped(&self, feed: &LineFeed, buf: &mut Vec<u8>) {
+        let n = feed.take_dropped();
+        if n > 0 {
+            let _ = writeln!(
+                buf,
+                "mew: {n} line{} not shown here (stdout stopped reading); \"mew space logs\" has every one",
+                if n == 1 { " was" } else { "s were" }
+            );
+        }
+    }
+
+    /// Write `buf` whole. With a poll descriptor: in `PIPE_BUF` pieces, each
+    /// after `poll` says there is room, so no write blocks; once the space is
+    /// stopping, a reader that takes nothing for 2 s is given up on.
+    fn write_out(&self, out: &mut impl Write, buf: &[u8], feed: &LineFeed) -> io::Result<()> {
+        if !self.poll_stdout {
+            return out.write_all(buf).and_then(|_| out.flush());
+        }
+        use std::os::fd::AsFd as _;
+        let stdout = io::stdout();
+        let mut waited_closing = std::time::Duration::ZERO;
+        for piece in buf.chunks(PIPE_BUF) {
+            loop {
+                let mut fds = [nix::poll::PollFd::new(
+                    stdout.as_fd(),
+                    nix::poll::PollFlags::POLLOUT,
+                )];
+                let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u16));
+                match ready {
+                    Ok(n) if n > 0 => break,
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {
+                        if feed.is_closing() {
+                            waited_closing += std::time::Duration::from_millis(200);
+                            if waited_closing >= std::time::Duration::from_secs(2) {
+                                return Err(io::Error::new(
+                                    io::ErrorKind::TimedOut,
+                                    "stdout stopped reading",
+                                ));
+                            }
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            out.write_all(piece)?;
+            out.flush()?;
+        }
+        Ok(())
+    }
 }
+
+/// At most this much is written after one `poll` (what a pipe with room
+/// takes without blocking).
+const PIPE_BUF: usize = 4096;
 
 /// How long the printer lets a running stream gather between two writes.
 /// The lines keep their read-time timestamps; the permits (16 Ki lines) hold

@@ -308,3 +308,45 @@ processes:
     down(&space);
     assert!(space.wait_no_survivors().is_empty());
 }
+
+/// `up --no-tui` whose stdout stops reading (a paused pager, a fifo nobody
+/// reads): the processes are not frozen behind it (their logs go on), and
+/// `down` stops the space; `up` exits.
+#[test]
+fn a_stdout_that_stops_reading_holds_nothing() {
+    let space = Space::new(
+        "logs: { rotate_size: 1G }\nprocesses:\n  chatty: { command: \"i=0; while :; do i=$((i+1)); echo \\\"line $i of a space whose stdout stopped reading\\\"; done\" }\n",
+    );
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut cmd = space.mew();
+    cmd.args(["space", "up", "--no-tui"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::null());
+    let mut up = cmd.spawn().unwrap();
+    // The pipe (64 KiB) and the printer's permits fill within moments; the
+    // log must keep growing far past them.
+    let lines = || space.log("chatty").lines().count();
+    assert!(
+        wait_for(Duration::from_secs(60), || lines() > 200_000),
+        "the process froze behind the stalled stdout ({} lines logged)",
+        lines()
+    );
+    let out = down(&space);
+    assert!(out.stdout.contains("is down"), "{}", out.stdout);
+    // It stopped on its own, not killed by down's patience.
+    assert!(!out.stderr.contains("killing"), "{}", out.stderr);
+    let deadline = std::time::Instant::now() + W;
+    let status = loop {
+        if let Some(s) = up.try_wait().unwrap() {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = up.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(reader);
+    assert!(status.is_some(), "up --no-tui did not exit after down");
+    assert!(space.wait_no_survivors().is_empty());
+}

@@ -372,7 +372,7 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     let printer = match (&opts.headless, feed) {
         (Some(h), Some(feed)) => {
             let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            let printer = Printer::new(names, color, h.timestamps);
+            let printer = Printer::new(names, color, h.timestamps).for_stdout();
             Some(std::thread::spawn(move || {
                 printer.run(feed, std::io::stdout(), Some(closed_tx))
             }))

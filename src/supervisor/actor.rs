@@ -1115,8 +1115,7 @@ impl Actor {
                 let name = p.rp.name.clone();
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
-                    let _ =
-                        tokio::task::spawn_blocking(move || kill_adopted(&run_id, &name)).await;
+                    let _ = tokio::task::spawn_blocking(move || kill_adopted(&run_id, &name)).await;
                     let _ = tx.send(Cmd::EscapeesSwept { index: i });
                 });
             }

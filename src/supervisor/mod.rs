@@ -66,37 +66,84 @@ pub enum Printable {
     End,
 }
 
-/// A lossless, ordered feed of lines and events (for `--no-tui`). Readers
-/// wait for permits, so a slow stdout slows the processes down like a pipe
-/// would, and never drops a line; the actor never waits.
+/// An ordered feed of lines and events (for `--no-tui`). Readers wait for
+/// permits, so a slow stdout slows the processes down like a pipe would and
+/// loses nothing; the actor never waits. A stdout that stops reading
+/// altogether (a paused pager, a fifo nobody reads) must not freeze the
+/// space: once the printer has made no progress for [`STALL`] (or the space
+/// is stopping), lines that find no permit are not shown, only counted (the
+/// log files have every one) and the printer says how many when it can.
 #[derive(Clone)]
 pub struct LineSink {
     tx: mpsc::UnboundedSender<Printable>,
     permits: Arc<Semaphore>,
+    state: Arc<SinkState>,
 }
 
 /// The receiving end of a [`LineSink`].
 pub struct LineFeed {
     rx: mpsc::UnboundedReceiver<Printable>,
     permits: Arc<Semaphore>,
+    state: Arc<SinkState>,
+}
+
+#[derive(Default)]
+struct SinkState {
+    /// When the printer last finished a write (ms since the epoch).
+    progress_ms: std::sync::atomic::AtomicU64,
+    /// Lines not shown because stdout did not read.
+    dropped: std::sync::atomic::AtomicU64,
+    /// The space is done: nothing waits for stdout any more.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// Lines in flight between the readers and the printer.
 const SINK_PERMITS: usize = 16 * 1024;
 
+/// A printer that has not finished a write for this long is stalled.
+pub const STALL: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub fn line_sink() -> (LineSink, LineFeed) {
     let (tx, rx) = mpsc::unbounded_channel();
     let permits = Arc::new(Semaphore::new(SINK_PERMITS));
+    let state = Arc::new(SinkState::default());
+    state.progress_ms.store(
+        crate::status::now_millis(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     (
         LineSink {
             tx,
             permits: permits.clone(),
+            state: state.clone(),
         },
-        LineFeed { rx, permits },
+        LineFeed { rx, permits, state },
     )
 }
 
 impl LineFeed {
+    /// The printer finished a write.
+    pub fn progress(&self) {
+        self.state.progress_ms.store(
+            crate::status::now_millis(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// How many lines were not shown since the last call.
+    pub fn take_dropped(&self) -> u64 {
+        self.state
+            .dropped
+            .swap(0, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The space is done: a write that cannot finish soon is given up.
+    pub fn is_closing(&self) -> bool {
+        self.state
+            .closing
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn release(&self, item: &Printable) {
         if let Printable::Lines { count, .. } = item {
             self.permits.add_permits(*count);
@@ -127,9 +174,30 @@ impl LineSink {
     async fn send_lines(&self, process: usize, at: Millis, text: String, count: usize) {
         // One PTY read never holds more lines than permits exist (64 KiB).
         let count = count.min(SINK_PERMITS);
-        match self.permits.acquire_many(count as u32).await {
-            Ok(p) => p.forget(),
-            Err(_) => return,
+        loop {
+            match self.permits.try_acquire_many(count as u32) {
+                Ok(p) => {
+                    p.forget();
+                    break;
+                }
+                Err(tokio::sync::TryAcquireError::Closed) => return,
+                Err(tokio::sync::TryAcquireError::NoPermits) => {}
+            }
+            if self.stalled() {
+                self.state
+                    .dropped
+                    .fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
+            let wait = self.permits.acquire_many(count as u32);
+            match tokio::time::timeout(std::time::Duration::from_millis(500), wait).await {
+                Ok(Ok(p)) => {
+                    p.forget();
+                    break;
+                }
+                Ok(Err(_)) => return,
+                Err(_) => continue,
+            }
         }
         let _ = self.tx.send(Printable::Lines {
             process,
@@ -143,9 +211,28 @@ impl LineSink {
         let _ = self.tx.send(Printable::Event(ev));
     }
 
+    /// The printer has not written for [`STALL`], or the space is done.
+    fn stalled(&self) -> bool {
+        let s = &self.state;
+        s.closing.load(std::sync::atomic::Ordering::Relaxed)
+            || crate::status::now_millis()
+                .saturating_sub(s.progress_ms.load(std::sync::atomic::Ordering::Relaxed))
+                > STALL.as_millis() as u64
+    }
+
     /// Tell the printer that nothing more will come.
     pub fn close(&self) {
+        self.state
+            .closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = self.tx.send(Printable::End);
+    }
+
+    /// The space is stopping: stdout is no longer waited for.
+    pub fn closing(&self) {
+        self.state
+            .closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
