@@ -638,7 +638,13 @@ async fn down_without_server(space_dir: &Path) -> ExitCode {
 // ---- ls ----------------------------------------------------------------------
 
 pub fn ls(json: bool) -> ExitCode {
-    let entries = space::list_running();
+    let entries = match space::list_running_checked() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("mew: cannot list the running spaces: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if json {
         let v: Vec<serde_json::Value> = entries
             .iter()

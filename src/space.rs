@@ -753,6 +753,13 @@ pub fn unregister(space_dir: &Path) -> io::Result<()> {
     Registry::open()?.unregister(space_dir)
 }
 
+/// The user's running spaces, or why the registry cannot be trusted (a
+/// runtime dir squatted by another user is refused, as tmux does, rather
+/// than read as "nothing runs").
+pub fn list_running_checked() -> io::Result<Vec<RegistryEntry>> {
+    Ok(Registry::open()?.list_running())
+}
+
 /// The user's running spaces (pruning dead entries).
 pub fn list_running() -> Vec<RegistryEntry> {
     Registry::open()

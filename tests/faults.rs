@@ -350,3 +350,55 @@ fn a_stdout_that_stops_reading_holds_nothing() {
     assert!(status.is_some(), "up --no-tui did not exit after down");
     assert!(space.wait_no_survivors().is_empty());
 }
+
+/// Another user who squats the per-user runtime dir (`$TMPDIR/mew-<uid>`
+/// without XDG_RUNTIME_DIR): `ls` refuses it with a clear message instead of
+/// "no spaces are running", and a space whose socket must live there says
+/// why it cannot start.
+#[test]
+fn a_squatted_runtime_dir_is_refused_with_a_clear_message() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: needs root to make a directory owned by another user");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let uid = nix::unistd::geteuid().as_raw();
+    let squat = tmp.path().join(format!("mew-{uid}"));
+    std::fs::create_dir(&squat).unwrap();
+    std::os::unix::fs::chown(&squat, Some(65534), Some(65534)).unwrap();
+    let env = |c: &mut std::process::Command| {
+        c.env_remove("XDG_RUNTIME_DIR").env("TMPDIR", tmp.path());
+    };
+    let mut ls = std::process::Command::new(common::MEW);
+    ls.args(["space", "ls"]);
+    env(&mut ls);
+    let out = common::run(ls, W);
+    assert_ne!(out.code(), Some(0), "{}", out.stdout);
+    assert!(
+        !out.stdout.contains("no spaces are running"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("owned by uid 65534"), "{}", out.stderr);
+    // A space dir too long for a socket in .mew/run: its socket would live
+    // in the squatted dir.
+    let space = Space::new("processes:\n  one: { command: \"sleep 1000\" }\n");
+    let mut deep = space.path().to_path_buf();
+    while deep.as_os_str().len() < 120 {
+        deep = deep.join("a-rather-long-directory-name");
+    }
+    std::fs::create_dir_all(deep.join(".mew")).unwrap();
+    std::fs::copy(
+        space.path().join(".mew/space.yaml"),
+        deep.join(".mew/space.yaml"),
+    )
+    .unwrap();
+    let mut up = std::process::Command::new(common::MEW);
+    up.arg("--space-dir").arg(&deep).args(["space", "up", "-d"]);
+    up.env("TEST_MARK", &space.mark);
+    env(&mut up);
+    let out = common::run(up, W);
+    assert_ne!(out.code(), Some(0), "{}", out.stdout);
+    assert!(out.stderr.contains("owned by uid 65534"), "{}", out.stderr);
+    assert!(space.survivors().is_empty());
+}
