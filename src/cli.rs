@@ -29,7 +29,7 @@ pub struct SpaceArgs {
     pub space_dir: PathBuf,
 
     /// The space config file [default: $MEW_SPACE_CONFIG, DIR/.mew/space.yaml, DIR/space.yaml]
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(short = 'c', long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Run a Procfile instead of a space.yaml (one process per line, foreman format).
@@ -47,6 +47,10 @@ pub enum Command {
     /// The MEW protocol gateway (HTTP + WebSocket).
     #[command(subcommand)]
     Gateway(GatewayCommand),
+    /// `mew space up` (as the upstream MEW CLI spells it).
+    Up(UpArgs),
+    /// `mew space down` (as the upstream MEW CLI spells it).
+    Down(DownArgs),
     /// The space server itself (started by `mew space up`; not for direct use).
     #[command(name = "__serve", hide = true)]
     Serve(ServeArgs),
@@ -194,8 +198,9 @@ pub struct UpArgs {
     #[arg(long)]
     pub no_tui: bool,
     /// Gateway port (default: gateway.port, else 8080; the next free port if taken).
-    #[arg(long)]
+    #[arg(short = 'p', long)]
     pub port: Option<u16>,
+
     /// Prefix output lines with HH:MM:SS (--no-tui).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub timestamps: bool,

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     // gateway handle a closed output themselves.
     let handles_pipe = match &cli.command {
         Some(Command::Serve(_) | Command::Gateway(_)) => true,
-        Some(Command::Space(SpaceCommand::Up(up))) => !up.detach,
+        Some(Command::Space(SpaceCommand::Up(up)) | Command::Up(up)) => !up.detach,
         None => true,
         _ => false,
     };
@@ -40,6 +40,8 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Some(Command::Space(cmd)) => space(cmd, &cli.space),
+        Some(Command::Up(up)) => space(SpaceCommand::Up(up), &cli.space),
+        Some(Command::Down(down)) => space(SpaceCommand::Down(down), &cli.space),
         Some(Command::Gateway(GatewayCommand::Start(a))) => {
             let space_config = a
                 .space_config
@@ -76,8 +78,7 @@ fn parse_cli() -> Cli {
                     _ => None,
                 };
                 const SPACE_COMMANDS: &[&str] = &[
-                    "check", "up", "attach", "status", "logs", "restart", "stop", "start", "down",
-                    "ls", "clean",
+                    "check", "attach", "status", "logs", "restart", "stop", "start", "ls", "clean",
                 ];
                 if let Some(w) = word.filter(|w| SPACE_COMMANDS.contains(&w.as_str())) {
                     let _ = e.print();
@@ -87,6 +88,18 @@ fn parse_cli() -> Cli {
                     );
                     std::process::exit(2);
                 }
+            }
+            // Upstream's `-d` is `--space-dir`; mew's is `--detach`, as in
+            // docker compose: `mew space up -d ./dir` says so.
+            let args: Vec<String> = std::env::args().collect();
+            if e.kind() == clap::error::ErrorKind::UnknownArgument && args.iter().any(|a| a == "-d")
+            {
+                let _ = e.print();
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\nhelp: `-d` means `--detach` in mew (as in docker compose); the upstream MEW CLI's `-d DIR` is `--space-dir DIR` here"
+                );
+                std::process::exit(2);
             }
             e.exit()
         }

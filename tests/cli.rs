@@ -170,7 +170,7 @@ fn hints_for_the_everyday_slips() {
     let space = Space::new(
         "processes:\n  web: { command: \"exec sleep 300\" }\n  worker: { command: \"exec sleep 300\" }\n",
     );
-    for word in ["up", "status", "logs", "down"] {
+    for word in ["status", "logs", "attach"] {
         let out = mew(&space, &[word]);
         assert_eq!(out.code(), Some(2));
         assert!(
@@ -191,6 +191,34 @@ fn hints_for_the_everyday_slips() {
         out.stderr
     );
     down(&space);
+}
+
+/// The upstream CLI's habits: `mew up` / `mew down`, `-c FILE`, `-p PORT`,
+/// `--detach`; and upstream's `-d DIR` (mew's `-d` is `--detach`) is told.
+#[test]
+fn upstream_habits_work_or_are_explained() {
+    let space = Space::new("");
+    std::fs::write(
+        space.path().join("other.yaml"),
+        "processes:\n  web: { command: \"exec sleep 300\" }\n",
+    )
+    .unwrap();
+    let other = space.path().join("other.yaml");
+    let other = other.to_str().unwrap();
+    let out = mew(
+        &space,
+        &["up", "-c", other, "-p", "0", "--detach", "--wait"],
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let out = mew(&space, &["space", "status", "-c", other]);
+    assert!(out.stdout.contains("web"), "{}", out.stdout);
+    let out = mew(&space, &["down", "-c", other]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("is down"), "{}", out.stdout);
+    assert!(space.wait_no_survivors().is_empty());
+    let out = mew(&space, &["space", "up", "-d", "."]);
+    assert_eq!(out.code(), Some(2), "{}", out.stdout);
+    assert!(out.stderr.contains("`--space-dir DIR`"), "{}", out.stderr);
 }
 
 #[test]
