@@ -424,12 +424,23 @@ fn hostile_names_are_rejected_with_a_location() {
             assert!(!Path::new(&format!("/tmp/mew-escape-{}", space.mark)).exists());
         }
     }
-    // The space id becomes a file name too.
+    // A space id is a label, never a file name (upstream accepts any
+    // string, `{{SPACE_NAME}}` left by a template included): a path-like
+    // one is accepted and escapes nothing; control characters are refused.
     let space =
         Space::new("space: { id: \"../../etc\" }\nprocesses:\n  a: { command: \"true\" }\n");
     let out = mew(&space, &["space", "check"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let out = mew(&space, &["space", "up", "--no-tui"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(space.path().join(".mew/logs/a.log").exists());
+    let space = Space::new(
+        "space: { id: \"a\\u001b]52;c;x\\u0007\" }\nprocesses:\n  a: { command: \"true\" }\n",
+    );
+    let out = mew(&space, &["space", "check"]);
     assert_eq!(out.code(), Some(2), "{}", out.stderr);
     assert!(out.stderr.contains("space.yaml:1:"), "{}", out.stderr);
+    assert!(!out.stderr.contains('\x1b'), "{}", out.stderr);
 }
 
 /// A space directory with spaces, quotes and unicode in its path works end

@@ -149,6 +149,26 @@ pub fn default_process(name: &str, kind: ProcKind, command: String, loc: Loc) ->
 }
 
 /// Names must be usable as file names under `.mew/logs/`.
+/// A space id is a label (shown, passed to participants as `${SPACE}` and
+/// `MEW_SPACE`, the gateway's space name), never part of a path: any text
+/// the upstream CLI accepts is accepted (`{{SPACE_NAME}}` left literal by
+/// an upstream template included), except control characters, which no
+/// terminal or log should receive.
+pub fn check_space_id(id: &str) -> Result<(), String> {
+    if id.trim().is_empty() {
+        Err("a space id cannot be empty".to_owned())
+    } else if id.chars().count() > 256 {
+        Err(format!(
+            "the id is too long ({} characters, at most 256)",
+            id.chars().count()
+        ))
+    } else if id.chars().any(char::is_control) {
+        Err(format!("`{}` contains control characters", escape(id)))
+    } else {
+        Ok(())
+    }
+}
+
 pub fn check_name(name: &str) -> Result<(), String> {
     let ok_first = name
         .chars()
@@ -1072,7 +1092,7 @@ impl<'a> Builder<'a> {
                         match sk {
                             "id" => {
                                 if let Some(id) = self.scalar(sv, "space.id") {
-                                    if let Err(e) = check_name(&id) {
+                                    if let Err(e) = check_space_id(&id) {
                                         self.err(&sv.loc, format!("`space.id`: {e}"));
                                     }
                                     out.id = Some(id);

@@ -1299,3 +1299,17 @@ processes:
     assert!(!w[4].2.contains("lit-token-1"), "{}", w[4].2);
     assert!(w[4].2.contains("help: pass it in the environment (`env:`)"));
 }
+
+#[test]
+fn any_space_id_text_is_accepted_but_control_characters() {
+    // Upstream accepts any string; a template's `{{SPACE_NAME}}` left as is.
+    for id in ["{{SPACE_NAME}}", "my space", "../x", "café"] {
+        let c = ok(&format!(
+            "space: {{ id: {} }}\nprocesses:\n  a: {{ command: x }}\n",
+            serde_json::to_string(id).unwrap()
+        ));
+        assert_eq!(c.id, id);
+    }
+    let e = parse("space: { id: \"a\\tb\" }\nprocesses:\n  a: { command: x }\n").unwrap_err();
+    assert!(e.to_string().contains("control characters"), "{e}");
+}
