@@ -37,6 +37,8 @@
 //!    [`ServerMsg::Resync`] saying how many messages it missed.
 
 use std::io;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -49,6 +51,19 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The largest payload a frame may declare (16 MiB).
 pub const MAX_FRAME_LEN: u32 = 16 * 1024 * 1024;
+
+/// The largest frame the server reads from a client after the hello
+/// (4 MiB). Client messages are small (keys, resizes, requests naming
+/// processes); the largest legitimate one is a paste, whose JSON is the
+/// pasted text (escaped): 4 MiB holds a paste of some 3.5 MB of text.
+pub const MAX_CLIENT_FRAME_LEN: u32 = 4 * 1024 * 1024;
+
+/// The largest hello the server reads (a hello is well under 200 bytes).
+pub const MAX_HELLO_LEN: u32 = 4 * 1024;
+
+/// Frames up to this size are read without a [`ReadBudget`]: their cost is
+/// bounded by the number of connections.
+pub const SMALL_FRAME_LEN: u32 = 64 * 1024;
 
 /// Frame kind: a JSON message.
 pub const KIND_MSG: u8 = 1;
@@ -95,8 +110,16 @@ impl Frame {
 pub enum FrameError {
     #[error("read failed: {0}")]
     Io(#[from] io::Error),
-    #[error("frame of {len} bytes exceeds the {MAX_FRAME_LEN}-byte limit")]
-    TooLarge { len: u32 },
+    #[error("frame of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge { len: u32, max: u32 },
+    /// A frame over the reader's limit was read and thrown away (see
+    /// [`ReadLimits::discard_oversized`]): the stream is still in step.
+    #[error("a frame of {len} bytes (over the {max}-byte limit) was discarded")]
+    Discarded { len: u32, max: u32 },
+    #[error("no frame began within {0:?}")]
+    Idle(Duration),
+    #[error("a frame was not completed within {0:?}")]
+    Timeout(Duration),
     #[error("unknown frame kind {0}")]
     UnknownKind(u8),
     #[error("malformed message: {0}")]
@@ -110,39 +133,183 @@ pub enum FrameError {
 ///
 /// The declared length is checked before anything is allocated, and the
 /// payload buffer grows only as bytes actually arrive, so a peer that
-/// declares a large frame and sends little costs little.
+/// declares a large frame and sends little costs little. No time limits:
+/// what a client reads from its server. The server reads its clients with
+/// [`read_frame_limited`].
 pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>, FrameError> {
+    Ok(read_frame_held(r, &ReadLimits::default())
+        .await?
+        .map(|(f, _)| f))
+}
+
+/// Bytes that large frames in progress may hold together, shared by every
+/// connection that reads with it. A frame over [`SMALL_FRAME_LEN`] takes
+/// its declared length from the budget before its payload is read (waiting
+/// at most until the frame's deadline) and gives it back once the frame is
+/// decoded, or, with [`read_frame_held`], once the caller drops the
+/// [`Held`] part.
+#[derive(Clone, Debug)]
+pub struct ReadBudget {
+    sem: Arc<tokio::sync::Semaphore>,
+    total: u32,
+}
+
+impl ReadBudget {
+    pub fn new(bytes: u32) -> ReadBudget {
+        ReadBudget {
+            sem: Arc::new(tokio::sync::Semaphore::new(bytes as usize)),
+            total: bytes,
+        }
+    }
+
+    /// Bytes not taken now.
+    pub fn available(&self) -> usize {
+        self.sem.available_permits()
+    }
+}
+
+/// A frame's share of a [`ReadBudget`], given back on drop.
+#[derive(Debug, Default)]
+pub struct Held {
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// What a reader allows its peer.
+#[derive(Clone, Debug)]
+pub struct ReadLimits {
+    /// The largest payload accepted.
+    pub max_len: u32,
+    /// How long the peer may stay silent before a frame begins (`None`:
+    /// for ever): [`FrameError::Idle`].
+    pub idle: Option<Duration>,
+    /// How long a frame may take from its first byte to its last (`None`:
+    /// for ever): [`FrameError::Timeout`].
+    pub frame: Option<Duration>,
+    /// Large frames take their length from this budget first.
+    pub budget: Option<ReadBudget>,
+    /// A frame over `max_len` (but within [`MAX_FRAME_LEN`]) is read and
+    /// thrown away, without being buffered, and reported as
+    /// [`FrameError::Discarded`]; the stream stays usable. Otherwise it
+    /// is [`FrameError::TooLarge`], before anything is read.
+    pub discard_oversized: bool,
+}
+
+impl Default for ReadLimits {
+    /// [`MAX_FRAME_LEN`], no time limits, no budget.
+    fn default() -> ReadLimits {
+        ReadLimits {
+            max_len: MAX_FRAME_LEN,
+            idle: None,
+            frame: None,
+            budget: None,
+            discard_oversized: false,
+        }
+    }
+}
+
+/// [`read_frame`] within `limits`.
+pub async fn read_frame_limited<R: AsyncRead + Unpin>(
+    r: &mut R,
+    limits: &ReadLimits,
+) -> Result<Option<Frame>, FrameError> {
+    Ok(read_frame_held(r, limits).await?.map(|(f, _)| f))
+}
+
+/// Await `fut` until `deadline` (none: for ever); past it, [`FrameError::Timeout`].
+async fn within<F: std::future::Future>(
+    deadline: Option<(tokio::time::Instant, Duration)>,
+    fut: F,
+) -> Result<F::Output, FrameError> {
+    match deadline {
+        Some((at, limit)) => tokio::time::timeout_at(at, fut)
+            .await
+            .map_err(|_| FrameError::Timeout(limit)),
+        None => Ok(fut.await),
+    }
+}
+
+/// [`read_frame_limited`], also returning the frame's share of the budget:
+/// a caller that queues decoded frames keeps them counted until it drops
+/// the [`Held`].
+pub async fn read_frame_held<R: AsyncRead + Unpin>(
+    r: &mut R,
+    limits: &ReadLimits,
+) -> Result<Option<(Frame, Held)>, FrameError> {
     let mut header = [0u8; HEADER_LEN];
-    let mut filled = 0;
+    // Waiting for a frame to begin is idleness, not a slow frame.
+    let first = match limits.idle {
+        Some(idle) => tokio::time::timeout(idle, r.read(&mut header))
+            .await
+            .map_err(|_| FrameError::Idle(idle))??,
+        None => r.read(&mut header).await?,
+    };
+    if first == 0 {
+        return Ok(None);
+    }
+    let deadline = limits
+        .frame
+        .map(|limit| (tokio::time::Instant::now() + limit, limit));
+    let mut filled = first;
     while filled < HEADER_LEN {
-        let n = r.read(&mut header[filled..]).await?;
+        let n = within(deadline, r.read(&mut header[filled..])).await??;
         if n == 0 {
-            return if filled == 0 {
-                Ok(None)
-            } else {
-                Err(FrameError::Truncated)
-            };
+            return Err(FrameError::Truncated);
         }
         filled += n;
     }
     let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
     let kind = header[4];
-    if len > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge { len });
+    let max = limits.max_len.min(MAX_FRAME_LEN);
+    if len > MAX_FRAME_LEN || (len > max && !limits.discard_oversized) {
+        return Err(FrameError::TooLarge { len, max });
     }
     if kind != KIND_MSG && kind != KIND_OUTPUT {
         return Err(FrameError::UnknownKind(kind));
     }
-    let mut payload = Vec::with_capacity((len as usize).min(64 * 1024));
-    let got = r.take(u64::from(len)).read_to_end(&mut payload).await?;
-    if got != len as usize {
-        return Err(FrameError::Truncated);
+    if len > max {
+        let mut left = len as usize;
+        let mut sink = vec![0u8; 64 * 1024];
+        while left > 0 {
+            let want = left.min(sink.len());
+            let n = within(deadline, r.read(&mut sink[..want])).await??;
+            if n == 0 {
+                return Err(FrameError::Truncated);
+            }
+            left -= n;
+        }
+        return Err(FrameError::Discarded { len, max });
+    }
+    let held = match &limits.budget {
+        Some(b) if len > SMALL_FRAME_LEN => {
+            let take = len.min(b.total);
+            let permit = within(deadline, b.sem.clone().acquire_many_owned(take))
+                .await?
+                .map_err(|_| FrameError::Io(io::Error::other("the read budget is closed")))?;
+            Held {
+                _permit: Some(permit),
+            }
+        }
+        _ => Held::default(),
+    };
+    let len = len as usize;
+    let mut payload: Vec<u8> = Vec::with_capacity(len.min(SMALL_FRAME_LEN as usize));
+    while payload.len() < len {
+        if payload.len() == payload.capacity() {
+            // Grow by doubling, never past the declared length.
+            let grow = payload.capacity().max(4096).min(len - payload.len());
+            payload.reserve_exact(grow);
+        }
+        let left = (len - payload.len()) as u64;
+        let n = within(deadline, (&mut *r).take(left).read_buf(&mut payload)).await??;
+        if n == 0 {
+            return Err(FrameError::Truncated);
+        }
     }
     match kind {
         KIND_MSG => serde_json::from_slice(&payload)
-            .map(|v| Some(Frame::Msg(v)))
+            .map(|v| Some((Frame::Msg(v), held)))
             .map_err(|e| FrameError::BadJson(e.to_string())),
-        _ => Ok(Some(Frame::Output(payload))),
+        _ => Ok(Some((Frame::Output(payload), held))),
     }
 }
 
@@ -615,7 +782,7 @@ mod tests {
         let frames = read_all(&[0xff, 0xff, 0xff, 0xff, KIND_MSG]);
         assert!(matches!(
             frames[0],
-            Err(FrameError::TooLarge { len: u32::MAX })
+            Err(FrameError::TooLarge { len: u32::MAX, .. })
         ));
         let just_over = (MAX_FRAME_LEN + 1).to_be_bytes();
         let frames = read_all(&[
@@ -625,7 +792,9 @@ mod tests {
             just_over[3],
             KIND_OUTPUT,
         ]);
-        assert!(matches!(frames[0], Err(FrameError::TooLarge { len }) if len == MAX_FRAME_LEN + 1));
+        assert!(
+            matches!(frames[0], Err(FrameError::TooLarge { len, .. }) if len == MAX_FRAME_LEN + 1)
+        );
     }
 
     #[test]
@@ -727,6 +896,149 @@ mod tests {
             "mew client speaks protocol 2 (mew 0.3.0) but the server speaks 1 (mew 0.1.0): \
              restart the space with the same mew binary"
         );
+    }
+
+    fn timed_rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    fn limits(max_len: u32) -> ReadLimits {
+        ReadLimits {
+            max_len,
+            ..ReadLimits::default()
+        }
+    }
+
+    fn header(len: u32, kind: u8) -> Vec<u8> {
+        let mut h = len.to_be_bytes().to_vec();
+        h.push(kind);
+        h
+    }
+
+    #[test]
+    fn a_limited_reader_refuses_frames_over_its_limit_on_the_header() {
+        let frames = rt().block_on(async {
+            let bytes = header(1025, KIND_MSG);
+            read_frame_limited(&mut &bytes[..], &limits(1024)).await
+        });
+        assert!(matches!(
+            frames,
+            Err(FrameError::TooLarge {
+                len: 1025,
+                max: 1024
+            })
+        ));
+        // At the limit: read.
+        let bytes = encode(&Frame::Output(vec![1; 1024]));
+        let ok = rt().block_on(async { read_frame_limited(&mut &bytes[..], &limits(1024)).await });
+        assert!(matches!(ok, Ok(Some(Frame::Output(b))) if b.len() == 1024));
+    }
+
+    #[test]
+    fn an_oversized_frame_can_be_discarded_and_the_stream_stays_in_step() {
+        let mut bytes = encode(&Frame::Output(vec![9; 200_000]));
+        bytes.extend(encode(&Frame::Msg(json!({"type": "detach"}))));
+        let l = ReadLimits {
+            discard_oversized: true,
+            ..limits(1024)
+        };
+        let (first, second) = rt().block_on(async {
+            let mut r = &bytes[..];
+            let a = read_frame_limited(&mut r, &l).await;
+            let b = read_frame_limited(&mut r, &l).await;
+            (a, b)
+        });
+        assert!(matches!(
+            first,
+            Err(FrameError::Discarded {
+                len: 200_000,
+                max: 1024
+            })
+        ));
+        assert!(matches!(second, Ok(Some(Frame::Msg(_)))));
+        // Beyond the protocol's own limit nothing is read: the stream is lost.
+        let huge = rt().block_on(async {
+            read_frame_limited(&mut &header(MAX_FRAME_LEN + 1, KIND_MSG)[..], &l).await
+        });
+        assert!(matches!(huge, Err(FrameError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn silence_before_a_frame_is_idle_and_a_stalled_frame_times_out() {
+        timed_rt().block_on(async {
+            let (mut a, b) = tokio::io::duplex(1 << 20);
+            let l = ReadLimits {
+                idle: Some(Duration::from_millis(50)),
+                frame: Some(Duration::from_millis(100)),
+                ..limits(1 << 20)
+            };
+            let mut b = b;
+            let r = read_frame_limited(&mut b, &l).await;
+            assert!(matches!(r, Err(FrameError::Idle(_))), "{r:?}");
+            // A frame that begins but does not finish.
+            a.write_all(&header(10, KIND_OUTPUT)).await.unwrap();
+            a.write_all(b"abc").await.unwrap();
+            let r = read_frame_limited(&mut b, &l).await;
+            assert!(matches!(r, Err(FrameError::Timeout(_))), "{r:?}");
+            // Half a header is a frame begun, too.
+            let (mut a, mut b) = tokio::io::duplex(1 << 20);
+            a.write_all(&[0, 0]).await.unwrap();
+            let r = read_frame_limited(&mut b, &l).await;
+            assert!(matches!(r, Err(FrameError::Timeout(_))), "{r:?}");
+        });
+    }
+
+    #[test]
+    fn large_frames_share_a_budget_and_small_ones_do_not_need_it() {
+        let big = encode(&Frame::Output(vec![1; 200_000]));
+        let small = encode(&Frame::Output(vec![1; 1000]));
+        timed_rt().block_on(async {
+            let budget = ReadBudget::new(300_000);
+            let l = ReadLimits {
+                frame: Some(Duration::from_millis(200)),
+                budget: Some(budget.clone()),
+                ..limits(1 << 20)
+            };
+            let (f, held) = read_frame_held(&mut &big[..], &l).await.unwrap().unwrap();
+            assert!(matches!(f, Frame::Output(ref b) if b.len() == 200_000));
+            assert_eq!(budget.available(), 100_000);
+            // While the first is held, a second large frame cannot start.
+            let r = read_frame_held(&mut &big[..], &l).await;
+            assert!(matches!(r, Err(FrameError::Timeout(_))), "{r:?}");
+            // A small one can.
+            assert!(
+                read_frame_held(&mut &small[..], &l)
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+            drop(held);
+            assert_eq!(budget.available(), 300_000);
+            assert!(
+                read_frame_limited(&mut &big[..], &l)
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+            assert_eq!(budget.available(), 300_000);
+        });
+    }
+
+    #[test]
+    fn a_declared_length_costs_only_what_arrives() {
+        timed_rt().block_on(async {
+            let (mut a, mut b) = tokio::io::duplex(1 << 16);
+            a.write_all(&header(MAX_CLIENT_FRAME_LEN, KIND_OUTPUT))
+                .await
+                .unwrap();
+            a.write_all(&[1; 1000]).await.unwrap();
+            drop(a);
+            let r = read_frame_limited(&mut b, &limits(MAX_CLIENT_FRAME_LEN)).await;
+            assert!(matches!(r, Err(FrameError::Truncated)), "{r:?}");
+        });
     }
 
     proptest::proptest! {

@@ -25,21 +25,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UnixStream;
+use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::cli::SpaceArgs;
 use crate::config::{self, ProcKind, ResolveContext, SpaceConfig};
 use crate::headless::{self, FailureTracker, Printer};
-use crate::protocol::{self, ClientMsg, Frame, Request, ResponseBody, ServerMsg, Versions};
+use crate::protocol::{self, ClientMsg, Request, ResponseBody, ServerMsg, Versions};
 use crate::space::{self, SpacePaths};
 use crate::status::now_millis;
 use crate::supervisor::{self, Event, Handle, Options};
 use crate::sys;
-
-/// How long a new connection may take to say hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
-/// Frames queued for one client before it counts as slow.
-const CLIENT_QUEUE: usize = 1024;
 
 /// What `up` asked for.
 #[derive(Clone, Debug)]
@@ -249,16 +245,10 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
             return 1;
         }
     };
-    let listener = match listener
-        .set_nonblocking(true)
-        .and_then(|_| tokio::net::UnixListener::from_std(listener))
-    {
-        Ok(l) => l,
-        Err(e) => {
-            say!("mew: cannot listen on {}: {e}", paths.socket.display());
-            return 1;
-        }
-    };
+    if let Err(e) = listener.set_nonblocking(true) {
+        say!("mew: cannot listen on {}: {e}", paths.socket.display());
+        return 1;
+    }
     if let Err(e) = paths.record_socket() {
         say!("mew: cannot record the socket path: {e}");
         return 1;
@@ -305,6 +295,34 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         shutdown_timeout: Some(cfg.shutdown_timeout),
     };
     let space_dir = cfg.dir.clone();
+    // The control socket is served from its own thread, started before the
+    // supervisor: starting thousands of processes (or anything else the
+    // supervisor's thread is busy with) never keeps a client waiting for its
+    // hello or its status. Until the supervisor has published a status,
+    // `status` answers with the processes about to start.
+    let (ctx_tx, ctx_rx) = watch::channel(None);
+    let (gone_tx, gone_rx) = watch::channel(false);
+    let front = Arc::new(Front {
+        space_id: space_id.clone(),
+        server_pid,
+        boot: Arc::new(boot_status(
+            &cfg,
+            &resolved,
+            server_pid,
+            gateway_url.clone(),
+        )),
+        ctx: ctx_rx,
+        gone: gone_rx,
+        conns: Arc::new(Conns::new(connection_cap())),
+        budget: protocol::ReadBudget::new(READ_BUDGET),
+    });
+    let mut control = match Control::start(listener, front) {
+        Ok(c) => c,
+        Err(e) => {
+            say!("mew: cannot serve {}: {e}", paths.socket.display());
+            return 1;
+        }
+    };
     let handle = supervisor::start(
         cfg,
         resolved,
@@ -334,7 +352,6 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         started_at: now_millis(),
     });
     let (down_tx, mut down_rx) = watch::channel(false);
-    let (gone_tx, _) = watch::channel(false);
     let ctx = Arc::new(Ctx {
         handle: handle.clone(),
         space_id: space_id.clone(),
@@ -343,29 +360,7 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         down_tx,
         gone_tx,
     });
-    let accept_ctx = ctx.clone();
-    // Every connection holds a clone of `conn_tx`; when the space is gone the
-    // server waits until all are dropped (each client has its last frames),
-    // bounded by CLIENT_DRAIN.
-    let (conn_tx, mut conn_rx) = mpsc::channel::<()>(1);
-    let accept = tokio::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    let alive = conn_tx.clone();
-                    let ctx = accept_ctx.clone();
-                    tokio::spawn(async move {
-                        serve_client(stream, ctx).await;
-                        drop(alive);
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    });
+    let _ = ctx_tx.send(Some(ctx.clone()));
     tracing::info!(space = %space_id, pid = server_pid, "space server running");
 
     let (closed_tx, mut stdout_closed) = tokio::sync::oneshot::channel::<()>();
@@ -471,9 +466,9 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     let _ = std::fs::remove_file(&paths.socket_record);
     let _ = space::unregister(&space_dir);
     // Clients streaming the shutdown (attached TUIs, `logs -f`, `down`) get
-    // their last frames: wait until every connection has ended.
-    accept.abort();
-    let _ = tokio::time::timeout(CLIENT_DRAIN, conn_rx.recv()).await;
+    // their last frames: the control thread stops accepting and ends once
+    // every connection has (at most CLIENT_DRAIN).
+    control.stop().await;
     drop(lock);
     code.unwrap_or(0)
 }
@@ -595,16 +590,605 @@ async fn record_state(
     }
 }
 
-// ---- clients -----------------------------------------------------------------
+// ---- the control socket ---------------------------------------------------------
 
-async fn send(tx: &mpsc::Sender<Frame>, msg: &ServerMsg) -> bool {
-    match Frame::msg(msg) {
-        Ok(f) => tx.send(f).await.is_ok(),
-        Err(_) => false,
+/// How long a new connection may take to say hello (from its accept).
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a control connection with nothing in flight (no request being
+/// answered, no stream) may stay silent before it is closed.
+const CONTROL_IDLE: Duration = Duration::from_secs(10);
+/// How long one client frame may take from its first byte to its last.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections open at once, at most (fewer with a small descriptor limit:
+/// a quarter of it, so processes keep theirs).
+const MAX_CONNECTIONS: usize = 256;
+/// Bytes that large client frames in progress may hold, all connections together.
+const READ_BUDGET: u32 = 32 * 1024 * 1024;
+/// Frames queued for one client before it counts as slow.
+const CLIENT_QUEUE: usize = 1024;
+/// Bytes queued for one client before senders wait (or, for streams of
+/// lines and events, skip and count a resync). One frame is always let in.
+const CLIENT_QUEUE_BYTES: usize = 8 * 1024 * 1024;
+/// How long a connection that ends may take to write what is queued for it.
+const WRITER_DRAIN: Duration = Duration::from_secs(5);
+/// After a failed accept (EMFILE...), wait this long before the next one;
+/// at the cap with no connection to close, look again this often.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+/// At the cap, a connection silent (no hello yet, or idle) for this long is
+/// closed to let a new one in; the newest get at least this long to speak.
+const EVICT_AFTER: Duration = Duration::from_millis(500);
+/// Failed accepts and refused connections are reported at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// The cap on open connections for this process's descriptor limit.
+fn connection_cap() -> usize {
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| soft)
+        .unwrap_or(1024);
+    usize::try_from(soft / 4)
+        .unwrap_or(usize::MAX)
+        .clamp(16, MAX_CONNECTIONS)
+}
+
+/// What every connection shares, from before the supervisor exists.
+struct Front {
+    space_id: String,
+    server_pid: u32,
+    /// The status until the supervisor publishes its own: every process as
+    /// it is about to start.
+    boot: Arc<crate::status::SpaceStatus>,
+    /// Set once the supervisor runs.
+    ctx: watch::Receiver<Option<Arc<Ctx>>>,
+    /// Set once the space is down.
+    gone: watch::Receiver<bool>,
+    conns: Arc<Conns>,
+    budget: protocol::ReadBudget,
+}
+
+impl Front {
+    fn ctx_now(&self) -> Option<Arc<Ctx>> {
+        self.ctx.borrow().clone()
+    }
+
+    /// The supervisor's context, waiting while it starts the processes.
+    async fn ctx(&self) -> Option<Arc<Ctx>> {
+        let mut rx = self.ctx.clone();
+        let ctx = rx.wait_for(|c| c.is_some()).await.ok()?;
+        ctx.clone()
+    }
+
+    /// Limits for a client's frames after its hello.
+    fn limits(&self, idle: Option<Duration>, discard_oversized: bool) -> protocol::ReadLimits {
+        protocol::ReadLimits {
+            max_len: protocol::MAX_CLIENT_FRAME_LEN,
+            idle,
+            frame: Some(FRAME_TIMEOUT),
+            budget: Some(self.budget.clone()),
+            discard_oversized,
+        }
     }
 }
 
-async fn serve_client(stream: UnixStream, ctx: Arc<Ctx>) {
+/// The status before the supervisor's first: auto-start processes pending,
+/// the others idle. The command line is left out (the supervisor masks the
+/// tokens in it).
+fn boot_status(
+    cfg: &SpaceConfig,
+    resolved: &[config::ResolvedProcess],
+    server_pid: u32,
+    gateway_url: Option<String>,
+) -> crate::status::SpaceStatus {
+    use crate::status::{ParticipantStatus, ProcState, ProcessStatus, SpaceInfo, SpaceStatus};
+    SpaceStatus {
+        space: SpaceInfo {
+            id: cfg.id.clone(),
+            name: cfg.name.clone(),
+            dir: cfg.dir.display().to_string(),
+        },
+        server_pid,
+        gateway_url,
+        processes: resolved
+            .iter()
+            .map(|rp| ProcessStatus {
+                name: rp.name.clone(),
+                kind: rp.kind,
+                state: if rp.config.auto_start && !rp.config.disabled {
+                    ProcState::Pending {
+                        waiting_for: Vec::new(),
+                    }
+                } else {
+                    ProcState::Idle
+                },
+                pid: None,
+                started_at: None,
+                restarts: 0,
+                exit_code: None,
+                ready: false,
+                cpu_percent: None,
+                rss_bytes: None,
+                command: String::new(),
+                cwd: rp.cwd.display().to_string(),
+                history: Vec::new(),
+                probe: None,
+                one_shot: rp.config.one_shot,
+                healthy: None,
+            })
+            .collect(),
+        participants: cfg
+            .participants
+            .iter()
+            .map(|p| ParticipantStatus {
+                name: p.name.clone(),
+                note: p.note.clone(),
+            })
+            .collect(),
+        logging_degraded: None,
+    }
+}
+
+/// The thread that serves the control socket, on a runtime of its own.
+struct Control {
+    stop: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Control {
+    fn start(
+        listener: std::os::unix::net::UnixListener,
+        front: Arc<Front>,
+    ) -> std::io::Result<Control> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let listener = {
+            let _in_rt = rt.enter();
+            tokio::net::UnixListener::from_std(listener)?
+        };
+        let (stop, stop_rx) = watch::channel(false);
+        let thread = std::thread::Builder::new()
+            .name("mew-control".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    accept_loop(listener, front.clone(), stop_rx).await;
+                    // The listener is closed; connections take their last
+                    // frames, then whatever is left is dropped.
+                    let _ = tokio::time::timeout(CLIENT_DRAIN, front.conns.wait_empty()).await;
+                });
+                rt.shutdown_timeout(Duration::from_millis(100));
+            })?;
+        Ok(Control {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stop accepting; return once every connection has ended (bounded by
+    /// CLIENT_DRAIN).
+    async fn stop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+/// A rate-limited warning: the first at once, then at most one per WARN_EVERY
+/// with the count of those not reported.
+struct Warn {
+    last: Option<std::time::Instant>,
+    skipped: u64,
+}
+
+impl Warn {
+    fn new() -> Warn {
+        Warn {
+            last: None,
+            skipped: 0,
+        }
+    }
+
+    fn warn(&mut self, what: std::fmt::Arguments<'_>) {
+        if self.last.is_some_and(|t| t.elapsed() < WARN_EVERY) {
+            self.skipped += 1;
+            return;
+        }
+        if self.skipped > 0 {
+            tracing::warn!("{what} (and {} more like it)", self.skipped);
+        } else {
+            tracing::warn!("{what}");
+        }
+        self.last = Some(std::time::Instant::now());
+        self.skipped = 0;
+    }
+}
+
+async fn accept_loop(
+    listener: tokio::net::UnixListener,
+    front: Arc<Front>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut accept_failed = Warn::new();
+    let mut refused = Warn::new();
+    let mut full = Warn::new();
+    loop {
+        // At the cap, new connections wait in the kernel's backlog (costing
+        // the server nothing) until one ends or one has been silent long
+        // enough to be closed for the newcomer: a flood of connections is
+        // taken in at a bounded rate, and each gets EVICT_AFTER to speak.
+        if let Some(until) = front.conns.room() {
+            full.warn(format_args!(
+                "{} connections are open: new ones wait until one ends or one is idle",
+                front.conns.cap
+            ));
+            tokio::select! {
+                _ = tokio::time::sleep_until(until.into()) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            continue;
+        }
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match accepted {
+            Ok((stream, _)) => match front.conns.admit() {
+                Some(slot) => {
+                    let front = front.clone();
+                    tokio::spawn(serve_client(stream, front, slot));
+                }
+                None => {
+                    // Taken meanwhile (room was checked before the accept): say so and hang up.
+                    let reason = format!(
+                        "the space server has {} connections open; try again later",
+                        front.conns.cap
+                    );
+                    if let Some(bye) = encode_msg(&ServerMsg::Bye { reason }) {
+                        let _ = stream.try_write(&bye);
+                    }
+                    refused.warn(format_args!(
+                        "refused a connection: {} connections are open, none idle long enough to close",
+                        front.conns.cap
+                    ));
+                }
+            },
+            Err(e) => {
+                // Out of descriptors (EMFILE, ENFILE) or memory: the
+                // connection stays in the backlog. Never spin on it.
+                accept_failed.warn(format_args!("accept failed: {e}"));
+                tokio::time::sleep(ACCEPT_RETRY).await;
+            }
+        }
+    }
+}
+
+/// What a connection is doing, for the cap and for eviction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Accepted, no hello yet.
+    Hello,
+    /// A control connection with nothing in flight.
+    Idle,
+    /// A request is being answered, or `down` streams its progress.
+    Busy,
+    /// Follow, watch or attach: quiet by nature, counted apart.
+    Streaming,
+}
+
+/// Every open connection, oldest first.
+struct Conns {
+    cap: usize,
+    /// Streaming connections at most: the rest of the cap is kept for
+    /// control clients (`status`, `down`), which can always get in by
+    /// closing a silent connection.
+    streaming_cap: usize,
+    table: std::sync::Mutex<Table>,
+    emptied: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct Table {
+    next: u64,
+    live: std::collections::BTreeMap<u64, Entry>,
+    streaming: usize,
+}
+
+struct Entry {
+    phase: Phase,
+    /// The last sign of life (accept, a frame, an answer).
+    since: std::time::Instant,
+    kill: Arc<tokio::sync::Notify>,
+}
+
+impl Conns {
+    fn new(cap: usize) -> Conns {
+        Conns {
+            cap,
+            streaming_cap: cap - (cap / 8).max(4),
+            table: std::sync::Mutex::new(Table::default()),
+            emptied: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The connection silent the longest (no hello yet, or idle), with the
+    /// time it went silent.
+    fn most_silent(t: &Table) -> Option<(u64, std::time::Instant)> {
+        t.live
+            .iter()
+            .filter(|(_, e)| matches!(e.phase, Phase::Hello | Phase::Idle))
+            .map(|(id, e)| (*id, e.since))
+            .min_by_key(|&(id, since)| (since, id))
+    }
+
+    /// `None` when a new connection can be taken now (a free slot, or a
+    /// connection silent for EVICT_AFTER to close); else when to look again.
+    fn room(&self) -> Option<std::time::Instant> {
+        let t = self.lock();
+        if t.live.len() < self.cap {
+            return None;
+        }
+        let now = std::time::Instant::now();
+        match Self::most_silent(&t) {
+            Some((_, since)) if now.duration_since(since) >= EVICT_AFTER => None,
+            Some((_, since)) => Some(since + EVICT_AFTER),
+            // Every one is busy or streaming: one ends soon (streams are
+            // capped below the cap, requests are answered, `down` ends).
+            None => Some(now + ACCEPT_RETRY),
+        }
+    }
+
+    /// A slot for a new connection. At the cap, the connection silent the
+    /// longest is closed to make room, if it has been silent for
+    /// EVICT_AFTER; `None` otherwise.
+    fn admit(self: &Arc<Self>) -> Option<ConnSlot> {
+        let mut t = self.lock();
+        if t.live.len() >= self.cap {
+            let (victim, since) = Self::most_silent(&t)?;
+            if since.elapsed() < EVICT_AFTER {
+                return None;
+            }
+            if let Some(e) = t.live.remove(&victim) {
+                tracing::debug!(phase = ?e.phase, "closing the connection silent the longest: {} are open", self.cap);
+                e.kill.notify_one();
+            }
+        }
+        let id = t.next;
+        t.next += 1;
+        let kill = Arc::new(tokio::sync::Notify::new());
+        t.live.insert(
+            id,
+            Entry {
+                phase: Phase::Hello,
+                since: std::time::Instant::now(),
+                kill: kill.clone(),
+            },
+        );
+        Some(ConnSlot {
+            id,
+            conns: self.clone(),
+            kill,
+        })
+    }
+
+    async fn wait_empty(&self) {
+        loop {
+            let emptied = self.emptied.notified();
+            tokio::pin!(emptied);
+            emptied.as_mut().enable();
+            if self.lock().live.is_empty() {
+                return;
+            }
+            emptied.await;
+        }
+    }
+}
+
+/// One connection's place in [`Conns`]; leaving frees it.
+struct ConnSlot {
+    id: u64,
+    conns: Arc<Conns>,
+    kill: Arc<tokio::sync::Notify>,
+}
+
+impl ConnSlot {
+    fn phase(&self) -> Option<Phase> {
+        self.conns.lock().live.get(&self.id).map(|e| e.phase)
+    }
+
+    /// Enter `phase` (a streaming connection stays streaming).
+    fn set(&self, phase: Phase) {
+        let mut t = self.conns.lock();
+        if let Some(e) = t.live.get_mut(&self.id) {
+            e.since = std::time::Instant::now();
+            if e.phase != Phase::Streaming {
+                e.phase = phase;
+                if phase == Phase::Streaming {
+                    t.streaming += 1;
+                }
+            }
+        }
+    }
+
+    /// Become a streaming connection, unless as many stream as may.
+    fn stream(&self) -> bool {
+        let mut t = self.conns.lock();
+        let full = t.streaming >= self.conns.streaming_cap;
+        match t.live.get_mut(&self.id) {
+            Some(e) if e.phase == Phase::Streaming => true,
+            Some(_) if full => false,
+            Some(e) => {
+                e.phase = Phase::Streaming;
+                e.since = std::time::Instant::now();
+                t.streaming += 1;
+                true
+            }
+            // Evicted meanwhile: it ends at its next read.
+            None => false,
+        }
+    }
+
+    /// Resolves when the server closes this connection to make room.
+    async fn evicted(&self) {
+        self.kill.notified().await
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut t = self.conns.lock();
+        if let Some(e) = t.live.remove(&self.id)
+            && e.phase == Phase::Streaming
+        {
+            t.streaming -= 1;
+        }
+        if t.live.is_empty() {
+            self.conns.emptied.notify_waiters();
+        }
+    }
+}
+
+/// One encoded message frame; `None` if it cannot be encoded (never for
+/// mew's own messages).
+fn encode_msg(msg: &ServerMsg) -> Option<Vec<u8>> {
+    let payload = serde_json::to_vec(msg).ok()?;
+    protocol::encode_frame(protocol::KIND_MSG, &payload).ok()
+}
+
+/// Why a frame could not be queued without waiting.
+pub(crate) enum TrySend {
+    Full,
+    Closed,
+}
+
+/// What goes to one client: encoded frames in a bounded queue (frames and
+/// bytes) that one writer task drains.
+#[derive(Clone)]
+pub(crate) struct Outbox {
+    tx: mpsc::Sender<Out>,
+    state: Arc<OutState>,
+}
+
+struct OutState {
+    queued: std::sync::atomic::AtomicUsize,
+    drained: tokio::sync::Notify,
+}
+
+struct Out {
+    bytes: Vec<u8>,
+    written: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Outbox {
+    fn start(mut wr: tokio::net::unix::OwnedWriteHalf) -> (Outbox, tokio::task::JoinHandle<()>) {
+        use std::sync::atomic::Ordering;
+        use tokio::io::AsyncWriteExt;
+        let (tx, mut rx) = mpsc::channel::<Out>(CLIENT_QUEUE);
+        let state = Arc::new(OutState {
+            queued: std::sync::atomic::AtomicUsize::new(0),
+            drained: tokio::sync::Notify::new(),
+        });
+        let st = state.clone();
+        let writer = tokio::spawn(async move {
+            while let Some(out) = rx.recv().await {
+                let ok = wr.write_all(&out.bytes).await.is_ok();
+                st.queued.fetch_sub(out.bytes.len(), Ordering::AcqRel);
+                st.drained.notify_waiters();
+                if !ok {
+                    break;
+                }
+                if let Some(w) = out.written {
+                    let _ = w.send(());
+                }
+            }
+            rx.close();
+            st.drained.notify_waiters();
+        });
+        (Outbox { tx, state }, writer)
+    }
+
+    async fn bytes(
+        &self,
+        bytes: Vec<u8>,
+        written: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> bool {
+        use std::sync::atomic::Ordering;
+        let len = bytes.len();
+        loop {
+            let drained = self.state.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            let queued = self.state.queued.load(Ordering::Acquire);
+            if queued == 0 || queued + len <= CLIENT_QUEUE_BYTES || self.tx.is_closed() {
+                break;
+            }
+            drained.await;
+        }
+        self.state.queued.fetch_add(len, Ordering::AcqRel);
+        if self.tx.send(Out { bytes, written }).await.is_err() {
+            self.state.queued.fetch_sub(len, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Queue a message (waiting while the client is behind); `false` once
+    /// the connection is gone.
+    pub(crate) async fn msg(&self, msg: &ServerMsg) -> bool {
+        match encode_msg(msg) {
+            Some(b) => self.bytes(b, None).await,
+            None => false,
+        }
+    }
+
+    /// Queue rendered terminal output.
+    pub(crate) async fn output(&self, bytes: &[u8]) -> bool {
+        match protocol::encode_frame(protocol::KIND_OUTPUT, bytes) {
+            Ok(b) => self.bytes(b, None).await,
+            Err(_) => false,
+        }
+    }
+
+    /// Queue a message and wait until it is written to the socket: a stream
+    /// where only the latest value matters (watch) holds one at a time.
+    async fn msg_written(&self, msg: &ServerMsg) -> bool {
+        let Some(b) = encode_msg(msg) else {
+            return false;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.bytes(b, Some(tx)).await && rx.await.is_ok()
+    }
+
+    /// Queue a message if there is room now.
+    fn try_msg(&self, msg: &ServerMsg) -> Result<(), TrySend> {
+        use std::sync::atomic::Ordering;
+        let bytes = encode_msg(msg).ok_or(TrySend::Closed)?;
+        let len = bytes.len();
+        let queued = self.state.queued.load(Ordering::Acquire);
+        if queued > 0 && queued + len > CLIENT_QUEUE_BYTES {
+            return Err(TrySend::Full);
+        }
+        self.state.queued.fetch_add(len, Ordering::AcqRel);
+        match self.tx.try_send(Out {
+            bytes,
+            written: None,
+        }) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.state.queued.fetch_sub(len, Ordering::AcqRel);
+                Err(match e {
+                    mpsc::error::TrySendError::Full(_) => TrySend::Full,
+                    mpsc::error::TrySendError::Closed(_) => TrySend::Closed,
+                })
+            }
+        }
+    }
+}
+
+async fn serve_client(stream: UnixStream, front: Arc<Front>, slot: ConnSlot) {
+    use protocol::FrameError;
     let peer = space::check_peer(&stream);
     let (mut rd, mut wr) = stream.into_split();
     if let Err(why) = peer {
@@ -614,15 +1198,31 @@ async fn serve_client(stream: UnixStream, ctx: Arc<Ctx>) {
         let _ = tokio::time::timeout(HELLO_TIMEOUT, protocol::write_msg(&mut wr, &bye)).await;
         return;
     }
-    let hello = match tokio::time::timeout(HELLO_TIMEOUT, protocol::read_frame(&mut rd)).await {
-        Ok(Ok(Some(f))) => f.decode::<ClientMsg>(),
-        Ok(Ok(None)) => return,
-        Ok(Err(e)) => {
-            tracing::warn!("dropped a client before hello: {e}");
+    let mut gone = front.gone.clone();
+    let hello_limits = protocol::ReadLimits {
+        max_len: protocol::MAX_HELLO_LEN,
+        idle: Some(HELLO_TIMEOUT),
+        frame: Some(HELLO_TIMEOUT),
+        budget: None,
+        discard_oversized: false,
+    };
+    let hello = tokio::select! {
+        r = tokio::time::timeout(HELLO_TIMEOUT, protocol::read_frame_limited(&mut rd, &hello_limits)) => r,
+        _ = slot.evicted() => {
+            tracing::debug!("closed a connection that had not said hello: too many connections");
             return;
         }
-        Err(_) => {
+        _ = gone.wait_for(|g| *g) => return,
+    };
+    let hello = match hello {
+        Ok(Ok(Some(f))) => f.decode::<ClientMsg>(),
+        Ok(Ok(None)) => return,
+        Ok(Err(FrameError::Idle(_) | FrameError::Timeout(_))) | Err(_) => {
             tracing::warn!("dropped a client that did not say hello within {HELLO_TIMEOUT:?}");
+            return;
+        }
+        Ok(Err(e)) => {
+            tracing::warn!("dropped a client before hello: {e}");
             return;
         }
     };
@@ -646,44 +1246,71 @@ async fn serve_client(stream: UnixStream, ctx: Arc<Ctx>) {
         mew: mew_version,
     };
     if let Err(why) = protocol::check_hello(&theirs, &Versions::ours()) {
-        let _ = protocol::write_msg(&mut wr, &ServerMsg::Bye { reason: why }).await;
+        let bye = ServerMsg::Bye { reason: why };
+        let _ = tokio::time::timeout(HELLO_TIMEOUT, protocol::write_msg(&mut wr, &bye)).await;
         return;
     }
-    let (tx, mut rx) = mpsc::channel::<Frame>(CLIENT_QUEUE);
-    let writer = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            if protocol::write_frame(&mut wr, &frame).await.is_err() {
-                break;
-            }
-        }
-    });
+    let (out, writer) = Outbox::start(wr);
     let ours = Versions::ours();
     let hello = ServerMsg::Hello {
         version: ours.protocol,
         mew_version: ours.mew,
-        server_pid: std::process::id(),
-        space_id: ctx.space_id.clone(),
+        server_pid: front.server_pid,
+        space_id: front.space_id.clone(),
     };
-    if !send(&tx, &hello).await {
-        return;
+    if out.msg(&hello).await {
+        slot.set(Phase::Idle);
+        tracing::debug!(?kind, "client connected");
+        converse(&front, &slot, &mut rd, &out).await;
     }
-    tracing::debug!(?kind, "client connected");
+    drop(out);
+    // What is queued goes out, unless the client stopped reading.
+    let mut writer = writer;
+    if tokio::time::timeout(WRITER_DRAIN, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+}
+
+/// Requests, one after the other, until the connection or the space ends.
+async fn converse(front: &Arc<Front>, slot: &ConnSlot, rd: &mut OwnedReadHalf, out: &Outbox) {
+    use protocol::FrameError;
     let mut streams: Vec<tokio::task::JoinHandle<()>> = Vec::new();
-    let mut gone = ctx.gone_tx.subscribe();
+    let mut gone = front.gone.clone();
     let mut space_gone = false;
     loop {
-        // `read_frame` is not cancel-safe, but a connection whose space is
-        // gone reads nothing more.
+        // Silence is a reason to close only with nothing in flight: a
+        // connection that follows, watches or waits for `down` is quiet by
+        // nature.
+        let idle = streams.is_empty().then_some(CONTROL_IDLE);
+        let limits = front.limits(idle, false);
+        // `read_frame_limited` is not cancel-safe, but a connection whose
+        // space is gone (or that is closed to make room) reads nothing more.
         let frame = tokio::select! {
-            f = protocol::read_frame(&mut rd) => f,
+            f = protocol::read_frame_limited(rd, &limits) => f,
             _ = gone.wait_for(|g| *g) => {
                 space_gone = true;
+                break;
+            }
+            _ = slot.evicted() => {
+                let _ = out.try_msg(&ServerMsg::Bye {
+                    reason: "closed: this connection was idle and the server has too many open".into(),
+                });
                 break;
             }
         };
         let frame = match frame {
             Ok(Some(f)) => f,
             Ok(None) => break,
+            Err(FrameError::Idle(d)) => {
+                tracing::info!("closed a control connection silent for {d:?}");
+                let _ = out.try_msg(&ServerMsg::Bye {
+                    reason: format!("closed: no request within {d:?}"),
+                });
+                break;
+            }
             Err(e) => {
                 tracing::warn!("dropped a client: {e}");
                 break;
@@ -696,6 +1323,9 @@ async fn serve_client(stream: UnixStream, ctx: Arc<Ctx>) {
                 break;
             }
         };
+        if slot.phase() == Some(Phase::Idle) {
+            slot.set(Phase::Busy);
+        }
         match msg {
             ClientMsg::Request {
                 id,
@@ -707,48 +1337,24 @@ async fn serve_client(stream: UnixStream, ctx: Arc<Ctx>) {
                         no_color,
                     },
             } => {
-                let ok = ServerMsg::Response {
+                attach(
+                    front,
+                    slot,
+                    rd,
+                    out,
                     id,
-                    result: Ok(ResponseBody::Accepted),
-                };
-                if !send(&tx, &ok).await {
-                    break;
-                }
-                let att = session::Attach {
-                    cols,
-                    rows,
-                    no_color,
-                };
-                let end = session::run(ctx.clone(), &mut rd, tx.clone(), att).await;
-                tracing::info!(?end, owner, "attached client left");
-                match end {
-                    session::End::Detached => {
-                        let reason = format!(
-                            "detached from space \"{}\" — \"mew space attach\" to return",
-                            ctx.space_id
-                        );
-                        send(&tx, &ServerMsg::Bye { reason }).await;
-                    }
-                    session::End::Disconnected => {
-                        if owner {
-                            // The terminal that ran `up` is gone without a detach:
-                            // the space does not outlive it by accident.
-                            tracing::info!("the owning client disconnected: stopping the space");
-                            ctx.handle.shutdown(false);
-                            let _ = ctx.down_tx.send(true);
-                        }
-                    }
-                    session::End::SpaceDown => {
-                        let exit_code = headless::first_failure(&ctx.handle.status().processes);
-                        send(&tx, &ServerMsg::Ended { exit_code }).await;
-                        let reason = format!("space \"{}\" stopped", ctx.space_id);
-                        send(&tx, &ServerMsg::Bye { reason }).await;
-                    }
-                }
+                    owner,
+                    session::Attach {
+                        cols,
+                        rows,
+                        no_color,
+                    },
+                )
+                .await;
                 break;
             }
             ClientMsg::Request { id, req } => {
-                if let Some(task) = handle_request(id, req, &ctx, &tx).await {
+                if let Some(task) = handle_request(id, req, front, slot, out).await {
                     streams.push(task);
                 }
             }
@@ -760,6 +1366,9 @@ async fn serve_client(stream: UnixStream, ctx: Arc<Ctx>) {
                 // Only meaningful on an attached connection.
             }
         }
+        if streams.is_empty() {
+            slot.set(Phase::Idle);
+        }
     }
     for s in streams {
         if space_gone {
@@ -769,41 +1378,116 @@ async fn serve_client(stream: UnixStream, ctx: Arc<Ctx>) {
             s.abort();
         }
     }
-    drop(tx);
-    let _ = writer.await;
+}
+
+/// An attached (TUI) client, until it leaves or the space is down.
+async fn attach(
+    front: &Arc<Front>,
+    slot: &ConnSlot,
+    rd: &mut OwnedReadHalf,
+    out: &Outbox,
+    id: u64,
+    owner: bool,
+    att: session::Attach,
+) {
+    let respond = |result: Result<ResponseBody, String>| ServerMsg::Response { id, result };
+    if !slot.stream() {
+        out.msg(&respond(Err(too_many_streams(front)))).await;
+        return;
+    }
+    let Some(ctx) = front.ctx().await else {
+        return;
+    };
+    if !out.msg(&respond(Ok(ResponseBody::Accepted))).await {
+        return;
+    }
+    let end = session::run(ctx.clone(), rd, out.clone(), att, front.limits(None, true)).await;
+    tracing::info!(?end, owner, "attached client left");
+    match end {
+        session::End::Detached => {
+            let reason = format!(
+                "detached from space \"{}\" — \"mew space attach\" to return",
+                ctx.space_id
+            );
+            out.msg(&ServerMsg::Bye { reason }).await;
+        }
+        session::End::Disconnected => {
+            if owner {
+                // The terminal that ran `up` is gone without a detach:
+                // the space does not outlive it by accident.
+                tracing::info!("the owning client disconnected: stopping the space");
+                ctx.handle.shutdown(false);
+                let _ = ctx.down_tx.send(true);
+            }
+        }
+        session::End::SpaceDown => {
+            let exit_code = headless::first_failure(&ctx.handle.status().processes);
+            out.msg(&ServerMsg::Ended { exit_code }).await;
+            let reason = format!("space \"{}\" stopped", ctx.space_id);
+            out.msg(&ServerMsg::Bye { reason }).await;
+        }
+    }
+}
+
+fn too_many_streams(front: &Front) -> String {
+    format!(
+        "the space server already streams to {} clients (attach, logs -f, watch); close one and try again",
+        front.conns.streaming_cap
+    )
 }
 
 async fn handle_request(
     id: u64,
     req: Request,
-    ctx: &Arc<Ctx>,
-    tx: &mpsc::Sender<Frame>,
+    front: &Arc<Front>,
+    slot: &ConnSlot,
+    out: &Outbox,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let respond = |result: Result<ResponseBody, String>| ServerMsg::Response { id, result };
+    let stopping = || "the space is shutting down".to_string();
     match req {
         Request::Status => {
-            let status = (*ctx.handle.status()).clone();
-            send(tx, &respond(Ok(ResponseBody::Status { status }))).await;
+            // The supervisor's last published status (never waiting for it).
+            let status = match front.ctx_now() {
+                Some(ctx) => ctx.handle.status(),
+                None => front.boot.clone(),
+            };
+            let status = (*status).clone();
+            out.msg(&respond(Ok(ResponseBody::Status { status }))).await;
             None
         }
         Request::Restart { names } => {
-            let r = ctx.handle.restart(names.clone()).await;
-            send(tx, &respond(r.map(|_| ResponseBody::Done { names }))).await;
+            let r = match front.ctx().await {
+                Some(ctx) => ctx.handle.restart(names.clone()).await,
+                None => Err(stopping()),
+            };
+            out.msg(&respond(r.map(|_| ResponseBody::Done { names })))
+                .await;
             None
         }
         Request::Stop { names } => {
-            let r = ctx.handle.stop(names.clone()).await;
-            send(tx, &respond(r.map(|_| ResponseBody::Done { names }))).await;
+            let r = match front.ctx().await {
+                Some(ctx) => ctx.handle.stop(names.clone()).await,
+                None => Err(stopping()),
+            };
+            out.msg(&respond(r.map(|_| ResponseBody::Done { names })))
+                .await;
             None
         }
         Request::Start { names } => {
-            let r = ctx.handle.start(names.clone()).await;
-            send(tx, &respond(r.map(|_| ResponseBody::Done { names }))).await;
+            let r = match front.ctx().await {
+                Some(ctx) => ctx.handle.start(names.clone()).await,
+                None => Err(stopping()),
+            };
+            out.msg(&respond(r.map(|_| ResponseBody::Done { names })))
+                .await;
             None
         }
         Request::Down { timeout_ms } => {
+            // Never refused for want of room: `down` always gets through.
+            let ctx = front.ctx().await?;
             let events = ctx.handle.subscribe();
-            send(tx, &respond(Ok(ResponseBody::Accepted))).await;
+            out.msg(&respond(Ok(ResponseBody::Accepted))).await;
             ctx.handle.shutdown(false);
             let _ = ctx.down_tx.send(true);
             if let Some(ms) = timeout_ms {
@@ -813,24 +1497,27 @@ async fn handle_request(
                     handle.shutdown(true);
                 });
             }
-            let tx = tx.clone();
+            let out = out.clone();
             let handle = ctx.handle.clone();
             Some(tokio::spawn(async move {
-                let forward = stream_events(events, tx.clone(), Vec::new(), false);
+                let forward = stream_events(events, out.clone(), Vec::new(), false);
                 tokio::select! {
                     _ = forward => {}
                     _ = handle.wait_down() => {}
                 }
-                let _ = send(
-                    &tx,
-                    &ServerMsg::Bye {
+                let _ = out
+                    .msg(&ServerMsg::Bye {
                         reason: "the space is down".into(),
-                    },
-                )
-                .await;
+                    })
+                    .await;
             }))
         }
         Request::Follow { names, .. } => {
+            if !slot.stream() {
+                out.msg(&respond(Err(too_many_streams(front)))).await;
+                return None;
+            }
+            let ctx = front.ctx().await?;
             let events = ctx.handle.subscribe();
             let known: Vec<String> = ctx
                 .handle
@@ -840,35 +1527,50 @@ async fn handle_request(
                 .map(|p| p.name.clone())
                 .collect();
             if let Some(msg) = crate::status::unknown_names(&names, &known) {
-                send(tx, &respond(Err(msg))).await;
+                out.msg(&respond(Err(msg))).await;
                 return None;
             }
-            send(tx, &respond(Ok(ResponseBody::Accepted))).await;
-            let tx = tx.clone();
-            let mut gone = ctx.gone_tx.subscribe();
+            out.msg(&respond(Ok(ResponseBody::Accepted))).await;
+            let out = out.clone();
+            let mut gone = front.gone.clone();
             Some(tokio::spawn(async move {
                 tokio::select! {
-                    _ = stream_events(events, tx.clone(), names, true) => {}
+                    _ = stream_events(events, out.clone(), names, true) => {}
                     _ = gone.wait_for(|g| *g) => {}
                 }
-                let _ = send(
-                    &tx,
-                    &ServerMsg::Bye {
+                let _ = out
+                    .msg(&ServerMsg::Bye {
                         reason: "the space is down".into(),
-                    },
-                )
-                .await;
+                    })
+                    .await;
             }))
         }
         Request::Watch => {
-            send(tx, &respond(Ok(ResponseBody::Accepted))).await;
-            let tx = tx.clone();
-            let mut rx = ctx.handle.watch_status();
-            let mut gone = ctx.gone_tx.subscribe();
+            if !slot.stream() {
+                out.msg(&respond(Err(too_many_streams(front)))).await;
+                return None;
+            }
+            out.msg(&respond(Ok(ResponseBody::Accepted))).await;
+            let out = out.clone();
+            let front = front.clone();
             Some(tokio::spawn(async move {
+                // While the processes are being started: what is about to be.
+                if front.ctx_now().is_none() {
+                    let status = (*front.boot).clone();
+                    if !out.msg_written(&ServerMsg::Status { status }).await {
+                        return;
+                    }
+                }
+                let Some(ctx) = front.ctx().await else {
+                    return;
+                };
+                let mut rx = ctx.handle.watch_status();
+                let mut gone = front.gone.clone();
                 loop {
                     let status = (**rx.borrow_and_update()).clone();
-                    if !send(&tx, &ServerMsg::Status { status }).await {
+                    // One status in flight at a time: a client that reads
+                    // slowly gets the latest, not a backlog.
+                    if !out.msg_written(&ServerMsg::Status { status }).await {
                         return;
                     }
                     tokio::select! {
@@ -876,16 +1578,14 @@ async fn handle_request(
                         _ = gone.wait_for(|g| *g) => break,
                     }
                 }
-                let _ = send(
-                    &tx,
-                    &ServerMsg::Bye {
+                let _ = out
+                    .msg(&ServerMsg::Bye {
                         reason: "the space is down".into(),
-                    },
-                )
-                .await;
+                    })
+                    .await;
             }))
         }
-        Request::Attach { .. } => None, // handled by serve_client
+        Request::Attach { .. } => None, // handled by converse
     }
 }
 
@@ -893,7 +1593,7 @@ async fn handle_request(
 /// that falls behind is told how much it missed (`resync`).
 async fn stream_events(
     mut events: broadcast::Receiver<Event>,
-    tx: mpsc::Sender<Frame>,
+    out: Outbox,
     names: Vec<String>,
     lines: bool,
 ) {
@@ -926,25 +1626,19 @@ async fn stream_events(
             }
         };
         if dropped > 0 {
-            match Frame::msg(&ServerMsg::Resync { dropped }) {
-                Ok(f) => match tx.try_send(f) {
-                    Ok(()) => dropped = 0,
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        dropped += 1;
-                        continue;
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
-                },
-                Err(_) => return,
+            match out.try_msg(&ServerMsg::Resync { dropped }) {
+                Ok(()) => dropped = 0,
+                Err(TrySend::Full) => {
+                    dropped += 1;
+                    continue;
+                }
+                Err(TrySend::Closed) => return,
             }
         }
-        let Ok(frame) = Frame::msg(&msg) else {
-            continue;
-        };
-        match tx.try_send(frame) {
+        match out.try_msg(&msg) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => dropped += 1,
-            Err(mpsc::error::TrySendError::Closed(_)) => return,
+            Err(TrySend::Full) => dropped += 1,
+            Err(TrySend::Closed) => return,
         }
     }
 }

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use tokio::net::unix::OwnedReadHalf;
 use tokio::sync::mpsc;
 
-use super::Ctx;
-use crate::protocol::{self, ClientMsg, Frame, ServerMsg};
+use super::{Ctx, Outbox};
+use crate::protocol::{self, ClientMsg, Frame, FrameError, Held, ReadLimits, ServerMsg};
 use crate::status::SpaceStatus;
 use crate::supervisor::Shared;
 use crate::tui::{Action, App, PaneSource, RemoteRenderer, osc52_copy};
@@ -81,25 +81,22 @@ impl PaneSource for Panes {
     }
 }
 
-async fn send(tx: &mpsc::Sender<Frame>, msg: &ServerMsg) -> bool {
-    match Frame::msg(msg) {
-        Ok(f) => tx.send(f).await.is_ok(),
-        Err(_) => false,
-    }
-}
-
 pub struct Attach {
     pub cols: u16,
     pub rows: u16,
     pub no_color: bool,
 }
 
-/// Serve one attached client until it detaches, disconnects or the space is down.
+/// Serve one attached client until it detaches, disconnects or the space is
+/// down. Its frames are read within `limits`: no idle limit (a user may not
+/// type for hours), a deadline per frame, and a paste over the size limit is
+/// thrown away (and logged) rather than ending the session.
 pub async fn run(
     ctx: Arc<Ctx>,
     rd: &mut OwnedReadHalf,
-    tx: mpsc::Sender<Frame>,
+    tx: Outbox,
     att: Attach,
+    limits: ReadLimits,
 ) -> End {
     let mut app = match unpark(&ctx.space_id) {
         Some(mut app) => {
@@ -109,12 +106,9 @@ pub async fn run(
         None => match App::new(&ctx.ui_keys) {
             Ok(app) => app,
             Err(e) => {
-                send(
-                    &tx,
-                    &ServerMsg::Bye {
-                        reason: format!("ui.keys: {e}"),
-                    },
-                )
+                tx.msg(&ServerMsg::Bye {
+                    reason: format!("ui.keys: {e}"),
+                })
                 .await;
                 return End::Disconnected;
             }
@@ -124,7 +118,7 @@ pub async fn run(
     let (cols, rows) = clamp_size(att.cols, att.rows);
     app.set_size(cols, rows);
     app.set_notes(ctx.notes.clone());
-    let end = serve(&ctx, rd, &tx, &mut app, att).await;
+    let end = serve(&ctx, rd, &tx, &mut app, att, limits).await;
     if end != End::SpaceDown && !app.is_quitting() {
         park(&ctx.space_id, app);
     }
@@ -146,21 +140,27 @@ fn unpark(space: &str) -> Option<App> {
     parked.remove(space)
 }
 
+/// A frame read from the client, with its share of the read budget (kept
+/// until the frame is handled).
+type Incoming = Result<Option<(Frame, Held)>, FrameError>;
+
 async fn serve(
     ctx: &Arc<Ctx>,
     rd: &mut OwnedReadHalf,
-    tx: &mpsc::Sender<Frame>,
+    tx: &Outbox,
     app: &mut App,
     att: Attach,
+    limits: ReadLimits,
 ) -> End {
     // Frames are read by their own future and handed over through a channel:
     // `read_frame` is not cancel-safe, so it must never be a `select!` branch
     // that another branch can interrupt mid-frame.
-    let (in_tx, in_rx) = mpsc::channel(64);
+    let (in_tx, in_rx) = mpsc::channel::<Incoming>(64);
     let reader = async move {
         loop {
-            let frame = protocol::read_frame(rd).await;
-            let last = !matches!(frame, Ok(Some(_)));
+            let frame = protocol::read_frame_held(rd, &limits).await;
+            // A discarded frame leaves the stream in step: read on.
+            let last = !matches!(frame, Ok(Some(_)) | Err(FrameError::Discarded { .. }));
             if in_tx.send(frame).await.is_err() || last {
                 break;
             }
@@ -175,8 +175,8 @@ async fn serve(
 
 async fn session_loop(
     ctx: &Arc<Ctx>,
-    mut in_rx: mpsc::Receiver<Result<Option<Frame>, protocol::FrameError>>,
-    tx: &mpsc::Sender<Frame>,
+    mut in_rx: mpsc::Receiver<Incoming>,
+    tx: &Outbox,
     app: &mut App,
     att: Attach,
 ) -> End {
@@ -210,7 +210,7 @@ async fn session_loop(
             };
             let bytes = renderer.render(app, &panes);
             if !bytes.is_empty() {
-                let _ = tx.send(Frame::Output(bytes)).await;
+                let _ = tx.output(&bytes).await;
             }
             return End::SpaceDown;
         }
@@ -262,7 +262,7 @@ async fn session_loop(
                 last_render = Instant::now();
             }
             dirty = false;
-            if !bytes.is_empty() && tx.send(Frame::Output(bytes)).await.is_err() {
+            if !bytes.is_empty() && !tx.output(&bytes).await {
                 return End::Disconnected;
             }
         }
@@ -275,9 +275,14 @@ async fn session_loop(
             // Input first: a flood of output never delays a key.
             biased;
             frame = in_rx.recv() => {
-                let msg = match frame {
-                    Some(Ok(Some(f))) => f.decode::<ClientMsg>(),
+                // The budget share is given back once the message is handled.
+                let (msg, _held) = match frame {
+                    Some(Ok(Some((f, held)))) => (f.decode::<ClientMsg>(), held),
                     Some(Ok(None)) | None => return End::Disconnected,
+                    Some(Err(e @ FrameError::Discarded { .. })) => {
+                        tracing::warn!("attached client: {e} (a paste too large to take?)");
+                        continue;
+                    }
                     Some(Err(e)) => {
                         tracing::warn!("dropped an attached client: {e}");
                         return End::Disconnected;
@@ -327,12 +332,7 @@ async fn session_loop(
 }
 
 /// Carry out one action of the app; `Some` ends the session.
-async fn apply(
-    ctx: &Arc<Ctx>,
-    tx: &mpsc::Sender<Frame>,
-    app: &mut App,
-    action: Action,
-) -> Option<End> {
+async fn apply(ctx: &Arc<Ctx>, tx: &Outbox, app: &mut App, action: Action) -> Option<End> {
     let handle = &ctx.handle;
     let index = |name: &str| handle.shared.index_of(name);
     let report = |r: Result<(), String>| {
@@ -374,7 +374,7 @@ async fn apply(
             let _ = ctx.down_tx.send(true);
         }
         Action::Copy(text) => {
-            let _ = tx.send(Frame::Output(osc52_copy(&text))).await;
+            let _ = tx.output(&osc52_copy(&text)).await;
         }
     }
     None
