@@ -330,6 +330,72 @@ processes:
     down(&space);
 }
 
+/// CPU seconds (user + system) a process has used.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit_once(')').unwrap().1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat (utime, stime), in USER_HZ (100 on Linux).
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+/// The processes hold nearly all of the server's descriptors, so accept
+/// itself fails (EMFILE) while silent connections hold the rest: the server
+/// does not spin on the failing accept, closes a silent connection to take
+/// the next one, and `status` gets through.
+#[test]
+fn accept_out_of_descriptors_does_not_spin_and_status_gets_through() {
+    let mut yaml = String::from("processes:\n");
+    for i in 0..20 {
+        yaml.push_str(&format!("  p{i}: {{ command: \"sleep 1000\" }}\n"));
+    }
+    let space = Space::new(&yaml);
+    // 20 processes take a PTY master and a log each: some 55 of 64.
+    let limit = 64u64;
+    let out = up_with_nofile(&space, limit, "60s");
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    let server = server_pid(&space);
+    let log = space.path().join(".mew/logs/mew-server.log");
+    let squat = Squatters::start(socket(&space), 100);
+    assert!(
+        wait_for(W, || std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("accept failed")),
+        "accept never ran out of descriptors; server fds {:?}",
+        fds(server)
+    );
+    let c0 = cpu_secs(server);
+    let t = Instant::now();
+    let mut answers = 0;
+    let mut slowest = Duration::ZERO;
+    while t.elapsed() < Duration::from_secs(5) || answers < 3 {
+        let s = Instant::now();
+        let st = util::mew(&space, &["space", "status", "--json"]);
+        slowest = slowest.max(s.elapsed());
+        assert_eq!(
+            st.code(),
+            Some(0),
+            "status failed with the descriptors exhausted (server fds {:?}): {}",
+            fds(server),
+            st.stderr
+        );
+        answers += 1;
+    }
+    let used = cpu_secs(server) - c0;
+    let wall = t.elapsed().as_secs_f64();
+    eprintln!(
+        "out of descriptors: {answers} status answers in {wall:.1}s (slowest {slowest:?}); the server used {used:.2}s of CPU; fds {:?}",
+        fds(server)
+    );
+    assert!(
+        used < wall * 0.5,
+        "the server used {used:.2}s of CPU in {wall:.1}s: the failing accept spins"
+    );
+    drop(squat);
+    down(&space);
+}
+
 /// A connection that does not finish its hello, one that says hello and no
 /// more, and one that begins a request and never ends it are closed by the
 /// server; connections that stream (follow, watch, attach) may stay quiet
@@ -396,6 +462,55 @@ fn silent_connections_are_closed_and_streaming_ones_are_not() {
     );
     drop(streaming);
     down(&space);
+}
+
+/// Streams (follow, watch, attach) are quiet by nature and never closed
+/// for it, so they may not take every slot: past their share a new stream
+/// is refused with a reason, and `status` and `down` still get through.
+#[test]
+fn streams_cannot_take_the_slots_that_status_and_down_need() {
+    let space = Space::new("processes:\n  app: { command: \"sleep 1000\" }\n");
+    let out = up_with_nofile(&space, 512, "60s");
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
+    let path = socket(&space);
+    allow_fds(400);
+    let mut streams = Vec::new();
+    let mut refused = Vec::new();
+    for i in 0..200 {
+        let (client, req) = if i % 2 == 0 {
+            ("follow", serde_json::json!({"type": "follow", "names": []}))
+        } else {
+            ("control", serde_json::json!({"type": "watch"}))
+        };
+        let mut s = connect(&path, client);
+        s.write_all(&request(1, req)).unwrap();
+        let r = read_json(&mut s).unwrap();
+        if r["result"]["ok"]["type"] == "accepted" {
+            streams.push(s);
+        } else {
+            refused.push(
+                r["result"]["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+    }
+    eprintln!(
+        "{} streams accepted, {} refused: {:?}",
+        streams.len(),
+        refused.len(),
+        refused.first()
+    );
+    assert!(!refused.is_empty(), "every one of 200 streams was accepted");
+    assert!(refused[0].contains("streams to"), "{}", refused[0]);
+    let st = util::mew(&space, &["space", "status", "--json"]);
+    assert_eq!(st.code(), Some(0), "{}", st.stderr);
+    let out = down(&space);
+    assert!(out.stdout.contains("is down"), "{}", out.stdout);
+    for s in &mut streams {
+        assert!(closed_within(s, W), "a stream did not end with the space");
+    }
 }
 
 // ---- 2. large frames that never end ----------------------------------------------

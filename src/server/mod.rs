@@ -616,7 +616,7 @@ const WRITER_DRAIN: Duration = Duration::from_secs(5);
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 /// At the cap, a connection silent (no hello yet, or idle) for this long is
 /// closed to let a new one in; the newest get at least this long to speak.
-const EVICT_AFTER: Duration = Duration::from_millis(500);
+const EVICT_AFTER: Duration = Duration::from_millis(250);
 /// Failed accepts and refused connections are reported at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -852,10 +852,21 @@ async fn accept_loop(
                 }
             },
             Err(e) => {
-                // Out of descriptors (EMFILE, ENFILE) or memory: the
-                // connection stays in the backlog. Never spin on it.
-                accept_failed.warn(format_args!("accept failed: {e}"));
-                tokio::time::sleep(ACCEPT_RETRY).await;
+                // Out of descriptors (EMFILE, ENFILE: the processes hold the
+                // rest) or memory: the connection stays in the backlog.
+                // Close a silent connection to free a descriptor, and never
+                // spin.
+                let no_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                if no_fds && front.conns.evict_silent() {
+                    accept_failed.warn(format_args!(
+                        "accept failed: {e}; closed the connection silent the longest"
+                    ));
+                    // Its task closes it when it runs: right after this yield.
+                    tokio::task::yield_now().await;
+                } else {
+                    accept_failed.warn(format_args!("accept failed: {e}"));
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                }
             }
         }
     }
@@ -940,20 +951,32 @@ impl Conns {
         }
     }
 
+    /// Close the connection silent the longest, if it has been silent for
+    /// EVICT_AFTER.
+    fn evict_silent(&self) -> bool {
+        let mut t = self.lock();
+        match Self::most_silent(&t) {
+            Some((id, since)) if since.elapsed() >= EVICT_AFTER => {
+                if let Some(e) = t.live.remove(&id) {
+                    e.kill.notify_one();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// A slot for a new connection. At the cap, the connection silent the
     /// longest is closed to make room, if it has been silent for
     /// EVICT_AFTER; `None` otherwise.
     fn admit(self: &Arc<Self>) -> Option<ConnSlot> {
         let mut t = self.lock();
         if t.live.len() >= self.cap {
-            let (victim, since) = Self::most_silent(&t)?;
-            if since.elapsed() < EVICT_AFTER {
+            drop(t);
+            if !self.evict_silent() {
                 return None;
             }
-            if let Some(e) = t.live.remove(&victim) {
-                tracing::debug!(phase = ?e.phase, "closing the connection silent the longest: {} are open", self.cap);
-                e.kill.notify_one();
-            }
+            t = self.lock();
         }
         let id = t.next;
         t.next += 1;
