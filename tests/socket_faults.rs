@@ -719,11 +719,15 @@ fn garbage_drops_the_connection_not_the_server() {
 fn process_budget(want: usize) -> (usize, u64) {
     use nix::sys::resource::{Resource, getrlimit};
     let read = |p: &str| -> Option<usize> { std::fs::read_to_string(p).ok()?.trim().parse().ok() };
+    // Outside the initial mount namespace, `reserve` of them are not ours.
     let ptys = match (
         read("/proc/sys/kernel/pty/max"),
         read("/proc/sys/kernel/pty/nr"),
     ) {
-        (Some(max), Some(nr)) => max.saturating_sub(nr).saturating_sub(200),
+        (Some(max), Some(nr)) => max
+            .saturating_sub(read("/proc/sys/kernel/pty/reserve").unwrap_or(0))
+            .saturating_sub(nr)
+            .saturating_sub(200),
         _ => want,
     };
     let (_, nproc) = getrlimit(Resource::RLIMIT_NPROC).unwrap_or((u64::MAX, u64::MAX));
