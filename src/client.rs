@@ -1261,7 +1261,8 @@ async fn report_dead_server(space_dir: &Path) {
 fn recover_dead_server(space_dir: &Path) -> Option<String> {
     let paths = SpacePaths::new(space_dir).ok()?;
     let lock = crate::server::lock_space(&paths).ok()?;
-    let report = crate::server::recover(&paths, &lock).map(|(pid, killed)| recovery_message(pid, killed));
+    let report =
+        crate::server::recover(&paths, &lock).map(|(pid, killed)| recovery_message(pid, killed));
     let _ = std::fs::remove_file(&paths.socket);
     let _ = std::fs::remove_file(&paths.socket_record);
     drop(lock);

@@ -36,4 +36,3 @@ pub fn recover(paths: &SpacePaths, lock: &SpaceLock) -> Option<(u32, usize)> {
     }
     Some((server_pid, killed))
 }
-
