@@ -787,6 +787,13 @@ impl LineCapture {
     /// Write valid non-ASCII text (C1 controls are dropped).
     fn put_str(&mut self, mut s: &str, out: &mut dyn FnMut(CapturedLine<'_>)) {
         while !s.is_empty() {
+            // A C1 control writes nothing, so it moves nothing either (no
+            // padding up to the cursor), as when it arrives byte by byte.
+            let mut chars = s.chars();
+            if chars.next().is_some_and(is_c1) {
+                s = chars.as_str();
+                continue;
+            }
             self.pad_to_cursor(out);
             let col = self.line.col;
             if col == self.line.len && self.line.bytes < MAX_LINE {
@@ -1099,6 +1106,9 @@ mod tests {
         assert_eq!(plain(b"a\x00\x01\x07b\x7fc\x0b\x0cd\x0e\n"), ["abcd"]);
         // C1 controls encoded in UTF-8.
         assert_eq!(plain("a\u{85}b\u{9b}c\n".as_bytes()), ["abc"]);
+        // A dropped C1 control past the text does not pad up to the cursor
+        // (found by the chunking proptest: whole and bytewise differed).
+        assert_eq!(plain("a\x1b[5`\u{9f}\n".as_bytes()), ["a"]);
     }
 
     #[test]
