@@ -197,6 +197,7 @@ pub fn spawn_on_pty(spec: &SpawnSpec<'_>) -> Result<PtyChild, SpawnError> {
                 return Err(io::Error::last_os_error());
             }
             cloexec_from_3();
+            restore_child_nofile();
             Ok(())
         });
     }
@@ -228,6 +229,7 @@ pub fn spawn_helper(line: &str, env: &[(String, String)], cwd: &Path) -> io::Res
     unsafe {
         cmd.pre_exec(|| {
             cloexec_from_3();
+            restore_child_nofile();
             Ok(())
         });
     }
@@ -331,6 +333,46 @@ pub fn default_sigpipe() {
     // conditions; it is called at start-up, before any thread exists.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// The soft `RLIMIT_NOFILE` mew was started with, when the server raised
+/// its own ([`raise_nofile_limit`]); `u64::MAX`: unchanged.
+static CHILD_NOFILE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// Raise the soft descriptor limit to the hard one: a space of N processes
+/// needs about 2N descriptors (a PTY master and a pidfd or pipe each), so
+/// 1024 would cap it near 500. The programs mew starts get the original
+/// soft limit back (some still use `select`, which breaks past 1024), as
+/// systemd does. Returns (old soft, new soft).
+pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    let target = hard.min(1 << 20);
+    if soft < target {
+        setrlimit(Resource::RLIMIT_NOFILE, target, hard)?;
+        CHILD_NOFILE.store(soft, std::sync::atomic::Ordering::SeqCst);
+    }
+    Ok((soft, target.max(soft)))
+}
+
+/// In a forked child before exec: give back the descriptor limit mew was
+/// started with. Async-signal-safe.
+fn restore_child_nofile() {
+    let soft = CHILD_NOFILE.load(std::sync::atomic::Ordering::Relaxed);
+    if soft == u64::MAX {
+        return;
+    }
+    // SAFETY: getrlimit/setrlimit on a local struct; no allocation.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = soft as libc::rlim_t;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
     }
 }
 

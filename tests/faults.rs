@@ -402,3 +402,50 @@ fn a_squatted_runtime_dir_is_refused_with_a_clear_message() {
     assert!(out.stderr.contains("owned by uid 65534"), "{}", out.stderr);
     assert!(space.survivors().is_empty());
 }
+
+/// The server raises its soft descriptor limit to the hard one (a space of
+/// 1000 processes needs ~2000 descriptors); its processes get the limit mew
+/// was started with back (programs using `select` break past 1024).
+#[test]
+fn the_server_raises_its_descriptor_limit_and_processes_get_the_original() {
+    let space = Space::new("processes:\n  one: { command: \"exec sleep 1000\" }\n");
+    let soft_of = |pid: u64| -> (String, String) {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .unwrap()
+            .to_string();
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f[3].to_string(), f[4].to_string())
+    };
+    let mut up = space.mew();
+    // Soft 256, hard as it is: started the way a login shell's limit would.
+    up.args(["space", "up", "-d", "--wait"]);
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg("--nofile=256:").arg("--").arg(up.get_program());
+    cmd.args(up.get_args());
+    for (k, v) in up.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let out = common::run(cmd, W);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let status = status_json(&space).unwrap();
+    let server = status["server_pid"].as_u64().unwrap();
+    let child = status["processes"][0]["pid"].as_u64().unwrap();
+    let (server_soft, server_hard) = soft_of(server);
+    assert_eq!(
+        server_soft, server_hard,
+        "the server kept a soft limit below its hard one"
+    );
+    assert_eq!(
+        soft_of(child).0,
+        "256",
+        "the process did not get the original limit back"
+    );
+    down(&space);
+    assert!(space.wait_no_survivors().is_empty());
+}

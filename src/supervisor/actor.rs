@@ -118,6 +118,13 @@ pub(crate) fn start(
     if let Err(e) = sys::become_subreaper() {
         tracing::warn!("cannot become a child subreaper: {e}");
     }
+    match sys::raise_nofile_limit() {
+        Ok((old, new)) if new > old => {
+            tracing::info!("descriptor limit raised from {old} to {new} (processes get {old})");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the descriptor limit: {e}"),
+    }
     if !REAPER_STARTED.swap(true, Ordering::SeqCst) {
         tokio::spawn(reaper::run());
     }

@@ -227,13 +227,6 @@ impl LineSink {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = self.tx.send(Printable::End);
     }
-
-    /// The space is stopping: stdout is no longer waited for.
-    pub fn closing(&self) {
-        self.state
-            .closing
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 /// Per-process state shared with readers and clients (not lifecycle state).
