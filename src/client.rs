@@ -1163,11 +1163,34 @@ pub fn attach(space_dir: &Path, owner: bool) -> ExitCode {
         let mut code: u8 = 0;
         let mut ended = false;
         let mut lost = false;
+        // The size the server renders for. A SIGWINCH can be missed (seen
+        // once under load: the view stayed at the old size); the size is
+        // also checked every second and a change sent, so a lost signal
+        // costs at most a second, never the rest of the session.
+        let mut sent_size = (cols, rows);
+        let mut size_check = tokio::time::interval(Duration::from_secs(1));
+        size_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = size_check.tick() => {
+                    if let Ok(now) = crossterm::terminal::size()
+                        && now != sent_size
+                    {
+                        sent_size = now;
+                        let msg = ClientMsg::Resize { cols: now.0, rows: now.1 };
+                        if protocol::write_msg(&mut wr, &msg).await.is_err() {
+                            farewell = Some("lost the space server".into());
+                            code = 1;
+                            break;
+                        }
+                    }
+                }
                 ev = ev_rx.recv() => {
                     let msg = match ev {
-                        Some(Event::Resize(cols, rows)) => ClientMsg::Resize { cols, rows },
+                        Some(Event::Resize(cols, rows)) => {
+                            sent_size = (cols, rows);
+                            ClientMsg::Resize { cols, rows }
+                        }
                         Some(event) => ClientMsg::Input { event },
                         None => break,
                     };
