@@ -323,7 +323,13 @@ mod tests {
         while std::time::Instant::now() < deadline {
             kids.clear();
             children(pid, &mut kids);
-            if kids.len() == 2 {
+            // And both have exec'd and touched memory: right after an exec
+            // a process's RSS can still read 0 (a loaded machine widens it).
+            if kids.len() == 2
+                && kids
+                    .iter()
+                    .all(|&k| read_proc(k).is_some_and(|p| p.rss_bytes > 0))
+            {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
