@@ -775,20 +775,7 @@ fn pid_alive(pid: u32) -> bool {
 /// (`None` when unreadable). Reading it takes no lock, so it cannot race
 /// with a server starting up, unlike a probing `flock`.
 fn held_flock_inodes() -> Option<Vec<u64>> {
-    let text = fs::read_to_string("/proc/locks").ok()?;
-    Some(
-        text.lines()
-            .filter(|l| !l.contains("->"))
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                // "1: FLOCK  ADVISORY  WRITE 1234 00:2f:5678 0 EOF"
-                if f.get(1) != Some(&"FLOCK") || f.get(3) != Some(&"WRITE") {
-                    return None;
-                }
-                f.get(5)?.rsplit(':').next()?.parse().ok()
-            })
-            .collect(),
-    )
+    Some(held_flocks()?.into_iter().map(|(_, ino)| ino).collect())
 }
 
 // ---------------------------------------------------------------------------

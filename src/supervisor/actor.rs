@@ -413,6 +413,21 @@ impl Actor {
 
     // ---- events and status -------------------------------------------------
 
+    /// Wait `delay` in `Backoff`, then start again (`RestartDue`, ignored
+    /// if the run changed meanwhile).
+    fn backoff(&mut self, i: usize, generation: u64, delay: Duration, message: String) {
+        let until = now_millis() + delay.as_millis() as u64;
+        self.set_state(i, ProcState::Backoff { until }, message);
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(Cmd::RestartDue {
+                index: i,
+                generation,
+            });
+        });
+    }
+
     fn set_state(&mut self, i: usize, state: ProcState, message: impl Into<String>) {
         let message = message.into();
         let at = now_millis();
@@ -709,25 +724,17 @@ impl Actor {
             // program's. Retried without counting toward its crash loop.
             Err(e) if e.transient && !self.shutting_down => {
                 let delay = TRANSIENT_RETRY;
-                let until = now_millis() + delay.as_millis() as u64;
                 tracing::warn!(process = %p.rp.name, "cannot start: {}", e.message);
-                self.set_state(
+                self.backoff(
                     i,
-                    ProcState::Backoff { until },
+                    generation,
+                    delay,
                     format!(
                         "cannot start now ({}); retrying in {}",
                         e.message,
                         fmt_duration(delay)
                     ),
                 );
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = tx.send(Cmd::RestartDue {
-                        index: i,
-                        generation,
-                    });
-                });
                 return;
             }
             Err(e) => {
@@ -1216,20 +1223,12 @@ impl Actor {
                 let p = &mut self.procs[i];
                 p.restarts += 1;
                 let generation = p.generation;
-                let until = now_millis() + delay.as_millis() as u64;
-                self.set_state(
+                self.backoff(
                     i,
-                    ProcState::Backoff { until },
+                    generation,
+                    delay,
                     format!("restarting in {}", fmt_duration(delay)),
                 );
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = tx.send(Cmd::RestartDue {
-                        index: i,
-                        generation,
-                    });
-                });
             }
         }
     }
@@ -1254,23 +1253,15 @@ impl Actor {
             Decision::Restart { delay } => {
                 p.restarts += 1;
                 let generation = p.generation;
-                let until = now_millis() + delay.as_millis() as u64;
-                self.set_state(
+                self.backoff(
                     i,
-                    ProcState::Backoff { until },
+                    generation,
+                    delay,
                     format!(
                         "stopped ({how}): {reason}; restarting in {}",
                         fmt_duration(delay)
                     ),
                 );
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = tx.send(Cmd::RestartDue {
-                        index: i,
-                        generation,
-                    });
-                });
             }
             Decision::Stay => {
                 let msg = format!("stopped ({how}): {reason}");
