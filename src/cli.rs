@@ -51,6 +51,15 @@ pub enum Command {
     Up(UpArgs),
     /// `mew space down` (as the upstream MEW CLI spells it).
     Down(DownArgs),
+    /// An MCP server (stdio) joined to a space as a participant.
+    #[command(subcommand)]
+    Bridge(BridgeCommand),
+    /// A MEW participant client: JSON lines from a FIFO or stdin to the space, envelopes out.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Participant tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// The space server itself (started by `mew space up`; not for direct use).
     #[command(name = "__serve", hide = true)]
     Serve(ServeArgs),
@@ -91,23 +100,143 @@ pub struct GatewayStartArgs {
     pub log_dir: Option<PathBuf>,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum BridgeCommand {
+    /// Run an MCP server and join it to a space (`type: mcp-bridge` participants run this).
+    Start(BridgeStartArgs),
+}
+
+/// `mew bridge start`: upstream's flags, plus the MCP command after `--`.
+#[derive(Debug, Args)]
+pub struct BridgeStartArgs {
+    /// Gateway WebSocket URL (ws://host:port).
+    #[arg(short, long, value_name = "URL")]
+    pub gateway: String,
+    /// Space to join.
+    #[arg(short, long, value_name = "ID")]
+    pub space: String,
+    /// The participant id this bridge joins as.
+    #[arg(short = 'p', long, value_name = "ID")]
+    pub participant_id: String,
+    /// Token [default: $MEW_TOKEN, else $MEW_TOKEN_<ID>]. On the command line it is
+    /// visible to every user of the machine (`ps`): prefer the environment.
+    #[arg(short, long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// The MCP server's command (or give the command and its arguments after `--`).
+    #[arg(short = 'm', long, value_name = "COMMAND")]
+    pub mcp_command: Option<String>,
+    /// The MCP server's arguments, comma-separated (upstream's form; `--` keeps commas).
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    pub mcp_args: Option<String>,
+    /// Environment for the MCP server, comma-separated KEY=VALUE pairs.
+    #[arg(long, value_name = "ENV")]
+    pub mcp_env: Option<String>,
+    /// Working directory of the MCP server.
+    #[arg(long, value_name = "DIR")]
+    pub mcp_cwd: Option<PathBuf>,
+    /// How long the MCP server may take to answer `initialize`, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    pub init_timeout: u64,
+    /// Reconnect to the gateway when the connection drops.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub reconnect: bool,
+    /// How many reconnects in a row before giving up.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub max_reconnects: u32,
+    /// Capabilities to advertise when joining (a JSON array).
+    #[arg(long, value_name = "JSON")]
+    pub capabilities: Option<String>,
+    /// The MCP server's command and arguments.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Join a space; send JSON lines from --fifo-in (or stdin), write envelopes to
+    /// --fifo-out / --output-file (or stdout).
+    Connect(ClientConnectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClientConnectArgs {
+    /// Gateway WebSocket URL (ws://host:port).
+    #[arg(short, long, value_name = "URL")]
+    pub gateway: String,
+    /// Space to join.
+    #[arg(short, long, value_name = "ID")]
+    pub space: String,
+    /// Token [default: $MEW_TOKEN, else $MEW_TOKEN_<ID>]. On the command line it is
+    /// visible to every user of the machine (`ps`): prefer the environment.
+    #[arg(short, long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// The participant id to join as [default: the token's participant].
+    #[arg(short = 'p', long, value_name = "ID")]
+    pub participant_id: Option<String>,
+    /// Read JSON envelopes, one per line, from this FIFO (reopened at each writer's end).
+    #[arg(long, value_name = "PATH")]
+    pub fifo_in: Option<PathBuf>,
+    /// Write every envelope received, one JSON line each, to this FIFO.
+    #[arg(long, value_name = "PATH", conflicts_with = "output_file")]
+    pub fifo_out: Option<PathBuf>,
+    /// Append every envelope received, one JSON line each, to this file.
+    #[arg(long, value_name = "PATH")]
+    pub output_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a new random token for a participant and print it.
+    Create(TokenCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// The participant the token is for.
+    #[arg(short = 'p', long, value_name = "ID")]
+    pub participant_id: String,
+    /// Capabilities (a JSON array; checked, as upstream; the gateway takes
+    /// capabilities from space.yaml).
+    #[arg(long, value_name = "JSON")]
+    pub capabilities: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct InitArgs {
-    /// The template to use (see --list-templates).
+    /// The template: a directory DIR/templates/NAME/ or ./templates/NAME/
+    /// (local), ~/.mew/templates/NAME/ (user), or built in (see --list-templates).
     #[arg(default_value = "demo")]
     pub template: String,
-    /// The space name (default: the directory name).
+    /// The space name: SPACE_NAME [default: the template's, else the directory name].
     #[arg(long)]
     pub name: Option<String>,
-    /// The gateway port written into the template.
+    /// The space description: SPACE_DESCRIPTION.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// The gateway port: PORT [default: the template's, else 8080].
     #[arg(long)]
     pub port: Option<u16>,
-    /// Overwrite an existing space.yaml.
+    /// The AI model: AGENT_MODEL [default: the template's, else gpt-5].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// The UI theme: UI_THEME.
+    #[arg(long, value_parser = ["neon-pulse", "retro-term", "deep-space", "neon-city"])]
+    pub theme: Option<String>,
+    /// Set any template variable (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// Never ask for a value, even in a terminal (flags, environment, defaults only).
+    #[arg(long)]
+    pub no_prompt: bool,
+    /// Replace an existing space.yaml (and the template's files in .mew/).
     #[arg(long)]
     pub force: bool,
-    /// List the templates and exit.
+    /// List the templates (name, source, description) and exit.
     #[arg(long)]
     pub list_templates: bool,
+    /// Show a template's description, variables and files, and exit.
+    #[arg(long, value_name = "NAME")]
+    pub template_info: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +263,18 @@ pub enum SpaceCommand {
     Ls(LsArgs),
     /// Remove logs and run state (and, on request, tokens).
     Clean(CleanArgs),
+    /// Join the running space as a participant from this terminal (line mode).
+    Connect(ConnectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The participant to join as [default: the first participant without a command].
+    #[arg(long, value_name = "ID")]
+    pub participant: Option<String>,
+    /// Gateway URL [default: the running space's gateway].
+    #[arg(long, value_name = "URL")]
+    pub gateway: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod headless;
 pub mod init;
 pub mod logs;
+pub mod participant;
 pub mod procfs;
 pub mod protocol;
 pub mod server;

@@ -4,7 +4,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use mew::cli::{Cli, Command, GatewayCommand, SpaceArgs, SpaceCommand, UpArgs};
+use mew::cli::{
+    BridgeCommand, Cli, ClientCommand, Command, GatewayCommand, SpaceArgs, SpaceCommand,
+    TokenCommand, UpArgs,
+};
 use mew::config::{ConfigSource, SpaceConfig, parse_duration};
 use mew::protocol::Request;
 use mew::{client, server};
@@ -42,6 +45,11 @@ fn main() -> ExitCode {
         Some(Command::Space(cmd)) => space(cmd, &cli.space),
         Some(Command::Up(up)) => space(SpaceCommand::Up(up), &cli.space),
         Some(Command::Down(down)) => space(SpaceCommand::Down(down), &cli.space),
+        Some(Command::Bridge(BridgeCommand::Start(args))) => mew::participant::bridge::run(args),
+        Some(Command::Client(ClientCommand::Connect(args))) => mew::participant::client::run(args),
+        Some(Command::Token(TokenCommand::Create(args))) => {
+            mew::participant::token::create(&cli.space, &args)
+        }
         Some(Command::Gateway(GatewayCommand::Start(a))) => {
             let space_config = a
                 .space_config
@@ -151,6 +159,10 @@ fn space(cmd: SpaceCommand, args: &SpaceArgs) -> ExitCode {
     let load = || server::load_config(args);
     match cmd {
         SpaceCommand::Check(a) => mew::check::run(args, &a),
+        SpaceCommand::Connect(a) => match load() {
+            Ok(cfg) => mew::participant::connect::run(&cfg, &a),
+            Err(code) => code,
+        },
         SpaceCommand::Up(up) => space_up(up, args),
         SpaceCommand::Status(a) => match load() {
             Ok(cfg) => client::status(&cfg.dir, a.json),

@@ -360,6 +360,10 @@ pub struct LockInfo {
     pub socket: PathBuf,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub space_id: Option<String>,
+    /// The port of the space's gateway, when it has one (what
+    /// `mew space connect` and `mew client connect` join).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_port: Option<u16>,
 }
 
 /// The exclusive `flock` on `.mew/run/mew.lock`, held for the server's life
@@ -1140,6 +1144,7 @@ mod tests {
             mew_version: "0.1.0".into(),
             socket: p.socket.clone(),
             space_id: Some("demo".into()),
+            gateway_port: Some(8080),
         };
         lock.write_info(&info).unwrap();
         // A second open file description conflicts, even in this process.

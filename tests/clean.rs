@@ -150,6 +150,7 @@ fn refuses_while_running_even_when_forced() {
         mew_version: "0.1.0".into(),
         socket: p.socket.clone(),
         space_id: Some("demo".into()),
+        gateway_port: None,
     })
     .unwrap();
 

@@ -262,6 +262,7 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         mew_version: env!("CARGO_PKG_VERSION").to_string(),
         socket: paths.socket.clone(),
         space_id: Some(cfg.id.clone()),
+        gateway_port: cfg.gateway().map(|_| port),
     });
     let gateway_url = cfg.gateway().map(|_| format!("ws://localhost:{port}"));
     let (rows, cols) = headless_size();
