@@ -146,7 +146,11 @@ pub struct BridgeStartArgs {
     /// Capabilities to advertise when joining (a JSON array).
     #[arg(long, value_name = "JSON")]
     pub capabilities: Option<String>,
-    /// The MCP server's command and arguments.
+    /// How long a request may wait for the MCP server's answer before the
+    /// requester gets an error, in milliseconds (0: no limit).
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    pub request_timeout: u64,
+    /// The MCP server's command and arguments (with -m: more arguments).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }

@@ -10,6 +10,7 @@
 pub mod bridge;
 pub mod client;
 pub mod connect;
+pub mod mcp;
 pub mod token;
 
 use std::time::Duration;
@@ -134,11 +135,18 @@ impl Link {
     /// Start connecting (on the current tokio runtime). The first attempt
     /// is made at once; frames sent meanwhile wait in the queue.
     pub fn start(target: Target, reconnect: Reconnect) -> Link {
+        let join = join_message(&target);
+        Link::start_with_join(target, reconnect, join)
+    }
+
+    /// [`Link::start`] with a join message of the caller's own (e.g.
+    /// [`join_message`] plus the `capabilities` a bridge advertises).
+    pub fn start_with_join(target: Target, reconnect: Reconnect, join: Value) -> Link {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (etx, erx) = mpsc::channel(QUEUE);
         let (end_tx, end_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
-            let end = run(target, reconnect, rx, etx).await;
+            let end = run(target, join, reconnect, rx, etx).await;
             let _ = end_tx.send(end);
         });
         Link {
@@ -185,7 +193,7 @@ type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Connect, join and wait for the welcome. `Err((reason, fatal))`.
-async fn open(target: &Target) -> Result<(Ws, Value), (String, bool)> {
+async fn open(target: &Target, join: &Value) -> Result<(Ws, Value), (String, bool)> {
     let mut config = WebSocketConfig::default();
     config.max_message_size = Some(MAX_FRAME);
     config.max_frame_size = Some(MAX_FRAME);
@@ -194,7 +202,7 @@ async fn open(target: &Target) -> Result<(Ws, Value), (String, bool)> {
             tokio_tungstenite::connect_async_with_config(target.url.as_str(), Some(config), true)
                 .await
                 .map_err(|e| (format!("cannot connect to {}: {e}", target.url), false))?;
-        ws.send(Message::text(join_message(target).to_string()))
+        ws.send(Message::text(join.to_string()))
             .await
             .map_err(|e| (format!("join not sent: {e}"), false))?;
         loop {
@@ -245,6 +253,7 @@ async fn open(target: &Target) -> Result<(Ws, Value), (String, bool)> {
 
 async fn run(
     target: Target,
+    join: Value,
     reconnect: Reconnect,
     mut rx: mpsc::Receiver<Out>,
     events: mpsc::Sender<LinkEvent>,
@@ -256,7 +265,7 @@ async fn run(
     // A frame taken from the queue whose send failed: sent first next time.
     let mut pending: Option<String> = None;
     loop {
-        let (mut ws, welcome) = match open(&target).await {
+        let (mut ws, welcome) = match open(&target, &join).await {
             Ok(c) => c,
             Err((reason, fatal)) => {
                 if fatal {
