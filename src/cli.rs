@@ -203,6 +203,13 @@ pub struct TokenCreateArgs {
     /// capabilities from space.yaml).
     #[arg(long, value_name = "JSON")]
     pub capabilities: Option<String>,
+    /// Also store the token as the participant's `.mew/tokens/<ID>.token`
+    /// (a participant of the space; an existing file is kept unless --force).
+    #[arg(long)]
+    pub write: bool,
+    /// With --write: replace an existing token file (its old token stops working).
+    #[arg(long, requires = "write")]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -65,11 +65,17 @@ pub enum LinkEvent {
 pub enum LinkEnd {
     /// [`Link::close`] was called, or every sender was dropped.
     Closed,
-    /// The gateway refused the join (a bad token, an unknown space …): retrying cannot help.
+    /// The gateway refused the join (a bad token, an unknown space …), or
+    /// closed the connection as kicked (4003) or replaced by another
+    /// connection of the same participant (4001): retrying cannot help.
     Refused(String),
     /// No connection, and no more attempts allowed.
     GaveUp(String),
 }
+
+/// The gateway's close codes after which a link does not reconnect.
+const CLOSE_REPLACED: u16 = crate::gateway::hub::close::REPLACED;
+const CLOSE_KICKED: u16 = crate::gateway::hub::close::KICKED;
 
 /// How long a connection attempt (TCP, upgrade, join, welcome) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -298,11 +304,11 @@ async fn run(
             return LinkEnd::Closed;
         }
         let reason = loop {
-            if let Some(text) = pending.take() {
-                if let Err(e) = ws.send(Message::text(text.clone())).await {
-                    pending = Some(text);
-                    break format!("send failed: {e}");
-                }
+            if let Some(text) = pending.take()
+                && let Err(e) = ws.send(Message::text(text.clone())).await
+            {
+                pending = Some(text);
+                break format!("send failed: {e}");
             }
             tokio::select! {
                 out = rx.recv() => match out {
@@ -330,9 +336,19 @@ async fn run(
                         }
                     }
                     Some(Ok(Message::Close(frame))) => {
-                        break frame
+                        let code = frame.as_ref().map(|f| u16::from(f.code));
+                        let reason = frame
                             .map(|f| format!("closed by the gateway: {} {}", u16::from(f.code), f.reason))
                             .unwrap_or_else(|| "closed by the gateway".to_owned());
+                        // Kicked, or replaced by another connection of this
+                        // participant: coming back would undo that.
+                        if matches!(code, Some(CLOSE_REPLACED | CLOSE_KICKED)) {
+                            let _ = events
+                                .send(LinkEvent::Disconnected { reason: reason.clone(), retrying: false })
+                                .await;
+                            return LinkEnd::Refused(reason);
+                        }
+                        break reason;
                     }
                     // Pings are answered by tungstenite; binary frames are not MEW.
                     Some(Ok(_)) => {}
