@@ -678,7 +678,7 @@ participants:
     let mut c = space.mew();
     c.args(["space", "connect"]);
     let o = common::run(c, W);
-    assert_eq!(o.code(), Some(1), "{}", o.stderr);
+    assert_eq!(o.code(), Some(3), "{}", o.stderr);
     assert!(
         o.stderr.contains("the space is not running"),
         "{}",

@@ -75,8 +75,9 @@ fn prepare(
             let port = lock.as_ref().and_then(|l| l.gateway_port);
             match (running, port) {
                 (false, _) => {
+                    // 3: not running, as `status`, `logs -f`, `attach`.
                     return Err((
-                        1,
+                        3,
                         "the space is not running — `mew space up -d` first".to_owned(),
                     ));
                 }
