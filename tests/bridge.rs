@@ -60,12 +60,22 @@ struct Gateway {
 
 impl Gateway {
     fn start() -> Gateway {
+        Gateway::start_on(0)
+    }
+
+    fn start_on(port: u16) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join(".mew")).unwrap();
         let yaml = dir.path().join(".mew/space.yaml");
         std::fs::write(&yaml, SPACE).unwrap();
         let mut child = Command::new(common::MEW)
-            .args(["gateway", "start", "--port", "0", "--space-config"])
+            .args([
+                "gateway",
+                "start",
+                "--port",
+                &port.to_string(),
+                "--space-config",
+            ])
             .arg(&yaml)
             .env_remove("MEW_LOG")
             .stdin(Stdio::null())
@@ -660,6 +670,51 @@ async fn losing_the_gateway_without_reconnect_ends_the_bridge() {
     assert_eq!(status.code(), Some(1), "{}", bridge.output());
     assert!(bridge.output().contains("gateway"), "{}", bridge.output());
     assert_gone(pid, &bridge);
+    bridge.assert_no_token();
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_bridge_rejoins_a_restarted_gateway() {
+    let mut g = Gateway::start();
+    let port = g.port;
+    let (_ws, mut bridge) = client_and_bridge(&g, &["--max-reconnects", "30"], &[]).await;
+    let pid = bridge.server_pid();
+    g.child.kill().unwrap();
+    g.child.wait().unwrap();
+    drop(g);
+    bridge.wait_stderr("gateway connection lost");
+    let g = Gateway::start_on(port);
+    let (mut ws, _) = tokio_tungstenite::connect_async(g.url()).await.unwrap();
+    send(
+        &mut ws,
+        json!({"type": "join", "participantId": "client", "space": "s7", "token": "client-token"}),
+    )
+    .await;
+    let w = next_where(&mut ws, "the welcome", |v| v["kind"] == "system/welcome").await;
+    // The bridge may have rejoined before us (in the welcome) or after (presence).
+    let listed = w["payload"]["participants"]
+        .as_array()
+        .is_some_and(|ps| ps.iter().any(|p| p["id"] == "fs"));
+    if !listed {
+        next_where(&mut ws, "the bridge's rejoin", |v| {
+            v["kind"] == "system/presence" && v["payload"]["participant"]["id"] == "fs"
+        })
+        .await;
+    }
+    let r = request(
+        &mut ws,
+        "req-again",
+        "fs",
+        "tools/call",
+        json!({"name": "echo", "arguments": {"text": "back"}}),
+    )
+    .await;
+    assert_eq!(r["payload"]["result"]["content"][0]["text"], "back");
+    // The same MCP server all along.
+    assert_eq!(bridge.server_pid(), pid);
+    assert!(running(pid));
+    bridge.signal(libc::SIGTERM);
+    assert!(bridge.wait_exit().success(), "{}", bridge.output());
     bridge.assert_no_token();
 }
 
