@@ -86,6 +86,75 @@ pub fn create_log_dir(dir: &Path) -> io::Result<()> {
         .create(dir)
 }
 
+/// The upstream MEW CLI's log locations: for each process that has one
+/// (`gateway.log`, `<name>.log`, `<name>-bridge.log`, `<name>-client.log`,
+/// see [`crate::config::ProcessConfig::upstream_log`]), a symlink
+/// `<space>/logs/<that>` to mew's own log, so the scripts written for the
+/// upstream CLI (`grep … logs/agent.log`) read what mew writes. An existing
+/// link or an empty file there is replaced (atomically); anything else is
+/// left alone and named in the returned notes. `logs/` itself must be a
+/// real directory (it is made when missing).
+pub fn link_upstream_logs(cfg: &crate::config::SpaceConfig) -> Vec<String> {
+    let mut notes = Vec::new();
+    if !cfg.logs.upstream_paths || cfg.processes.iter().all(|p| p.upstream_log.is_none()) {
+        return notes;
+    }
+    let dir = cfg.dir.join("logs");
+    match fs::symlink_metadata(&dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            notes.push(format!(
+                "{} is not a directory: no upstream log links (logs.upstream_paths)",
+                dir.display()
+            ));
+            return notes;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Err(e) = fs::create_dir(&dir) {
+                notes.push(format!("cannot create {}: {e}", dir.display()));
+                return notes;
+            }
+        }
+        Err(e) => {
+            notes.push(format!("cannot use {}: {e}", dir.display()));
+            return notes;
+        }
+    }
+    for p in &cfg.processes {
+        let Some(name) = &p.upstream_log else {
+            continue;
+        };
+        let target = log_path(&cfg.logs.dir, &p.name);
+        let link = dir.join(name);
+        if link == target {
+            continue;
+        }
+        let replace = match fs::symlink_metadata(&link) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+            Ok(m) => m.file_type().is_symlink() || (m.is_file() && m.len() == 0),
+            Err(_) => false,
+        };
+        if !replace {
+            notes.push(format!(
+                "{} exists and is not mew's: left as it is ({}'s output is in {})",
+                link.display(),
+                p.name,
+                target.display()
+            ));
+            continue;
+        }
+        let tmp = dir.join(format!(".{name}.mew-link"));
+        let _ = fs::remove_file(&tmp);
+        if let Err(e) =
+            std::os::unix::fs::symlink(&target, &tmp).and_then(|()| fs::rename(&tmp, &link))
+        {
+            let _ = fs::remove_file(&tmp);
+            notes.push(format!("cannot link {}: {e}", link.display()));
+        }
+    }
+    notes
+}
+
 /// mew's own log (the server's stdout and stderr).
 pub fn server_log_path(dir: &Path) -> PathBuf {
     dir.join("mew-server.log")

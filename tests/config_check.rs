@@ -363,7 +363,7 @@ fn upstream_mew_file_loads_with_warnings() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     assert_eq!(v["space"]["id"], "my-space");
     let procs = v["processes"].as_array().unwrap();
-    assert_eq!(procs.len(), 2);
+    assert_eq!(procs.len(), 4);
     // No `gateway:` block: mew runs its own, first.
     let gw = &procs[0];
     assert_eq!(gw["name"], "gateway");
@@ -399,28 +399,61 @@ fn upstream_mew_file_loads_with_warnings() {
         "{env:?}"
     );
     assert_eq!(agent["restart_policy"], "on-failure");
+    // Every upstream participant kind runs: the FIFO client and the MCP
+    // bridge are mew's own binary, their tokens in the environment.
+    let client = &procs[2];
+    assert_eq!(client["name"], "test-client");
+    assert_eq!(
+        (client["argv"][1].as_str(), client["argv"][2].as_str()),
+        (Some("client"), Some("connect"))
+    );
+    let bridge = &procs[3];
+    assert_eq!(bridge["name"], "fs-bridge");
+    let argv: Vec<&str> = bridge["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(argv[1..3], ["bridge", "start"]);
+    assert!(
+        argv.ends_with(&[
+            "--",
+            "npx",
+            "-y",
+            "@modelcontextprotocol/server-filesystem",
+            "."
+        ]),
+        "{argv:?}"
+    );
+    for p in [client, bridge] {
+        assert!(!p.to_string().contains("--token"), "{p}");
+        assert!(
+            p["env"].as_array().unwrap().iter().any(|e| e[0]
+                .as_str()
+                .unwrap()
+                .starts_with("MEW_TOKEN_")
+                && e[1] == "****"),
+            "{p}"
+        );
+    }
     let parts: Vec<(&str, &str)> = v["participants"]
         .as_array()
         .unwrap()
         .iter()
         .map(|p| (p["name"].as_str().unwrap(), p["note"].as_str().unwrap()))
         .collect();
-    assert_eq!(parts.len(), 3, "{parts:?}");
-    assert_eq!(parts[0], ("human", "no command"));
-    assert_eq!(parts[1].0, "test-client");
-    assert_eq!(parts[2].0, "fs-bridge");
+    assert_eq!(parts, [("human", "no command")]);
     let warnings: Vec<&str> = v["warnings"]
         .as_array()
         .unwrap()
         .iter()
         .map(|w| w["message"].as_str().unwrap())
         .collect();
-    assert_eq!(warnings.len(), 4, "{warnings:#?}");
-    assert!(warnings[0].contains("participant `test-client` (fifo) is not started"));
-    assert!(warnings[1].contains("participant `fs-bridge` (type mcp-bridge) is not started"));
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
     // Upstream's `--token ${TOKEN}` puts the token in `ps`.
-    assert!(warnings[2].contains("`echo-agent.args[6]` puts `${TOKEN}` on its command line"));
-    assert!(warnings[3].contains("`${MEW_TEST_SURELY_UNSET_KEY}` in `echo-agent.env.API_KEY`"));
+    assert!(warnings[0].contains("`echo-agent.args[6]` puts `${TOKEN}` on its command line"));
+    assert!(warnings[1].contains("`${MEW_TEST_SURELY_UNSET_KEY}` in `echo-agent.env.API_KEY`"));
 }
 
 #[test]
@@ -432,11 +465,11 @@ fn upstream_mew_file_text_plan() {
         s.contains("participants without a process:\n  human: no command"),
         "{s}"
     );
-    assert!(s.contains("warning: .mew/space.yaml:15:3: participant `fs-bridge` (type mcp-bridge) is not started"), "{s}");
+    assert!(s.contains("bridge start --gateway"), "{s}");
     assert!(s.contains("--token '****'"), "{s}");
     assert!(s.contains("1. gateway (gateway)"), "{s}");
     assert!(s.contains("after    gateway ready"), "{s}");
-    assert!(s.ends_with("ok: 2 processes, 4 warnings\n"), "{s}");
+    assert!(s.ends_with("ok: 4 processes, 2 warnings\n"), "{s}");
 }
 
 #[test]

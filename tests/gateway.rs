@@ -868,6 +868,7 @@ participants:
   agent:
     command: sh
     args: ["-c", "curl -sf http://127.0.0.1:${PORT}/health >/dev/null && echo gateway-was-ready; exec sleep 300", "agent", "--token", "agent-token"]
+    auto_start: true
     tokens: [agent-token]
     capabilities: [ { kind: chat } ]
   client:
@@ -913,6 +914,18 @@ participants:
         wait_for(|| space.log("agent").contains("gateway-was-ready")),
         "{}",
         space.log("agent")
+    );
+    // Where the upstream CLI put the output, scripts find it.
+    let upstream = |name: &str| std::fs::read_to_string(space.path().join("logs").join(name));
+    assert!(
+        wait_for(|| upstream("agent.log").is_ok_and(|t| t.contains("gateway-was-ready"))),
+        "{:?}",
+        upstream("agent.log")
+    );
+    assert!(
+        upstream("gateway.log").is_ok_and(|t| t.contains("Gateway listening on port")),
+        "{:?}",
+        upstream("gateway.log")
     );
     // The no-command participant is connected through its output log.
     let (s, _) = http(

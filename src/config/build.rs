@@ -52,6 +52,7 @@ const UPSTREAM_PARTICIPANT_KEYS: &[&str] = &[
     "output_log",
     "auto_connect",
     "mcp_server",
+    "bridge_config",
     "default_to",
     "ui_theme",
 ];
@@ -80,7 +81,9 @@ const HEALTH_KEYS: &[&str] = &[
     "action",
 ];
 const BACKOFF_KEYS: &[&str] = &["initial", "max", "multiplier"];
-const LOGS_KEYS: &[&str] = &["dir", "rotate_size", "keep"];
+const LOGS_KEYS: &[&str] = &["dir", "rotate_size", "keep", "upstream_paths"];
+const MCP_SERVER_KEYS: &[&str] = &["command", "args", "env", "cwd"];
+const BRIDGE_CONFIG_KEYS: &[&str] = &["init_timeout", "reconnect", "max_reconnects"];
 const UI_KEYS: &[&str] = &["keys"];
 
 pub const GATEWAY_NAME: &str = "gateway";
@@ -144,6 +147,7 @@ pub fn default_process(name: &str, kind: ProcKind, command: String, loc: Loc) ->
         one_shot: false,
         tokens: Vec::new(),
         native: false,
+        upstream_log: None,
         loc,
     }
 }
@@ -1127,6 +1131,9 @@ impl<'a> Builder<'a> {
                                     .uint(lv, "logs.keep", 1000)
                                     .and_then(|n| u32::try_from(n).ok());
                             }
+                            "upstream_paths" => {
+                                out.upstream_paths = self.bool(lv, "logs.upstream_paths");
+                            }
                             _ => {}
                         }
                     }
@@ -1232,15 +1239,57 @@ impl<'a> Builder<'a> {
             let ptype = nv.get("type").and_then(Node::as_str);
             let flag =
                 |key: &str| matches!(nv.get(key).map(|n| &n.value), Some(NodeValue::Bool(true)));
+            let mut p = p;
+            // As in the upstream CLI, a participant's command starts with
+            // the space only with `auto_start: true`.
+            if nv.get("auto_start").is_none() {
+                p.auto_start = false;
+            }
+            if flag("fifo") {
+                out.fifos.push(FifoSpec {
+                    name: name.clone(),
+                    output: nv.get("output_log").and_then(Node::as_str).is_none(),
+                });
+            }
             if ptype == Some("mcp-bridge") {
-                let note = "type mcp-bridge needs the MEW CLI's bridge".to_owned();
-                self.warn(
-                    Some(&nk.loc),
-                    format!("participant `{name}` (type mcp-bridge) is not started: it needs the MEW CLI's bridge (`mew bridge`), which mew does not run"),
-                );
-                out.participants.push(ParticipantInfo { name, note });
+                if command.is_some() {
+                    self.warn(
+                        Some(&nk.loc),
+                        format!("participant `{name}` (type mcp-bridge): its `command` is not run; the bridge runs `mcp_server.command`"),
+                    );
+                }
+                if self.mcp_bridge(&name, &nk.loc, nv, &mut p) {
+                    p.upstream_log = Some(format!("{name}-bridge.log"));
+                    out.processes.push(p);
+                    self.extras.push(extra);
+                } else {
+                    out.participants.push(ParticipantInfo {
+                        name,
+                        note: "mcp-bridge without `mcp_server.command`".to_owned(),
+                    });
+                }
+            } else if command.is_none() && flag("fifo") {
+                if flag("auto_connect") {
+                    let output = nv.get("output_log").and_then(Node::as_str);
+                    fifo_client(&mut p, &name, output);
+                    p.auto_start = true;
+                    p.upstream_log = Some(format!("{name}-client.log"));
+                    out.processes.push(p);
+                    self.extras.push(extra);
+                } else {
+                    out.participants.push(ParticipantInfo {
+                        name: name.clone(),
+                        note: format!(
+                            "FIFOs .mew/fifos/{name}-in{} (connect with `mew client connect`)",
+                            if nv.get("output_log").and_then(Node::as_str).is_some() {
+                                String::new()
+                            } else {
+                                format!(", {name}-out")
+                            }
+                        ),
+                    });
+                }
             } else if command.is_none()
-                && !flag("fifo")
                 && nv.get("output_log").is_some_and(|o| o.as_str().is_some())
             {
                 let when = if flag("auto_connect") {
@@ -1256,19 +1305,14 @@ impl<'a> Builder<'a> {
                     name,
                     note: format!("output log {file} ({when})"),
                 });
-            } else if command.is_none() && (flag("auto_connect") || flag("fifo")) {
-                let what = if flag("fifo") { "fifo" } else { "auto_connect" };
+            } else if command.is_none() && flag("auto_connect") {
                 self.warn(
                     Some(&nk.loc),
-                    if what == "fifo" {
-                        format!("participant `{name}` (fifo) is not started: FIFO clients need the MEW CLI's client, which mew does not run yet")
-                    } else {
-                        format!("participant `{name}` (auto_connect) is not connected: auto_connect needs an `output_log` for mew's gateway to write to")
-                    },
+                    format!("participant `{name}` (auto_connect) is not connected: auto_connect needs an `output_log` for mew's gateway to write to, or `fifo: true`"),
                 );
                 out.participants.push(ParticipantInfo {
                     name,
-                    note: format!("{what} client needs the MEW CLI"),
+                    note: "auto_connect without output_log or fifo".to_owned(),
                 });
             } else if command.is_none() {
                 out.participants.push(ParticipantInfo {
@@ -1276,11 +1320,154 @@ impl<'a> Builder<'a> {
                     note: "no command".to_owned(),
                 });
             } else {
+                if !p.auto_start && nv.get("auto_start").is_none() && !p.disabled {
+                    self.warn(
+                        Some(&nk.loc),
+                        format!("participant `{name}` has a command but no `auto_start: true`: as in the upstream MEW CLI it is not started with the space\nhelp: add `auto_start: true`, or start it when needed with `mew space start {name}`"),
+                    );
+                }
+                p.upstream_log = Some(format!("{name}.log"));
                 out.processes.push(p);
                 self.extras.push(extra);
             }
         }
     }
+
+    /// A `type: mcp-bridge` participant becomes mew's bridge
+    /// (`mew bridge start … -- COMMAND ARGS…`) running `mcp_server`.
+    /// `false` when there is no `mcp_server.command` (reported).
+    fn mcp_bridge(&mut self, name: &str, loc: &Loc, nv: &Node, p: &mut ProcessConfig) -> bool {
+        let Some(server) = nv.get("mcp_server") else {
+            self.err(
+                loc,
+                format!("participant `{name}` (type mcp-bridge) has no `mcp_server`\nhelp: add `mcp_server: {{command: ..., args: [...]}}`: the MCP server the bridge runs"),
+            );
+            return false;
+        };
+        let what = format!("{name}.mcp_server");
+        let Some(m) = self.map(server, &what) else {
+            return false;
+        };
+        let mut mcp_command = None;
+        let mut mcp_args = Vec::new();
+        for (key, _k, v) in self.entries(m, MCP_SERVER_KEYS, &format!("`{what}`")) {
+            let field = format!("{what}.{key}");
+            match key {
+                "command" => match self.string(v, &field) {
+                    Some(c) if c.trim().is_empty() => {
+                        self.err(&v.loc, format!("`{field}`: the command is empty"));
+                    }
+                    Some(c) => mcp_command = Some(c),
+                    None => {}
+                },
+                "args" => mcp_args = self.string_list(v, &field).unwrap_or_default(),
+                "env" => {
+                    let env = self.env(v, &field);
+                    p.env.extend(env);
+                }
+                "cwd" => p.cwd = self.string(v, &field),
+                _ => {}
+            }
+        }
+        let Some(mcp_command) = mcp_command else {
+            if !self
+                .errors
+                .iter()
+                .any(|e| e.message.contains(&format!("`{what}.command`")))
+            {
+                self.err(
+                    &server.loc,
+                    format!("`{what}` has no `command`\nhelp: the MCP server to run, e.g. `command: npx` with `args: [...]`"),
+                );
+            }
+            return false;
+        };
+        let mut args: Vec<String> = [
+            "bridge",
+            "start",
+            "--gateway",
+            "ws://127.0.0.1:${PORT}",
+            "--space",
+            "${SPACE}",
+            "--participant-id",
+            name,
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        if let Some(bc) = nv.get("bridge_config") {
+            let what = format!("{name}.bridge_config");
+            if let Some(bm) = self.map(bc, &what) {
+                for (key, _k, v) in self.entries(bm, BRIDGE_CONFIG_KEYS, &format!("`{what}`")) {
+                    let field = format!("{what}.{key}");
+                    match key {
+                        "init_timeout" => {
+                            if let Some(ms) = self.uint(v, &field, 86_400_000) {
+                                args.extend(["--init-timeout".to_owned(), ms.to_string()]);
+                            }
+                        }
+                        "reconnect" => {
+                            if let Some(b) = self.bool(v, &field) {
+                                args.extend(["--reconnect".to_owned(), b.to_string()]);
+                            }
+                        }
+                        "max_reconnects" => {
+                            if let Some(n) = self.uint(v, &field, u64::from(u32::MAX)) {
+                                args.extend(["--max-reconnects".to_owned(), n.to_string()]);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        args.push("--".to_owned());
+        args.push(mcp_command);
+        args.extend(mcp_args);
+        p.command = mew_exe();
+        p.args = Some(args);
+        p.native = true;
+        true
+    }
+}
+
+/// A connected `fifo: true` participant: `mew client connect` reading
+/// `.mew/fifos/<name>-in`, writing to its `output_log` or `<name>-out`.
+fn fifo_client(p: &mut ProcessConfig, name: &str, output_log: Option<&str>) {
+    let mut args: Vec<String> = [
+        "client",
+        "connect",
+        "--gateway",
+        "ws://127.0.0.1:${PORT}",
+        "--space",
+        "${SPACE}",
+        "--participant-id",
+        name,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.push("--fifo-in".to_owned());
+    args.push(format!("${{SPACE_DIR}}/.mew/fifos/{name}-in"));
+    match output_log {
+        Some(log) => {
+            args.push("--output-file".to_owned());
+            args.push(log.to_owned());
+        }
+        None => {
+            args.push("--fifo-out".to_owned());
+            args.push(format!("${{SPACE_DIR}}/.mew/fifos/{name}-out"));
+        }
+    }
+    p.command = mew_exe();
+    p.args = Some(args);
+    p.native = true;
+}
+
+/// This binary, for the processes mew runs itself.
+fn mew_exe() -> String {
+    std::env::current_exe()
+        .ok()
+        .map(|e| e.display().to_string())
+        .unwrap_or_else(|| "mew".to_owned())
 }
 
 /// Where an `exec` target was written in a probe's mapping, and its command.
@@ -1297,11 +1484,7 @@ fn exec_target(probe: Option<&Probe>, n: &Node) -> Option<(Loc, String)> {
 /// The command of mew's own gateway: this binary, `gateway start` on the
 /// space's port and config. It restarts when it crashes.
 fn native_gateway(p: &mut ProcessConfig) {
-    let exe = std::env::current_exe()
-        .ok()
-        .map(|e| e.display().to_string())
-        .unwrap_or_else(|| "mew".to_owned());
-    p.command = exe;
+    p.command = mew_exe();
     p.args = Some(
         [
             "gateway",
@@ -1316,6 +1499,7 @@ fn native_gateway(p: &mut ProcessConfig) {
         .to_vec(),
     );
     p.native = true;
+    p.upstream_log = Some("gateway.log".to_owned());
 }
 
 /// The document's contents before defaults that need the space dir.
@@ -1334,4 +1518,6 @@ pub struct Parsed {
     pub ui_keys: Vec<(String, String)>,
     /// `gateway: false`: nothing in this space runs a gateway.
     pub gateway_disabled: bool,
+    pub fifos: Vec<FifoSpec>,
+    pub upstream_paths: Option<bool>,
 }

@@ -468,7 +468,10 @@ pub fn parse_yaml(text: &str, path: &Path, dir: &Path) -> Result<SpaceConfig, Co
         None => dir.join(".mew/logs"),
     };
     // mew's own gateway writes its JSONL logs beside the process logs.
-    for p in processes.iter_mut().filter(|p| p.native) {
+    for p in processes
+        .iter_mut()
+        .filter(|p| p.native && p.kind == ProcKind::Gateway)
+    {
         if let Some(args) = &mut p.args {
             args.push("--log-dir".to_owned());
             args.push(log_dir.display().to_string());
@@ -496,10 +499,12 @@ pub fn parse_yaml(text: &str, path: &Path, dir: &Path) -> Result<SpaceConfig, Co
         gateway_port: parsed.port.unwrap_or(DEFAULT_PORT),
         processes,
         participants: parsed.participants,
+        fifos: parsed.fifos,
         logs: LogConfig {
             dir: log_dir,
             rotate_size: parsed.rotate_size.unwrap_or(build::DEFAULT_ROTATE_SIZE),
             keep: parsed.keep.unwrap_or(build::DEFAULT_KEEP),
+            upstream_paths: parsed.upstream_paths.unwrap_or(true),
         },
         shutdown_timeout: parsed
             .shutdown_timeout
@@ -638,10 +643,12 @@ fn load_procfile(
         gateway_port: DEFAULT_PORT,
         processes,
         participants: Vec::new(),
+        fifos: Vec::new(),
         logs: LogConfig {
             dir: dir.join(".mew/logs"),
             rotate_size: build::DEFAULT_ROTATE_SIZE,
             keep: build::DEFAULT_KEEP,
+            upstream_paths: false,
         },
         shutdown_timeout: build::DEFAULT_SHUTDOWN_TIMEOUT,
         ui_keys: Vec::new(),

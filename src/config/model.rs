@@ -4,7 +4,7 @@
 //! uninterpolated; [`crate::config::resolve`] turns it into [`ResolvedProcess`]es
 //! once the gateway port and tokens are known.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -175,10 +175,39 @@ pub struct ProcessConfig {
     pub one_shot: bool,
     /// Token names declared by a participant (`tokens:`); informational.
     pub tokens: Vec<String>,
-    /// mew's own gateway (`mew gateway start`), not a command from the file.
+    /// mew's own binary (its gateway, an MCP bridge, a FIFO client), not a
+    /// command from the file.
     pub native: bool,
+    /// Where the upstream MEW CLI put this process's output, under the space's
+    /// `logs/` (`gateway.log`, `<name>.log`, `<name>-bridge.log`,
+    /// `<name>-client.log`): mew links that name to its own log, for the
+    /// scripts that read it there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_log: Option<String>,
     /// Where the process is defined in the config file.
     pub loc: Loc,
+}
+
+/// A `fifo: true` participant: `<name>-in` (what is written to it is sent
+/// to the space) and, without an `output_log`, `<name>-out` (what it receives).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FifoSpec {
+    pub name: String,
+    pub output: bool,
+}
+
+impl FifoSpec {
+    pub fn input_path(&self, space_dir: &Path) -> PathBuf {
+        fifo_dir(space_dir).join(format!("{}-in", self.name))
+    }
+    pub fn output_path(&self, space_dir: &Path) -> PathBuf {
+        fifo_dir(space_dir).join(format!("{}-out", self.name))
+    }
+}
+
+/// `.mew/fifos` of a space.
+pub fn fifo_dir(space_dir: &Path) -> PathBuf {
+    space_dir.join(".mew").join("fifos")
 }
 
 /// A participant that is not a process (no `command`), or one mew cannot run.
@@ -197,6 +226,8 @@ pub struct LogConfig {
     pub rotate_size: u64,
     /// Rotated files kept per process (`name.log.1` … `name.log.N`).
     pub keep: u32,
+    /// `logs.upstream_paths`: link the upstream CLI's log names (`logs/<name>.log` …) to mew's logs.
+    pub upstream_paths: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -246,6 +277,9 @@ pub struct SpaceConfig {
     /// `processes:`, each in file order.
     pub processes: Vec<ProcessConfig>,
     pub participants: Vec<ParticipantInfo>,
+    /// The `fifo: true` participants: mew makes their FIFOs under
+    /// `.mew/fifos/` at `up` and removes them at `down`.
+    pub fifos: Vec<FifoSpec>,
     pub logs: LogConfig,
     #[serde(with = "ser_duration")]
     pub shutdown_timeout: Duration,

@@ -268,12 +268,12 @@ fn depends_on_list_defaults() {
 fn participants_that_are_not_processes() {
     let c = ok(r#"
 participants:
-  agent: { command: node, args: [a.js], tokens: [t1], capabilities: [ { kind: chat } ] }
+  agent: { command: node, args: [a.js], tokens: [t1], capabilities: [ { kind: chat } ], auto_start: true }
   human: { capabilities: [ { kind: "*" } ] }
   nothing:
-  client: { fifo: true, auto_connect: true, output_log: ./x.log }
-  bridge: { type: mcp-bridge, auto_start: true, mcp_server: { command: npx, args: [a] } }
+  listener: { fifo: true }
   watcher: { auto_connect: true, output_log: ./w.log }
+  lonely: { auto_connect: true }
 "#);
     assert_eq!(c.processes.len(), 2);
     assert!(c.processes[0].native);
@@ -286,13 +286,171 @@ participants:
         .collect();
     assert_eq!(notes[0], ("human", "no command"));
     assert_eq!(notes[1], ("nothing", "no command"));
-    assert_eq!(notes[2].0, "client");
-    assert_eq!(notes[3].0, "bridge");
+    assert_eq!(
+        notes[2],
+        (
+            "listener",
+            "FIFOs .mew/fifos/listener-in, listener-out (connect with `mew client connect`)"
+        )
+    );
+    assert_eq!(notes[3], ("watcher", "output log ./w.log (from the start)"));
+    assert_eq!(notes[4].0, "lonely");
     let w = warnings(&c);
-    assert_eq!(w.len(), 2, "{w:#?}");
-    assert!(w[0].contains("participant `client` (fifo) is not started"));
-    assert_eq!(notes[4], ("watcher", "output log ./w.log (from the start)"));
-    assert!(w[1].contains("participant `bridge` (type mcp-bridge) is not started"));
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(w[0].contains("participant `lonely` (auto_connect) is not connected"));
+    assert_eq!(
+        c.fifos,
+        vec![FifoSpec {
+            name: "listener".into(),
+            output: true
+        }]
+    );
+}
+
+#[test]
+fn a_participant_command_starts_only_with_auto_start_as_upstream() {
+    let c = ok(
+        "participants:\n  a: { command: x }\n  b: { command: y, auto_start: true }\nprocesses:\n  p: { command: z }\n",
+    );
+    assert!(!c.process("a").unwrap().auto_start);
+    assert!(c.process("b").unwrap().auto_start);
+    // `processes:` are mew's: they start by default.
+    assert!(c.process("p").unwrap().auto_start);
+    let w = warnings(&c);
+    assert_eq!(w.len(), 1, "{w:#?}");
+    assert!(
+        w[0].contains("participant `a` has a command but no `auto_start: true`")
+            && w[0].contains("mew space start a"),
+        "{w:#?}"
+    );
+    // The upstream log names: `logs/<name>.log`, the gateway's, none for processes.
+    assert_eq!(
+        c.process("a").unwrap().upstream_log.as_deref(),
+        Some("a.log")
+    );
+    assert_eq!(
+        c.gateway().unwrap().upstream_log.as_deref(),
+        Some("gateway.log")
+    );
+    assert_eq!(c.process("p").unwrap().upstream_log, None);
+    assert!(c.logs.upstream_paths);
+    let c = ok(
+        "logs: { upstream_paths: false }\nparticipants: { a: { command: x, auto_start: true } }\n",
+    );
+    assert!(!c.logs.upstream_paths);
+}
+
+#[test]
+fn an_mcp_bridge_participant_runs_mews_bridge() {
+    let c = ok(r#"
+space: { id: s1 }
+participants:
+  fs:
+    type: mcp-bridge
+    auto_start: true
+    tokens: [fs-token]
+    mcp_server:
+      command: node
+      args: ["./server.js", "a,b", "--flag"]
+      env: { ROOT: /tmp }
+      cwd: ./tools
+    bridge_config: { init_timeout: 5000, reconnect: false, max_reconnects: 7 }
+"#);
+    let b = c.process("fs").unwrap();
+    assert!(b.native);
+    assert!(b.auto_start);
+    assert_eq!(b.kind, ProcKind::Participant);
+    assert_eq!(b.cwd.as_deref(), Some("./tools"));
+    assert_eq!(b.env, vec![("ROOT".to_string(), "/tmp".to_string())]);
+    assert_eq!(b.upstream_log.as_deref(), Some("fs-bridge.log"));
+    let args = b.args.as_ref().unwrap();
+    assert_eq!(
+        args[..],
+        [
+            "bridge",
+            "start",
+            "--gateway",
+            "ws://127.0.0.1:${PORT}",
+            "--space",
+            "${SPACE}",
+            "--participant-id",
+            "fs",
+            "--init-timeout",
+            "5000",
+            "--reconnect",
+            "false",
+            "--max-reconnects",
+            "7",
+            "--",
+            "node",
+            "./server.js",
+            "a,b",
+            "--flag"
+        ]
+    );
+    // It waits for the gateway, like any participant.
+    assert_eq!(b.depends_on[0].name, "gateway");
+    // Without auto_start it is not started (upstream).
+    let c = ok("participants:\n  fs: { type: mcp-bridge, mcp_server: { command: x } }\n");
+    assert!(!c.process("fs").unwrap().auto_start);
+    // No mcp_server: an error at its line.
+    let e = one_err("participants:\n  fs: { type: mcp-bridge }\n");
+    assert!(
+        e.starts_with("2:3 participant `fs` (type mcp-bridge) has no `mcp_server`"),
+        "{e}"
+    );
+    let e = one_err("participants:\n  fs: { type: mcp-bridge, mcp_server: { args: [a] } }\n");
+    assert!(e.contains("`fs.mcp_server` has no `command`"), "{e}");
+    let e = one_err(
+        "participants:\n  fs: { type: mcp-bridge, mcp_server: { command: x }, bridge_config: { init_timeout: soon } }\n",
+    );
+    assert!(e.contains("fs.bridge_config.init_timeout"), "{e}");
+}
+
+#[test]
+fn a_connected_fifo_participant_runs_mews_client() {
+    let c = ok(r#"
+participants:
+  tc: { fifo: true, auto_connect: true, output_log: ./logs/tc.log, tokens: [t] }
+  duplex: { fifo: true, auto_connect: true }
+"#);
+    let tc = c.process("tc").unwrap();
+    assert!(tc.native && tc.auto_start);
+    assert_eq!(tc.upstream_log.as_deref(), Some("tc-client.log"));
+    let args = tc.args.as_ref().unwrap();
+    assert_eq!(args[..2], ["client", "connect"]);
+    let tail: Vec<&str> = args[8..].iter().map(String::as_str).collect();
+    assert_eq!(
+        tail,
+        [
+            "--fifo-in",
+            "${SPACE_DIR}/.mew/fifos/tc-in",
+            "--output-file",
+            "./logs/tc.log"
+        ]
+    );
+    let d = c.process("duplex").unwrap().args.as_ref().unwrap();
+    assert_eq!(
+        d[d.len() - 2..],
+        ["--fifo-out", "${SPACE_DIR}/.mew/fifos/duplex-out"]
+    );
+    assert_eq!(
+        c.fifos,
+        vec![
+            FifoSpec {
+                name: "tc".into(),
+                output: false
+            },
+            FifoSpec {
+                name: "duplex".into(),
+                output: true
+            }
+        ]
+    );
+    assert_eq!(
+        c.fifos[0].input_path(Path::new("/sp")),
+        Path::new("/sp/.mew/fifos/tc-in")
+    );
 }
 
 #[test]
@@ -564,8 +722,9 @@ fn disabled_dependencies() {
     ok(
         "processes:\n  a: { command: x, disabled: true }\n  b: { command: y, auto_start: false, depends_on: [a] }\n",
     );
-    let e =
-        one_err("gateway: { command: x, disabled: true }\nparticipants:\n  p: { command: y }\n");
+    let e = one_err(
+        "gateway: { command: x, disabled: true }\nparticipants:\n  p: { command: y, auto_start: true }\n",
+    );
     assert!(
         e.contains("implicitly") && e.contains("depends_on_gateway: false"),
         "{e}"
@@ -613,7 +772,7 @@ fn typo_warnings() {
     assert!(c.warnings[1].loc == Some(Loc { line: 6, col: 5 }));
     // Upstream keys are not typos.
     let c = ok(
-        "participants:\n  a: { command: x, capabilities: [], fifo: false, output_log: x, mcp_server: {}, default_to: {}, type: local }\ndefaults: {}\n",
+        "participants:\n  a: { command: x, auto_start: true, capabilities: [], fifo: false, output_log: x, mcp_server: {}, bridge_config: {}, default_to: {}, type: local }\ndefaults: {}\n",
     );
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }

@@ -178,12 +178,16 @@ pub fn parse(
             if !tokens.contains(&generated) {
                 tokens.push(generated);
             }
+            // A `fifo: true` participant's own client (`mew client connect`)
+            // writes its output_log: the gateway does not connect it.
+            let fifo = matches!(p.get("fifo"), Some(Value::Bool(true)));
             let output_log = match p.get("output_log") {
+                _ if fifo => None,
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) if !s.is_empty() => Some(space_dir.join(s)),
                 Some(_) => return Err(format!("{shown}: `{what}.output_log` must be a path")),
             };
-            let auto_connect = matches!(p.get("auto_connect"), Some(Value::Bool(true)));
+            let auto_connect = !fifo && matches!(p.get("auto_connect"), Some(Value::Bool(true)));
             let capabilities = caps
                 .or_else(|| defaults.clone())
                 .map(|c| capability::with_baseline(&c))
@@ -281,6 +285,18 @@ mod tests {
             vec![json!({"kind": "mcp/*"}), capability::baseline()]
         );
         assert!(!b.auto_connect);
+    }
+
+    #[test]
+    fn a_fifo_participant_is_left_to_its_own_client() {
+        let cfg = parse_str(
+            "participants:\n  f:\n    fifo: true\n    output_log: ./logs/f.log\n    auto_connect: true\n",
+            &[],
+        )
+        .unwrap();
+        let f = &cfg.participants[0];
+        assert_eq!(f.output_log, None);
+        assert!(!f.auto_connect);
     }
 
     #[test]

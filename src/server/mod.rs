@@ -131,6 +131,42 @@ pub fn lock_space(paths: &SpacePaths) -> Result<space::SpaceLock, space::LockErr
     }
 }
 
+/// The FIFOs of the `fifo: true` participants, under `.mew/fifos/`
+/// (removed again by [`remove_fifos`] when the server ends).
+fn make_fifos(cfg: &SpaceConfig) -> Result<(), String> {
+    for f in &cfg.fifos {
+        let mut paths = vec![f.input_path(&cfg.dir)];
+        if f.output {
+            paths.push(f.output_path(&cfg.dir));
+        }
+        for path in paths {
+            crate::participant::client::make_fifo(&path).map_err(|e| {
+                format!(
+                    "cannot make the FIFO {} of participant `{}`: {e}",
+                    path.display(),
+                    f.name
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Remove what [`make_fifos`] made (only FIFOs: a file put there is kept).
+fn remove_fifos(space_dir: &Path, fifos: &[config::FifoSpec]) {
+    use std::os::unix::fs::FileTypeExt;
+    for f in fifos {
+        for path in [f.input_path(space_dir), f.output_path(space_dir)] {
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_fifo()) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    if !fifos.is_empty() {
+        let _ = std::fs::remove_dir(config::fifo_dir(space_dir));
+    }
+}
+
 fn resolve_context(
     cfg: &SpaceConfig,
     paths: &SpacePaths,
@@ -238,6 +274,15 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
             cfg.logs.dir.display()
         );
     }
+    for note in crate::logs::link_upstream_logs(&cfg) {
+        say!("mew: {note}");
+    }
+    if let Err(e) = make_fifos(&cfg) {
+        say!("mew: {e}");
+        remove_fifos(&cfg.dir, &cfg.fifos);
+        return 1;
+    }
+    let fifos = cfg.fifos.clone();
     let listener = match space::bind_socket(&paths.socket) {
         Ok(l) => l,
         Err(e) => {
@@ -466,6 +511,7 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     let _ = std::fs::remove_file(&paths.socket);
     let _ = std::fs::remove_file(&paths.socket_record);
     let _ = space::unregister(&space_dir);
+    remove_fifos(&space_dir, &fifos);
     // Clients streaming the shutdown (attached TUIs, `logs -f`, `down`) get
     // their last frames: the control thread stops accepting and ends once
     // every connection has (at most CLIENT_DRAIN).
