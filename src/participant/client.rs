@@ -403,11 +403,13 @@ pub(crate) fn parse_line(bytes: &[u8]) -> Parsed {
 /// end of input (or `quit` on stdin), close the link after what is queued.
 async fn feed(mut rx: mpsc::Receiver<In>, sender: LinkSender, source: String, from_stdin: bool) {
     let mut n: u64 = 0;
+    let mut why = "ended";
     while let Some(item) = rx.recv().await {
         match item {
             In::Line(bytes) => {
                 n += 1;
                 if from_stdin && bytes.trim_ascii() == b"quit" {
+                    why = "said quit";
                     break;
                 }
                 match parse_line(&bytes) {
@@ -435,7 +437,7 @@ async fn feed(mut rx: mpsc::Receiver<In>, sender: LinkSender, source: String, fr
         }
     }
     say(&format!(
-        "{WHO}: {source} ended: closing after what is queued"
+        "{WHO}: {source} {why}: closing after what is queued"
     ));
     sender.close().await;
 }
