@@ -750,3 +750,51 @@ participants:
     down.args(["space", "down"]);
     assert_eq!(common::run(down, W).code(), Some(0));
 }
+
+#[test]
+fn a_fifo_participant_of_a_running_space_sends_and_receives() {
+    let space = common::Space::new(
+        r#"
+space: { id: ff-{mark} }
+participants:
+  pipe:
+    fifo: true
+    auto_connect: true
+    output_log: ./logs/pipe.log
+    capabilities: [ { kind: chat } ]
+  watcher:
+    capabilities: [ { kind: chat } ]
+    output_log: ./watcher.log
+    auto_connect: true
+"#,
+    );
+    let port = free_port().to_string();
+    let mut up = space.mew();
+    up.args([
+        "space",
+        "up",
+        "-d",
+        "--wait",
+        "--timeout",
+        "50s",
+        "-p",
+        &port,
+    ]);
+    let o = common::run(up, W);
+    assert_eq!(o.code(), Some(0), "{}\n{}", o.stdout, o.stderr);
+    // mew's client reads the FIFO mew made, and writes the output log.
+    let fifo = space.path().join(".mew/fifos/pipe-in");
+    write_fifo(&fifo, &chat("from the pipe"));
+    let seen = wait_line(
+        &space.path().join("watcher.log"),
+        chat_with("from the pipe"),
+    );
+    assert_eq!(seen["from"], "pipe");
+    wait_line(
+        &space.path().join("logs/pipe.log"),
+        chat_with("from the pipe"),
+    );
+    let mut down = space.mew();
+    down.args(["space", "down"]);
+    assert_eq!(common::run(down, W).code(), Some(0));
+}
