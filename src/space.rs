@@ -28,7 +28,6 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt,
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
@@ -569,6 +568,16 @@ pub use crate::config::token_env_name;
 /// (trimmed); else a new one (32 random bytes, base64url without padding)
 /// written there with mode 0600. The tokens dir is kept 0700 with a
 /// `.gitignore` of `*`.
+/// A fresh token: 32 random bytes, base64url without padding (43 characters).
+/// Every token mew makes (space tokens, invites, `mew token create`) is one.
+pub fn new_token() -> io::Result<String> {
+    use base64::Engine as _;
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| io::Error::other(format!("no randomness for a token: {e}")))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
 pub fn load_or_create_token(tokens_dir: &Path, participant: &str) -> io::Result<String> {
     let env = std::env::var(token_env_name(participant)).ok();
     load_or_create_token_with(tokens_dir, participant, env)
@@ -597,10 +606,7 @@ pub fn load_or_create_token_with(
     if let Some(token) = read_token(&path)? {
         return Ok(token);
     }
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| io::Error::other(format!("no randomness for a token: {e}")))?;
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let token = new_token()?;
     match OpenOptions::new()
         .write(true)
         .create_new(true)

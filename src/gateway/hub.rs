@@ -1037,8 +1037,7 @@ impl Hub {
             .cloned()
             .unwrap_or_else(|| self.default_caps.clone());
         let caps = capability::with_baseline(&initial);
-        let mut bytes = [0u8; 32];
-        if getrandom::fill(&mut bytes).is_err() {
+        let Ok(token) = crate::space::new_token() else {
             return Some(self.fail(
                 who,
                 &id,
@@ -1046,9 +1045,7 @@ impl Hub {
                 "internal_error",
                 "no randomness for a token".into(),
             ));
-        }
-        use base64::Engine as _;
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        };
         if let Err(e) = (self.opts.store_token)(&new_id, &token) {
             tracing::warn!("cannot store the token of invited participant {new_id}: {e}");
             return Some(self.fail(

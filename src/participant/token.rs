@@ -20,7 +20,6 @@ use std::os::unix::fs::{
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use base64::Engine as _;
 use serde_json::Value;
 
 use crate::cli::{SpaceArgs, TokenCreateArgs};
@@ -76,13 +75,7 @@ pub fn create(space: &SpaceArgs, args: &TokenCreateArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// A fresh token: 32 random bytes, base64url without padding (43 characters).
-pub fn new_token() -> io::Result<String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| io::Error::other(format!("no randomness for a token: {e}")))?;
-    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
-}
+pub use crate::space::new_token;
 
 /// `text` is a JSON array of capabilities: objects with a string `kind`.
 pub fn check_capabilities(text: &str) -> Result<Vec<Value>, String> {
