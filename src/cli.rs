@@ -85,8 +85,13 @@ pub struct GatewayStartArgs {
     /// The space config [default: --config, else DIR/.mew/space.yaml, else DIR/space.yaml].
     #[arg(short = 's', long, value_name = "FILE")]
     pub space_config: Option<PathBuf>,
-    /// Log level: debug, info, warn or error.
-    #[arg(short = 'l', long, default_value = "info")]
+    /// Log level: debug, info, warn or error [`mew space up -l` passes it as $MEW_GATEWAY_LOG_LEVEL].
+    #[arg(
+        short = 'l',
+        long,
+        env = "MEW_GATEWAY_LOG_LEVEL",
+        default_value = "info"
+    )]
     pub log_level: String,
     /// Accepted for compatibility: mew's gateway never starts participants (mew's server does).
     #[arg(long)]
@@ -352,6 +357,9 @@ pub struct UpArgs {
     /// Gateway port (default: gateway.port, else 8080; the next free port if taken).
     #[arg(short = 'p', long)]
     pub port: Option<u16>,
+    /// Log level of mew's own gateway: debug, info, warn or error (upstream's `-l`).
+    #[arg(short = 'l', long, value_name = "LEVEL", value_parser = ["debug", "info", "warn", "error"])]
+    pub log_level: Option<String>,
 
     /// Prefix output lines with HH:MM:SS (--no-tui).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]

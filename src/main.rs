@@ -26,6 +26,12 @@ fn main() -> ExitCode {
     if !handles_pipe {
         mew::sys::default_sigpipe();
     }
+    if let Some(Command::Space(SpaceCommand::Up(up)) | Command::Up(up)) = &cli.command
+        && let Some(level) = &up.log_level
+    {
+        // The gateway process inherits it (its `--log-level` default).
+        mew::sys::set_env_at_startup("MEW_GATEWAY_LOG_LEVEL", level);
+    }
     if !matches!(cli.command, Some(Command::Gateway(_))) {
         init_tracing(matches!(cli.command, Some(Command::Serve(_))));
     }
@@ -327,6 +333,7 @@ fn bare_mew(args: &SpaceArgs) -> ExitCode {
                     UpArgs {
                         no_tui: false,
                         port: None,
+                        log_level: None,
                         timestamps: true,
                         exit_on_failure: false,
                         exit_code_from: None,

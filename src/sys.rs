@@ -336,6 +336,17 @@ pub fn default_sigpipe() {
     }
 }
 
+/// Set an environment variable for this process and everything it starts.
+/// Only at start-up, before any thread exists (`std::env::set_var` is
+/// unsound once other threads may read the environment).
+pub fn set_env_at_startup(key: &str, value: &str) {
+    // SAFETY: called from `main` before the tokio runtime or any other
+    // thread is started, so nothing reads the environment concurrently.
+    unsafe {
+        std::env::set_var(key, value);
+    }
+}
+
 /// The soft `RLIMIT_NOFILE` mew was started with, when the server raised
 /// its own ([`raise_nofile_limit`]); `u64::MAX`: unchanged.
 static CHILD_NOFILE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);

@@ -221,6 +221,47 @@ fn upstream_habits_work_or_are_explained() {
     assert!(out.stderr.contains("`--space-dir DIR`"), "{}", out.stderr);
 }
 
+/// Upstream's `space up -l LEVEL` sets the gateway's log level.
+#[test]
+fn up_log_level_reaches_the_gateway() {
+    let yaml = "participants:\n  human: { tokens: [t] }\n";
+    let quiet = Space::new(yaml);
+    let loud = Space::new(yaml);
+    for (space, extra) in [(&quiet, &["-l", "warn"][..]), (&loud, &[][..])] {
+        let mut args = vec!["up", "-p", "0", "--detach", "--wait"];
+        args.extend_from_slice(extra);
+        let out = mew(space, &args);
+        assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    }
+    // The gateway prints its port line either way (on stdout, not through
+    // its log level): both are up and past start-up when it is there.
+    for space in [&quiet, &loud] {
+        assert!(common::wait_for(Duration::from_secs(60), || space
+            .log("gateway")
+            .contains("Gateway listening on port")));
+    }
+    assert!(
+        loud.log("gateway").contains("MEW gateway for space"),
+        "{}",
+        loud.log("gateway")
+    );
+    assert!(
+        !quiet.log("gateway").contains("MEW gateway for space"),
+        "{}",
+        quiet.log("gateway")
+    );
+    let out = mew(&quiet, &["up", "-l", "loud"]);
+    assert_eq!(out.code(), Some(2));
+    assert!(
+        out.stderr
+            .contains("possible values: debug, info, warn, error"),
+        "{}",
+        out.stderr
+    );
+    down(&quiet);
+    down(&loud);
+}
+
 #[test]
 fn a_long_failure_reason_does_not_widen_the_status_table() {
     let long = format!(

@@ -41,7 +41,7 @@ fn run_dir_socket_lock_state_and_tokens_are_owner_only() {
     let space = Space::new(
         r#"
 participants:
-  agent: { command: "sleep 1000", depends_on_gateway: false }
+  agent: { command: "sleep 1000", depends_on_gateway: false, auto_start: true }
 "#,
     );
     up_d(&space);
@@ -268,9 +268,11 @@ participants:
     args: ["-c", "test \"$MEW_TOKEN_AGENT\" = \"$(cat .mew/tokens/agent.token)\" && test \"$1\" = \"$MEW_TOKEN_AGENT\" && echo token-ok; sleep 1000", "x", "${TOKEN}"]
     env: { AGENT_TOKEN_COPY: "${TOKEN}" }
     depends_on_gateway: false
+    auto_start: true
   helper:
     command: "echo helper up; sleep 1000 # --token ${TOKEN}"
     depends_on_gateway: false
+    auto_start: true
     ready: { log: "helper up" }
 processes:
   job: { command: "true", one_shot: true }

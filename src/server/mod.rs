@@ -93,8 +93,15 @@ pub fn run(cfg: SpaceConfig, opts: ServeOptions) -> ExitCode {
 /// At shutdown, how long the server waits for its clients to take their last frames.
 const CLIENT_DRAIN: Duration = Duration::from_secs(1);
 
-/// Find a free TCP port, starting at `port`.
+/// Find a free TCP port, starting at `port`; `0`: one the kernel picks
+/// (the gateway, its probe and `${PORT}` all need the real number).
 pub fn free_port(port: u16) -> Option<u16> {
+    if port == 0 {
+        return std::net::TcpListener::bind(("0.0.0.0", 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .ok();
+    }
     (port..=port.saturating_add(100)).find(|&p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok())
 }
 
@@ -238,7 +245,7 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     let port = if cfg.gateway().is_some() {
         match free_port(configured) {
             Some(p) => {
-                if p != configured {
+                if p != configured && configured != 0 {
                     say!("mew: port {configured} is taken; the gateway uses port {p}");
                 }
                 p
