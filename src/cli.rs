@@ -281,6 +281,47 @@ pub enum SpaceCommand {
     Clean(CleanArgs),
     /// Join the running space as a participant from this terminal (line mode).
     Connect(ConnectArgs),
+    /// Translate the space for systemd, docker compose or Kubernetes.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// systemd units (user units; --system for system units) and a target.
+    Systemd,
+    /// A docker compose file.
+    Compose,
+    /// Kubernetes manifests.
+    Kubernetes,
+}
+
+impl ExportFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExportFormat::Systemd => "systemd",
+            ExportFormat::Compose => "compose",
+            ExportFormat::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// What to export to.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Where to write the files [default: .mew/export/FORMAT].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// The container image (compose, kubernetes).
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// systemd: system units (in /etc/systemd/system) instead of user units.
+    #[arg(long)]
+    pub system: bool,
+    /// Print the files and notes as one JSON document instead of writing them.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -165,6 +165,7 @@ fn space(cmd: SpaceCommand, args: &SpaceArgs) -> ExitCode {
     let load = || server::load_config(args);
     match cmd {
         SpaceCommand::Check(a) => mew::check::run(args, &a),
+        SpaceCommand::Export(a) => mew::export::run(args, &a),
         SpaceCommand::Connect(a) => match load() {
             Ok(cfg) => mew::participant::connect::run(&cfg, &a),
             Err(code) => code,

@@ -1,0 +1,239 @@
+//! `mew space export`: a space translated for the engines that run it
+//! beyond one machine — systemd units, a docker compose file, Kubernetes
+//! manifests. Each format is a pure function of [`Input`] (the space as
+//! `check` resolves it, with the real environment) returning [`Export`]:
+//! the files to write and a [`Note`] for everything it could not translate
+//! and what it did instead. Nothing is dropped silently.
+
+pub mod compose;
+pub mod kubernetes;
+pub mod systemd;
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::cli::{ExportArgs, ExportFormat, SpaceArgs};
+use crate::config::{self, ProcKind, ResolveContext, ResolvedProcess, SpaceConfig};
+
+/// The space, resolved for export.
+pub struct Input<'a> {
+    pub cfg: &'a SpaceConfig,
+    /// Every process, interpolated as `check` does (configured port, the
+    /// real environment), in start order (dependencies first). A token
+    /// never appears in them: `${TOKEN}` is resolved to the format's
+    /// reference to the variable `MEW_TOKEN_<ID>` (see [`TokenRef`]), and
+    /// `MEW_TOKEN_*` entries are removed from `env`: each format provides
+    /// them from [`Input::tokens`] as a secret.
+    pub processes: Vec<ResolvedProcess>,
+    /// `(MEW_TOKEN_<ID>, value)` for every participant process, in order.
+    pub tokens: Vec<(String, String)>,
+    /// `--image`, for the container formats.
+    pub image: Option<String>,
+    /// `--system` (systemd: system units instead of user units).
+    pub system: bool,
+}
+
+/// How a format spells "the value of environment variable NAME" inside a
+/// command line, for `${TOKEN}` (systemd `${NAME}`, Kubernetes `$(NAME)`…).
+pub type TokenRef = fn(&str) -> String;
+
+/// One file of an export, relative to `--out`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct File {
+    pub path: PathBuf,
+    pub contents: String,
+    /// Unix mode (0o600 for a file holding tokens).
+    pub mode: u32,
+}
+
+/// Something of the space that the format cannot express, and what was done.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Note {
+    /// The process (`None`: the space as a whole).
+    pub process: Option<String>,
+    /// The key, e.g. `ready.log`, `max_memory`, `watch`.
+    pub key: String,
+    /// What was done instead (or "dropped: …" with the reason).
+    pub instead: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Export {
+    pub files: Vec<File>,
+    pub notes: Vec<Note>,
+}
+
+impl Export {
+    pub fn note(&mut self, process: Option<&str>, key: &str, instead: impl Into<String>) {
+        self.notes.push(Note {
+            process: process.map(str::to_owned),
+            key: key.to_owned(),
+            instead: instead.into(),
+        });
+    }
+}
+
+/// Build the [`Input`] of a loaded space: tokens from `.mew/tokens` (made
+/// when missing, as `up` makes them), processes resolved with `token_ref`.
+pub fn input<'a>(
+    cfg: &'a SpaceConfig,
+    token_ref: TokenRef,
+    image: Option<String>,
+    system: bool,
+) -> std::io::Result<(Input<'a>, Vec<config::Diagnostic>)> {
+    let tokens_dir = cfg.dir.join(".mew").join("tokens");
+    let mut tokens = Vec::new();
+    let mut refs = HashMap::new();
+    for p in cfg
+        .processes
+        .iter()
+        .filter(|p| p.kind == ProcKind::Participant)
+    {
+        let value = crate::space::load_or_create_token(&tokens_dir, &p.name)?;
+        let var = config::token_env_name(&p.name);
+        refs.insert(p.name.clone(), token_ref(&var));
+        tokens.push((var, value));
+    }
+    let ctx = ResolveContext {
+        port: cfg.gateway_port,
+        tokens: refs,
+    };
+    let (resolved, warnings) = config::resolve(cfg, &ctx);
+    let order = config::start_order(cfg);
+    let mut processes: Vec<ResolvedProcess> = order
+        .iter()
+        .filter_map(|&i| resolved.get(i).cloned())
+        .collect();
+    for p in &mut processes {
+        p.env.retain(|(k, _)| !k.starts_with("MEW_TOKEN_"));
+    }
+    Ok((
+        Input {
+            cfg,
+            processes,
+            tokens,
+            image,
+            system,
+        },
+        warnings,
+    ))
+}
+
+/// `mew space export`.
+pub fn run(space: &SpaceArgs, args: &ExportArgs) -> ExitCode {
+    let cfg = match config::load(&crate::check::load_options(space)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(e.exit_code());
+        }
+    };
+    let (token_ref, render): (TokenRef, fn(&Input<'_>) -> Export) = match args.format {
+        ExportFormat::Systemd => (systemd::TOKEN_REF, systemd::render),
+        ExportFormat::Compose => (compose::TOKEN_REF, compose::render),
+        ExportFormat::Kubernetes => (kubernetes::TOKEN_REF, kubernetes::render),
+    };
+    let (inp, warnings) = match input(&cfg, token_ref, args.image.clone(), args.system) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("mew: cannot read or make the space's tokens: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    for w in cfg.warnings.iter().chain(warnings.iter()) {
+        eprintln!("{}", crate::server::format_diagnostic("warning", w));
+    }
+    let export = render(&inp);
+    for n in &export.notes {
+        let what = match &n.process {
+            Some(p) => format!("{p}.{}", n.key),
+            None => n.key.clone(),
+        };
+        eprintln!(
+            "mew export: `{}` is not translated as is: {}",
+            crate::config::escape(&what),
+            crate::config::escape(&n.instead)
+        );
+    }
+    if args.json {
+        let v = json!({
+            "format": args.format.name(),
+            "files": export.files,
+            "notes": export.notes,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| cfg.dir.join(".mew").join("export").join(args.format.name()));
+    match write_files(&out, &export.files) {
+        Ok(()) => {
+            for f in &export.files {
+                println!("{}", out.join(&f.path).display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mew export: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Write every file under `out` (created 0700 when missing): each through
+/// a temporary file and a rename, never through a symlink, with its mode.
+fn write_files(out: &Path, files: &[File]) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(out)
+        .map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    for f in files {
+        if f.path.is_absolute()
+            || f.path
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(format!(
+                "refusing to write outside {}: {}",
+                out.display(),
+                f.path.display()
+            ));
+        }
+        let path = out.join(&f.path);
+        if let Some(parent) = path.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.mew-tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        let result = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(f.mode)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+            .and_then(|mut h| h.write_all(f.contents.as_bytes()))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    Ok(())
+}
