@@ -33,7 +33,7 @@ fn init_writes_the_demo_and_gitignore() {
     assert_eq!(written, example);
     assert_eq!(
         std::fs::read_to_string(dir.join(".gitignore")).unwrap(),
-        ".mew/logs/\n.mew/run/\n.mew/tokens/\n"
+        ".mew/logs/\n.mew/run/\n.mew/tokens/\n.mew/export/\n"
     );
     let check = mew_in(&dir, &["space", "check"]);
     assert_eq!(check.status.code(), Some(0), "{}", text(&check.stderr));
@@ -92,13 +92,13 @@ fn init_appends_only_missing_gitignore_lines() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
         std::fs::read_to_string(dir.join(".gitignore")).unwrap(),
-        "target/\n.mew/logs/\n.mew/run/\n.mew/tokens/\n"
+        "target/\n.mew/logs/\n.mew/run/\n.mew/tokens/\n.mew/export/\n"
     );
     let again = mew_in(dir, &["init", "--force"]);
     assert_eq!(again.status.code(), Some(0));
     assert_eq!(
         std::fs::read_to_string(dir.join(".gitignore")).unwrap(),
-        "target/\n.mew/logs/\n.mew/run/\n.mew/tokens/\n"
+        "target/\n.mew/logs/\n.mew/run/\n.mew/tokens/\n.mew/export/\n"
     );
 }
 

@@ -395,7 +395,7 @@ fn agents_are_copied_executable_and_package_json_is_rendered() {
     assert_eq!(e.read(".mew/tokens/.gitignore"), "*\n");
     assert_eq!(
         e.read(".gitignore"),
-        ".mew/logs/\n.mew/run/\n.mew/tokens/\n.mew/node_modules/\n"
+        ".mew/logs/\n.mew/run/\n.mew/tokens/\n.mew/export/\n.mew/node_modules/\n"
     );
     // template.json and the README stay behind, as upstream.
     assert!(!e.dir.join(".mew/template.json").exists());

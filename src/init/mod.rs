@@ -21,7 +21,7 @@ pub use crate::config::slug;
 pub use template::BUILT_INS;
 
 /// Lines `mew init` makes sure `.gitignore` has.
-pub const GITIGNORE_LINES: &[&str] = &[".mew/logs/", ".mew/run/", ".mew/tokens/"];
+pub const GITIGNORE_LINES: &[&str] = &[".mew/logs/", ".mew/run/", ".mew/tokens/", ".mew/export/"];
 /// Added too when the template has a `package.json`.
 pub const GITIGNORE_NODE: &str = ".mew/node_modules/";
 
@@ -596,11 +596,14 @@ mod tests {
         std::fs::write(tmp.path().join(".gitignore"), "target\n.mew/run").unwrap();
         assert_eq!(
             update_gitignore(tmp.path(), &[]).unwrap(),
-            vec![".mew/logs/", ".mew/tokens/"]
+            vec![".mew/logs/", ".mew/tokens/", ".mew/export/"]
         );
         assert!(update_gitignore(tmp.path(), &[]).unwrap().is_empty());
         let text = std::fs::read_to_string(tmp.path().join(".gitignore")).unwrap();
-        assert_eq!(text, "target\n.mew/run\n.mew/logs/\n.mew/tokens/\n");
+        assert_eq!(
+            text,
+            "target\n.mew/run\n.mew/logs/\n.mew/tokens/\n.mew/export/\n"
+        );
         assert_eq!(
             update_gitignore(tmp.path(), &[GITIGNORE_NODE]).unwrap(),
             vec![GITIGNORE_NODE]
