@@ -1382,18 +1382,7 @@ impl<'a> Builder<'a> {
             }
             return false;
         };
-        let mut args: Vec<String> = [
-            "bridge",
-            "start",
-            "--gateway",
-            "ws://127.0.0.1:${PORT}",
-            "--space",
-            "${SPACE}",
-            "--participant-id",
-            name,
-        ]
-        .map(str::to_owned)
-        .to_vec();
+        let mut args = joined_as(&["bridge", "start"], name);
         if let Some(bc) = nv.get("bridge_config") {
             let what = format!("{name}.bridge_config");
             if let Some(bm) = self.map(bc, &what) {
@@ -1430,21 +1419,27 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// A connected `fifo: true` participant: `mew client connect` reading
-/// `.mew/fifos/<name>-in`, writing to its `output_log` or `<name>-out`.
-fn fifo_client(p: &mut ProcessConfig, name: &str, output_log: Option<&str>) {
-    let mut args: Vec<String> = [
-        "client",
-        "connect",
+/// `mew <command…>` joined to this space's gateway as participant `name`
+/// (its token comes in `MEW_TOKEN_<NAME>`, never on the command line).
+fn joined_as(command: &[&str], name: &str) -> Vec<String> {
+    let mut args: Vec<String> = command.iter().map(|c| (*c).to_owned()).collect();
+    for a in [
         "--gateway",
         "ws://127.0.0.1:${PORT}",
         "--space",
         "${SPACE}",
         "--participant-id",
         name,
-    ]
-    .map(str::to_owned)
-    .to_vec();
+    ] {
+        args.push(a.to_owned());
+    }
+    args
+}
+
+/// A connected `fifo: true` participant: `mew client connect` reading
+/// `.mew/fifos/<name>-in`, writing to its `output_log` or `<name>-out`.
+fn fifo_client(p: &mut ProcessConfig, name: &str, output_log: Option<&str>) {
+    let mut args = joined_as(&["client", "connect"], name);
     args.push("--fifo-in".to_owned());
     args.push(format!("${{SPACE_DIR}}/.mew/fifos/{name}-in"));
     match output_log {
