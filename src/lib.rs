@@ -8,6 +8,7 @@ pub mod clean;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod envelopes;
 pub mod export;
 pub mod gateway;
 pub mod headless;

@@ -28,8 +28,6 @@ use crate::cli::ConnectArgs;
 use crate::config::{SpaceConfig, escape};
 
 const WHO: &str = "mew space connect";
-/// The longest payload summary shown (characters).
-const SUMMARY: usize = 300;
 
 pub fn run(cfg: &SpaceConfig, args: &ConnectArgs) -> ExitCode {
     match prepare(cfg, args) {
@@ -126,7 +124,7 @@ fn prepare(
 
 /// The config file as plain JSON (the validated [`SpaceConfig`] keeps no
 /// tokens or types of participants without a command).
-fn raw_config(cfg: &SpaceConfig) -> Result<Value, String> {
+pub(crate) fn raw_config(cfg: &SpaceConfig) -> Result<Value, String> {
     let shown = super::client::shown(&cfg.config_path);
     let text = crate::config::read_text(&cfg.config_path, true).map_err(|e| match e {
         crate::config::TextError::Unreadable(why) => format!("{shown}: {why}"),
@@ -213,7 +211,7 @@ pub fn resolve_participant(
     }
 }
 
-fn token_for(paths: &crate::space::SpacePaths, id: &str, def: &Value) -> Option<String> {
+pub(crate) fn token_for(paths: &crate::space::SpacePaths, id: &str, def: &Value) -> Option<String> {
     let env = std::env::var(crate::config::token_env_name(id))
         .ok()
         .map(|t| t.trim().to_owned())
@@ -243,69 +241,7 @@ fn token_for(paths: &crate::space::SpacePaths, id: &str, def: &Value) -> Option<
 
 /// One received frame as a line (without the time), escaped for a terminal.
 pub fn describe(frame: &str) -> String {
-    if let Some(rest) = frame.strip_prefix('#')
-        && let Some((sid, data)) = rest.split_once('#')
-    {
-        return escape(&format!("stream {sid}: {} bytes", data.len())).into_owned();
-    }
-    let env: Value = match serde_json::from_str(frame) {
-        Ok(v @ Value::Object(_)) => v,
-        _ => return escape(&format!("(not an envelope) {}", cut(frame))).into_owned(),
-    };
-    let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
-    let from = s(env.get("from")).unwrap_or_else(|| "?".to_owned());
-    let to = match env.get("to") {
-        Some(Value::Array(a)) if !a.is_empty() => a
-            .iter()
-            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-            .collect::<Vec<_>>()
-            .join(","),
-        Some(Value::String(t)) => t.clone(),
-        _ => "*".to_owned(),
-    };
-    let kind = s(env.get("kind")).unwrap_or_else(|| "?".to_owned());
-    let p = env.get("payload").cloned().unwrap_or(Value::Null);
-    let ids = |list: Option<&Value>| {
-        list.and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.get("id").and_then(Value::as_str))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default()
-    };
-    let summary = match kind.as_str() {
-        "chat" => s(p.get("text")).unwrap_or_else(|| cut(&p.to_string())),
-        "system/welcome" => {
-            let you = s(p.pointer("/you/id")).unwrap_or_else(|| "?".to_owned());
-            let others = ids(p.get("participants"));
-            if others.is_empty() {
-                format!("joined as {you}; nobody else is here")
-            } else {
-                format!("joined as {you}; here: {others}")
-            }
-        }
-        "system/presence" => {
-            let who = s(p.pointer("/participant/id")).unwrap_or_else(|| "?".to_owned());
-            let event = s(p.get("event")).unwrap_or_else(|| "?".to_owned());
-            format!("{who} {event}")
-        }
-        "system/error" => s(p.get("message"))
-            .or_else(|| s(p.get("error")))
-            .unwrap_or_else(|| cut(&p.to_string())),
-        _ if p.is_null() => String::new(),
-        _ => cut(&p.to_string()),
-    };
-    escape(&format!("{from} → {to} {kind}: {summary}")).into_owned()
-}
-
-/// At most [`SUMMARY`] characters.
-fn cut(s: &str) -> String {
-    match s.char_indices().nth(SUMMARY) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    }
+    crate::envelopes::summarize(frame).line()
 }
 
 /// What a typed line does.
@@ -469,7 +405,7 @@ mod tests {
         );
         assert_eq!(describe("#s1#abc"), "stream s1: 3 bytes");
         let long = format!(r#"{{"kind":"x","payload":{{"d":"{}"}}}}"#, "a".repeat(1000));
-        assert!(describe(&long).chars().count() < SUMMARY + 40);
+        assert!(describe(&long).chars().count() < crate::envelopes::SUMMARY + 40);
     }
 
     #[test]

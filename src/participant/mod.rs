@@ -11,6 +11,7 @@ pub mod bridge;
 pub mod client;
 pub mod connect;
 pub mod mcp;
+pub mod observer;
 pub mod token;
 
 use std::time::Duration;

@@ -202,6 +202,8 @@ struct Ctx {
     down_tx: watch::Sender<bool>,
     /// Set once the space is down (all processes gone).
     gone_tx: watch::Sender<bool>,
+    /// The server's own participant in the space (the TUI's space view).
+    space: Option<Arc<crate::participant::observer::Observer>>,
 }
 
 async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
@@ -376,6 +378,17 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
             return 1;
         }
     };
+    // The server's own participant: the space view of every attached TUI.
+    let space_view = match crate::participant::observer::Observer::start(&cfg, port) {
+        Ok(o) => {
+            tracing::info!("the space view joins as {}", o.participant);
+            Some(o)
+        }
+        Err(why) => {
+            tracing::info!("no space view: {why}");
+            None
+        }
+    };
     let handle = supervisor::start(
         cfg,
         resolved,
@@ -412,6 +425,7 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         notes,
         down_tx,
         gone_tx,
+        space: space_view,
     });
     let _ = ctx_tx.send(Some(ctx.clone()));
     tracing::info!(space = %space_id, pid = server_pid, "space server running");

@@ -51,6 +51,7 @@ pub enum End {
 pub struct Panes {
     pub status: Arc<SpaceStatus>,
     pub shared: Arc<Shared>,
+    pub space: Option<Arc<crate::participant::observer::Observer>>,
 }
 
 impl PaneSource for Panes {
@@ -77,6 +78,16 @@ impl PaneSource for Panes {
         match self.shared.index_of(name) {
             Some(i) => self.shared.procs[i].lock_screen().screen().scrollback_len(),
             None => 0,
+        }
+    }
+
+    fn with_space(&self, f: &mut dyn FnMut(&crate::envelopes::SpaceLog)) -> bool {
+        match &self.space {
+            Some(o) => {
+                o.with_log(|log| f(log));
+                true
+            }
+            None => false,
         }
     }
 }
@@ -197,6 +208,8 @@ async fn session_loop(
     let mut flooding = false;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // New envelopes redraw only a client that shows the space view.
+    let mut space_rx = ctx.space.as_ref().map(|o| o.subscribe());
     loop {
         if *down_rx.borrow_and_update() && !app.is_quitting() {
             app.quitting();
@@ -207,6 +220,7 @@ async fn session_loop(
             let panes = Panes {
                 status: handle.status(),
                 shared: shared.clone(),
+                space: ctx.space.clone(),
             };
             let bytes = renderer.render(app, &panes);
             if !bytes.is_empty() {
@@ -240,6 +254,7 @@ async fn session_loop(
             let panes = Panes {
                 status: status_rx.borrow_and_update().clone(),
                 shared: shared.clone(),
+                space: ctx.space.clone(),
             };
             // The focused process may have ended.
             app.update(&panes);
@@ -291,7 +306,7 @@ async fn session_loop(
                 match msg {
                     Ok(ClientMsg::Input { event }) => {
                         last_input = Instant::now();
-                        let panes = Panes { status: handle.status(), shared: shared.clone() };
+                        let panes = Panes { status: handle.status(), shared: shared.clone(), space: ctx.space.clone() };
                         let actions = app.handle_event(event, &panes);
                         for a in actions {
                             if let Some(end) = apply(&ctx, &tx, app, a).await {
@@ -323,6 +338,19 @@ async fn session_loop(
             r = status_rx.changed() => {
                 if r.is_err() { return End::SpaceDown; }
                 dirty = true;
+            }
+            alive = async {
+                match space_rx.as_mut() {
+                    Some(r) => r.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            } => {
+                if !alive {
+                    space_rx = None;
+                }
+                if app.shows_space() {
+                    dirty = true;
+                }
             }
             _ = down_rx.changed() => { dirty = true; }
             _ = gone_rx.changed() => {}
@@ -375,6 +403,13 @@ async fn apply(ctx: &Arc<Ctx>, tx: &Outbox, app: &mut App, action: Action) -> Op
         }
         Action::Copy(text) => {
             let _ = tx.output(&osc52_copy(&text)).await;
+        }
+        Action::Send(envelope) => {
+            if let Some(space) = &ctx.space
+                && let Err(e) = space.send(&envelope).await
+            {
+                app.note(&format!("not sent: {e}"));
+            }
         }
     }
     None

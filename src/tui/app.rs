@@ -143,6 +143,17 @@ impl App {
     }
 
     /// The selected process, if any.
+    /// Show a one-line message in the footer (e.g. why an envelope was not sent).
+    pub fn note(&mut self, msg: &str) {
+        self.message = Some(msg.to_owned());
+    }
+
+    /// Whether the space view is on screen: only then does a new envelope
+    /// need a redraw (the view costs nothing when nobody looks at it).
+    pub fn shows_space(&self) -> bool {
+        false
+    }
+
     pub fn selected(&self) -> Option<&str> {
         self.selected.as_deref()
     }

@@ -33,6 +33,13 @@ pub trait PaneSource {
     fn with_screen(&self, name: &str, offset: usize, f: &mut dyn FnMut(&vt100::Screen));
     /// Lines in the process's scrollback (0 when it has no terminal).
     fn scrollback_len(&self, name: &str) -> usize;
+    /// Runs `f` on the space's conversation as the server's own participant
+    /// sees it (held locked while `f` runs: keep it short). Does not call
+    /// `f`, and returns `false`, when the space has none (no gateway, or no
+    /// participant to join as).
+    fn with_space(&self, _f: &mut dyn FnMut(&crate::envelopes::SpaceLog)) -> bool {
+        false
+    }
 }
 
 /// What the TUI shows of the space's configuration (space.yaml), which the
@@ -79,4 +86,7 @@ pub enum Action {
     QuitNow,
     /// Put this text on the client's clipboard: send [`osc52_copy`] to it.
     Copy(String),
+    /// Send this envelope as the server's participant (chat, a proposal's
+    /// fulfilment, grant or rejection: see [`crate::envelopes`]).
+    Send(serde_json::Value),
 }
