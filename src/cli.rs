@@ -416,6 +416,10 @@ pub struct UpArgs {
     /// succeeded aside), and exit with its code (implies --no-tui).
     #[arg(long, conflicts_with_all = ["detach", "exit_code_from"])]
     pub abort_on_exit: bool,
+    /// Also print the space's envelopes, one line each (`HH:MM:SS space > from → to kind: summary`),
+    /// as the space's person sees them (implies --no-tui).
+    #[arg(long, conflicts_with = "detach")]
+    pub envelopes: bool,
     /// Start the space server in the background and return.
     #[arg(short, long, conflicts_with = "no_tui")]
     pub detach: bool,

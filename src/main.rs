@@ -264,7 +264,7 @@ fn space_up(up: UpArgs, args: &SpaceArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    let ci_mode = up.exit_code_from.is_some() || up.abort_on_exit;
+    let ci_mode = up.exit_code_from.is_some() || up.abort_on_exit || up.envelopes;
     let tui = !up.no_tui && !ci_mode && interactive;
     if up.detach || tui {
         // The server's stderr is its log file in these modes: say the
@@ -300,6 +300,7 @@ fn space_up(up: UpArgs, args: &SpaceArgs) -> ExitCode {
                 exit_on_failure: up.exit_on_failure,
                 exit_code_from: up.exit_code_from,
                 abort_on_exit: up.abort_on_exit,
+                envelopes: up.envelopes,
             }),
         },
     )
@@ -335,6 +336,7 @@ fn bare_mew(args: &SpaceArgs) -> ExitCode {
                         no_tui: false,
                         port: None,
                         log_level: None,
+                        envelopes: false,
                         timestamps: true,
                         exit_on_failure: false,
                         exit_code_from: None,

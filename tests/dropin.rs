@@ -212,3 +212,91 @@ fn up_warns_about_a_participant_command_without_auto_start() {
         out.stdout
     );
 }
+
+/// `up --no-tui --envelopes`: the conversation, as the space's person sees
+/// it, beside the process lines, one escaped line per envelope.
+#[test]
+fn no_tui_envelopes_prints_the_conversation() {
+    let agent = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/echo_agent.py");
+    let space = Space::new(&format!(
+        r#"
+space: {{ id: talk }}
+participants:
+  human: {{ tokens: [human-secret-token], capabilities: [ {{ kind: "*" }} ] }}
+  other: {{ tokens: [other-secret-token], capabilities: [ {{ kind: "*" }} ] }}
+  agent:
+    command: python3
+    args: ["{agent}", "ws://127.0.0.1:${{PORT}}"]
+    env: {{ MEW_BIN: "{}" }}
+    auto_start: true
+    capabilities: [ {{ kind: chat }}, {{ kind: "mcp/*" }} ]
+"#,
+        common::MEW
+    ));
+    let out_path = space.path().join("up.out");
+    let out = std::fs::File::create(&out_path).unwrap();
+    let port = free_port().to_string();
+    let mut up = space.mew();
+    up.args([
+        "space",
+        "up",
+        "--no-tui",
+        "--envelopes",
+        "--timestamps=false",
+        "--port",
+        &port,
+    ])
+    .stdin(std::process::Stdio::null())
+    .stdout(out)
+    .stderr(std::process::Stdio::null());
+    let mut child = up.spawn().unwrap();
+    let printed = || std::fs::read_to_string(&out_path).unwrap_or_default();
+    assert!(
+        wait_for(DEADLINE, || space
+            .log("agent")
+            .contains("agent agent joined")),
+        "{}",
+        space.log("agent")
+    );
+    // Someone else says something; the agent answers; both are printed.
+    let mut connect = space.mew();
+    connect
+        .args(["space", "connect", "--participant", "other"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut c = connect.spawn().unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = c.stdin.take().unwrap();
+        stdin.write_all(b"hello \x1b[2J agent\n").unwrap();
+        // EOF: the line is sent, then the client leaves.
+    }
+    let _ = c.wait();
+    assert!(
+        wait_for(DEADLINE, || printed()
+            .contains("agent → other chat: echo: hello")),
+        "{}",
+        printed()
+    );
+    let text = printed();
+    let line = |want: &str| {
+        text.lines()
+            .any(|l| l.starts_with("space ") && l.ends_with(want))
+    };
+    assert!(line("| other → * chat: hello \\x1b[2J agent"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("space ")
+            && l.contains("| system:gateway → human system/welcome: joined as human")),
+        "{text}"
+    );
+    // Process lines are there too, and no token anywhere.
+    assert!(text.contains("| agent agent starting"), "{text}");
+    assert!(
+        !text.contains("secret-token") && !text.contains('\u{1b}'),
+        "{text}"
+    );
+    common::kill(child.id(), "INT");
+    let _ = child.wait();
+    assert!(space.wait_no_survivors().is_empty());
+}

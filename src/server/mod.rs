@@ -54,6 +54,8 @@ pub struct HeadlessOptions {
     /// `--abort-on-exit`: the first process that ends for good (a task that
     /// succeeded aside) stops the space; exit with its code.
     pub abort_on_exit: bool,
+    /// `--envelopes`: also print the space's envelopes (the space view's lines).
+    pub envelopes: bool,
 }
 
 /// Load and validate the config, printing errors and warnings. Nothing is
@@ -134,6 +136,51 @@ pub fn lock_space(paths: &SpacePaths) -> Result<space::SpaceLock, space::LockErr
                 None => return Ok(lock),
             },
             other => return other,
+        }
+    }
+}
+
+/// The name `--envelopes` lines carry.
+const ENVELOPES_LABEL: &str = "space";
+
+/// `--no-tui --envelopes`: each envelope the space view sees, as a line of
+/// the printer (`space | from → to kind: summary`), in order; envelopes
+/// that left the view's history before they could be printed are counted.
+async fn print_envelopes(
+    space: Arc<crate::participant::observer::Observer>,
+    sink: supervisor::LineSink,
+    index: usize,
+) {
+    let mut changed = space.subscribe();
+    let mut last = 0u64;
+    loop {
+        let (lines, skipped) = space.with_log(|log| {
+            let first = log.entries.front().map_or(log.seen + 1, |e| e.seq);
+            let skipped = first.saturating_sub(last + 1);
+            let lines: Vec<(crate::status::Millis, String)> = log
+                .entries
+                .iter()
+                .filter(|e| e.seq > last)
+                .map(|e| (e.at, e.summary.line()))
+                .collect();
+            (lines, skipped)
+        });
+        if skipped > 0 {
+            sink.send_text(
+                index,
+                now_millis(),
+                format!("({skipped} envelopes not shown)\n"),
+                1,
+            )
+            .await;
+        }
+        last += skipped;
+        for (at, line) in lines {
+            last += 1;
+            sink.send_text(index, at, line + "\n", 1).await;
+        }
+        if changed.changed().await.is_err() {
+            return;
         }
     }
 }
@@ -434,6 +481,18 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     let printer = match (&opts.headless, feed) {
         (Some(h), Some(feed)) => {
             let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let mut names = names;
+            if h.envelopes {
+                match (&ctx.space, &sink) {
+                    (Some(space), Some(sink)) => {
+                        tokio::spawn(print_envelopes(space.clone(), sink.clone(), names.len()));
+                        names.push(ENVELOPES_LABEL.to_owned());
+                    }
+                    _ => say!(
+                        "mew: --envelopes: this space has no space view (no gateway, or no participant for mew to join as)"
+                    ),
+                }
+            }
             let printer = Printer::new(names, color, h.timestamps).for_stdout();
             Some(std::thread::spawn(move || {
                 printer.run(feed, std::io::stdout(), Some(closed_tx))

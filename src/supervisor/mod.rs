@@ -171,6 +171,12 @@ impl LineFeed {
 }
 
 impl LineSink {
+    /// Lines that are not a process's output (`--envelopes`), under the
+    /// printer's name `process`; the same backpressure as output.
+    pub async fn send_text(&self, process: usize, at: Millis, text: String, count: usize) {
+        self.send_lines(process, at, text, count).await;
+    }
+
     async fn send_lines(&self, process: usize, at: Millis, text: String, count: usize) {
         // One PTY read never holds more lines than permits exist (64 KiB).
         let count = count.min(SINK_PERMITS);
