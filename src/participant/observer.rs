@@ -1,7 +1,8 @@
 //! The space server's own participant: it joins the space's gateway as the
-//! space's person (`space.default_participant`, else the one participant
-//! without a command, …: as `mew space connect` chooses) and keeps what it
-//! sees in a [`SpaceLog`] that every attached TUI (and `--no-tui
+//! space's person (`space.default_participant`, else a participant without
+//! a command, …: as `mew space connect` chooses, never one the gateway or
+//! mew already connects) once someone looks (see [`Plan`]), and keeps what
+//! it sees in a [`SpaceLog`] that every attached TUI (and `--no-tui
 //! --envelopes`) reads. One connection for every client: they all see, and
 //! speak in, the same conversation.
 
@@ -29,11 +30,21 @@ pub struct Observer {
     pub participant: String,
 }
 
-impl Observer {
-    /// Join the space's gateway on `port`, when the space has one and a
-    /// participant to join as (with a token). `None`, and why, otherwise.
-    /// Must run inside the server's runtime.
-    pub fn start(cfg: &SpaceConfig, port: u16) -> Result<Arc<Observer>, String> {
+/// Who the server's participant would join as, and where: decided at
+/// start-up (from the config), joined only when someone first looks (an
+/// attached TUI, `--envelopes`): a space run by scripts (`up -d`) never
+/// sees mew's participant, which could otherwise take a participant id the
+/// scripts mean to join as.
+pub struct Plan {
+    target: Target,
+    default_to: Vec<String>,
+    started: std::sync::OnceLock<Arc<Observer>>,
+}
+
+impl Plan {
+    /// The space's person and its token, when the space has a gateway and
+    /// such a participant. `Err`: why there is no space view.
+    pub fn new(cfg: &SpaceConfig, port: u16) -> Result<Plan, String> {
         if cfg.gateway().is_none() {
             return Err("the space has no gateway".to_owned());
         }
@@ -57,9 +68,7 @@ impl Observer {
             None => crate::space::load_or_create_token(&paths.tokens_dir, &id)
                 .map_err(|e| format!("no token for {id}: {e}"))?,
         };
-        let mut log = SpaceLog::new(HISTORY);
-        log.link = envelopes::Link::Connecting;
-        log.default_to = def
+        let default_to = def
             .pointer("/default_to/chat")
             .or_else(|| doc.pointer("/defaults/routing/default_to/chat"))
             .and_then(Value::as_array)
@@ -70,13 +79,45 @@ impl Observer {
                     .collect()
             })
             .unwrap_or_default();
-        let mut link = Link::start(
-            Target {
+        Ok(Plan {
+            target: Target {
                 url: format!("ws://127.0.0.1:{port}"),
                 space: cfg.id.clone(),
-                participant_id: Some(id.clone()),
+                participant_id: Some(id),
                 token,
             },
+            default_to,
+            started: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Who it joins as.
+    pub fn participant(&self) -> &str {
+        self.target.participant_id.as_deref().unwrap_or("")
+    }
+
+    /// The observer, joining now if nobody looked before. Must run inside
+    /// the server's runtime.
+    pub fn observer(&self) -> Arc<Observer> {
+        self.started
+            .get_or_init(|| Observer::start(self.target.clone(), self.default_to.clone()))
+            .clone()
+    }
+
+    /// The observer, if someone has looked.
+    pub fn started(&self) -> Option<Arc<Observer>> {
+        self.started.get().cloned()
+    }
+}
+
+impl Observer {
+    fn start(target: Target, default_to: Vec<String>) -> Arc<Observer> {
+        let id = target.participant_id.clone().unwrap_or_default();
+        let mut log = SpaceLog::new(HISTORY);
+        log.link = envelopes::Link::Connecting;
+        log.default_to = default_to;
+        let mut link = Link::start(
+            target,
             Reconnect {
                 enabled: true,
                 max_attempts: None,
@@ -118,7 +159,7 @@ impl Observer {
                 obs.update(|log| log.link = envelopes::Link::Lost(why));
             }
         });
-        Ok(obs)
+        obs
     }
 
     fn update(&self, f: impl FnOnce(&mut SpaceLog)) {

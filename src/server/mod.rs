@@ -250,7 +250,7 @@ struct Ctx {
     /// Set once the space is down (all processes gone).
     gone_tx: watch::Sender<bool>,
     /// The server's own participant in the space (the TUI's space view).
-    space: Option<Arc<crate::participant::observer::Observer>>,
+    space: Option<Arc<crate::participant::observer::Plan>>,
 }
 
 async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
@@ -425,11 +425,12 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
             return 1;
         }
     };
-    // The server's own participant: the space view of every attached TUI.
-    let space_view = match crate::participant::observer::Observer::start(&cfg, port) {
-        Ok(o) => {
-            tracing::info!("the space view joins as {}", o.participant);
-            Some(o)
+    // The server's own participant: the space view of every attached TUI
+    // (it joins when the first one attaches, or now for `--envelopes`).
+    let space_view = match crate::participant::observer::Plan::new(&cfg, port) {
+        Ok(p) => {
+            tracing::info!("the space view will join as {}", p.participant());
+            Some(Arc::new(p))
         }
         Err(why) => {
             tracing::info!("no space view: {why}");
@@ -485,7 +486,7 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
             if h.envelopes {
                 match (&ctx.space, &sink) {
                     (Some(space), Some(sink)) => {
-                        tokio::spawn(print_envelopes(space.clone(), sink.clone(), names.len()));
+                        tokio::spawn(print_envelopes(space.observer(), sink.clone(), names.len()));
                         names.push(ENVELOPES_LABEL.to_owned());
                     }
                     _ => say!(

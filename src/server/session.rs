@@ -209,7 +209,9 @@ async fn session_loop(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // New envelopes redraw only a client that shows the space view.
-    let mut space_rx = ctx.space.as_ref().map(|o| o.subscribe());
+    // Someone looks: the space view joins (once, for every client).
+    let space = ctx.space.as_ref().map(|p| p.observer());
+    let mut space_rx = space.as_ref().map(|o| o.subscribe());
     loop {
         if *down_rx.borrow_and_update() && !app.is_quitting() {
             app.quitting();
@@ -220,7 +222,7 @@ async fn session_loop(
             let panes = Panes {
                 status: handle.status(),
                 shared: shared.clone(),
-                space: ctx.space.clone(),
+                space: space.clone(),
             };
             let bytes = renderer.render(app, &panes);
             if !bytes.is_empty() {
@@ -254,7 +256,7 @@ async fn session_loop(
             let panes = Panes {
                 status: status_rx.borrow_and_update().clone(),
                 shared: shared.clone(),
-                space: ctx.space.clone(),
+                space: space.clone(),
             };
             // The focused process may have ended.
             app.update(&panes);
@@ -306,7 +308,7 @@ async fn session_loop(
                 match msg {
                     Ok(ClientMsg::Input { event }) => {
                         last_input = Instant::now();
-                        let panes = Panes { status: handle.status(), shared: shared.clone(), space: ctx.space.clone() };
+                        let panes = Panes { status: handle.status(), shared: shared.clone(), space: space.clone() };
                         let actions = app.handle_event(event, &panes);
                         for a in actions {
                             if let Some(end) = apply(&ctx, &tx, app, a).await {
@@ -405,7 +407,7 @@ async fn apply(ctx: &Arc<Ctx>, tx: &Outbox, app: &mut App, action: Action) -> Op
             let _ = tx.output(&osc52_copy(&text)).await;
         }
         Action::Send(envelope) => {
-            if let Some(space) = &ctx.space
+            if let Some(space) = ctx.space.as_ref().and_then(|p| p.started())
                 && let Err(e) = space.send(&envelope).await
             {
                 app.note(&format!("not sent: {e}"));
