@@ -284,6 +284,17 @@ pub struct Entry {
 pub struct Member {
     pub connected: bool,
     pub capabilities: Vec<Value>,
+    /// Capabilities granted (`capability/grant`) since it joined, as seen
+    /// by this log (a revoke takes them out again).
+    pub granted: Vec<Value>,
+}
+
+/// An open stream as the log saw it (`stream/open`, a welcome's
+/// `active_streams`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stream {
+    pub owner: String,
+    pub description: String,
 }
 
 /// A proposal nobody has answered yet.
@@ -322,6 +333,8 @@ pub struct SpaceLog {
     pub link: Link,
     /// `space.default_to` … : whom a typed chat goes to (empty: everyone).
     pub default_to: Vec<String>,
+    /// Open streams by id.
+    pub streams: IndexMap<String, Stream>,
 }
 
 impl Default for SpaceLog {
@@ -340,6 +353,7 @@ impl SpaceLog {
             pending: Vec::new(),
             link: Link::None,
             default_to: Vec::new(),
+            streams: IndexMap::new(),
         }
     }
 
@@ -406,8 +420,17 @@ impl SpaceLog {
                         Member {
                             connected: true,
                             capabilities: caps,
+                            granted: Vec::new(),
                         },
                     );
+                }
+                for st in p
+                    .get("active_streams")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    self.open_stream(st);
                 }
                 for other in p
                     .get("participants")
@@ -426,6 +449,7 @@ impl SpaceLog {
                             Member {
                                 connected: true,
                                 capabilities: caps,
+                                granted: Vec::new(),
                             },
                         );
                     }
@@ -455,7 +479,45 @@ impl SpaceLog {
                 // A fulfilment, rejection or withdrawal answers the proposal.
                 self.pending.retain(|q| !s.correlation.contains(&q.id));
             }
+            "capability/grant" | "capability/revoke" => {
+                let Some(who) = p.get("recipient").and_then(Value::as_str) else {
+                    return;
+                };
+                let caps = p
+                    .get("capabilities")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let m = self.members.entry(who.to_owned()).or_default();
+                if s.kind == "capability/grant" {
+                    for c in caps {
+                        if !m.granted.contains(&c) {
+                            m.granted.push(c);
+                        }
+                    }
+                } else {
+                    m.granted.retain(|c| !caps.contains(c));
+                }
+            }
+            "stream/open" => self.open_stream(&p),
+            "stream/close" => {
+                if let Some(id) = p.get("stream_id").and_then(Value::as_str) {
+                    self.streams.shift_remove(id);
+                }
+            }
             _ => {}
+        }
+    }
+
+    fn open_stream(&mut self, p: &Value) {
+        if let Some(id) = p.get("stream_id").and_then(Value::as_str) {
+            self.streams.insert(
+                id.to_owned(),
+                Stream {
+                    owner: str_of(p.get("owner")).unwrap_or_default(),
+                    description: str_of(p.get("description")).unwrap_or_default(),
+                },
+            );
         }
     }
 
@@ -485,6 +547,16 @@ pub fn fulfil(p: &Pending, jsonrpc_id: u64) -> Value {
     let mut v = json!({"kind": "mcp/request", "correlation_id": [p.id], "payload": payload});
     if !p.to.is_empty() {
         v["to"] = json!(p.to);
+    }
+    v
+}
+
+/// [`fulfil`] without a JSON-RPC id: the server's participant gives the
+/// request a fresh one when it sends it.
+pub fn fulfil_request(p: &Pending) -> Value {
+    let mut v = fulfil(p, 0);
+    if let Some(m) = v.get_mut("payload").and_then(Value::as_object_mut) {
+        m.remove("id");
     }
     v
 }

@@ -13,6 +13,7 @@ use super::input::{key_to_pty_bytes, mouse_to_pty_bytes, paste_to_pty_bytes};
 use super::keys::{Command, KeyMap, KeySpec};
 use super::layout::{self, ScreenLayout, View};
 use super::pane::{self, Match, Matcher, Pos, ScreenInfo};
+use super::space::{SPACE_PANE, SpaceView};
 use super::{Action, PaneSource, SpaceNotes};
 use crate::status::{Millis, ProcState, ProcessStatus, SpaceStatus, signal_name};
 
@@ -80,6 +81,8 @@ pub struct App {
     /// The pid of the focused process's run when focus was taken: another
     /// run (a restart after a crash) ends the focus too.
     focus_pid: Option<u32>,
+    /// The space view (see `space.rs`).
+    pub(crate) space: SpaceView,
 }
 
 impl App {
@@ -110,6 +113,7 @@ impl App {
             clock: None,
             sent_sizes: HashMap::new(),
             focus_pid: None,
+            space: SpaceView::default(),
         })
     }
 
@@ -151,7 +155,7 @@ impl App {
     /// Whether the space view is on screen: only then does a new envelope
     /// need a redraw (the view costs nothing when nobody looks at it).
     pub fn shows_space(&self) -> bool {
-        false
+        !self.quitting && self.space_pane().is_some()
     }
 
     pub fn selected(&self) -> Option<&str> {
@@ -182,6 +186,7 @@ impl App {
     /// why. Returns whether focus was left. The server calls this before
     /// every frame; `handle_event` calls it first.
     pub fn update(&mut self, src: &dyn PaneSource) -> bool {
+        self.sync_space(src);
         if !self.focused {
             self.focus_pid = None;
             return false;
@@ -216,6 +221,7 @@ impl App {
         self.confirm = None;
         self.copy = None;
         self.search.editing = false;
+        self.drop_space_transient();
     }
 
     pub fn is_quitting(&self) -> bool {
@@ -290,6 +296,7 @@ impl App {
             .iter()
             .map(|p| p.name.chars().count())
             .chain(st.participants.iter().map(|p| p.name.chars().count()))
+            .chain(self.space.on.then_some("space".len()))
             .max()
             .unwrap_or(4);
         layout::list_width(cols, longest)
@@ -299,7 +306,10 @@ impl App {
         let view = self.view();
         let panes = match view {
             View::Grid => self.grid_names(st),
-            View::List | View::Zoom => self.current_name(st).into_iter().collect(),
+            View::List | View::Zoom => match self.space_pane() {
+                Some(space) => vec![space],
+                None => self.current_name(st).into_iter().collect(),
+            },
         };
         layout::screen_layout(area, view, self.list_width(st, area.width), &panes)
     }
@@ -317,7 +327,7 @@ impl App {
         self.layout(src.status())
             .panes
             .into_iter()
-            .filter(|p| p.inner.width > 0 && p.inner.height > 0)
+            .filter(|p| p.inner.width > 0 && p.inner.height > 0 && p.name != SPACE_PANE)
             .map(|p| (p.name, p.inner.height, p.inner.width))
             .collect()
     }
@@ -436,7 +446,8 @@ impl App {
     }
 
     fn on_paste(&mut self, text: &str, src: &dyn PaneSource, out: &mut Vec<Action>) {
-        if self.search.editing {
+        if self.space_paste(text) {
+        } else if self.search.editing {
             self.search.query.push_str(&text.replace(['\n', '\r'], " "));
         } else if let Some(name) = self.focused_process().map(str::to_string) {
             let mut bracketed = false;
@@ -492,12 +503,18 @@ impl App {
             }
             return;
         }
+        if self.space_modal_key(k, spec, src, out) {
+            return;
+        }
         if self.search.editing {
             self.search_key(k, src);
             return;
         }
         if self.copy.is_some() {
             self.copy_key(k, src, out);
+            return;
+        }
+        if self.space_selected() && self.space_key(k, spec, src, out) {
             return;
         }
         let st = src.status();
@@ -559,6 +576,9 @@ impl App {
     }
 
     fn command(&mut self, cmd: Command, src: &dyn PaneSource, out: &mut Vec<Action>) {
+        if self.space_selected() && self.space_command(cmd, src, out) {
+            return;
+        }
         let st = src.status();
         let cur = self.current(st).cloned();
         let name = cur.as_ref().map(|p| p.name.clone());
@@ -690,6 +710,18 @@ impl App {
             Command::Help => self.help = true,
             Command::Detach => out.push(Action::Detach),
             Command::Quit => self.confirm = Some(Confirm::Quit),
+            Command::Space => {
+                if !self.space.on {
+                    self.message = Some(
+                        "no space view: no gateway, or no participant for mew to join as".into(),
+                    );
+                } else if self.space.selected {
+                    self.space.selected = false;
+                    self.drop_space_transient();
+                } else {
+                    self.space_select();
+                }
+            }
         }
     }
 
@@ -711,6 +743,28 @@ impl App {
                 Command::Down => 1,
                 _ => return,
             };
+            if self.space.on {
+                // The space entry is row 0, above the processes.
+                let names: Vec<&String> = st.processes.iter().map(|p| &p.name).collect();
+                let cur = if self.space.selected {
+                    0
+                } else {
+                    1 + self
+                        .selected
+                        .as_ref()
+                        .and_then(|s| names.iter().position(|n| *n == s))
+                        .unwrap_or(0) as isize
+                };
+                let next = (cur + step).clamp(0, names.len() as isize) as usize;
+                if next == 0 {
+                    self.space_select();
+                } else {
+                    self.space.selected = false;
+                    self.drop_space_transient();
+                    self.selected = Some(names[next - 1].clone());
+                }
+                return;
+            }
             (st.processes.iter().map(|p| p.name.clone()).collect(), step)
         };
         if names.is_empty() {
@@ -737,7 +791,12 @@ impl App {
                     return;
                 }
                 let name = self.search.process.clone();
-                self.find(src, &name, true);
+                if name == SPACE_PANE {
+                    self.space.hit = None;
+                    self.space_find(src, true);
+                } else {
+                    self.find(src, &name, true);
+                }
             }
             KeyCode::Backspace if self.search.query.is_empty() => self.search = Search::default(),
             KeyCode::Backspace => {
@@ -945,7 +1004,15 @@ impl App {
         match m.kind {
             MouseEventKind::ScrollUp | MouseEventKind::ScrollDown => {
                 let up = m.kind == MouseEventKind::ScrollUp;
-                if let Some(p) = pane {
+                if let Some(p) = pane.as_ref().filter(|p| p.name == SPACE_PANE) {
+                    let _ = p;
+                    let cmd = if up {
+                        Command::ScrollUp
+                    } else {
+                        Command::ScrollDown
+                    };
+                    self.space_scroll_by(cmd, WHEEL_LINES, src);
+                } else if let Some(p) = pane {
                     let sb = src.scrollback_len(&p.name);
                     let off = self.offset(&p.name, sb);
                     let new = if up {
@@ -969,13 +1036,29 @@ impl App {
                     let sel = self
                         .current(st)
                         .and_then(|c| st.processes.iter().position(|p| p.name == c.name));
-                    let top = layout::list_scroll(sel.unwrap_or(0), inner.height);
+                    let first = usize::from(self.space.on);
+                    let sel = if self.space_selected() {
+                        0
+                    } else {
+                        sel.unwrap_or(0) + first
+                    };
+                    let top = layout::list_scroll(sel, inner.height);
                     let idx = top + usize::from(m.row - inner.y);
-                    if let Some(p) = st.processes.get(idx) {
+                    if first == 1 && idx == 0 {
+                        self.space_select();
+                        return;
+                    }
+                    if first == 1 {
+                        self.space.selected = false;
+                        self.drop_space_transient();
+                    }
+                    if let Some(p) = st.processes.get(idx - first) {
                         self.selected = Some(p.name.clone());
                         self.focused = false;
                         self.copy = None;
                     }
+                } else if pane.as_ref().is_some_and(|p| p.name == SPACE_PANE) {
+                    self.space_click(src);
                 } else if let Some(p) = pane {
                     let alive = st
                         .processes

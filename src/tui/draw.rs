@@ -40,7 +40,7 @@ fn format_bytes(b: u64) -> String {
 }
 
 /// Truncates to `w` display columns, with `…` when cut.
-fn fit(s: &str, w: usize) -> String {
+pub(crate) fn fit(s: &str, w: usize) -> String {
     use unicode_width::UnicodeWidthChar;
     let total: usize = s.chars().map(|c| c.width().unwrap_or(0)).sum();
     if total <= w {
@@ -63,7 +63,7 @@ fn fit(s: &str, w: usize) -> String {
 }
 
 /// Word-wraps `s` to lines of at most `w` columns (a longer word is cut).
-fn wrap(s: &str, w: usize) -> Vec<String> {
+pub(crate) fn wrap(s: &str, w: usize) -> Vec<String> {
     use unicode_width::UnicodeWidthStr;
     let w = w.max(4);
     let mut out: Vec<String> = Vec::new();
@@ -136,7 +136,8 @@ impl App {
             return;
         }
         if let Some(h) = l.header {
-            self.draw_header(frame, h, st, theme);
+            let open = self.space_open_count(src);
+            self.draw_header(frame, h, st, open, theme);
         }
         if self.quitting {
             self.draw_quitting(frame, l.body, st, theme);
@@ -144,10 +145,18 @@ impl App {
             return;
         }
         if let Some(list) = l.list {
-            self.draw_list(frame, list, st, theme);
+            let row = self
+                .space
+                .on
+                .then(|| self.space_row(src, usize::from(list.width.saturating_sub(2)), theme));
+            self.draw_list(frame, list, st, row, theme);
         }
         for p in &l.panes {
-            self.draw_pane(frame, p, src, theme);
+            if super::space::is_space_pane(p) {
+                self.draw_space(frame, p, src, theme);
+            } else {
+                self.draw_pane(frame, p, src, theme);
+            }
         }
         if l.panes.is_empty() {
             let text = if st.processes.is_empty() {
@@ -179,6 +188,9 @@ impl App {
             );
         }
         self.draw_footer(frame, l.footer, src, &l, theme);
+        if self.space.json.is_some() && self.shows_space() {
+            self.draw_json(frame, l.body, src, theme);
+        }
         if self.help {
             self.draw_help(frame, area, theme);
         }
@@ -187,7 +199,14 @@ impl App {
         }
     }
 
-    fn draw_header(&self, frame: &mut Frame<'_>, r: Rect, st: &SpaceStatus, theme: Theme) {
+    fn draw_header(
+        &self,
+        frame: &mut Frame<'_>,
+        r: Rect,
+        st: &SpaceStatus,
+        proposals: usize,
+        theme: Theme,
+    ) {
         let mut spans = vec![Span::styled(
             format!(" mew · {} ", st.space.name),
             theme.header(),
@@ -256,6 +275,15 @@ impl App {
                 spans.push(Span::styled(" ", theme.header_dim()));
             }
         }
+        if proposals > 0 {
+            spans.push(Span::styled(
+                format!(
+                    "│ ⚑ {proposals} proposal{} ",
+                    if proposals == 1 { "" } else { "s" }
+                ),
+                theme.header_warn(),
+            ));
+        }
         if let Some(why) = &st.logging_degraded {
             spans.push(Span::styled(
                 format!("│ ⚠ logs: {why} "),
@@ -286,7 +314,14 @@ impl App {
         );
     }
 
-    fn draw_list(&self, frame: &mut Frame<'_>, r: Rect, st: &SpaceStatus, theme: Theme) {
+    fn draw_list(
+        &self,
+        frame: &mut Frame<'_>,
+        r: Rect,
+        st: &SpaceStatus,
+        space_row: Option<Line<'static>>,
+        theme: Theme,
+    ) {
         let block = Block::bordered()
             .border_style(if self.focused {
                 theme.border()
@@ -304,9 +339,26 @@ impl App {
             .iter()
             .position(|p| Some(&p.name) == sel.as_ref())
             .unwrap_or(0);
-        let top = layout::list_scroll(sel_idx, inner.height);
+        // The space entry, when there is one, is row 0.
+        let first = usize::from(space_row.is_some());
+        let row_idx = if self.space_selected() {
+            0
+        } else {
+            sel_idx + first
+        };
+        let top = layout::list_scroll(row_idx, inner.height);
         let mut lines: Vec<Line<'_>> = Vec::new();
-        for (i, p) in st.processes.iter().enumerate().skip(top) {
+        if top == 0
+            && let Some(row) = space_row
+        {
+            lines.push(row);
+        }
+        for (i, p) in st
+            .processes
+            .iter()
+            .enumerate()
+            .skip(top.saturating_sub(first))
+        {
             let (glyph, gstyle) = theme.shown(Shown::of(p, now));
             let mut info = row_info(p, now);
             if p.restarts > 0 {
@@ -335,7 +387,7 @@ impl App {
             let name_w = w.saturating_sub(info_w + 4);
             let name = fit(&p.name, name_w);
             let pad = name_w.saturating_sub(unicode_width::UnicodeWidthStr::width(name.as_str()));
-            let selected = i == sel_idx;
+            let selected = i == sel_idx && !self.space_selected();
             let base = if selected {
                 theme.selected_row()
             } else {
@@ -739,6 +791,8 @@ impl App {
                     ("Esc".into(), "leave"),
                 ],
             );
+        } else if self.shows_space() {
+            self.space_footer(&mut spans, r.width, theme);
         } else if let Some(name) = self.focused_process() {
             spans.push(Span::styled(format!(" FOCUS {name} "), theme.mode()));
             let p = k(Command::Prefix);
@@ -858,6 +912,7 @@ impl App {
     fn draw_help(&self, frame: &mut Frame<'_>, area: Rect, theme: Theme) {
         let entries: Vec<(String, &str)> = COMMANDS
             .iter()
+            .filter(|c| c.0 != Command::Space || self.space.on)
             .map(|(cmd, _, _, help)| (self.keys.all(*cmd), *help))
             .collect();
         let key_w = entries

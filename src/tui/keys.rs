@@ -33,6 +33,8 @@ pub enum Command {
     Help,
     Detach,
     Quit,
+    /// Select the space view (and back to the process).
+    Space,
 }
 
 /// Every command with its `ui.keys` name, default keys and help text, in help order.
@@ -82,6 +84,7 @@ pub const COMMANDS: &[(Command, &str, &str, &str)] = &[
     (Command::Help, "help", "?", "this help"),
     (Command::Detach, "detach", "d", "detach (keeps running)"),
     (Command::Quit, "quit", "q C-c", "stop all and quit (asks)"),
+    (Command::Space, "space", "e", "space view (and back)"),
 ];
 
 impl Command {

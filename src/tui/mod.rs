@@ -15,6 +15,7 @@ pub mod keys;
 pub mod layout;
 mod pane;
 mod remote;
+mod space;
 pub mod testing;
 mod theme;
 

@@ -8,12 +8,15 @@ use std::collections::BTreeMap;
 
 use super::PaneSource;
 use crate::config::ProcKind;
+use crate::envelopes::SpaceLog;
 use crate::status::{ProcState, ProcessStatus, SpaceInfo, SpaceStatus};
 use crate::terminal::LazyScreen;
 
 pub struct MemorySource {
     pub status: SpaceStatus,
     parsers: BTreeMap<String, RefCell<LazyScreen>>,
+    /// The space's conversation, when it has a space view.
+    pub space: Option<RefCell<SpaceLog>>,
 }
 
 impl MemorySource {
@@ -21,7 +24,22 @@ impl MemorySource {
         MemorySource {
             status,
             parsers: BTreeMap::new(),
+            space: None,
         }
+    }
+
+    /// Gives the source a space view with this log.
+    pub fn set_space(&mut self, log: SpaceLog) {
+        self.space = Some(RefCell::new(log));
+    }
+
+    /// A frame received by the space's participant at `at` (a space view is
+    /// made if there was none).
+    pub fn envelope(&mut self, frame: &str, at: crate::status::Millis) {
+        self.space
+            .get_or_insert_with(Default::default)
+            .borrow_mut()
+            .push(frame, at);
     }
 
     /// Gives `name` a terminal of `rows`×`cols` keeping `scrollback` lines.
@@ -76,6 +94,16 @@ impl PaneSource for MemorySource {
         self.parsers
             .get(name)
             .map_or(0, |p| p.borrow_mut().screen().scrollback_len())
+    }
+
+    fn with_space(&self, f: &mut dyn FnMut(&SpaceLog)) -> bool {
+        match &self.space {
+            Some(log) => {
+                f(&log.borrow());
+                true
+            }
+            None => false,
+        }
     }
 }
 

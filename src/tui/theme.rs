@@ -194,6 +194,54 @@ impl Theme {
         )
     }
 
+    /// A participant's colour in the space view: stable, from a hash of its
+    /// id (the gateway's own bookkeeping is dim). No colour with `NO_COLOR`.
+    pub fn participant(&self, id: &str) -> Style {
+        if id.starts_with("system:") {
+            return self.dim();
+        }
+        const PALETTE: [Color; 10] = [
+            Color::Cyan,
+            Color::Green,
+            Color::Magenta,
+            Color::Blue,
+            Color::Yellow,
+            Color::LightCyan,
+            Color::LightGreen,
+            Color::LightMagenta,
+            Color::LightBlue,
+            Color::LightYellow,
+        ];
+        // FNV-1a: the same colour on every run and every client.
+        let mut h: u32 = 0x811c_9dc5;
+        for b in id.bytes() {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+        let c = PALETTE[(h % PALETTE.len() as u32) as usize];
+        self.pick(Style::new().fg(c), Style::new())
+    }
+    pub fn participant_glyph(&self, connected: bool) -> Style {
+        if connected {
+            self.pick(Style::new().fg(Color::Green), Style::new())
+        } else {
+            self.dim()
+        }
+    }
+    /// A refusal in the space view (a failed capability check, a rejection).
+    pub fn denied(&self) -> Style {
+        self.pick(
+            Style::new().fg(Color::Red),
+            Style::new().add_modifier(Modifier::BOLD),
+        )
+    }
+    /// A proposal waiting for an answer.
+    pub fn proposal(&self) -> Style {
+        self.pick(
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            Style::new().add_modifier(Modifier::BOLD),
+        )
+    }
+
     /// The glyph and style of what the TUI calls a process's state.
     pub fn shown(&self, shown: Shown<'_>) -> (&'static str, Style) {
         let c = |color: Color| self.pick(Style::new().fg(color), Style::new());
