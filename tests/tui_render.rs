@@ -666,3 +666,328 @@ fn quitting_shows_what_it_waits_for_and_the_time_left() {
     );
     insta::assert_snapshot!(t.backend());
 }
+
+// ----- the space view ------------------------------------------------------
+
+/// Where the space view's colours are: r = red (denied), y = yellow
+/// (proposal), p = another participant colour, . = anything else.
+fn fg_map(t: &ratatui::Terminal<ratatui::backend::TestBackend>) -> String {
+    let buf = t.backend().buffer();
+    let mut out = String::new();
+    for y in 0..buf.area.height - 1 {
+        for x in 0..buf.area.width {
+            out.push(match buf[(x, y)].fg {
+                Color::Red => 'r',
+                Color::Yellow => 'y',
+                Color::Reset | Color::DarkGray | Color::Gray | Color::White | Color::Black => '.',
+                Color::Blue | Color::Cyan => '.', // chrome
+                _ => 'p',
+            });
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn space_app(src: &mew::tui::testing::MemorySource, w: u16, h: u16) -> mew::tui::App {
+    let mut app = app(src, w, h);
+    send(&mut app, src, [ch('e')]);
+    assert!(app.shows_space());
+    app
+}
+
+#[test]
+fn space_view_with_a_proposal() {
+    let src = space_demo();
+    let app = space_app(&src, 100, 24);
+    insta::assert_snapshot!(render(&app, &src, 100, 24).backend());
+}
+
+#[test]
+fn space_view_chat() {
+    let src = space_demo();
+    let mut app = space_app(&src, 80, 24);
+    send(&mut app, &src, [ch('F')]); // kind: chat
+    let t = render(&app, &src, 80, 24);
+    assert!(
+        row_text(&t, 1).contains("[kind:chat]"),
+        "{}",
+        row_text(&t, 1)
+    );
+    insta::assert_snapshot!(t.backend());
+}
+
+#[test]
+fn space_view_mcp_request_and_response() {
+    let src = space_demo();
+    let mut app = space_app(&src, 100, 24);
+    send(&mut app, &src, [ch('F'), ch('F')]); // kind: mcp
+    insta::assert_snapshot!(render(&app, &src, 100, 24).backend());
+}
+
+#[test]
+fn space_view_denied_check_in_red() {
+    let src = space_demo();
+    let app = space_app(&src, 100, 24);
+    let t = render(&app, &src, 100, 24);
+    let map = fg_map(&t);
+    let denied_row = (0..24)
+        .find(|&y| row_text(&t, y).contains("capability_violation"))
+        .unwrap();
+    let line: &str = map.lines().nth(usize::from(denied_row)).unwrap();
+    assert!(line.matches('r').count() > 20, "{line}");
+    insta::assert_snapshot!("space_view_colours", map);
+}
+
+#[test]
+fn space_view_stream() {
+    let src = space_demo();
+    let mut app = space_app(&src, 100, 24);
+    send(&mut app, &src, (0..5).map(|_| ch('F'))); // kind: stream
+    insta::assert_snapshot!(render(&app, &src, 100, 24).backend());
+}
+
+#[test]
+fn space_view_long_payload() {
+    let mut src = space_demo();
+    src.envelope(&long_chat(), NOW);
+    let mut app = space_app(&src, 80, 24);
+    send(&mut app, &src, [ch('F')]);
+    let t = render(&app, &src, 80, 24);
+    for c in t.backend().buffer().content() {
+        assert!(!c.symbol().contains('\u{1b}') && !c.symbol().contains('\u{7}'));
+    }
+    insta::assert_snapshot!(t.backend());
+}
+
+#[test]
+fn space_view_narrow() {
+    let src = space_demo();
+    let app = space_app(&src, 40, 12);
+    insta::assert_snapshot!(render(&app, &src, 40, 12).backend());
+}
+
+#[test]
+fn space_view_participants_panel() {
+    let mut src = space_demo();
+    src.envelope(
+        r#"{"kind":"capability/grant","from":"human","to":["agent"],"payload":{"recipient":"agent","capabilities":[{"kind":"mcp/request","payload":{"method":"tools/call","params":{"name":"write_file"}}}]}}"#,
+        NOW,
+    );
+    src.envelope(
+        r#"{"kind":"system/presence","from":"system:gateway","payload":{"event":"leave","participant":{"id":"fs"}}}"#,
+        NOW,
+    );
+    let mut app = space_app(&src, 100, 24);
+    send(&mut app, &src, [key(KeyCode::Tab)]);
+    insta::assert_snapshot!(render(&app, &src, 100, 24).backend());
+}
+
+#[test]
+fn space_view_json_overlay() {
+    let src = space_demo();
+    let mut app = space_app(&src, 80, 24);
+    // line mode starts at the newest line (the proposal); Enter shows it
+    send(&mut app, &src, [ch('v'), key(KeyCode::Enter)]);
+    let t = render(&app, &src, 80, 24);
+    insta::assert_snapshot!(t.backend());
+    let copied = send(&mut app, &src, [ch('y')]);
+    let Some(mew::tui::Action::Copy(text)) = copied.first() else {
+        panic!("{copied:?}");
+    };
+    assert!(text.contains("\"write_file\""), "{text}");
+    send(&mut app, &src, [key(KeyCode::Esc), key(KeyCode::Esc)]);
+    assert!(!row_text(&render(&app, &src, 80, 24), 23).contains("LINE"));
+}
+
+#[test]
+fn space_view_line_mode_and_search() {
+    let src = space_demo();
+    let mut app = space_app(&src, 100, 24);
+    send(&mut app, &src, [ch('v'), ch('k'), ch('k')]);
+    let t = render(&app, &src, 100, 24);
+    insta::assert_snapshot!("space_view_line_mode", t.backend());
+    send(&mut app, &src, [key(KeyCode::Esc), ch('/')]);
+    send(&mut app, &src, typed("milk"));
+    send(&mut app, &src, [key(KeyCode::Enter), ch('n')]);
+    let t = render(&app, &src, 100, 24);
+    let map = highlight_map(&t);
+    assert_eq!(map.matches('M').count(), 4, "{map}");
+    insta::assert_snapshot!("space_view_search_colours", map);
+}
+
+#[test]
+fn space_view_talk() {
+    let src = space_demo();
+    let mut app = space_app(&src, 80, 24);
+    send(&mut app, &src, [key(KeyCode::Enter)]);
+    send(&mut app, &src, typed("hi there"));
+    let t = render(&app, &src, 80, 24);
+    insta::assert_snapshot!(t.backend());
+    let sent = send(&mut app, &src, [key(KeyCode::Enter)]);
+    assert_eq!(
+        sent,
+        vec![mew::tui::Action::Send(mew::envelopes::chat(
+            "hi there",
+            &["agent".to_string()]
+        ))]
+    );
+    // Tab: everyone, then each participant; the input stays open.
+    send(&mut app, &src, [key(KeyCode::Tab)]);
+    send(&mut app, &src, typed("all"));
+    let sent = send(&mut app, &src, [key(KeyCode::Enter)]);
+    assert_eq!(
+        sent,
+        vec![mew::tui::Action::Send(mew::envelopes::chat("all", &[]))]
+    );
+    // Esc leaves; keys are commands again.
+    send(&mut app, &src, [key(KeyCode::Esc)]);
+    let sent = send(&mut app, &src, typed("j"));
+    assert!(sent.is_empty());
+    assert!(!app.shows_space(), "j selects the first process");
+}
+
+#[test]
+fn space_view_answers_proposals() {
+    let src = space_demo();
+    let p = src
+        .space
+        .as_ref()
+        .unwrap()
+        .borrow()
+        .proposal("p1")
+        .unwrap()
+        .clone();
+    let mut app = space_app(&src, 80, 24);
+    let sent = send(&mut app, &src, [ch('a')]);
+    assert_eq!(
+        sent,
+        vec![mew::tui::Action::Send(mew::envelopes::fulfil_request(&p))]
+    );
+    assert!(sent_has_no_rpc_id(&sent[0]));
+    // answered here: no prompt, no count
+    let t = render(&app, &src, 80, 24);
+    assert!(!row_text(&t, 0).contains("proposal"), "{}", row_text(&t, 0));
+
+    let mut app = space_app(&src, 80, 24);
+    let sent = send(&mut app, &src, [ch('g')]);
+    assert_eq!(
+        sent,
+        vec![
+            mew::tui::Action::Send(mew::envelopes::grant(&p)),
+            mew::tui::Action::Send(mew::envelopes::fulfil_request(&p)),
+        ]
+    );
+
+    let mut app = space_app(&src, 80, 24);
+    send(&mut app, &src, [ch('r')]);
+    insta::assert_snapshot!(
+        "space_view_reject_reason",
+        render(&app, &src, 80, 24).backend()
+    );
+    let sent = send(&mut app, &src, [key(KeyCode::Enter)]);
+    assert_eq!(
+        sent,
+        vec![mew::tui::Action::Send(mew::envelopes::reject(
+            &p,
+            "rejected from mew"
+        ))]
+    );
+    let mut app = space_app(&src, 80, 24);
+    send(&mut app, &src, [ch('r')]);
+    send(&mut app, &src, typed("too risky"));
+    let sent = send(&mut app, &src, [key(KeyCode::Enter)]);
+    assert_eq!(
+        sent,
+        vec![mew::tui::Action::Send(mew::envelopes::reject(
+            &p,
+            "too risky"
+        ))]
+    );
+}
+
+fn sent_has_no_rpc_id(a: &mew::tui::Action) -> bool {
+    matches!(a, mew::tui::Action::Send(v) if v["payload"].get("id").is_none())
+}
+
+#[test]
+fn space_entry_in_the_list_and_header() {
+    let src = space_demo();
+    let mut app = app(&src, 80, 24);
+    // Not shown until selected: the list has it as row 0, the header counts the proposal.
+    assert!(!app.shows_space());
+    let t = render(&app, &src, 80, 24);
+    assert!(
+        row_text(&t, 0).contains("⚑ 1 proposal"),
+        "{}",
+        row_text(&t, 0)
+    );
+    assert!(row_text(&t, 2).contains("◆ space"), "{}", row_text(&t, 2));
+    // k from the first process selects the space; j goes back
+    send(&mut app, &src, [ch('k')]);
+    assert!(app.shows_space());
+    send(&mut app, &src, [ch('j')]);
+    assert!(!app.shows_space());
+    assert_eq!(app.selected(), Some("gateway"));
+    // e toggles; the grid never shows it (e leaves the grid)
+    send(&mut app, &src, [ch('e')]);
+    assert!(app.shows_space());
+    send(&mut app, &src, [ch('e'), ch('g')]);
+    assert!(!app.shows_space());
+    send(&mut app, &src, [ch('e')]);
+    assert!(app.shows_space());
+    // a click on its row selects it
+    send(&mut app, &src, [ch('j'), click(3, 2)]);
+    assert!(app.shows_space());
+    // the space is kept across detach/attach (resume)
+    app.resume();
+    assert!(app.shows_space());
+}
+
+#[test]
+fn space_view_scrollback() {
+    let mut src = space_demo();
+    for i in 0..200 {
+        src.envelope(
+            &format!(
+                r#"{{"kind":"chat","from":"agent","to":["human"],"payload":{{"text":"line {i}"}}}}"#
+            ),
+            NOW,
+        );
+    }
+    let mut app = space_app(&src, 80, 24);
+    send(&mut app, &src, [key(KeyCode::PageUp)]);
+    let t = render(&app, &src, 80, 24);
+    insta::assert_snapshot!(t.backend());
+    // New envelopes do not move a scrolled view.
+    src.envelope(
+        r#"{"kind":"chat","from":"agent","to":["human"],"payload":{"text":"newest"}}"#,
+        NOW,
+    );
+    let t2 = render(&app, &src, 80, 24);
+    assert_eq!(row_text(&t, 5), row_text(&t2, 5));
+    send(&mut app, &src, [key(KeyCode::Home)]);
+    let t = render(&app, &src, 80, 24);
+    assert!(
+        row_text(&t, 2).contains("system/welcome"),
+        "{}",
+        row_text(&t, 2)
+    );
+    send(&mut app, &src, [key(KeyCode::End)]);
+    let t = render(&app, &src, 80, 24);
+    assert!(
+        (0..24).any(|y| row_text(&t, y).contains("newest")),
+        "live again"
+    );
+}
+
+#[test]
+fn space_view_no_color() {
+    let src = space_demo();
+    let mut app = space_app(&src, 100, 24);
+    app.set_color(false);
+    let t = render(&app, &src, 100, 24);
+    for c in t.backend().buffer().content() {
+        assert_eq!((c.fg, c.bg), (Color::Reset, Color::Reset), "{c:?}");
+    }
+}

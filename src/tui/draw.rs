@@ -214,6 +214,16 @@ impl App {
         if let Some(url) = &st.gateway_url {
             spans.push(Span::styled(format!("│ {url} "), theme.header_dim()));
         }
+        // Proposals waiting for an answer come first: someone must act.
+        if proposals > 0 {
+            spans.push(Span::styled(
+                format!(
+                    "│ ⚑ {proposals} proposal{} ",
+                    if proposals == 1 { "" } else { "s" }
+                ),
+                theme.header_warn(),
+            ));
+        }
         // counts by state, in lifecycle order; glyphs when the words do not fit
         let order = [
             "ready", "up", "unstable", "running", "starting", "pending", "backoff", "stopping",
@@ -274,15 +284,6 @@ impl App {
                 }
                 spans.push(Span::styled(" ", theme.header_dim()));
             }
-        }
-        if proposals > 0 {
-            spans.push(Span::styled(
-                format!(
-                    "│ ⚑ {proposals} proposal{} ",
-                    if proposals == 1 { "" } else { "s" }
-                ),
-                theme.header_warn(),
-            ));
         }
         if let Some(why) = &st.logging_degraded {
             spans.push(Span::styled(

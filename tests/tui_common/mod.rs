@@ -236,3 +236,39 @@ pub fn many(n: usize) -> MemorySource {
     }
     src
 }
+
+/// The demo space with a space view: a human (mew), an agent and a file
+/// server talking — chat, an MCP request and its response, a proposal, a
+/// denied capability check, a stream, a long payload.
+pub fn space_demo() -> MemorySource {
+    let mut src = demo();
+    let mut log = mew::envelopes::SpaceLog::new(5000);
+    log.default_to = vec!["agent".into()];
+    src.set_space(log);
+    let s = 1000;
+    let frames = [
+        r#"{"kind":"system/welcome","from":"system:gateway","to":["human"],"payload":{"you":{"id":"human","capabilities":[{"kind":"*"}]},"participants":[{"id":"agent","capabilities":[{"kind":"chat"},{"kind":"mcp/*"}]},{"id":"fs","capabilities":[{"kind":"mcp/response"}]}]}}"#,
+        r#"{"id":"c1","kind":"chat","from":"human","to":["agent"],"payload":{"text":"hello agent","format":"plain"}}"#,
+        r#"{"id":"c2","kind":"chat","from":"agent","to":["human"],"payload":{"text":"echo: hello agent","format":"plain"}}"#,
+        r#"{"id":"r1","kind":"mcp/request","from":"agent","to":["fs"],"payload":{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"notes.txt"}}}}"#,
+        r#"{"id":"r2","kind":"mcp/response","from":"fs","to":["agent"],"correlation_id":["r1"],"payload":{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"buy milk"}]}}}"#,
+        r#"{"kind":"system/error","from":"system:gateway","to":["fs"],"payload":{"error":"capability_violation","message":"fs may not send chat","attempted_kind":"chat"}}"#,
+        r#"{"id":"s1","kind":"stream/request","from":"agent","to":["system:gateway"],"payload":{"direction":"upload","description":"reasoning"}}"#,
+        r#"{"kind":"stream/open","from":"system:gateway","to":["agent"],"correlation_id":["s1"],"payload":{"stream_id":"stream-1","owner":"agent","description":"reasoning","encoding":"text"}}"#,
+        "#stream-1#thinking about milk",
+        r#"{"id":"p1","kind":"mcp/proposal","from":"agent","to":["fs"],"payload":{"method":"tools/call","params":{"name":"write_file","arguments":{"path":"notes.txt","content":"buy milk and eggs"}}}}"#,
+    ];
+    for (i, f) in frames.iter().enumerate() {
+        src.envelope(f, NOW - s * (frames.len() - i) as u64);
+    }
+    src
+}
+
+/// A long chat (escapes and newlines included) for the space view.
+pub fn long_chat() -> String {
+    let text = format!(
+        "{}\nsecond line \u{1b}[31mred?\u{7}",
+        "lorem ipsum ".repeat(40)
+    );
+    serde_json::json!({"id":"c9","kind":"chat","from":"agent","to":["human"],"payload":{"text": text}}).to_string()
+}
