@@ -763,3 +763,101 @@ processes:
     assert!(s.contains("TTY=cooked"), "{s}");
     assert_all_gone(&space);
 }
+
+// ---- the space view ----------------------------------------------------------
+
+/// A space with a gateway, its human (mew joins as it) and the echo agent.
+fn agent_space() -> Space {
+    let yaml = format!(
+        r#"space: {{ id: s1 }}
+participants:
+  human: {{ tokens: [h1], capabilities: [ {{ kind: "*" }} ] }}
+  agent:
+    command: python3
+    args: ["{repo}/tests/fixtures/echo_agent.py", "ws://127.0.0.1:${{PORT}}"]
+    env: {{ MEW_BIN: "{MEW}" }}
+    auto_start: true
+    capabilities: [ {{ kind: chat }}, {{ kind: "mcp/*" }} ]
+"#,
+        repo = env!("CARGO_MANIFEST_DIR"),
+    );
+    Space::new(&yaml)
+}
+
+#[test]
+fn space_view_talks_answers_proposals_and_survives_detach() {
+    let space = agent_space();
+    let tmux = Tmux::new();
+    tmux.start("one", 120, 32, &script(&space, "", "space up"));
+    tmux.wait("one", "the space entry", |s| {
+        s.contains("processes") && s.contains("◆ space")
+    });
+    // e selects the space view; wait until mew and the agent are both in.
+    tmux.keys("one", &["e"]);
+    tmux.wait("one", "mew and the agent in the space", |s| {
+        s.contains("as human") && s.contains("2 here")
+    });
+    wait_for(DEADLINE, || {
+        space.log("agent").contains("agent agent joined")
+    });
+
+    // Talk: Enter opens the input line; the agent echoes.
+    tmux.keys("one", &["Enter"]);
+    tmux.wait_text("one", "to everyone ›");
+    tmux.type_text("one", "hello from the tui");
+    tmux.keys("one", &["Enter"]);
+    tmux.wait_text("one", "echo: hello from the tui");
+    assert!(
+        space
+            .log("agent")
+            .contains("agent got chat from human: hello from the tui")
+    );
+
+    // A proposal: the prompt shows, is counted in the header, approved with a.
+    tmux.type_text("one", "propose write");
+    tmux.keys("one", &["Enter"]);
+    let s = tmux.wait_text("one", "⚑ agent proposes");
+    assert!(s.contains("1 proposal"), "{s}");
+    tmux.keys("one", &["Escape"]);
+    tmux.wait("one", "the input line closed", |s| !s.contains("TALK"));
+    tmux.keys("one", &["a"]);
+    assert!(
+        wait_for(DEADLINE, || space
+            .log("agent")
+            .contains("agent fulfilled write")),
+        "the agent log: {}",
+        space.log("agent")
+    );
+    let s = tmux.wait_text("one", "fulfilled write (");
+    assert!(!s.contains("⚑ agent proposes"), "{s}");
+
+    // Another one, rejected with a reason.
+    tmux.keys("one", &["Enter"]);
+    tmux.wait_text("one", "to everyone ›");
+    tmux.type_text("one", "propose delete");
+    tmux.keys("one", &["Enter"]);
+    tmux.wait_text("one", "⚑ agent proposes");
+    tmux.keys("one", &["Escape"]);
+    tmux.wait("one", "the input line closed", |s| !s.contains("TALK"));
+    tmux.keys("one", &["r"]);
+    tmux.wait_text("one", "reason ›");
+    tmux.type_text("one", "too risky");
+    tmux.keys("one", &["Enter"]);
+    tmux.wait_text("one", "rejected: too risky");
+
+    // Detach and attach: the space view, with the conversation, is back.
+    tmux.keys("one", &["d"]);
+    assert_restored(&tmux, "one", 0);
+    tmux.start("two", 120, 32, &script(&space, "", "space attach"));
+    let s = tmux.wait("two", "the space view after attach", |s| {
+        s.contains("◆ space as human") && s.contains("rejected: too risky")
+    });
+    assert!(s.contains("echo: hello from the tui"), "{s}");
+    assert!(s.contains("fulfilled write ("), "{s}");
+
+    tmux.keys("two", &["q"]);
+    tmux.wait_text("two", "y yes");
+    tmux.keys("two", &["y"]);
+    assert_restored(&tmux, "two", 0);
+    assert_all_gone(&space);
+}

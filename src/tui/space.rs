@@ -439,10 +439,10 @@ impl App {
                 KeyCode::Char('u') if ctrl => input.text.clear(),
                 KeyCode::PageUp => self.space_scroll(Command::ScrollUp, src),
                 KeyCode::PageDown => self.space_scroll(Command::ScrollDown, src),
-                KeyCode::Char(c) if !ctrl && !c.is_control() => {
-                    if input.text.chars().count() < INPUT_MAX {
-                        input.text.push(c);
-                    }
+                KeyCode::Char(c)
+                    if !ctrl && !c.is_control() && input.text.chars().count() < INPUT_MAX =>
+                {
+                    input.text.push(c);
                 }
                 _ => {}
             }
@@ -552,7 +552,11 @@ impl App {
                 self.space_focus(src);
                 return true;
             }
-            return false;
+            if k.code == KeyCode::Char('d') && k.modifiers.is_empty() {
+                return false; // detach
+            }
+            // Any other key acts as in the list.
+            self.prefix_armed = false;
         }
         if !k.modifiers.difference(KeyModifiers::SHIFT).is_empty() {
             return false;
@@ -709,9 +713,7 @@ impl App {
         let view = self.space.clone();
         let bottom = read_log(src, |log| {
             let mut v = view.clone();
-            let Some(b) = v.bottom_index(log) else {
-                return None;
-            };
+            let b = v.bottom_index(log)?;
             let first = (0..log.entries.len()).find(|&i| v.passes(&log.entries[i]))?;
             // The highest anchor that still fills the rows from the top.
             let top_anchor = v.walk(log, first, h.saturating_sub(1), false);
