@@ -962,8 +962,19 @@ impl App {
                 "click selects (a pane: focuses) · wheel scrolls".into(),
             ),
         ];
+        let space_extra = self.space.on.then(|| {
+            (
+                "space",
+                format!(
+                    "{} talk · {} lines, Enter the JSON · f/F filter · a/g/r answer a proposal",
+                    self.keys.first(Command::Focus),
+                    self.keys.first(Command::CopyMode)
+                ),
+            )
+        });
         let mut extras: Vec<Line<'_>> = extra
             .into_iter()
+            .chain(space_extra)
             .map(|(what, text)| {
                 Line::from(vec![
                     Span::styled(format!(" {what:<7}"), theme.label()),
