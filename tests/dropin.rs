@@ -258,6 +258,14 @@ participants:
         "{}",
         space.log("agent")
     );
+    // The space view has joined (it retries until the gateway is up): only
+    // what is said from then on is in its history.
+    assert!(
+        wait_for(DEADLINE, || printed()
+            .contains("system/welcome: joined as human")),
+        "{}",
+        printed()
+    );
     // Someone else says something; the agent answers; both are printed.
     let mut connect = space.mew();
     connect
