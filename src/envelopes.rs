@@ -670,4 +670,42 @@ mod tests {
         assert_eq!(log.entries.len(), 3);
         assert_eq!(log.entries.front().unwrap().seq, 2);
     }
+
+    #[test]
+    fn grants_streams_and_a_request_without_an_id() {
+        let mut log = SpaceLog::new(10);
+        log.push(
+            r#"{"kind":"system/welcome","from":"system:gateway","payload":{"you":{"id":"human","capabilities":[]},"participants":[],"active_streams":[{"stream_id":"stream-1","owner":"a","description":"old"}]}}"#,
+            1,
+        );
+        assert_eq!(log.streams["stream-1"].owner, "a");
+        log.push(
+            r#"{"kind":"stream/open","from":"system:gateway","payload":{"stream_id":"stream-2","owner":"b","description":"new"}}"#,
+            2,
+        );
+        log.push(
+            r#"{"kind":"stream/close","from":"a","payload":{"stream_id":"stream-1"}}"#,
+            3,
+        );
+        assert_eq!(log.streams.keys().collect::<Vec<_>>(), ["stream-2"]);
+        let cap = json!({"kind": "mcp/request", "payload": {"method": "tools/call"}});
+        let grant = json!({"kind": "capability/grant", "from": "human", "payload": {"recipient": "b", "capabilities": [cap]}});
+        log.push(&grant.to_string(), 4);
+        assert_eq!(log.members["b"].granted, vec![cap.clone()]);
+        let mut revoke = grant.clone();
+        revoke["kind"] = json!("capability/revoke");
+        log.push(&revoke.to_string(), 5);
+        assert!(log.members["b"].granted.is_empty());
+        let p = Pending {
+            id: "p".into(),
+            from: "b".into(),
+            to: vec!["b".into()],
+            payload: json!({"method": "tools/call", "params": {"name": "x"}}),
+            seq: 1,
+        };
+        let f = fulfil_request(&p);
+        assert!(f["payload"].get("id").is_none());
+        assert_eq!(f["payload"]["jsonrpc"], "2.0");
+        assert_eq!(f["correlation_id"], json!(["p"]));
+    }
 }

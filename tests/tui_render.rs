@@ -991,3 +991,36 @@ fn space_view_no_color() {
         assert_eq!((c.fg, c.bg), (Color::Reset, Color::Reset), "{c:?}");
     }
 }
+
+#[test]
+fn space_view_zoom_and_help() {
+    let src = space_demo();
+    let mut app = space_app(&src, 80, 24);
+    send(&mut app, &src, [ch('z')]);
+    assert!(app.shows_space());
+    let t = render(&app, &src, 80, 24);
+    assert!(
+        row_text(&t, 23).contains("ZOOM space"),
+        "{}",
+        row_text(&t, 23)
+    );
+    assert!(
+        row_text(&t, 1).contains("hello agent"),
+        "{}",
+        row_text(&t, 1)
+    );
+    send(&mut app, &src, [key(KeyCode::Esc), ch('?')]);
+    let t = render(&app, &src, 80, 24);
+    let all: String = (0..24).map(|y| row_text(&t, y)).collect();
+    assert!(all.contains("space view (and back)"), "{all}");
+    // Without a space view the help does not list it.
+    let plain = demo();
+    let mut app = tui_common::app(&plain, 80, 24);
+    send(&mut app, &plain, [ch('?')]);
+    let t = render(&app, &plain, 80, 24);
+    let all: String = (0..24).map(|y| row_text(&t, y)).collect();
+    assert!(!all.contains("space view"), "{all}");
+    send(&mut app, &plain, [key(KeyCode::Esc), ch('e')]);
+    assert!(!app.shows_space());
+    assert!(row_text(&render(&app, &plain, 80, 24), 23).contains("no space view"));
+}
