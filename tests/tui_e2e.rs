@@ -771,7 +771,10 @@ fn agent_space() -> Space {
     let yaml = format!(
         r#"space: {{ id: s1 }}
 participants:
-  human: {{ tokens: [h1], capabilities: [ {{ kind: "*" }} ] }}
+  human:
+    tokens: [h1]
+    capabilities: [ {{ kind: "*" }} ]
+    default_to: {{ chat: [agent] }}
   agent:
     command: python3
     args: ["{repo}/tests/fixtures/echo_agent.py", "ws://127.0.0.1:${{PORT}}"]
@@ -803,7 +806,7 @@ fn space_view_talks_answers_proposals_and_survives_detach() {
 
     // Talk: Enter opens the input line; the agent echoes.
     tmux.keys("one", &["Enter"]);
-    tmux.wait_text("one", "to everyone ›");
+    tmux.wait_text("one", "to agent ›");
     tmux.type_text("one", "hello from the tui");
     tmux.keys("one", &["Enter"]);
     tmux.wait_text("one", "echo: hello from the tui");
@@ -833,7 +836,7 @@ fn space_view_talks_answers_proposals_and_survives_detach() {
 
     // Another one, rejected with a reason.
     tmux.keys("one", &["Enter"]);
-    tmux.wait_text("one", "to everyone ›");
+    tmux.wait_text("one", "to agent ›");
     tmux.type_text("one", "propose delete");
     tmux.keys("one", &["Enter"]);
     tmux.wait_text("one", "⚑ agent proposes");
