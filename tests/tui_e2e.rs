@@ -810,11 +810,9 @@ fn space_view_talks_answers_proposals_and_survives_detach() {
     tmux.type_text("one", "hello from the tui");
     tmux.keys("one", &["Enter"]);
     tmux.wait_text("one", "echo: hello from the tui");
-    assert!(
-        space
-            .log("agent")
-            .contains("agent got chat from human: hello from the tui")
-    );
+    assert!(wait_for(DEADLINE, || space
+        .log("agent")
+        .contains("agent got chat from human: hello from the tui")));
 
     // A proposal: the prompt shows, is counted in the header, approved with a.
     tmux.type_text("one", "propose write");
