@@ -800,9 +800,13 @@ fn space_view_talks_answers_proposals_and_survives_detach() {
     tmux.wait("one", "mew and the agent in the space", |s| {
         s.contains("as human") && s.contains("2 here")
     });
-    wait_for(DEADLINE, || {
-        space.log("agent").contains("agent agent joined")
-    });
+    assert!(
+        wait_for(DEADLINE, || space
+            .log("agent")
+            .contains("agent agent joined")),
+        "{}",
+        space.log("agent")
+    );
 
     // Talk: Enter opens the input line; the agent echoes.
     tmux.keys("one", &["Enter"]);
