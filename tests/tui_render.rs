@@ -1024,3 +1024,31 @@ fn space_view_zoom_and_help() {
     assert!(!app.shows_space());
     assert!(row_text(&render(&app, &plain, 80, 24), 23).contains("no space view"));
 }
+
+#[test]
+fn space_view_paste_and_the_prefix() {
+    let src = space_demo();
+    let mut app = space_app(&src, 80, 24);
+    send(&mut app, &src, [key(KeyCode::Enter)]);
+    send(
+        &mut app,
+        &src,
+        [crossterm::event::Event::Paste("two\nlines\u{1b}[2J".into())],
+    );
+    let sent = send(&mut app, &src, [key(KeyCode::Enter)]);
+    assert_eq!(
+        sent,
+        vec![mew::tui::Action::Send(mew::envelopes::chat(
+            "two lines [2J",
+            &["agent".to_string()]
+        ))]
+    );
+    // C-b leaves the input, C-b C-b comes back, C-b d detaches.
+    send(&mut app, &src, [ctrl('b')]);
+    assert!(!row_text(&render(&app, &src, 80, 24), 23).contains("TALK"));
+    send(&mut app, &src, [ctrl('b')]);
+    assert!(row_text(&render(&app, &src, 80, 24), 23).contains("TALK"));
+    send(&mut app, &src, [ctrl('b')]);
+    let sent = send(&mut app, &src, [ch('d')]);
+    assert_eq!(sent, vec![mew::tui::Action::Detach]);
+}
