@@ -172,8 +172,13 @@ pub(crate) fn shown(p: &Path) -> String {
 
 /// Write a line to stderr; a closed stderr is not an error worth dying for.
 pub(crate) fn say(line: &str) {
-    let mut e = io::stderr().lock();
-    let _ = writeln!(e, "{line}");
+    // One write for the line and its newline: stderr is unbuffered, and a
+    // process sharing the terminal (the agent that runs this client) must
+    // not get its output between the two.
+    let mut text = String::with_capacity(line.len() + 1);
+    text.push_str(line);
+    text.push('\n');
+    let _ = io::stderr().lock().write_all(text.as_bytes());
 }
 
 // ---------------------------------------------------------------------------
