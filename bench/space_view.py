@@ -2,8 +2,10 @@
 """What the TUI's space view costs: the CPU of mew (its server, which renders
 every attached client's frames, and the attached client) with the space view
 on screen while 100 envelopes a second flow, as a ratio to the same TUI
-showing a process pane that prints 100 lines a second. Both in one run,
-interleaved, in a real terminal (tmux), with the release binary.
+showing a process pane that prints 100 lines a second; and, for "costs
+nothing when no one looks", the same flow with a quiet process pane on
+screen. All in one run, interleaved, in a real terminal (tmux), with the
+release binary.
 
     python3 bench/space_view.py [--mew target/release/mew] [--seconds 10] [--reps 3]
 
@@ -67,7 +69,10 @@ def wait(cond, timeout, what):
 
 def space_yaml(kind, mew):
     if kind == "space":
-        chatter = f"{TICKER} | {mew} client connect -g ws://127.0.0.1:${{PORT}} -s bench -p chatter"
+        # What the chatter's client receives goes nowhere: its pane stays
+        # quiet, so what is measured is the space view, not a second pane.
+        chatter = (f"{TICKER} | {mew} client connect -g ws://127.0.0.1:${{PORT}} -s bench"
+                   " -p chatter > /dev/null 2>&1")
         return f"""space: {{ id: bench, default_participant: human }}
 participants:
   human: {{ capabilities: [ {{ kind: "*" }} ] }}
@@ -92,7 +97,7 @@ def server_pid(d):
 def measure(kind, mew, seconds, keys):
     d = Path(tempfile.mkdtemp(prefix=f"mew-sv-{kind}-"))
     (d / ".mew").mkdir()
-    (d / ".mew/space.yaml").write_text(space_yaml(kind, mew))
+    (d / ".mew/space.yaml").write_text(space_yaml("space" if kind == "hidden" else kind, mew))
     session = f"sv-{kind}"
     tmux("new-session", "-d", "-s", session, "-x", "200", "-y", "50",
          f"cd {d} && {mew} space up")
@@ -100,7 +105,7 @@ def measure(kind, mew, seconds, keys):
         spid = wait(lambda: server_pid(d), 60, "server")
         # The attached client: the `mew space up` in the tmux pane.
         cpid = int(tmux("display-message", "-p", "-t", session, "#{pane_pid}").strip())
-        wait(lambda: "tick" in tmux("capture-pane", "-p", "-t", session) or kind == "space",
+        wait(lambda: "tick" in tmux("capture-pane", "-p", "-t", session) or kind != "pane",
              60, "first line")
         for k in keys:
             tmux("send-keys", "-t", session, k)
@@ -108,6 +113,10 @@ def measure(kind, mew, seconds, keys):
         if kind == "space":
             wait(lambda: "tick" in tmux("capture-pane", "-p", "-t", session), 60,
                  "envelopes on screen")
+        if kind == "hidden":
+            # The space view joined (its row says so), but a process is on screen.
+            wait(lambda: "here" in tmux("capture-pane", "-p", "-t", session), 60,
+                 "the space view joined")
         time.sleep(2)  # settle
         pids = [spid, cpid] + children(cpid)
         before = sum(cpu(p) for p in pids)
@@ -151,11 +160,12 @@ def main():
     mew = str(Path(a.mew).resolve())
     space_keys = [k for k in a.space_keys.split(",") if k]
     pane_keys = [k for k in a.pane_keys.split(",") if k]
-    rows = {"space": [], "pane": []}
+    rows = {"space": [], "pane": [], "hidden": []}
     try:
         for _ in range(a.reps):
             rows["pane"].append(measure("pane", mew, a.seconds, pane_keys))
             rows["space"].append(measure("space", mew, a.seconds, space_keys))
+            rows["hidden"].append(measure("hidden", mew, a.seconds, []))
     finally:
         tmux("kill-server", check=False)
     med = {k: sorted(r["cpu_percent"] for r in v)[len(v) // 2] for k, v in rows.items()}
@@ -164,6 +174,7 @@ def main():
     print("|---|---|")
     print(f"| a process pane, 100 lines/s | {med['pane']:.1f} |")
     print(f"| the space view, 100 envelopes/s | {med['space']:.1f} |")
+    print(f"| a (quiet) process pane while 100 envelopes/s flow | {med['hidden']:.1f} |")
     print(f"\nratio space view / pane: **{ratio:.2f}×**")
     out = HERE / "results" / "space_view.json"
     out.parent.mkdir(exist_ok=True)
