@@ -625,32 +625,7 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// A YAML double-quoted scalar (JSON-style escapes; every character YAML
-/// does not allow printed is escaped).
-fn q(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20
-                || (0x7f..=0x9f).contains(&(c as u32))
-                || c == '\u{feff}'
-                || c == '\u{fffe}'
-                || c == '\u{ffff}' =>
-            {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+use super::yaml_quote as q;
 
 /// A value compose must take literally: `$` doubled, then quoted.
 fn v(s: &str) -> String {

@@ -1297,36 +1297,7 @@ fn key(k: &str) -> String {
     if plain { k.to_owned() } else { quote(k) }
 }
 
-fn needs_escape(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
-        )
-}
-
-/// A YAML double-quoted scalar (also a JSON string): `"`, `\` and every
-/// character a YAML reader would not keep as is (controls, C1, line and
-/// paragraph separators, BOM) escaped.
-pub fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if needs_escape(c) => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+use super::{needs_escape, yaml_quote as quote};
 
 #[cfg(test)]
 mod tests {

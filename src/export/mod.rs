@@ -78,6 +78,41 @@ impl Export {
     }
 }
 
+/// A character a YAML reader would not keep as is inside a double-quoted
+/// scalar: controls (C0, DEL, C1), line and paragraph separators, the BOM,
+/// the non-characters U+FFFE and U+FFFF.
+pub fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+        )
+}
+
+/// A YAML double-quoted scalar, which is also a JSON string: `"`, `\` and
+/// every [`needs_escape`] character escaped (compose and Kubernetes write
+/// every string this way).
+pub fn yaml_quote(s: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if needs_escape(c) => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// Build the [`Input`] of a loaded space: tokens from `.mew/tokens` (made
 /// when missing, as `up` makes them), processes resolved with `token_ref`.
 pub fn input<'a>(
