@@ -13,8 +13,7 @@ use crate::config::{
     ResolveContext, ResolvedProcess, SpaceConfig, escape,
 };
 
-/// What `check` shows in place of a token or a masked value.
-pub const TOKEN_MASK: &str = "****";
+pub use crate::config::TOKEN_MASK;
 
 /// The load options for a command's `SpaceArgs`.
 pub fn load_options(space: &SpaceArgs) -> LoadOptions {

@@ -23,6 +23,10 @@ pub use suggest::did_you_mean;
 pub use units::{parse_duration, parse_signal, parse_size};
 pub use validate::start_order;
 
+/// What mew shows in place of a token or a masked value (`check`, `status`,
+/// the TUI): one constant for every place that shows a config's secrets.
+pub const TOKEN_MASK: &str = "****";
+
 use std::collections::HashMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};

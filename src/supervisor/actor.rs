@@ -1546,7 +1546,7 @@ pub(crate) async fn sweep_run(run_id: &str) {
 fn mask_secrets(mut text: String, secrets: &[String]) -> String {
     for s in secrets {
         if text.contains(s.as_str()) {
-            text = text.replace(s.as_str(), crate::check::TOKEN_MASK);
+            text = text.replace(s.as_str(), crate::config::TOKEN_MASK);
         }
     }
     text
