@@ -79,20 +79,8 @@ pub fn render(input: &Input<'_>) -> Export {
             ),
         );
     }
-    let exported: Vec<&ResolvedProcess> = input
-        .processes
-        .iter()
-        .filter(|p| {
-            if p.config.disabled {
-                e.note(
-                    Some(&p.name),
-                    "disabled",
-                    "skipped: no service (as `up` skips it)",
-                );
-            }
-            !p.config.disabled
-        })
-        .collect();
+    let exported: Vec<&ResolvedProcess> =
+        input.enabled(&mut e, "skipped: no service (as `up` skips it)");
 
     // The healthcheck of every exported process, first (dependents need them).
     let checks: Vec<Option<Check>> = exported.iter().map(|p| check(p, &mut e)).collect();

@@ -38,6 +38,22 @@ pub struct Input<'a> {
     pub system: bool,
 }
 
+impl Input<'_> {
+    /// The processes that are exported (every one that is not `disabled`),
+    /// in start order; each disabled one is noted with `instead`.
+    pub fn enabled(&self, e: &mut Export, instead: &str) -> Vec<&ResolvedProcess> {
+        self.processes
+            .iter()
+            .filter(|p| {
+                if p.config.disabled {
+                    e.note(Some(&p.name), "disabled", instead);
+                }
+                !p.config.disabled
+            })
+            .collect()
+    }
+}
+
 /// How a format spells "the value of environment variable NAME" inside a
 /// command line, for `${TOKEN}` (systemd `${NAME}`, Kubernetes `$(NAME)`…).
 pub type TokenRef = fn(&str) -> String;

@@ -168,20 +168,8 @@ pub fn render(input: &Input<'_>) -> Export {
     }
 
     let by_name = |n: &str| input.processes.iter().find(|p| p.name == n);
-    let enabled: Vec<&ResolvedProcess> = input
-        .processes
-        .iter()
-        .filter(|p| {
-            if p.config.disabled {
-                e.note(
-                    Some(&p.name),
-                    "disabled",
-                    "no unit: a disabled process is never started",
-                );
-            }
-            !p.config.disabled
-        })
-        .collect();
+    let enabled: Vec<&ResolvedProcess> =
+        input.enabled(&mut e, "no unit: a disabled process is never started");
     // Tasks: `one_shot`, or waited for with `completed_successfully`.
     let waited_for: HashSet<&str> = enabled
         .iter()
