@@ -171,6 +171,23 @@ pub(crate) fn shown(p: &Path) -> String {
 }
 
 /// Write a line to stderr; a closed stderr is not an error worth dying for.
+/// Say where `who` connects, then start a link that reconnects for as long
+/// as the command runs (`client connect`, `space connect`).
+pub(crate) fn connect_announced(who: &str, target: Target) -> Link {
+    say(&format!(
+        "{who}: connecting to {} (space {})",
+        escape(&target.url),
+        escape(&target.space)
+    ));
+    Link::start(
+        target,
+        Reconnect {
+            enabled: true,
+            max_attempts: None,
+        },
+    )
+}
+
 pub(crate) fn say(line: &str) {
     // One write for the line and its newline: stderr is unbuffered, and a
     // process sharing the terminal (the agent that runs this client) must
@@ -684,14 +701,7 @@ async fn session(
     let mut int = signal(SignalKind::interrupt()).ok();
     let url = escape(&target.url).into_owned();
     let space = escape(&target.space).into_owned();
-    say(&format!("{WHO}: connecting to {url} (space {space})"));
-    let mut link = Link::start(
-        target,
-        Reconnect {
-            enabled: true,
-            max_attempts: None,
-        },
-    );
+    let mut link = connect_announced(WHO, target);
     let sender = link.sender();
     tokio::spawn(feed(rx, sender.clone(), source, from_stdin));
     let mut closing: Option<tokio::time::Instant> = None;

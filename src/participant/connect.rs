@@ -23,7 +23,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use super::client::{In, Parsed, begin_close, parse_line, recv, say, spawn_reader, wait_until};
-use super::{Link, LinkEnd, LinkEvent, LinkSender, Reconnect, Target};
+use super::{LinkEnd, LinkEvent, LinkSender, Target};
 use crate::cli::ConnectArgs;
 use crate::config::{SpaceConfig, escape};
 
@@ -319,16 +319,7 @@ async fn typing(mut rx: mpsc::Receiver<In>, sender: LinkSender) {
 async fn session(target: Target) -> ExitCode {
     let mut term = signal(SignalKind::terminate()).ok();
     let mut int = signal(SignalKind::interrupt()).ok();
-    let url = escape(&target.url).into_owned();
-    let space = escape(&target.space).into_owned();
-    say(&format!("{WHO}: connecting to {url} (space {space})"));
-    let mut link = Link::start(
-        target,
-        Reconnect {
-            enabled: true,
-            max_attempts: None,
-        },
-    );
+    let mut link = super::client::connect_announced(WHO, target);
     let sender = link.sender();
     let (tx, rx) = mpsc::channel(64);
     spawn_reader(Box::new(io::stdin()), tx);
