@@ -199,21 +199,6 @@ fn ms(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn human(d: std::time::Duration) -> String {
-    let ms = ms(d);
-    if ms == 0 {
-        "0s".to_owned()
-    } else if ms.is_multiple_of(3_600_000) {
-        format!("{}h", ms / 3_600_000)
-    } else if ms.is_multiple_of(60_000) {
-        format!("{}m", ms / 60_000)
-    } else if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
-}
-
 fn probe_target(p: &Probe) -> String {
     match &p.kind {
         ProbeKind::Http { url } => format!("http GET {}", escape(url)),
@@ -358,7 +343,11 @@ pub fn plan_text(plan: &Plan) -> String {
         cfg.logs.rotate_size,
         cfg.logs.keep
     );
-    let _ = writeln!(o, "shutdown {}", human(cfg.shutdown_timeout));
+    let _ = writeln!(
+        o,
+        "shutdown {}",
+        crate::human::duration_exact(cfg.shutdown_timeout)
+    );
     let _ = writeln!(o);
     let _ = writeln!(o, "start order:");
     for (n, &i) in plan.order.iter().enumerate() {
@@ -415,9 +404,9 @@ pub fn plan_text(plan: &Plan) -> String {
                     o,
                     "       ready    {} (every {}, timeout {}, first after {}, {} failures)",
                     probe_target(probe),
-                    human(probe.period),
-                    human(probe.timeout),
-                    human(probe.initial_delay),
+                    crate::human::duration_exact(probe.period),
+                    crate::human::duration_exact(probe.timeout),
+                    crate::human::duration_exact(probe.initial_delay),
                     probe.failure_threshold
                 );
             }
@@ -434,8 +423,8 @@ pub fn plan_text(plan: &Plan) -> String {
                 o,
                 "       health   {} (every {}, timeout {}, after {} failures: {action})",
                 probe_target(&h.probe),
-                human(h.probe.period),
-                human(h.probe.timeout),
+                crate::human::duration_exact(h.probe.period),
+                crate::human::duration_exact(h.probe.timeout),
                 h.probe.failure_threshold
             );
         }
@@ -453,16 +442,16 @@ pub fn plan_text(plan: &Plan) -> String {
             let _ = writeln!(
                 o,
                 "       restart  {restart}{limit}, backoff {} x{} up to {}",
-                human(p.backoff.initial),
+                crate::human::duration_exact(p.backoff.initial),
                 p.backoff.multiplier,
-                human(p.backoff.max)
+                crate::human::duration_exact(p.backoff.max)
             );
         }
         let _ = writeln!(
             o,
             "       stop     {}, SIGKILL after {}",
             p.stop_signal.name,
-            human(p.stop_timeout)
+            crate::human::duration_exact(p.stop_timeout)
         );
         if let Some(m) = p.max_memory {
             let _ = writeln!(o, "       memory   restart above {m} bytes");
@@ -528,14 +517,5 @@ mod tests {
         assert_eq!(shell_quote("a\x1b[2Ab"), r"'a\x1b[2Ab'");
         assert_eq!(shell_quote("\r"), r"'\r'");
         assert_eq!(shell_quote("x\u{202e}y"), r"'x\u{202e}y'");
-    }
-
-    #[test]
-    fn durations_read_well() {
-        use std::time::Duration;
-        assert_eq!(human(Duration::from_millis(500)), "500ms");
-        assert_eq!(human(Duration::from_secs(30)), "30s");
-        assert_eq!(human(Duration::from_secs(120)), "2m");
-        assert_eq!(human(Duration::ZERO), "0s");
     }
 }

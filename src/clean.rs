@@ -283,30 +283,15 @@ fn files_and_size(u: Usage) -> String {
         "{} file{}, {}",
         u.files,
         if u.files == 1 { "" } else { "s" },
-        human_size(u.bytes)
+        crate::human::size(u.bytes)
     )
 }
 
 fn summary(t: &Target, u: Usage) -> String {
     match t {
         Target::Tree(_) => files_and_size(u),
-        Target::File(_) => human_size(u.bytes),
+        Target::File(_) => crate::human::size(u.bytes),
     }
-}
-
-/// `512 B`, `1.5 KiB`, `3.0 MiB`...
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut v = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
 }
 
 // ---- no symlinks -----------------------------------------------------------------
@@ -573,14 +558,6 @@ fn remove(base: &Path, t: &Target) -> io::Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(human_size(0), "0 B");
-        assert_eq!(human_size(1023), "1023 B");
-        assert_eq!(human_size(1536), "1.5 KiB");
-        assert_eq!(human_size(3 * 1024 * 1024), "3.0 MiB");
-    }
 
     #[test]
     fn log_file_names() {

@@ -319,18 +319,6 @@ pub fn status_json(s: &SpaceStatus) -> String {
     serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 
-pub fn fmt_uptime(secs: u64) -> String {
-    if secs < 60 {
-        format!("{secs}s")
-    } else if secs < 3600 {
-        format!("{}m{}s", secs / 60, secs % 60)
-    } else if secs < 86400 {
-        format!("{}h{}m", secs / 3600, (secs % 3600) / 60)
-    } else {
-        format!("{}d{}h", secs / 86400, (secs % 86400) / 3600)
-    }
-}
-
 /// The STATE column at most: a long failure reason must not widen the table
 /// past a terminal (`status --json` has it whole, in `detail`).
 const STATE_WIDTH: usize = 40;
@@ -362,7 +350,7 @@ pub fn status_table(s: &SpaceStatus, now: Millis) -> String {
     let mut rows: Vec<[String; 10]> = Vec::new();
     for p in &s.processes {
         let uptime = match (&p.state, p.started_at) {
-            (st, Some(t)) if st.is_alive() => fmt_uptime(now.saturating_sub(t) / 1000),
+            (st, Some(t)) if st.is_alive() => crate::human::uptime(now.saturating_sub(t) / 1000),
             _ => "-".into(),
         };
         rows.push([
@@ -375,7 +363,7 @@ pub fn status_table(s: &SpaceStatus, now: Millis) -> String {
             p.exit_code.map_or("-".into(), |c| c.to_string()),
             if p.ready { "yes".into() } else { "no".into() },
             p.cpu_percent.map_or("-".into(), |c| format!("{c:.1}%")),
-            p.rss_bytes.map_or("-".into(), crate::supervisor::fmt_size),
+            p.rss_bytes.map_or("-".into(), crate::human::size_compact),
         ]);
     }
     for p in &s.participants {
@@ -528,7 +516,7 @@ pub fn down(space_dir: &Path, timeout: Option<Duration>, patience: Duration) -> 
         if server_alive(server_pid) {
             eprintln!(
                 "mew: the space server (pid {server_pid}) did not finish stopping within {}; killing it and what it left",
-                crate::supervisor::fmt_duration(patience)
+                crate::human::duration(patience)
             );
             return kill_hung_server(space_dir, server_pid).await;
         }
@@ -586,7 +574,7 @@ async fn stop_unreachable_server(space_dir: &Path, pid: u32) -> ExitCode {
     if server_alive(pid) {
         eprintln!(
             "mew: the space server (pid {pid}) did not stop within {}; killing it and what it left",
-            crate::supervisor::fmt_duration(patience)
+            crate::human::duration(patience)
         );
         return kill_hung_server(space_dir, pid).await;
     }
@@ -662,7 +650,7 @@ pub fn ls(json: bool) -> ExitCode {
                 "{:w$}  {:>7}  {:>8}  {}",
                 e.id,
                 e.pid,
-                fmt_uptime(now.saturating_sub(e.started_at) / 1000),
+                crate::human::uptime(now.saturating_sub(e.started_at) / 1000),
                 e.dir.display()
             );
         }
@@ -994,7 +982,7 @@ pub fn up_detached(
                     if wait_deadline.is_some_and(|d| Instant::now() >= d) {
                         eprintln!(
                             "mew: timed out after {} waiting for: {}",
-                            crate::supervisor::fmt_duration(opts.timeout.unwrap_or_default()),
+                            crate::human::duration(opts.timeout.unwrap_or_default()),
                             names.join(", ")
                         );
                         for n in &names {
@@ -1089,12 +1077,12 @@ fn why_log_is_empty(dir: &Path) -> String {
                 format!(
                     "the file system of {} is full ({} free, {inodes} inodes free); free some space and try again",
                     dir.display(),
-                    crate::supervisor::fmt_size(free)
+                    crate::human::size_compact(free)
                 )
             } else {
                 format!(
                     "the server wrote nothing before it ended ({} free on {}); run \"mew space up --no-tui\" to see it fail",
-                    crate::supervisor::fmt_size(free),
+                    crate::human::size_compact(free),
                     dir.display()
                 )
             }

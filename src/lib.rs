@@ -12,6 +12,7 @@ pub mod envelopes;
 pub mod export;
 pub mod gateway;
 pub mod headless;
+pub mod human;
 pub mod init;
 pub mod logs;
 pub mod participant;

@@ -151,15 +151,6 @@ impl TextError {
     }
 }
 
-/// `n` bytes for a message: `5368709120 bytes (5.0 GiB)`.
-fn byte_size(n: u64) -> String {
-    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
-    match UNITS.iter().find(|(_, u)| n >= *u) {
-        Some((name, u)) => format!("{n} bytes ({:.1} {name})", n as f64 / *u as f64),
-        None => format!("{n} bytes"),
-    }
-}
-
 /// Read at most `cap` bytes of `r`; `None` when there is more.
 pub(crate) fn read_limited(r: impl std::io::Read, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
     let mut buf = Vec::new();
@@ -210,7 +201,7 @@ pub(crate) fn read_text(path: &Path, yaml: bool) -> Result<String, TextError> {
     if meta.len() > MAX_CONFIG_BYTES {
         return Err(TextError::Unreadable(format!(
             "it is {}; {limit}",
-            byte_size(meta.len())
+            crate::human::size_with_bytes(meta.len())
         )));
     }
     let Some(bytes) = read_limited(&file, MAX_CONFIG_BYTES).map_err(unreadable)? else {

@@ -491,7 +491,7 @@ fn test(kind: &ProbeKind) -> Result<Vec<String>, String> {
         ProbeKind::Exec { command } => Ok(vec!["CMD-SHELL".to_owned(), command.clone()]),
         ProbeKind::Tcp { host, port } => Ok(bash(format!(
             "exec 3<>{}",
-            sh_quote(&format!("/dev/tcp/{}/{port}", unbracket(host)))
+            crate::human::shell_quote(&format!("/dev/tcp/{}/{port}", unbracket(host)))
         ))),
         ProbeKind::Http { url } => {
             let (host, port, path) = parse_http(url)
@@ -499,8 +499,8 @@ fn test(kind: &ProbeKind) -> Result<Vec<String>, String> {
             let request = format!("GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n");
             Ok(bash(format!(
                 "exec 3<>{} && printf %s {} >&3 && IFS= read -r status <&3 && case \"$status\" in \"HTTP/\"*\" 2\"[0-9][0-9]*) exit 0;; esac; exit 1",
-                sh_quote(&format!("/dev/tcp/{}/{port}", unbracket(&host))),
-                sh_quote(&request)
+                crate::human::shell_quote(&format!("/dev/tcp/{}/{port}", unbracket(&host))),
+                crate::human::shell_quote(&request)
             )))
         }
         ProbeKind::Log { regex } => Err(format!(
@@ -599,18 +599,13 @@ fn sh_word(s: &str, var: &str) -> String {
             let _ = write!(out, "\"${{{var}}}\"");
         }
         if !part.is_empty() {
-            out.push_str(&sh_quote(part));
+            out.push_str(&crate::human::shell_quote(part));
         }
     }
     if out.is_empty() {
         out.push_str("''");
     }
     out
-}
-
-/// A POSIX shell single-quoted word.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 use super::yaml_quote as q;
@@ -716,7 +711,6 @@ mod tests {
 
     #[test]
     fn shell_words_are_literal_but_the_token() {
-        assert_eq!(sh_quote("it's"), "'it'\\''s'");
         assert_eq!(sh_word("", "V"), "''");
         assert_eq!(sh_word("${V}", "V"), "\"${V}\"");
         assert_eq!(sh_word("a ${V}-$x", "V"), "'a '\"${V}\"'-$x'");

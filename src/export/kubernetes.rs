@@ -300,11 +300,15 @@ pub fn render(input: &Input<'_>) -> Export {
     if let Some(n) = &fifo_container {
         let mut script = String::from("set -e\numask 077\n");
         let fdir = crate::config::fifo_dir(&cfg.dir);
-        let _ = writeln!(script, "mkdir -p {}", sh_quote(&fdir.display().to_string()));
+        let _ = writeln!(
+            script,
+            "mkdir -p {}",
+            crate::human::shell_quote(&fdir.display().to_string())
+        );
         let _ = writeln!(
             script,
             "chmod 700 {}",
-            sh_quote(&fdir.display().to_string())
+            crate::human::shell_quote(&fdir.display().to_string())
         );
         let mut paths = Vec::new();
         for f in &cfg.fifos {
@@ -324,7 +328,7 @@ pub fn render(input: &Input<'_>) -> Export {
         }
         let list: Vec<String> = paths
             .iter()
-            .map(|p| sh_quote(&p.display().to_string()))
+            .map(|p| crate::human::shell_quote(&p.display().to_string()))
             .collect();
         let _ = writeln!(
             script,
@@ -1166,11 +1170,6 @@ fn replace_marks(s: &str, f: impl Fn(&str) -> String) -> String {
         }
     }
     out
-}
-
-/// POSIX shell single quotes.
-fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 // ---------------------------------------------------------------------

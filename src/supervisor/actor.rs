@@ -182,7 +182,7 @@ pub(crate) fn start(
     let procs: Vec<Proc> = processes
         .into_iter()
         .map(|rp| {
-            let shown_command = mask_secrets(shell_words(&rp.argv), &secrets);
+            let shown_command = mask_secrets(crate::human::shell_words(&rp.argv), &secrets);
             let log_re = match &rp.ready {
                 Some(probe) => match &probe.kind {
                     ProbeKind::Log { regex } => Regex::new(regex).ok().map(Arc::new),
@@ -732,7 +732,7 @@ impl Actor {
                     format!(
                         "cannot start now ({}); retrying in {}",
                         e.message,
-                        fmt_duration(delay)
+                        crate::human::duration(delay)
                     ),
                 );
                 return;
@@ -1021,7 +1021,7 @@ impl Actor {
         } else {
             format!(
                 "did not stop within {}: sent SIGKILL to process group {pid}",
-                fmt_duration(timeout)
+                crate::human::duration(timeout)
             )
         };
         self.set_state(i, ProcState::Stopping { escalated: true }, msg);
@@ -1227,7 +1227,7 @@ impl Actor {
                     i,
                     generation,
                     delay,
-                    format!("restarting in {}", fmt_duration(delay)),
+                    format!("restarting in {}", crate::human::duration(delay)),
                 );
             }
         }
@@ -1259,7 +1259,7 @@ impl Actor {
                     delay,
                     format!(
                         "stopped ({how}): {reason}; restarting in {}",
-                        fmt_duration(delay)
+                        crate::human::duration(delay)
                     ),
                 );
             }
@@ -1316,7 +1316,11 @@ impl Actor {
             {
                 over.push((
                     i,
-                    format!("memory {} over limit {}", fmt_size(rss), fmt_size(limit)),
+                    format!(
+                        "memory {} over limit {}",
+                        crate::human::size_compact(rss),
+                        crate::human::size_compact(limit)
+                    ),
                 ));
             }
         }
@@ -1550,64 +1554,4 @@ fn mask_secrets(mut text: String, secrets: &[String]) -> String {
         }
     }
     text
-}
-
-fn shell_words(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=@%+,".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-pub fn fmt_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
-}
-
-pub fn fmt_size(bytes: u64) -> String {
-    const K: u64 = 1024;
-    if bytes >= K * K * K {
-        format!("{:.1}G", bytes as f64 / (K * K * K) as f64)
-    } else if bytes >= K * K {
-        format!("{}M", bytes / (K * K))
-    } else if bytes >= K {
-        format!("{}K", bytes / K)
-    } else {
-        format!("{bytes}B")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shell_words_quotes_what_needs_it() {
-        let argv = vec!["/bin/sh".to_string(), "-c".into(), "echo 'hi' there".into()];
-        assert_eq!(shell_words(&argv), r#"/bin/sh -c 'echo '\''hi'\'' there'"#);
-    }
-
-    #[test]
-    fn sizes_and_durations_read_well() {
-        assert_eq!(fmt_size(612 * 1024 * 1024), "612M");
-        assert_eq!(fmt_size(2048), "2K");
-        assert_eq!(fmt_duration(Duration::from_millis(500)), "500ms");
-        assert_eq!(fmt_duration(Duration::from_secs(4)), "4s");
-        assert_eq!(fmt_duration(Duration::from_millis(1500)), "1.5s");
-    }
 }

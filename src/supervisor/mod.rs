@@ -23,7 +23,7 @@ use crate::logs::LogWriter;
 use crate::status::{LifecycleEvent, Millis, SpaceStatus};
 use crate::terminal::LazyScreen;
 
-pub use actor::{fmt_duration, fmt_size, spawn_env};
+pub use actor::spawn_env;
 
 /// Settings for one run of a space.
 #[derive(Clone, Debug)]

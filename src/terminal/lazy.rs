@@ -174,7 +174,7 @@ impl LazyScreen {
         if self.skipped > 0 {
             let note = format!(
                 "\x1b[0m\r\n\x1b[2m[mew: {} of output not shown here; the log file has every line]\x1b[0m\r\n",
-                human(self.skipped)
+                crate::human::size(self.skipped)
             );
             screen.process(note.as_bytes());
             self.skipped = 0;
@@ -297,16 +297,6 @@ impl LazyScreen {
     /// `(scrollback + rows) × cols`.
     pub fn kept_len(&self) -> usize {
         self.raw.len()
-    }
-}
-
-fn human(bytes: u64) -> String {
-    if bytes >= 1 << 20 {
-        format!("{:.1} MB", bytes as f64 / f64::from(1 << 20))
-    } else if bytes >= 1 << 10 {
-        format!("{} KB", bytes >> 10)
-    } else {
-        format!("{bytes} bytes")
     }
 }
 
@@ -439,7 +429,7 @@ mod tests {
         s.skipped = 5 << 20;
         s.push(b"after\r\n");
         let vt = s.screen().vt().contents();
-        assert!(vt.contains("5.0 MB of output not shown here"), "{vt}");
+        assert!(vt.contains("5.0 MiB of output not shown here"), "{vt}");
         assert!(vt.contains("after"), "{vt}");
     }
 

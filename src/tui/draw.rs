@@ -14,31 +14,6 @@ use super::pane::{self, Decor, Matcher};
 use super::theme::{Shown, Theme};
 use crate::status::{Millis, ProcState, ProcessStatus, SpaceStatus, signal_name};
 
-/// `45s`, `5m12s`, `3h04m`, `2d03h`.
-pub(crate) fn format_duration(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        3600..86400 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-        _ => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
-    }
-}
-
-fn format_bytes(b: u64) -> String {
-    const K: f64 = 1024.0;
-    let f = b as f64;
-    if f >= K * K * K {
-        format!("{:.1} GiB", f / (K * K * K))
-    } else if f >= K * K {
-        format!("{:.1} MiB", f / (K * K))
-    } else if f >= K {
-        format!("{:.1} KiB", f / K)
-    } else {
-        format!("{b} B")
-    }
-}
-
 /// Truncates to `w` display columns, with `…` when cut.
 pub(crate) fn fit(s: &str, w: usize) -> String {
     use unicode_width::UnicodeWidthChar;
@@ -94,7 +69,7 @@ pub(crate) fn wrap(s: &str, w: usize) -> Vec<String> {
 fn row_info(p: &ProcessStatus, now: Millis) -> String {
     let up = || {
         p.started_at
-            .map(|t| format_duration(now.saturating_sub(t)))
+            .map(|t| crate::human::uptime_ms(now.saturating_sub(t)))
             .unwrap_or_default()
     };
     match &p.state {
@@ -536,7 +511,12 @@ impl App {
         let since = p
             .history
             .last()
-            .map(|t| format!(" (for {})", format_duration(now.saturating_sub(t.at))))
+            .map(|t| {
+                format!(
+                    " (for {})",
+                    crate::human::uptime_ms(now.saturating_sub(t.at))
+                )
+            })
             .unwrap_or_default();
         let mut lines = vec![
             row("state", format!("{}{since}", p.state.describe(now))),
@@ -547,7 +527,7 @@ impl App {
             row(
                 "uptime",
                 match (p.state.is_alive(), p.started_at) {
-                    (true, Some(t)) => format_duration(now.saturating_sub(t)),
+                    (true, Some(t)) => crate::human::uptime_ms(now.saturating_sub(t)),
                     _ => dash(),
                 },
             ),
@@ -570,7 +550,7 @@ impl App {
                 "cpu",
                 p.cpu_percent.map_or_else(dash, |c| format!("{c:.1}%")),
             ),
-            row("memory", p.rss_bytes.map_or_else(dash, format_bytes)),
+            row("memory", p.rss_bytes.map_or_else(dash, crate::human::size)),
             Line::raw(""),
             Line::from(Span::styled("history (newest last)", theme.label())),
         ];
@@ -580,7 +560,10 @@ impl App {
             let (glyph, style) = theme.state(&t.state);
             lines.push(Line::from(vec![
                 Span::styled(
-                    format!("{:>9} ago ", format_duration(now.saturating_sub(t.at))),
+                    format!(
+                        "{:>9} ago ",
+                        crate::human::uptime_ms(now.saturating_sub(t.at))
+                    ),
                     theme.dim(),
                 ),
                 Span::styled(glyph, style),

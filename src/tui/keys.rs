@@ -372,24 +372,10 @@ fn did_you_mean<'a>(word: &str, names: &[&'a str]) -> Option<&'a str> {
     let w = word.to_ascii_lowercase().replace('_', "-");
     names
         .iter()
-        .map(|n| (levenshtein(&w, n), *n))
+        .map(|n| (strsim::levenshtein(&w, n), *n))
         .filter(|(d, n)| *d <= 2.max(n.len() / 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, n)| n)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]

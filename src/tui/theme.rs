@@ -62,7 +62,7 @@ impl<'a> Shown<'a> {
             Shown::Up => "up (no probe)".into(),
             Shown::Unstable { crashed_at } => format!(
                 "up, crashed {} ago",
-                super::draw::format_duration(now.saturating_sub(*crashed_at))
+                crate::human::uptime_ms(now.saturating_sub(*crashed_at))
             ),
             Shown::State(s) => s.describe(now),
         }
