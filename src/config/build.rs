@@ -148,6 +148,9 @@ pub fn default_process(name: &str, kind: ProcKind, command: String, loc: Loc) ->
         tokens: Vec::new(),
         native: false,
         upstream_log: None,
+        watch: None,
+        profiles: Vec::new(),
+        replica: None,
         loc,
     }
 }

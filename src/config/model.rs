@@ -184,8 +184,54 @@ pub struct ProcessConfig {
     /// scripts that read it there.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_log: Option<String>,
+    /// `watch:`: restart (or signal) the process when its files change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch: Option<WatchSpec>,
+    /// `profiles:`: the process starts only when one of these is asked for
+    /// (`--profile`); empty means always.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<String>,
+    /// `replicas: N` made this process one of N copies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<Replica>,
     /// Where the process is defined in the config file.
     pub loc: Loc,
+}
+
+/// `watch:` of a process: what to watch, what to leave out, what to do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WatchSpec {
+    /// Paths or globs, relative to the process's `cwd` (uninterpolated).
+    pub paths: Vec<String>,
+    /// Patterns left out, added to the defaults (`.git`, `.mew`, `target`,
+    /// `node_modules`) and, with `gitignore`, to what `.gitignore` says.
+    pub ignore: Vec<String>,
+    /// Honour `.gitignore` files (default true).
+    pub gitignore: bool,
+    /// A burst of changes within this time is one change (default 300 ms).
+    #[serde(with = "ser_duration")]
+    pub debounce: Duration,
+    pub action: WatchAction,
+}
+
+/// What a change under `watch:` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum WatchAction {
+    /// Stop the process (its stop signal, then SIGKILL) and start it again.
+    Restart,
+    /// Send this signal and leave it running (e.g. SIGHUP to reload).
+    Signal { signal: StopSignal },
+}
+
+/// One of the `replicas: N` copies of a process: `worker-2` is
+/// `{ of: "worker", index: 2, count: N }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Replica {
+    pub of: String,
+    /// 1-based: `${REPLICA}` in the copy's strings.
+    pub index: u32,
+    pub count: u32,
 }
 
 /// A `fifo: true` participant: `<name>-in` (what is written to it is sent
@@ -268,8 +314,11 @@ pub struct SpaceConfig {
     pub description: Option<String>,
     /// The space directory (absolute).
     pub dir: PathBuf,
-    /// The config file that was read (absolute).
+    /// The config file that was read (absolute); with override files, the first.
     pub config_path: PathBuf,
+    /// Every file merged into this config, in merge order (the config
+    /// itself first, then `space.override.yaml` or the further `--config`s).
+    pub sources: Vec<PathBuf>,
     pub source: ConfigSource,
     /// The configured gateway port (before `--port` and free-port search).
     pub gateway_port: u16,
