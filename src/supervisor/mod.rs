@@ -8,6 +8,7 @@
 //! log file and the subscribers directly.
 
 mod actor;
+mod output;
 pub mod policy;
 pub mod probe;
 pub mod pty;
