@@ -1,4 +1,7 @@
-//! The lifecycle actor: the only owner of process state.
+//! The runtime of the lifecycle: one actor task owns the [`Machine`],
+//! executes its effects (spawn, signals, timers, probes, sweeps, log lines)
+//! and turns what happens (exits, timer ends, probe results, samples) back
+//! into the machine's inputs. It holds no lifecycle rule of its own.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,67 +12,49 @@ use regex::Regex;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio::task::AbortHandle;
 
-use super::policy::{self, Decision, Ending, Policy, RestartState};
+use super::machine::{Effect, Input, Machine, Now};
 use super::pty::{Finish, Pty};
 use super::reaper::{self, reaper};
 use super::{Cmd, Event, Handle, LineSink, Options, ProcShared, Shared, output, probe};
-use crate::config::{DependCondition, HealthAction, ProbeKind, ResolvedProcess, SpaceConfig};
+use crate::config::{ProbeKind, ResolvedProcess, SpaceConfig};
 use crate::logs::LogWriter;
-use crate::status::{
-    LifecycleEvent, Millis, ParticipantStatus, ProcState, ProcessStatus, SpaceInfo, SpaceStatus,
-    Transition, now_millis, signal_name,
-};
+use crate::status::{ParticipantStatus, ProcessStatus, SpaceInfo, SpaceStatus, now_millis};
 use crate::sys::{self, Exit, SpawnSpec};
 use crate::terminal::LazyScreen;
 
-const HISTORY: usize = 50;
 const SAMPLE_EVERY: Duration = Duration::from_secs(2);
-/// How long a spawn that failed for want of a resource (EMFILE, EAGAIN…)
-/// waits before it is tried again (not counted as a crash).
-const TRANSIENT_RETRY: Duration = Duration::from_secs(1);
 
-/// Why mew is stopping a process.
-#[derive(Clone, Debug, PartialEq)]
-enum Intent {
-    Stop,
-    Kill,
-    Restart,
-    Memory(String),
-    /// The health check failed its threshold (`action: restart`).
-    Health(String),
-    Shutdown,
+fn now() -> Now {
+    Now {
+        at: Instant::now(),
+        millis: now_millis(),
+    }
 }
 
-struct Proc {
-    rp: ResolvedProcess,
-    state: ProcState,
-    generation: u64,
-    pid: Option<u32>,
-    started_at: Option<Millis>,
-    started: Option<Instant>,
-    ready: bool,
-    exit_code: Option<i32>,
-    rs: RestartState,
-    restarts: u32,
-    history: VecDeque<Transition>,
-    probe_msg: Option<String>,
-    intent: Option<Intent>,
+/// What the runtime keeps per process beside its lifecycle state.
+struct Slot {
+    /// The command line as status shows it, participant tokens masked.
+    shown_command: String,
+    /// The log readiness probe's pattern, compiled once.
+    log_re: Option<Arc<Regex>>,
     probe_task: Option<AbortHandle>,
     health_task: Option<AbortHandle>,
-    /// Consecutive failures of the health check.
-    health_failures: u32,
-    /// `None`: no health check, or no verdict yet for this run.
-    healthy: Option<bool>,
     cpu_percent: Option<f32>,
     rss: Option<u64>,
     last_ticks: Option<u64>,
-    log_re: Option<Arc<Regex>>,
-    /// The command line as status shows it, participant tokens masked.
-    shown_command: String,
-    /// Escapees of its last run are being looked for (off the runtime
-    /// thread): it is not started again until that is done, so a new
-    /// instance can never be mistaken for one.
-    escapees_pending: bool,
+    /// A run spawned and not yet attached to its reader and exit watcher.
+    spawned: Option<(Arc<Pty>, oneshot::Receiver<Exit>)>,
+}
+
+impl Slot {
+    fn cancel_checks(&mut self) {
+        if let Some(t) = self.probe_task.take() {
+            t.abort();
+        }
+        if let Some(t) = self.health_task.take() {
+            t.abort();
+        }
+    }
 }
 
 struct Actor {
@@ -79,13 +64,8 @@ struct Actor {
     shared: Arc<Shared>,
     sink: Option<LineSink>,
     status_tx: watch::Sender<Arc<SpaceStatus>>,
-    procs: Vec<Proc>,
-    deps: Vec<Vec<(usize, DependCondition)>>,
-    dependents: Vec<Vec<usize>>,
-    shutting_down: bool,
-    forced: bool,
-    sweeping: bool,
-    down: bool,
+    machine: Machine,
+    slots: Vec<Slot>,
     down_waiters: Vec<oneshot::Sender<()>>,
     last_sample: Option<Instant>,
     dirty: bool,
@@ -145,21 +125,6 @@ pub(crate) fn start(
             })
         })
         .collect();
-    let names: HashMap<&str, usize> = processes
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.name.as_str(), i))
-        .collect();
-    let mut deps = vec![Vec::new(); processes.len()];
-    let mut dependents = vec![Vec::new(); processes.len()];
-    for (i, p) in processes.iter().enumerate() {
-        for d in &p.config.depends_on {
-            if let Some(&j) = names.get(d.name.as_str()) {
-                deps[i].push((j, d.condition));
-                dependents[j].push(i);
-            }
-        }
-    }
     // Token values must never reach status (and so the TUI, `status --json`):
     // an argv built with `${TOKEN}` carries one, so it is masked for display.
     let secrets: Vec<String> = processes
@@ -174,8 +139,8 @@ pub(crate) fn start(
                 .flat_map(|p| p.config.tokens.iter().filter(|t| !t.is_empty()).cloned()),
         )
         .collect();
-    let procs: Vec<Proc> = processes
-        .into_iter()
+    let slots: Vec<Slot> = processes
+        .iter()
         .map(|rp| {
             let shown_command = mask_secrets(crate::human::shell_words(&rp.argv), &secrets);
             let log_re = match &rp.ready {
@@ -185,33 +150,19 @@ pub(crate) fn start(
                 },
                 None => None,
             };
-            Proc {
-                rp,
-                state: ProcState::Idle,
-                generation: 0,
-                pid: None,
-                started_at: None,
-                started: None,
-                ready: false,
-                exit_code: None,
-                rs: RestartState::default(),
-                restarts: 0,
-                history: VecDeque::new(),
-                probe_msg: None,
-                intent: None,
+            Slot {
+                shown_command,
+                log_re,
                 probe_task: None,
                 health_task: None,
-                health_failures: 0,
-                healthy: None,
                 cpu_percent: None,
                 rss: None,
                 last_ticks: None,
-                log_re,
-                shown_command,
-                escapees_pending: false,
+                spawned: None,
             }
         })
         .collect();
+    let machine = Machine::new(processes, space.shutdown_timeout, now());
     let placeholder = Arc::new(SpaceStatus {
         space: SpaceInfo {
             id: space.id.clone(),
@@ -239,13 +190,8 @@ pub(crate) fn start(
         shared: shared.clone(),
         sink,
         status_tx,
-        procs,
-        deps,
-        dependents,
-        shutting_down: false,
-        forced: false,
-        sweeping: false,
-        down: false,
+        machine,
+        slots,
         down_waiters: Vec::new(),
         last_sample: None,
         dirty: true,
@@ -274,219 +220,312 @@ impl Actor {
             while let Ok(cmd) = rx.try_recv() {
                 self.handle(cmd);
             }
-            self.maybe_finish_shutdown();
-            if self.dirty {
+            if self.machine.take_dirty() || self.dirty {
                 self.publish();
             }
         }
     }
 
     fn boot(&mut self) {
-        for i in 0..self.procs.len() {
-            let cfg = &self.procs[i].rp.config;
-            if cfg.auto_start && !cfg.disabled {
-                self.want(i, "auto start");
-            }
-        }
-        self.schedule();
+        self.machine.boot(now());
+        self.run_effects();
     }
 
     fn handle(&mut self, cmd: Cmd) {
         match cmd {
             Cmd::Start(names, reply) => {
-                let r = self.resolve(&names).map(|ids| {
-                    let ids = if names.is_empty() {
-                        ids.into_iter()
-                            .filter(|&i| self.procs[i].rp.config.auto_start)
-                            .collect()
-                    } else {
-                        ids
-                    };
-                    self.user_start(&ids)
-                });
-                let _ = reply.send(r.and_then(|r| r));
+                let _ = reply.send(self.feed(Input::Start(names)));
             }
             Cmd::Stop(names, reply) => {
-                let r = self.resolve(&names).map(|ids| {
-                    for i in ids {
-                        self.begin_stop(i, Intent::Stop);
-                    }
-                });
-                let _ = reply.send(r);
+                let _ = reply.send(self.feed(Input::Stop(names)));
             }
             Cmd::Kill(names, reply) => {
-                let r = self.resolve(&names).map(|ids| {
-                    for i in ids {
-                        self.begin_stop(i, Intent::Kill);
-                    }
-                });
-                let _ = reply.send(r);
+                let _ = reply.send(self.feed(Input::Kill(names)));
             }
             Cmd::Restart(names, reply) => {
-                let r = self.resolve(&names).and_then(|ids| self.user_restart(&ids));
-                let _ = reply.send(r);
+                let _ = reply.send(self.feed(Input::Restart(names)));
             }
-            Cmd::Shutdown { force } => self.shutdown(force),
             Cmd::WaitDown(reply) => {
-                if self.down {
+                if self.machine.is_down() {
                     let _ = reply.send(());
                 } else {
                     self.down_waiters.push(reply);
                 }
             }
-            Cmd::Exited {
-                index,
-                generation,
-                exit,
-            } => self.on_exited(index, generation, exit),
-            Cmd::Escalate { index, generation } => self.escalate(index, generation),
-            Cmd::RestartDue { index, generation } => {
-                let p = &self.procs[index];
-                if p.generation == generation
-                    && matches!(p.state, ProcState::Backoff { .. })
-                    && !self.shutting_down
-                {
-                    self.set_state(
-                        index,
-                        ProcState::Pending {
-                            waiting_for: vec![],
-                        },
-                        "restarting",
-                    );
-                    self.schedule();
-                }
-            }
-            Cmd::ProbeResult {
-                index,
-                generation,
-                result,
-            } => self.on_probe(index, generation, result),
-            Cmd::LogMatched { index, generation } => {
-                self.on_probe(index, generation, Ok(()));
-            }
-            Cmd::HealthResult {
-                index,
-                generation,
-                result,
-            } => self.on_health(index, generation, result),
             Cmd::Sample => self.sample(),
             Cmd::Usage(usage, at) => self.on_usage(usage, at),
-            Cmd::ShutdownDeadline => {
-                if self.shutting_down && !self.down {
-                    self.shutdown(true);
+            Cmd::Machine(input) => {
+                if let Input::Exited {
+                    index, generation, ..
+                } = &input
+                {
+                    self.on_exited(*index, *generation);
+                }
+                let _ = self.feed(input);
+            }
+        }
+    }
+
+    /// Give the machine an input and carry out what it asks for.
+    fn feed(&mut self, input: Input) -> Result<(), String> {
+        let r = self.machine.handle(now(), input);
+        self.run_effects();
+        r
+    }
+
+    /// Execute the machine's effects in order. A spawn is answered at once:
+    /// what the answer asks for runs before the effects queued after it.
+    fn run_effects(&mut self) {
+        let mut queue: VecDeque<Effect> = self.machine.take_effects().into();
+        while let Some(effect) = queue.pop_front() {
+            if let Some(answer) = self.execute(effect) {
+                let _ = self.machine.handle(now(), answer);
+                for e in self.machine.take_effects().into_iter().rev() {
+                    queue.push_front(e);
                 }
             }
-            Cmd::EscapeesSwept { index } => {
-                self.procs[index].escapees_pending = false;
-                self.schedule();
+        }
+    }
+
+    /// Run one effect; a spawn returns its answer.
+    fn execute(&mut self, effect: Effect) -> Option<Input> {
+        match effect {
+            Effect::Spawn { index, generation } => return Some(self.spawn(index, generation)),
+            Effect::Attach { index, generation } => self.attach(index, generation),
+            Effect::StartProbe { index, generation } => self.start_probe(index, generation),
+            Effect::StartHealth { index, generation } => self.start_health(index, generation),
+            Effect::CancelChecks { index } => self.slots[index].cancel_checks(),
+            Effect::Signal { pid, signal } => {
+                let _ = sys::signal_group(pid, signal);
             }
-            Cmd::SweepDone => {
-                self.sweeping = false;
-                self.down = true;
+            Effect::Arm {
+                index,
+                generation,
+                timer,
+                after,
+            } => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    let _ = tx.send(Cmd::Machine(Input::Timer {
+                        index,
+                        generation,
+                        timer,
+                    }));
+                });
+            }
+            Effect::ArmShutdown { after } => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    let _ = tx.send(Cmd::Machine(Input::ShutdownDeadline));
+                });
+            }
+            Effect::SweepEscapees { index } => {
+                let run_id = self.opts.run_id.clone();
+                let name = self.machine.procs()[index].name().to_string();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::task::spawn_blocking(move || kill_adopted(&run_id, &name)).await;
+                    let _ = tx.send(Cmd::Machine(Input::EscapeesSwept { index }));
+                });
+            }
+            Effect::SweepRun => {
+                let run_id = self.opts.run_id.clone();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    sweep_run(&run_id).await;
+                    let _ = tx.send(Cmd::Machine(Input::SweepDone));
+                });
+            }
+            Effect::Emit { index, event } => {
+                {
+                    let mut log = self.shared.procs[index].lock_log();
+                    log.write_event(event.at, &event.message);
+                    log.flush();
+                }
+                if let Some(sink) = &self.sink {
+                    sink.send_event(event.clone());
+                }
+                let _ = self.shared.events.send(Event::Lifecycle(event));
+            }
+            Effect::Down => {
                 for w in self.down_waiters.drain(..) {
                     let _ = w.send(());
                 }
             }
         }
+        None
     }
 
-    /// Names → indices; empty means all. Unknown names list the valid ones.
-    fn resolve(&self, names: &[String]) -> Result<Vec<usize>, String> {
-        if names.is_empty() {
-            return Ok((0..self.procs.len()).collect());
+    fn spawn(&mut self, i: usize, generation: u64) -> Input {
+        let rp = &self.machine.procs()[i].rp;
+        let env = spawn_env(rp, &self.opts.run_id);
+        let shared = self.shared.procs[i].clone();
+        let (rows, cols) = *shared.size.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = &mut self.slots[i];
+        slot.cpu_percent = None;
+        slot.rss = None;
+        slot.last_ticks = None;
+        let spawned = sys::spawn_on_pty(&SpawnSpec {
+            argv: &rp.argv,
+            env: &env,
+            cwd: &rp.cwd,
+            rows,
+            cols,
+        });
+        let child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                let retried = e.transient && !self.machine.is_shutting_down();
+                if retried {
+                    tracing::warn!(process = %rp.name, "cannot start: {}", e.message);
+                } else {
+                    let mut screen = shared.lock_screen();
+                    screen.push(format!("\x1b[0m\r\nmew: {}\r\n", e.message).as_bytes());
+                }
+                return Input::SpawnFailed {
+                    index: i,
+                    generation,
+                    message: e.message,
+                    exit_code: e.exit_code,
+                    transient: e.transient,
+                };
+            }
+        };
+        let pid = child.pid;
+        let exit_rx = reaper().watch(pid);
+        let pty = match Pty::new(child.master) {
+            Ok(pty) => Arc::new(pty),
+            Err(e) => {
+                // Without its terminal the run is useless: it goes, and is
+                // tried again like a spawn that lacked a resource.
+                let _ = sys::signal_group(pid, libc::SIGKILL);
+                tokio::spawn(async move {
+                    let _ = exit_rx.await;
+                });
+                return Input::SpawnFailed {
+                    index: i,
+                    generation,
+                    message: format!("cannot watch the terminal: {e}"),
+                    exit_code: -1,
+                    transient: true,
+                };
+            }
+        };
+        *shared.pty.lock().unwrap_or_else(|e| e.into_inner()) = Some(pty.clone());
+        slot.spawned = Some((pty, exit_rx));
+        Input::Spawned {
+            index: i,
+            generation,
+            pid,
         }
-        let known: Vec<&str> = self.procs.iter().map(|p| p.rp.name.as_str()).collect();
-        let asked: Vec<&str> = names.iter().map(String::as_str).collect();
-        if let Some(msg) = crate::status::unknown_names(&asked, &known) {
-            return Err(msg);
-        }
-        Ok(asked
-            .iter()
-            .filter_map(|n| known.iter().position(|k| k == n))
-            .collect())
     }
 
-    // ---- events and status -------------------------------------------------
-
-    /// Wait `delay` in `Backoff`, then start again (`RestartDue`, ignored
-    /// if the run changed meanwhile).
-    fn backoff(&mut self, i: usize, generation: u64, delay: Duration, message: String) {
-        let until = now_millis() + delay.as_millis() as u64;
-        self.set_state(i, ProcState::Backoff { until }, message);
+    /// Read the output of the run just spawned and watch for its exit.
+    fn attach(&mut self, i: usize, generation: u64) {
+        let Some((pty, exit_rx)) = self.slots[i].spawned.take() else {
+            return;
+        };
+        let finish = Finish::new();
+        let reader = tokio::spawn(output::read_output(
+            self.shared.clone(),
+            i,
+            generation,
+            pty,
+            finish.clone(),
+            self.sink.clone(),
+            self.slots[i].log_re.clone(),
+            self.tx.clone(),
+        ));
         let tx = self.tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = tx.send(Cmd::RestartDue {
+        tokio::spawn(output::watch_exit(
+            tx, i, generation, exit_rx, finish, reader,
+        ));
+    }
+
+    /// Poll the readiness probe until its first success.
+    fn start_probe(&mut self, i: usize, generation: u64) {
+        let rp = &self.machine.procs()[i].rp;
+        let Some(probe) = rp.ready.clone() else {
+            return;
+        };
+        let env = spawn_env(rp, &self.opts.run_id);
+        let cwd = rp.cwd.clone();
+        let tx = self.tx.clone();
+        let task = tokio::spawn(probe::until_ready(probe, env, cwd, move |result| {
+            tx.send(Cmd::Machine(Input::Probe {
                 index: i,
                 generation,
-            });
-        });
+                result,
+            }))
+            .is_ok()
+        }));
+        self.slots[i].probe_task = Some(task.abort_handle());
     }
 
-    fn set_state(&mut self, i: usize, state: ProcState, message: impl Into<String>) {
-        let message = message.into();
-        let at = now_millis();
-        let p = &mut self.procs[i];
-        p.state = state.clone();
-        if p.history.len() >= HISTORY {
-            p.history.pop_front();
+    /// Run the health check of a process that just became ready.
+    fn start_health(&mut self, i: usize, generation: u64) {
+        let rp = &self.machine.procs()[i].rp;
+        let Some(check) = rp.health.clone() else {
+            return;
+        };
+        let env = spawn_env(rp, &self.opts.run_id);
+        let cwd = rp.cwd.clone();
+        let tx = self.tx.clone();
+        let slot = &mut self.slots[i];
+        if let Some(t) = slot.health_task.take() {
+            t.abort();
         }
-        p.history.push_back(Transition {
-            at,
-            state: state.clone(),
-            reason: message.clone(),
-        });
-        // Waiting on nothing is not news: the "started" event follows at once.
-        if matches!(&state, ProcState::Pending { waiting_for } if waiting_for.is_empty()) {
-            self.dirty = true;
+        let task = tokio::spawn(probe::every_period(check.probe, env, cwd, move |result| {
+            tx.send(Cmd::Machine(Input::Health {
+                index: i,
+                generation,
+                result,
+            }))
+            .is_ok()
+        }));
+        slot.health_task = Some(task.abort_handle());
+    }
+
+    /// The runtime's part of an exit of the current run: its terminal and
+    /// its usage figures go.
+    fn on_exited(&mut self, i: usize, generation: u64) {
+        let Some(p) = self.machine.procs().get(i) else {
+            return;
+        };
+        if p.generation != generation {
             return;
         }
-        self.emit(i, at, state, message);
-    }
-
-    /// An event without a state change (e.g. a probe note).
-    fn note(&mut self, i: usize, message: impl Into<String>) {
-        let state = self.procs[i].state.clone();
-        self.emit(i, now_millis(), state, message.into());
-    }
-
-    fn emit(&mut self, i: usize, at: Millis, state: ProcState, message: String) {
+        *self.shared.procs[i]
+            .pty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        let slot = &mut self.slots[i];
+        slot.cpu_percent = None;
+        slot.rss = None;
         self.dirty = true;
-        let shared = &self.shared.procs[i];
-        {
-            let mut log = shared.lock_log();
-            log.write_event(at, &message);
-            log.flush();
-        }
-        let ev = LifecycleEvent {
-            at,
-            process: self.procs[i].rp.name.clone(),
-            state,
-            message,
-        };
-        if let Some(sink) = &self.sink {
-            sink.send_event(ev.clone());
-        }
-        let _ = self.shared.events.send(Event::Lifecycle(ev));
     }
 
     fn publish(&mut self) {
         self.dirty = false;
         let processes = self
-            .procs
+            .machine
+            .procs()
             .iter()
-            .map(|p| ProcessStatus {
+            .zip(&self.slots)
+            .map(|(p, slot)| ProcessStatus {
                 name: p.rp.name.clone(),
                 kind: p.rp.kind,
                 state: p.state.clone(),
-                pid: p.pid,
+                pid: p.pid(),
                 started_at: p.started_at,
                 restarts: p.restarts,
                 exit_code: p.exit_code,
-                ready: p.ready,
-                cpu_percent: p.cpu_percent,
-                rss_bytes: p.rss,
-                command: p.shown_command.clone(),
+                ready: p.ready(),
+                cpu_percent: slot.cpu_percent,
+                rss_bytes: slot.rss,
+                command: slot.shown_command.clone(),
                 cwd: p.rp.cwd.display().to_string(),
                 history: p.history.iter().cloned().collect(),
                 probe: p.probe_msg.clone(),
@@ -522,759 +561,15 @@ impl Actor {
         let _ = self.status_tx.send(Arc::new(status));
     }
 
-    // ---- starting ----------------------------------------------------------
-
-    /// Mark a process as wanted: it starts when its dependencies allow.
-    fn want(&mut self, i: usize, why: &str) {
-        if self.procs[i].rp.config.disabled || self.procs[i].state.is_alive() {
-            return;
-        }
-        if matches!(self.procs[i].state, ProcState::Pending { .. }) {
-            return;
-        }
-        self.set_state(
-            i,
-            ProcState::Pending {
-                waiting_for: vec![],
-            },
-            why,
-        );
-        // Idle dependencies of a wanted process are wanted too.
-        for (j, _) in self.deps[i].clone() {
-            if matches!(self.procs[j].state, ProcState::Idle) {
-                self.want(j, &format!("needed by {}", self.procs[i].rp.name));
-            }
-        }
-    }
-
-    fn user_start(&mut self, ids: &[usize]) -> Result<(), String> {
-        if self.shutting_down {
-            return Err("the space is shutting down".into());
-        }
-        let disabled: Vec<&str> = ids
-            .iter()
-            .filter(|&&i| self.procs[i].rp.config.disabled)
-            .map(|&i| self.procs[i].rp.name.as_str())
-            .collect();
-        if !disabled.is_empty() {
-            return Err(format!("disabled in the config: {}", disabled.join(", ")));
-        }
-        for &i in ids {
-            let p = &mut self.procs[i];
-            if p.state.is_alive() || matches!(p.state, ProcState::Pending { .. }) {
-                continue;
-            }
-            p.rs = RestartState::default();
-            p.generation += 1; // cancels a pending backoff timer
-            self.want(i, "started by user");
-        }
-        self.schedule();
-        Ok(())
-    }
-
-    fn user_restart(&mut self, ids: &[usize]) -> Result<(), String> {
-        if self.shutting_down {
-            return Err("the space is shutting down".into());
-        }
-        for &i in ids {
-            if self.procs[i].rp.config.disabled {
-                continue;
-            }
-            self.procs[i].rs = RestartState::default();
-            if self.procs[i].state.is_alive() {
-                self.begin_stop(i, Intent::Restart);
-            } else {
-                let p = &mut self.procs[i];
-                p.generation += 1;
-                p.restarts += 1;
-                if !matches!(p.state, ProcState::Pending { .. }) {
-                    self.set_state(
-                        i,
-                        ProcState::Pending {
-                            waiting_for: vec![],
-                        },
-                        "restart requested",
-                    );
-                }
-            }
-        }
-        self.schedule();
-        Ok(())
-    }
-
-    /// Whether dependency `j` satisfies `cond` now; `Err` when it never will
-    /// without a user action.
-    fn dep_state(&self, j: usize, cond: DependCondition) -> Result<bool, String> {
-        let d = &self.procs[j];
-        let restarting = d.intent.is_some();
-        let ok = match cond {
-            DependCondition::Started => {
-                !restarting && (d.state.is_alive() || matches!(d.state, ProcState::Exited { .. }))
-            }
-            DependCondition::Ready => !restarting && d.ready,
-            DependCondition::CompletedSuccessfully => {
-                matches!(d.state, ProcState::Exited { code: 0 })
-            }
-        };
-        if ok {
-            return Ok(true);
-        }
-        let dead = match &d.state {
-            ProcState::Failed { reason } => Some(format!("{} failed: {reason}", d.rp.name)),
-            ProcState::Exited { code } => Some(format!("{} exited {code}", d.rp.name)),
-            ProcState::Killed { signal } => Some(format!(
-                "{} was killed by {}",
-                d.rp.name,
-                signal_name(*signal)
-            )),
-            ProcState::Stopped => Some(format!("{} was stopped", d.rp.name)),
-            ProcState::Idle if d.rp.config.disabled => Some(format!("{} is disabled", d.rp.name)),
-            _ => None,
-        };
-        match dead {
-            Some(why) => Err(why),
-            None => Ok(false),
-        }
-    }
-
-    /// Start every pending process whose dependencies hold.
-    fn schedule(&mut self) {
-        if self.shutting_down {
-            return;
-        }
-        loop {
-            let mut progressed = false;
-            for i in 0..self.procs.len() {
-                let ProcState::Pending { waiting_for } = &self.procs[i].state else {
-                    continue;
-                };
-                if self.procs[i].escapees_pending {
-                    continue;
-                }
-                let mut waiting = Vec::new();
-                let mut blocked = None;
-                for &(j, cond) in &self.deps[i] {
-                    match self.dep_state(j, cond) {
-                        Ok(true) => {}
-                        Ok(false) => waiting.push(self.procs[j].rp.name.clone()),
-                        Err(why) => {
-                            blocked = Some(why);
-                            break;
-                        }
-                    }
-                }
-                if let Some(why) = blocked {
-                    self.set_state(
-                        i,
-                        ProcState::Failed {
-                            reason: format!("dependency {why}"),
-                        },
-                        format!("not started: dependency {why}"),
-                    );
-                    progressed = true;
-                } else if waiting.is_empty() {
-                    self.spawn(i);
-                    progressed = true;
-                } else if *waiting_for != waiting {
-                    let msg = format!("waiting for {}", waiting.join(", "));
-                    self.set_state(
-                        i,
-                        ProcState::Pending {
-                            waiting_for: waiting,
-                        },
-                        msg,
-                    );
-                }
-            }
-            if !progressed {
-                break;
-            }
-        }
-    }
-
-    fn spawn(&mut self, i: usize) {
-        let env = spawn_env(&self.procs[i].rp, &self.opts.run_id);
-        let shared = self.shared.procs[i].clone();
-        let (rows, cols) = *shared.size.lock().unwrap_or_else(|e| e.into_inner());
-        let p = &mut self.procs[i];
-        p.generation += 1;
-        let generation = p.generation;
-        p.intent = None;
-        p.ready = false;
-        p.health_failures = 0;
-        p.healthy = None;
-        p.cpu_percent = None;
-        p.rss = None;
-        p.last_ticks = None;
-        let spawned = sys::spawn_on_pty(&SpawnSpec {
-            argv: &p.rp.argv,
-            env: &env,
-            cwd: &p.rp.cwd,
-            rows,
-            cols,
-        });
-        let child = match spawned {
-            Ok(c) => c,
-            // Out of descriptors or processes: mew's trouble, not the
-            // program's. Retried without counting toward its crash loop.
-            Err(e) if e.transient && !self.shutting_down => {
-                let delay = TRANSIENT_RETRY;
-                tracing::warn!(process = %p.rp.name, "cannot start: {}", e.message);
-                self.backoff(
-                    i,
-                    generation,
-                    delay,
-                    format!(
-                        "cannot start now ({}); retrying in {}",
-                        e.message,
-                        crate::human::duration(delay)
-                    ),
-                );
-                return;
-            }
-            Err(e) => {
-                p.exit_code = Some(e.exit_code);
-                p.pid = None;
-                let msg = e.message;
-                {
-                    let mut screen = shared.lock_screen();
-                    screen.push(format!("\x1b[0m\r\nmew: {msg}\r\n").as_bytes());
-                }
-                self.after_end(
-                    i,
-                    Ending::SpawnFailed,
-                    Duration::ZERO,
-                    ProcState::Failed {
-                        reason: msg.clone(),
-                    },
-                    format!("failed to start: {msg}"),
-                );
-                return;
-            }
-        };
-        let pid = child.pid;
-        let exit_rx = reaper().watch(pid);
-        let pty = match Pty::new(child.master) {
-            Ok(pty) => Arc::new(pty),
-            Err(e) => {
-                let _ = sys::signal_group(pid, libc::SIGKILL);
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    if let Ok(exit) = exit_rx.await {
-                        let _ = tx.send(Cmd::Exited {
-                            index: i,
-                            generation,
-                            exit,
-                        });
-                    }
-                });
-                self.note(i, format!("cannot watch the terminal: {e}"));
-                return;
-            }
-        };
-        p.pid = Some(pid);
-        p.started_at = Some(now_millis());
-        p.started = Some(Instant::now());
-        *shared.pty.lock().unwrap_or_else(|e| e.into_inner()) = Some(pty.clone());
-        let probe = p.rp.ready.clone();
-        let log_re = p.log_re.clone();
-        // The event goes out before the reader starts, so "started" precedes the output.
-        if probe.is_none() {
-            p.ready = true;
-            self.set_state(i, ProcState::Ready, format!("started pid {pid}"));
-        } else {
-            self.set_state(
-                i,
-                ProcState::Starting,
-                format!("started pid {pid}, waiting until ready"),
-            );
-        }
-        let finish = Finish::new();
-        let reader = tokio::spawn(output::read_output(
-            self.shared.clone(),
-            i,
-            generation,
-            pty,
-            finish.clone(),
-            self.sink.clone(),
-            log_re,
-            self.tx.clone(),
-        ));
-        let tx = self.tx.clone();
-        tokio::spawn(output::watch_exit(
-            tx, i, generation, exit_rx, finish, reader,
-        ));
-
-        match probe {
-            // Polled until the first success, then done (a restart polls again).
-            Some(probe) if !matches!(probe.kind, ProbeKind::Log { .. }) => {
-                let tx = self.tx.clone();
-                let cwd = self.procs[i].rp.cwd.clone();
-                let task = tokio::spawn(probe::until_ready(probe, env, cwd, move |result| {
-                    tx.send(Cmd::ProbeResult {
-                        index: i,
-                        generation,
-                        result,
-                    })
-                    .is_ok()
-                }));
-                self.procs[i].probe_task = Some(task.abort_handle());
-            }
-            Some(_) => {}
-            // Ready at once: the health check starts now.
-            None => self.start_health(i),
-        }
-    }
-
-    /// Start the health check of a process that just became ready.
-    fn start_health(&mut self, i: usize) {
-        let Some(check) = self.procs[i].rp.health.clone() else {
-            return;
-        };
-        let env = spawn_env(&self.procs[i].rp, &self.opts.run_id);
-        let p = &mut self.procs[i];
-        if let Some(t) = p.health_task.take() {
-            t.abort();
-        }
-        let (generation, cwd, tx) = (p.generation, p.rp.cwd.clone(), self.tx.clone());
-        let task = tokio::spawn(probe::every_period(check.probe, env, cwd, move |result| {
-            tx.send(Cmd::HealthResult {
-                index: i,
-                generation,
-                result,
-            })
-            .is_ok()
-        }));
-        p.health_task = Some(task.abort_handle());
-    }
-
-    /// A readiness probe's result. The probe stops at its first success;
-    /// failures before it are not counted (a process may take as long as it
-    /// needs to become ready).
-    fn on_probe(&mut self, i: usize, generation: u64, result: Result<(), String>) {
-        let p = &mut self.procs[i];
-        if p.generation != generation || !p.state.is_alive() || p.intent.is_some() || p.ready {
-            return;
-        }
-        match result {
-            Ok(()) => {
-                // The probe task has ended (or the log matched): nothing to abort.
-                p.probe_task = None;
-                p.probe_msg = Some("ok".into());
-                p.ready = true;
-                self.set_state(i, ProcState::Ready, "ready");
-                self.start_health(i);
-                self.schedule();
-            }
-            Err(why) => {
-                let changed = p.probe_msg.as_deref() != Some(why.as_str());
-                p.probe_msg = Some(why);
-                self.dirty |= changed;
-            }
-        }
-    }
-
-    /// A health check's result: `failure_threshold` consecutive failures
-    /// restart the process (`action: restart`) or mark it unhealthy.
-    fn on_health(&mut self, i: usize, generation: u64, result: Result<(), String>) {
-        let p = &mut self.procs[i];
-        if p.generation != generation
-            || !p.state.is_alive()
-            || p.intent.is_some()
-            || self.shutting_down
-        {
-            return;
-        }
-        let Some(check) = p.rp.health.as_ref() else {
-            return;
-        };
-        let (threshold, action) = (check.probe.failure_threshold.max(1), check.action);
-        let msg = match result {
-            Ok(()) => {
-                p.health_failures = 0;
-                let was = p.healthy.replace(true);
-                if was == Some(false) {
-                    p.probe_msg = Some("healthy".into());
-                    self.note(i, "healthy again");
-                }
-                "healthy".to_string()
-            }
-            Err(why) => {
-                p.health_failures = p.health_failures.saturating_add(1);
-                let n = p.health_failures;
-                if n < threshold {
-                    format!("health check failed ({n} of {threshold}): {why}")
-                } else {
-                    let reason = format!("health check failed {n} times: {why}");
-                    let was = p.healthy.replace(false);
-                    p.probe_msg = Some(format!("unhealthy: {reason}"));
-                    match action {
-                        HealthAction::Restart => self.begin_stop(i, Intent::Health(reason)),
-                        HealthAction::None if was != Some(false) => {
-                            self.note(i, format!("unhealthy: {reason}"));
-                        }
-                        HealthAction::None => {}
-                    }
-                    self.dirty = true;
-                    return;
-                }
-            }
-        };
-        let p = &mut self.procs[i];
-        let changed = p.probe_msg.as_deref() != Some(msg.as_str());
-        p.probe_msg = Some(msg);
-        self.dirty |= changed;
-    }
-
-    // ---- stopping ----------------------------------------------------------
-
-    fn begin_stop(&mut self, i: usize, intent: Intent) {
-        let p = &mut self.procs[i];
-        match &p.state {
-            s if s.is_alive() && !matches!(s, ProcState::Stopping { .. }) => {
-                let Some(pid) = p.pid else { return };
-                let generation = p.generation;
-                let kill = intent == Intent::Kill || self.forced;
-                let (sig, sig_name) = if kill {
-                    (libc::SIGKILL, "SIGKILL")
-                } else {
-                    (p.rp.config.stop_signal.number, p.rp.config.stop_signal.name)
-                };
-                let timeout = p.rp.config.stop_timeout;
-                let why = match &intent {
-                    Intent::Stop => "stopping".to_string(),
-                    Intent::Kill => "killing".to_string(),
-                    Intent::Restart => "restarting".to_string(),
-                    Intent::Memory(r) | Intent::Health(r) => format!("{r}: restarting"),
-                    Intent::Shutdown => "stopping (space shutdown)".to_string(),
-                };
-                p.intent = Some(intent);
-                p.ready = false;
-                if let Some(t) = p.probe_task.take() {
-                    t.abort();
-                }
-                if let Some(t) = p.health_task.take() {
-                    t.abort();
-                }
-                let _ = sys::signal_group(pid, sig);
-                self.set_state(
-                    i,
-                    ProcState::Stopping { escalated: kill },
-                    format!("{why}: sent {sig_name} to process group {pid}"),
-                );
-                if !kill {
-                    let tx = self.tx.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(timeout).await;
-                        let _ = tx.send(Cmd::Escalate {
-                            index: i,
-                            generation,
-                        });
-                    });
-                }
-            }
-            ProcState::Stopping { escalated } => {
-                let escalated = *escalated;
-                // A stronger intent replaces a weaker one: a stop beats a restart.
-                if matches!(
-                    p.intent,
-                    Some(Intent::Restart) | Some(Intent::Memory(_)) | Some(Intent::Health(_))
-                ) && matches!(intent, Intent::Stop | Intent::Shutdown | Intent::Kill)
-                {
-                    p.intent = Some(intent.clone());
-                }
-                if (intent == Intent::Kill || self.forced) && !escalated {
-                    let generation = p.generation;
-                    self.escalate(i, generation);
-                }
-            }
-            ProcState::Pending { .. } | ProcState::Backoff { .. } => {
-                if intent == Intent::Restart {
-                    return;
-                }
-                p.generation += 1;
-                self.set_state(i, ProcState::Stopped, "stopped before it started");
-            }
-            _ => {
-                if intent == Intent::Restart {
-                    self.want(i, "restart requested");
-                }
-            }
-        }
-    }
-
-    fn escalate(&mut self, i: usize, generation: u64) {
-        let p = &self.procs[i];
-        if p.generation != generation
-            || !matches!(p.state, ProcState::Stopping { escalated: false })
-        {
-            return;
-        }
-        let Some(pid) = p.pid else { return };
-        let timeout = p.rp.config.stop_timeout;
-        let _ = sys::signal_group(pid, libc::SIGKILL);
-        let msg = if self.forced {
-            format!("killing process group {pid} (SIGKILL)")
-        } else {
-            format!(
-                "did not stop within {}: sent SIGKILL to process group {pid}",
-                crate::human::duration(timeout)
-            )
-        };
-        self.set_state(i, ProcState::Stopping { escalated: true }, msg);
-    }
-
-    fn shutdown(&mut self, force: bool) {
-        let first = !self.shutting_down;
-        self.shutting_down = true;
-        if force && !self.forced {
-            self.forced = true;
-            if !first {
-                tracing::info!("second interrupt: killing every process now");
-            }
-        }
-        if first {
-            let tx = self.tx.clone();
-            let deadline = self.space.shutdown_timeout;
-            tokio::spawn(async move {
-                tokio::time::sleep(deadline).await;
-                let _ = tx.send(Cmd::ShutdownDeadline);
-            });
-        }
-        for i in 0..self.procs.len() {
-            if matches!(
-                self.procs[i].state,
-                ProcState::Pending { .. } | ProcState::Backoff { .. }
-            ) {
-                self.procs[i].generation += 1;
-                self.set_state(i, ProcState::Stopped, "not started: the space is stopping");
-            }
-        }
-        if self.forced {
-            for i in 0..self.procs.len() {
-                if self.procs[i].state.is_alive() {
-                    self.begin_stop(i, Intent::Shutdown);
-                }
-            }
-        }
-        self.advance_shutdown();
-    }
-
-    /// Stop every running process none of whose dependents still runs.
-    fn advance_shutdown(&mut self) {
-        if !self.shutting_down {
-            return;
-        }
-        for i in 0..self.procs.len() {
-            let p = &self.procs[i];
-            if !p.state.is_alive() || matches!(p.state, ProcState::Stopping { .. }) {
-                continue;
-            }
-            let blocked = self.dependents[i]
-                .iter()
-                .any(|&d| self.procs[d].state.is_alive());
-            if !blocked {
-                self.begin_stop(i, Intent::Shutdown);
-            }
-        }
-    }
-
-    fn maybe_finish_shutdown(&mut self) {
-        if !self.shutting_down || self.down || self.sweeping {
-            return;
-        }
-        if self.procs.iter().any(|p| p.state.is_alive()) {
-            return;
-        }
-        self.sweeping = true;
-        let run_id = self.opts.run_id.clone();
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            sweep_run(&run_id).await;
-            let _ = tx.send(Cmd::SweepDone);
-        });
-    }
-
-    // ---- exits -------------------------------------------------------------
-
-    fn on_exited(&mut self, i: usize, generation: u64, exit: Exit) {
-        let p = &mut self.procs[i];
-        if p.generation != generation {
-            return;
-        }
-        if let Some(t) = p.probe_task.take() {
-            t.abort();
-        }
-        if let Some(t) = p.health_task.take() {
-            t.abort();
-        }
-        p.healthy = None;
-        let pid = p.pid.take();
-        {
-            let shared = &self.shared.procs[i];
-            *shared.pty.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        }
-        if let Some(pgid) = pid {
-            // Whatever is left of its group goes with it.
-            let _ = sys::signal_group(pgid, libc::SIGKILL);
-            // Escapees of this run (setsid, double fork) go too. This runs
-            // before any respawn, so a new instance can never be mistaken for
-            // one; during a shutdown the final sweep does it once for all.
-            if !self.shutting_down {
-                p.escapees_pending = true;
-                let run_id = self.opts.run_id.clone();
-                let name = p.rp.name.clone();
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    let _ = tokio::task::spawn_blocking(move || kill_adopted(&run_id, &name)).await;
-                    let _ = tx.send(Cmd::EscapeesSwept { index: i });
-                });
-            }
-        }
-        let uptime = p.started.map(|s| s.elapsed()).unwrap_or_default();
-        p.exit_code = Some(exit.code());
-        p.ready = false;
-        p.cpu_percent = None;
-        p.rss = None;
-        let how = match exit {
-            Exit::Code(c) => format!("exit code {c}"),
-            Exit::Signal(s) => signal_name(s),
-        };
-        match p.intent.take() {
-            Some(Intent::Health(reason)) if !self.shutting_down => {
-                self.after_unhealthy(i, reason, uptime, how);
-            }
-            Some(Intent::Restart) | Some(Intent::Memory(_)) if !self.shutting_down => {
-                p.restarts += 1;
-                self.set_state(
-                    i,
-                    ProcState::Pending {
-                        waiting_for: vec![],
-                    },
-                    format!("stopped ({how}), restarting"),
-                );
-                self.schedule();
-            }
-            Some(_) => {
-                self.set_state(i, ProcState::Stopped, format!("stopped ({how})"));
-            }
-            None => {
-                let (ending, state, msg) = match exit {
-                    Exit::Code(c) => (
-                        Ending::Code(c),
-                        ProcState::Exited { code: c },
-                        format!("exited with code {c}"),
-                    ),
-                    Exit::Signal(s) => (
-                        Ending::Signal(s),
-                        ProcState::Killed { signal: s },
-                        format!("killed by {}", signal_name(s)),
-                    ),
-                };
-                self.after_end(i, ending, uptime, state, msg);
-            }
-        }
-        self.advance_shutdown();
-        self.schedule();
-    }
-
-    /// Apply the restart policy after a run ended on its own (or never started).
-    fn after_end(
-        &mut self,
-        i: usize,
-        ending: Ending,
-        uptime: Duration,
-        state: ProcState,
-        msg: String,
-    ) {
-        if self.shutting_down {
-            self.set_state(i, state, msg);
-            return;
-        }
-        let p = &mut self.procs[i];
-        let decision = policy::decide(
-            &Policy {
-                restart: p.rp.config.restart_policy,
-                max_restarts: p.rp.config.max_restarts,
-                backoff: &p.rp.config.backoff,
-                one_shot: p.rp.config.one_shot,
-            },
-            ending,
-            uptime,
-            &mut p.rs,
-        );
-        match decision {
-            Decision::Stay => self.set_state(i, state, msg),
-            Decision::GiveUp { reason } => {
-                self.set_state(i, state, msg);
-                self.set_state(
-                    i,
-                    ProcState::Failed {
-                        reason: reason.clone(),
-                    },
-                    reason,
-                );
-            }
-            Decision::Restart { delay } => {
-                self.set_state(i, state, msg);
-                let p = &mut self.procs[i];
-                p.restarts += 1;
-                let generation = p.generation;
-                self.backoff(
-                    i,
-                    generation,
-                    delay,
-                    format!("restarting in {}", crate::human::duration(delay)),
-                );
-            }
-        }
-    }
-
-    /// After mew stopped a process whose health check failed: restart it,
-    /// counted by the restart policy like any restart (backoff,
-    /// `max_restarts`, crash-loop guard), whatever `restart_policy` says.
-    fn after_unhealthy(&mut self, i: usize, reason: String, uptime: Duration, how: String) {
-        let p = &mut self.procs[i];
-        let decision = policy::decide(
-            &Policy {
-                restart: p.rp.config.restart_policy,
-                max_restarts: p.rp.config.max_restarts,
-                backoff: &p.rp.config.backoff,
-                one_shot: p.rp.config.one_shot,
-            },
-            Ending::Unhealthy,
-            uptime,
-            &mut p.rs,
-        );
-        match decision {
-            Decision::Restart { delay } => {
-                p.restarts += 1;
-                let generation = p.generation;
-                self.backoff(
-                    i,
-                    generation,
-                    delay,
-                    format!(
-                        "stopped ({how}): {reason}; restarting in {}",
-                        crate::human::duration(delay)
-                    ),
-                );
-            }
-            Decision::Stay => {
-                let msg = format!("stopped ({how}): {reason}");
-                self.set_state(i, ProcState::Failed { reason }, msg);
-            }
-            Decision::GiveUp { reason: given_up } => {
-                let msg = format!("stopped ({how}): {reason}; {given_up}");
-                self.set_state(i, ProcState::Failed { reason: given_up }, msg);
-            }
-        }
-    }
-
     // ---- resources ---------------------------------------------------------
 
     fn sample(&mut self) {
-        let pgids: Vec<u32> = self.procs.iter().filter_map(|p| p.pid).collect();
+        let pgids: Vec<u32> = self
+            .machine
+            .procs()
+            .iter()
+            .filter_map(|p| p.pid())
+            .collect();
         if pgids.is_empty() {
             return;
         }
@@ -1292,38 +587,25 @@ impl Actor {
             .unwrap_or(0.0);
         self.last_sample = Some(at);
         let hz = crate::procfs::clock_ticks_per_sec().max(1) as f64;
-        let mut over = Vec::new();
-        for (i, p) in self.procs.iter_mut().enumerate() {
-            let Some(pid) = p.pid else { continue };
+        let mut samples = Vec::new();
+        for (i, (p, slot)) in self.machine.procs().iter().zip(&mut self.slots).enumerate() {
+            let Some(pid) = p.pid() else { continue };
             let Some(&(rss, ticks)) = usage.get(&pid) else {
                 continue;
             };
-            p.rss = Some(rss);
-            if let Some(last) = p.last_ticks
+            slot.rss = Some(rss);
+            if let Some(last) = slot.last_ticks
                 && elapsed > 0.0
             {
-                p.cpu_percent =
+                slot.cpu_percent =
                     Some((ticks.saturating_sub(last) as f64 / hz / elapsed * 100.0) as f32);
             }
-            p.last_ticks = Some(ticks);
-            if let Some(limit) = p.rp.config.max_memory
-                && rss > limit
-                && p.intent.is_none()
-                && p.state.is_alive()
-            {
-                over.push((
-                    i,
-                    format!(
-                        "memory {} over limit {}",
-                        crate::human::size_compact(rss),
-                        crate::human::size_compact(limit)
-                    ),
-                ));
-            }
+            slot.last_ticks = Some(ticks);
+            samples.push((i, rss));
         }
         self.dirty = true;
-        for (i, reason) in over {
-            self.begin_stop(i, Intent::Memory(reason));
+        for (index, rss) in samples {
+            let _ = self.feed(Input::Memory { index, rss });
         }
     }
 }

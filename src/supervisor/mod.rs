@@ -8,6 +8,7 @@
 //! log file and the subscribers directly.
 
 mod actor;
+mod machine;
 mod output;
 pub mod policy;
 pub mod probe;
@@ -289,50 +290,16 @@ pub(crate) enum Cmd {
     Stop(Vec<String>, oneshot::Sender<Result<(), String>>),
     Restart(Vec<String>, oneshot::Sender<Result<(), String>>),
     Kill(Vec<String>, oneshot::Sender<Result<(), String>>),
-    /// Stop the whole space; `force` kills at once.
-    Shutdown {
-        force: bool,
-    },
     /// Resolves when every process has settled after a shutdown.
     WaitDown(oneshot::Sender<()>),
-    Exited {
-        index: usize,
-        generation: u64,
-        exit: crate::sys::Exit,
-    },
-    Escalate {
-        index: usize,
-        generation: u64,
-    },
-    RestartDue {
-        index: usize,
-        generation: u64,
-    },
-    ProbeResult {
-        index: usize,
-        generation: u64,
-        result: Result<(), String>,
-    },
-    LogMatched {
-        index: usize,
-        generation: u64,
-    },
-    HealthResult {
-        index: usize,
-        generation: u64,
-        result: Result<(), String>,
-    },
+    /// Time to sample the processes' resource usage.
     Sample,
     Usage(
         std::collections::HashMap<u32, (u64, u64)>,
         std::time::Instant,
     ),
-    ShutdownDeadline,
-    /// The escapees of process `index`'s last run are gone.
-    EscapeesSwept {
-        index: usize,
-    },
-    SweepDone,
+    /// Something for the lifecycle machine (exits, timers, probes, sweeps).
+    Machine(machine::Input),
 }
 
 /// A cheap, cloneable way to control a running supervisor.
@@ -377,7 +344,9 @@ impl Handle {
 
     /// Begin stopping the whole space (dependents first).
     pub fn shutdown(&self, force: bool) {
-        let _ = self.tx.send(Cmd::Shutdown { force });
+        let _ = self
+            .tx
+            .send(Cmd::Machine(machine::Input::Shutdown { force }));
     }
 
     /// Wait until a shutdown has finished: no process of the space is left.

@@ -10,6 +10,7 @@ use regex::Regex;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::machine::Input;
 use super::pty::{Finish, Pty};
 use super::{Cmd, Event, LineSink, ProcShared, Shared};
 use crate::status::now_millis;
@@ -162,7 +163,11 @@ impl Delivery {
             && lines.iter().any(|l| re.is_match(l))
         {
             *matched = true;
-            let _ = tx.send(Cmd::LogMatched { index, generation });
+            let _ = tx.send(Cmd::Machine(Input::Probe {
+                index,
+                generation,
+                result: Ok(()),
+            }));
         }
         if shared.events.receiver_count() > 0 {
             for l in lines.iter() {
@@ -199,9 +204,9 @@ pub(super) async fn watch_exit(
         _ = &mut reader => {}
         _ = tokio::time::sleep(DRAIN_GRACE) => reader.abort(),
     }
-    let _ = tx.send(Cmd::Exited {
+    let _ = tx.send(Cmd::Machine(Input::Exited {
         index,
         generation,
         exit,
-    });
+    }));
 }
