@@ -1229,3 +1229,7 @@ impl Machine {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "machine_tests.rs"]
+mod tests;

@@ -54,7 +54,7 @@ impl Ending {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RestartState {
     /// Restarts by policy since the user last started the process.
-    pub restarts: u32,
+    pub since_user_start: u32,
     /// Consecutive fast failures.
     pub fast_failures: u32,
     /// The delay used for the previous restart (None: none yet / reset).
@@ -108,7 +108,7 @@ pub fn decide(
         state.fast_failures = 0;
     }
     if let Some(max) = policy.max_restarts
-        && state.restarts >= max
+        && state.since_user_start >= max
     {
         return Decision::GiveUp {
             reason: format!("gave up after {max} restarts"),
@@ -125,7 +125,7 @@ pub fn decide(
     }
     let delay = next_delay(policy.backoff, state.last_delay);
     state.last_delay = Some(delay);
-    state.restarts += 1;
+    state.since_user_start += 1;
     Decision::Restart { delay }
 }
 
@@ -236,7 +236,7 @@ mod tests {
             })
             .collect();
         assert_eq!(delays, vec![100, 300, 900, 1000, 1000]);
-        assert_eq!(st.restarts, 5);
+        assert_eq!(st.since_user_start, 5);
     }
 
     #[test]
@@ -289,7 +289,7 @@ mod tests {
                 Decision::Restart { delay: b.initial },
                 "{r:?}"
             );
-            assert_eq!(st.restarts, 1);
+            assert_eq!(st.since_user_start, 1);
             // The same counter as crashes: the next restart is one too many.
             assert_eq!(
                 decide(&p, Ending::Code(1), LONG, &mut st),
