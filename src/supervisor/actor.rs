@@ -47,6 +47,27 @@ struct Slot {
 }
 
 impl Slot {
+    fn new(rp: &ResolvedProcess, secrets: &[String]) -> Slot {
+        let shown_command = mask_secrets(crate::human::shell_words(&rp.argv), secrets);
+        let log_re = match &rp.ready {
+            Some(probe) => match &probe.kind {
+                ProbeKind::Log { regex } => Regex::new(regex).ok().map(Arc::new),
+                _ => None,
+            },
+            None => None,
+        };
+        Slot {
+            shown_command,
+            log_re,
+            probe_task: None,
+            health_task: None,
+            cpu_percent: None,
+            rss: None,
+            last_ticks: None,
+            spawned: None,
+        }
+    }
+
     fn cancel_checks(&mut self) {
         if let Some(t) = self.probe_task.take() {
             t.abort();
@@ -66,6 +87,8 @@ struct Actor {
     status_tx: watch::Sender<Arc<SpaceStatus>>,
     machine: Machine,
     slots: Vec<Slot>,
+    /// Token values, masked in the command lines status shows.
+    secrets: Vec<String>,
     down_waiters: Vec<oneshot::Sender<()>>,
     last_sample: Option<Instant>,
     dirty: bool,
@@ -139,29 +162,7 @@ pub(crate) fn start(
                 .flat_map(|p| p.config.tokens.iter().filter(|t| !t.is_empty()).cloned()),
         )
         .collect();
-    let slots: Vec<Slot> = processes
-        .iter()
-        .map(|rp| {
-            let shown_command = mask_secrets(crate::human::shell_words(&rp.argv), &secrets);
-            let log_re = match &rp.ready {
-                Some(probe) => match &probe.kind {
-                    ProbeKind::Log { regex } => Regex::new(regex).ok().map(Arc::new),
-                    _ => None,
-                },
-                None => None,
-            };
-            Slot {
-                shown_command,
-                log_re,
-                probe_task: None,
-                health_task: None,
-                cpu_percent: None,
-                rss: None,
-                last_ticks: None,
-                spawned: None,
-            }
-        })
-        .collect();
+    let slots: Vec<Slot> = processes.iter().map(|rp| Slot::new(rp, &secrets)).collect();
     let machine = Machine::new(processes, space.shutdown_timeout, now());
     let placeholder = Arc::new(SpaceStatus {
         space: SpaceInfo {
@@ -192,6 +193,7 @@ pub(crate) fn start(
         status_tx,
         machine,
         slots,
+        secrets,
         down_waiters: Vec::new(),
         last_sample: None,
         dirty: true,
@@ -244,6 +246,9 @@ impl Actor {
             }
             Cmd::Restart(names, reply) => {
                 let _ = reply.send(self.feed(Input::Restart(names)));
+            }
+            Cmd::Ask(input, reply) => {
+                let _ = reply.send(self.feed(input));
             }
             Cmd::WaitDown(reply) => {
                 if self.machine.is_down() {
@@ -353,6 +358,16 @@ impl Actor {
                 for w in self.down_waiters.drain(..) {
                     let _ = w.send(());
                 }
+            }
+            Effect::Replaced { index } => {
+                let rp = &self.machine.procs()[index].rp;
+                self.slots[index] = Slot::new(rp, &self.secrets);
+            }
+            Effect::Removed { index } => self.slots[index].cancel_checks(),
+            // The shared process table (screens, logs, PTYs) has a fixed
+            // size for now: nothing sends `Input::Add` to this runtime.
+            Effect::Added { index } => {
+                tracing::error!("process {index} added, but the process table cannot grow yet");
             }
         }
         None

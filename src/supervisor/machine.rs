@@ -46,7 +46,9 @@ pub(crate) struct Now {
 pub(crate) enum Intent {
     Stop,
     Kill,
-    Restart,
+    /// A restart, with why when it is not the user's (a file changed, the
+    /// config changed).
+    Restart(Option<String>),
     Memory(String),
     /// The health check failed its threshold (`action: restart`).
     Health(String),
@@ -73,6 +75,26 @@ pub(crate) enum Input {
     Restart(Vec<String>),
     /// SIGKILL processes by name (empty: all).
     Kill(Vec<String>),
+    /// Restart processes by name for a reason shown in their lifecycle line
+    /// ("src/main.rs changed"); one already pending is not queued again.
+    RestartFor {
+        names: Vec<String>,
+        reason: String,
+    },
+    /// Start processes by name and, first, those of their dependencies
+    /// (transitively) that are stopped, failed or never started.
+    StartWithDeps(Vec<String>),
+    /// A new process joins the space (a reload added it, `scale` grew it).
+    /// Driven by the unit tests only until the shared process table can grow
+    /// (#17); likewise [`Input::Remove`].
+    #[cfg_attr(not(test), allow(dead_code))]
+    Add(Box<ResolvedProcess>),
+    /// A process leaves the space: it is stopped, then dropped.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Remove(String),
+    /// A process gets a new spec (same name): a running one is stopped and
+    /// started again with it.
+    Replace(Box<ResolvedProcess>),
     /// Stop the whole space; `force` kills at once.
     Shutdown {
         force: bool,
@@ -161,6 +183,12 @@ pub(crate) enum Effect {
     Emit { index: usize, event: LifecycleEvent },
     /// The shutdown is over: wake whoever waits for it.
     Down,
+    /// Process `index` was added at the end of the table.
+    Added { index: usize },
+    /// Process `index` has a new spec (what the runtime derived from it is stale).
+    Replaced { index: usize },
+    /// Process `index` has left the space (a tombstone stays at its index).
+    Removed { index: usize },
 }
 
 /// The run of a process that is alive.
@@ -200,6 +228,12 @@ pub(crate) struct Proc {
     /// Escapees of its last run are being looked for: it is not started
     /// again until that is done, so a new instance can never be mistaken for one.
     pub escapees_pending: bool,
+    /// The spec it takes when the current run has ended.
+    pub next_spec: Option<Box<ResolvedProcess>>,
+    /// It leaves the space when the current run has ended.
+    pub leaving: bool,
+    /// It has left the space: no name resolves to it, nothing depends on it.
+    pub removed: bool,
 }
 
 impl Proc {
@@ -219,6 +253,9 @@ impl Proc {
             health_failures: 0,
             healthy: None,
             escapees_pending: false,
+            next_spec: None,
+            leaving: false,
+            removed: false,
         }
     }
 
@@ -289,8 +326,15 @@ impl Machine {
         self.deps = vec![Vec::new(); n];
         self.dependents = vec![Vec::new(); n];
         for i in 0..n {
+            if self.procs[i].removed {
+                continue;
+            }
             for d in &self.procs[i].rp.config.depends_on {
-                if let Some(j) = self.procs.iter().position(|p| p.rp.name == d.name) {
+                if let Some(j) = self
+                    .procs
+                    .iter()
+                    .position(|p| !p.removed && p.rp.name == d.name)
+                {
                     self.deps[i].push((j, d.condition));
                     self.dependents[j].push(i);
                 }
@@ -366,7 +410,28 @@ impl Machine {
             }
             Input::Restart(names) => {
                 let ids = self.resolve(&names)?;
-                return self.user_restart(&ids);
+                return self.restart(&ids, None);
+            }
+            Input::RestartFor { names, reason } => {
+                let ids = self.resolve(&names)?;
+                return self.restart(&ids, Some(reason));
+            }
+            Input::StartWithDeps(names) => {
+                let ids = self.resolve(&names)?;
+                return self.start_with_deps(&ids);
+            }
+            Input::Add(rp) => return self.add(*rp),
+            Input::Remove(name) => {
+                let ids = self.resolve(std::slice::from_ref(&name))?;
+                for i in ids {
+                    self.remove(i);
+                }
+            }
+            Input::Replace(rp) => {
+                let ids = self.resolve(std::slice::from_ref(&rp.name))?;
+                for i in ids {
+                    self.replace(i, rp.clone());
+                }
             }
             Input::Shutdown { force } => self.shutdown(force),
             Input::Spawned {
@@ -447,16 +512,27 @@ impl Machine {
     /// Names → indices; empty means all. Unknown names list the valid ones.
     fn resolve(&self, names: &[String]) -> Result<Vec<usize>, String> {
         if names.is_empty() {
-            return Ok((0..self.procs.len()).collect());
+            return Ok((0..self.procs.len())
+                .filter(|&i| !self.procs[i].removed)
+                .collect());
         }
-        let known: Vec<&str> = self.procs.iter().map(|p| p.rp.name.as_str()).collect();
+        let known: Vec<&str> = self
+            .procs
+            .iter()
+            .filter(|p| !p.removed)
+            .map(|p| p.rp.name.as_str())
+            .collect();
         let asked: Vec<&str> = names.iter().map(String::as_str).collect();
         if let Some(msg) = crate::status::unknown_names(&asked, &known) {
             return Err(msg);
         }
         Ok(asked
             .iter()
-            .filter_map(|n| known.iter().position(|k| k == n))
+            .filter_map(|n| {
+                self.procs
+                    .iter()
+                    .position(|p| !p.removed && p.rp.name == *n)
+            })
             .collect())
     }
 
@@ -566,7 +642,9 @@ impl Machine {
         Ok(())
     }
 
-    fn user_restart(&mut self, ids: &[usize]) -> Result<(), String> {
+    /// A restart asked for by the user (`reason: None`), or for a reason
+    /// (a file watcher): then one already pending is not queued again.
+    fn restart(&mut self, ids: &[usize], reason: Option<String>) -> Result<(), String> {
         if self.shutting_down {
             return Err("the space is shutting down".into());
         }
@@ -574,9 +652,12 @@ impl Machine {
             if self.procs[i].rp.config.disabled {
                 continue;
             }
+            if reason.is_some() && self.restart_pending(i) {
+                continue;
+            }
             self.procs[i].policy = RestartState::default();
             if self.procs[i].state.is_alive() {
-                self.begin_stop(i, Intent::Restart);
+                self.begin_stop(i, Intent::Restart(reason.clone()));
             } else {
                 let p = &mut self.procs[i];
                 p.generation += 1;
@@ -594,6 +675,110 @@ impl Machine {
         }
         self.schedule();
         Ok(())
+    }
+
+    /// Whether a restart of `i` is already under way: stopping to restart,
+    /// or waiting to start.
+    fn restart_pending(&self, i: usize) -> bool {
+        let p = &self.procs[i];
+        matches!(p.state, ProcState::Pending { .. })
+            || (matches!(p.state, ProcState::Stopping { .. })
+                && matches!(
+                    p.intent,
+                    Some(Intent::Restart(_)) | Some(Intent::Memory(_)) | Some(Intent::Health(_))
+                ))
+    }
+
+    /// Start `ids` and, first, what they depend on (transitively) that is
+    /// not running and not waiting to: stopped, failed, exited or never
+    /// started. A task that completed successfully is not run again.
+    fn start_with_deps(&mut self, ids: &[usize]) -> Result<(), String> {
+        let mut all = Vec::new();
+        let mut todo: Vec<usize> = ids.to_vec();
+        while let Some(i) = todo.pop() {
+            if all.contains(&i) {
+                continue;
+            }
+            all.push(i);
+            for &(j, _) in &self.deps[i] {
+                let d = &self.procs[j];
+                let done = matches!(d.state, ProcState::Exited { code: 0 }) && d.rp.config.one_shot;
+                if !done {
+                    todo.push(j);
+                }
+            }
+        }
+        // Dependencies first, so their "started" lines come first.
+        all.reverse();
+        self.user_start(&all)
+    }
+
+    /// A new process at the end of the table; it starts if `auto_start`.
+    fn add(&mut self, rp: ResolvedProcess) -> Result<(), String> {
+        if self.shutting_down {
+            return Err("the space is shutting down".into());
+        }
+        if self
+            .procs
+            .iter()
+            .any(|p| !p.removed && p.rp.name == rp.name)
+        {
+            return Err(format!("a process named {} already exists", rp.name));
+        }
+        let start = rp.config.auto_start && !rp.config.disabled;
+        self.procs.push(Proc::new(rp));
+        self.link();
+        let index = self.procs.len() - 1;
+        self.effects.push(Effect::Added { index });
+        self.dirty = true;
+        if start {
+            self.want(index, "added");
+        }
+        self.schedule();
+        Ok(())
+    }
+
+    /// Stop `i`, then drop it from the space.
+    fn remove(&mut self, i: usize) {
+        self.procs[i].leaving = true;
+        if self.procs[i].state.is_alive() {
+            self.begin_stop(i, Intent::Stop);
+        } else {
+            self.drop_proc(i);
+        }
+    }
+
+    fn drop_proc(&mut self, i: usize) {
+        let p = &mut self.procs[i];
+        p.leaving = false;
+        p.removed = true;
+        p.generation += 1; // cancels a pending backoff timer
+        self.set_state(i, ProcState::Stopped, "removed from the space");
+        self.link();
+        self.effects.push(Effect::Removed { index: i });
+        self.schedule();
+    }
+
+    /// Give `i` a new spec: at once when it is not running (a pending start
+    /// uses it), else after a restart.
+    fn replace(&mut self, i: usize, rp: Box<ResolvedProcess>) {
+        if self.procs[i].state.is_alive() {
+            self.procs[i].next_spec = Some(rp);
+            self.begin_stop(i, Intent::Restart(Some("the config changed".into())));
+        } else {
+            self.procs[i].next_spec = Some(rp);
+            self.take_next_spec(i);
+            self.schedule();
+        }
+    }
+
+    fn take_next_spec(&mut self, i: usize) {
+        if let Some(rp) = self.procs[i].next_spec.take() {
+            self.procs[i].rp = *rp;
+            self.link();
+            self.effects.push(Effect::Replaced { index: i });
+            self.dirty = true;
+        }
     }
 
     /// Whether dependency `j` satisfies `cond` now; `Err` when it never will
@@ -935,7 +1120,8 @@ impl Machine {
                 let why = match &intent {
                     Intent::Stop => "stopping".to_string(),
                     Intent::Kill => "killing".to_string(),
-                    Intent::Restart => "restarting".to_string(),
+                    Intent::Restart(None) => "restarting".to_string(),
+                    Intent::Restart(Some(r)) => format!("{r}: restarting"),
                     Intent::Memory(r) | Intent::Health(r) => format!("{r}: restarting"),
                     Intent::Shutdown => "stopping (space shutdown)".to_string(),
                 };
@@ -961,7 +1147,7 @@ impl Machine {
                 // A stronger intent replaces a weaker one: a stop beats a restart.
                 if matches!(
                     p.intent,
-                    Some(Intent::Restart) | Some(Intent::Memory(_)) | Some(Intent::Health(_))
+                    Some(Intent::Restart(_)) | Some(Intent::Memory(_)) | Some(Intent::Health(_))
                 ) && matches!(intent, Intent::Stop | Intent::Shutdown | Intent::Kill)
                 {
                     p.intent = Some(intent.clone());
@@ -972,14 +1158,14 @@ impl Machine {
                 }
             }
             ProcState::Pending { .. } | ProcState::Backoff { .. } => {
-                if intent == Intent::Restart {
+                if matches!(intent, Intent::Restart(_)) {
                     return;
                 }
                 p.generation += 1;
                 self.set_state(i, ProcState::Stopped, "stopped before it started");
             }
             _ => {
-                if intent == Intent::Restart {
+                if matches!(intent, Intent::Restart(_)) {
                     self.want(i, "restart requested");
                 }
             }
@@ -1106,6 +1292,8 @@ impl Machine {
         let uptime = run
             .map(|r| self.now.at.saturating_duration_since(r.since))
             .unwrap_or_default();
+        // A new spec applies to what follows this run.
+        self.take_next_spec(i);
         let p = &mut self.procs[i];
         p.exit_code = Some(exit.code());
         let how = match exit {
@@ -1116,7 +1304,7 @@ impl Machine {
             Some(Intent::Health(reason)) if !shutting_down => {
                 self.after_unhealthy(i, reason, uptime, how);
             }
-            Some(Intent::Restart) | Some(Intent::Memory(_)) if !shutting_down => {
+            Some(Intent::Restart(_)) | Some(Intent::Memory(_)) if !shutting_down => {
                 p.restarts += 1;
                 self.set_state(
                     i,
@@ -1145,6 +1333,9 @@ impl Machine {
                 };
                 self.after_end(i, ending, uptime, state, msg);
             }
+        }
+        if self.procs[i].leaving {
+            self.drop_proc(i);
         }
         self.advance_shutdown();
         self.schedule();

@@ -290,6 +290,8 @@ pub(crate) enum Cmd {
     Stop(Vec<String>, oneshot::Sender<Result<(), String>>),
     Restart(Vec<String>, oneshot::Sender<Result<(), String>>),
     Kill(Vec<String>, oneshot::Sender<Result<(), String>>),
+    /// Any other request to the lifecycle machine, answered.
+    Ask(machine::Input, oneshot::Sender<Result<(), String>>),
     /// Resolves when every process has settled after a shutdown.
     WaitDown(oneshot::Sender<()>),
     /// Time to sample the processes' resource usage.
@@ -335,6 +337,26 @@ impl Handle {
     /// Restart processes (empty: all, in dependency order).
     pub async fn restart(&self, names: Vec<String>) -> Result<(), String> {
         self.ask(|tx| Cmd::Restart(names, tx)).await
+    }
+
+    /// Restart processes for a reason their lifecycle line shows ("src/main.rs
+    /// changed"); a restart already under way is not queued again.
+    pub async fn restart_because(&self, names: Vec<String>, reason: String) -> Result<(), String> {
+        self.ask(|tx| Cmd::Ask(machine::Input::RestartFor { names, reason }, tx))
+            .await
+    }
+
+    /// Start processes and, first, their stopped dependencies (transitively).
+    pub async fn start_with_deps(&self, names: Vec<String>) -> Result<(), String> {
+        self.ask(|tx| Cmd::Ask(machine::Input::StartWithDeps(names), tx))
+            .await
+    }
+
+    /// Give a process (by its name) a new spec: a running one is stopped and
+    /// started again with it, with dependents following their conditions.
+    pub async fn replace(&self, process: ResolvedProcess) -> Result<(), String> {
+        self.ask(|tx| Cmd::Ask(machine::Input::Replace(Box::new(process)), tx))
+            .await
     }
 
     /// SIGKILL processes at once.
