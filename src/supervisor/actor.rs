@@ -360,6 +360,7 @@ impl Actor {
                 }
             }
             Effect::Replaced { index } => {
+                self.slots[index].cancel_checks();
                 let rp = &self.machine.procs()[index].rp;
                 self.slots[index] = Slot::new(rp, &self.secrets);
             }

@@ -2,10 +2,13 @@
 //! reaper, drives the lifecycle state machine (dependencies, probes, restart
 //! policy with backoff, memory limits) and stops them with escalation.
 //!
-//! One actor task owns all lifecycle state ([`actor`]); everything else talks
-//! to it through [`Handle`]. Output never passes through the actor: each
-//! running process has a reader task that feeds the terminal emulator, the
-//! log file and the subscribers directly.
+//! The rules live in a pure state machine ([`machine`]: inputs in, effects
+//! out, no IO, no clock), unit-tested with a fake clock and fake processes.
+//! One actor task ([`actor`]) owns it, executes its effects and turns IO into
+//! its inputs; everything else talks to the actor through [`Handle`]. Output
+//! never passes through the actor: each running process has a reader task
+//! ([`output`]) that feeds the terminal emulator, the log file and the
+//! subscribers directly.
 
 mod actor;
 mod machine;
