@@ -4,6 +4,7 @@
 //! interpolates once the gateway port and tokens are known.
 
 mod build;
+mod devloop;
 mod interp;
 mod model;
 mod node;
@@ -13,7 +14,13 @@ mod suggest;
 mod units;
 mod validate;
 
-pub use build::{DEFAULT_GATEWAY_PROBE_URL, DEFAULT_PORT, GATEWAY_NAME, check_name};
+pub use build::{
+    DEFAULT_GATEWAY_PROBE_URL, DEFAULT_PORT, DEFAULT_WATCH_DEBOUNCE, DEFAULT_WATCH_IGNORE,
+    GATEWAY_NAME, MAX_REPLICAS, check_name,
+};
+pub use devloop::{
+    Changed, ConfigDiff, SelectError, changed_fields, diff, profiles, replica_of, select,
+};
 pub use interp::interpolate;
 pub use model::*;
 pub use procfile::{parse_dotenv, parse_procfile};
@@ -440,6 +447,7 @@ pub fn parse_yaml(text: &str, path: &Path, dir: &Path) -> Result<SpaceConfig, Co
     let mut b = build::Builder::new(path.to_path_buf(), dir);
     let parsed = b.space(&root);
     let mut processes = parsed.processes;
+    devloop::expand_replicas(&mut b, &mut processes);
     if processes.is_empty() && b.errors.is_empty() {
         // A typo (`procesess:`) must not run a space of nothing, "ready" forever.
         b.err(
@@ -694,6 +702,42 @@ fn lookup_var(
         .or_else(|| os_env(name))
 }
 
+/// Copy `r.index` of a replicated process gets `PORT + (index - 1)` for each
+/// `PORT` of its environment (`env:` or `env_file`) that is a number; a
+/// `PORT` that is not one is left as is, with a warning (the copies would
+/// share it).
+fn replica_port(
+    cfg: &SpaceConfig,
+    p: &ProcessConfig,
+    r: &Replica,
+    env: &mut [(String, String)],
+    warnings: &mut Vec<Diagnostic>,
+) {
+    if r.count < 2 {
+        return;
+    }
+    for (k, v) in env.iter_mut().filter(|(k, _)| k == "PORT") {
+        let shifted = v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .map(|base| base + (r.index - 1))
+            .filter(|&n| (1..=65535).contains(&n));
+        match shifted {
+            Some(n) => *v = n.to_string(),
+            None if v == TOKEN_MASK => {}
+            None => warnings.push(Diagnostic::new(
+                &cfg.config_path,
+                Some(p.loc.clone()),
+                format!(
+                    "`{}.env.{k}` is not a port number below 65536 once offset, so the {} copies of `{}` share it",
+                    p.name, r.count, r.of
+                ),
+            )),
+        }
+    }
+}
+
 /// [`resolve`] with an explicit environment lookup.
 pub fn resolve_with_env(
     cfg: &SpaceConfig,
@@ -724,6 +768,7 @@ fn resolve_one(
             "SPACE_CONFIG" => Some(cfg.config_path.display().to_string()),
             "PARTICIPANT" => Some(p.name.clone()),
             "TOKEN" => token.clone(),
+            "REPLICA" => p.replica.as_ref().map(|r| r.index.to_string()),
             _ => None,
         }
     };
@@ -754,6 +799,10 @@ fn resolve_one(
         };
         warn(&format!("env.{k}"), unset);
         env.push((k.clone(), value));
+    }
+    let mut port_warnings = Vec::new();
+    if let Some(r) = &p.replica {
+        replica_port(cfg, p, r, &mut env, &mut port_warnings);
     }
     let lookup = |name: &str| lookup_var(name, &builtin, &env, os_env);
     let mut field = |what: &str, s: &str| {
@@ -802,6 +851,7 @@ fn resolve_one(
         probe: resolve_probe("health", &h.probe),
         action: h.action,
     });
+    warnings.extend(port_warnings);
     env.push(("MEW_SPACE".to_owned(), cfg.id.clone()));
     env.push(("MEW_SPACE_DIR".to_owned(), cfg.dir.display().to_string()));
     env.push(("MEW_PROCESS".to_owned(), p.name.clone()));
