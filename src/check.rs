@@ -21,6 +21,7 @@ pub fn load_options(space: &SpaceArgs) -> LoadOptions {
         space_dir: space.space_dir.clone(),
         config: space.config.clone(),
         procfile: space.procfile.clone(),
+        overrides: Vec::new(),
     }
 }
 

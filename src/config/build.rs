@@ -162,6 +162,7 @@ pub fn default_process(name: &str, kind: ProcKind, command: String, loc: Loc) ->
         watch: None,
         profiles: Vec::new(),
         replica: None,
+        overridden: Vec::new(),
         loc,
     }
 }
@@ -241,7 +242,10 @@ impl Extra {
 }
 
 pub struct Builder<'a> {
+    /// The config file.
     pub file: PathBuf,
+    /// Every merged file, the config first: `Loc::file` indexes it.
+    pub files: Vec<PathBuf>,
     pub space_dir: &'a Path,
     pub errors: Vec<Diagnostic>,
     pub warnings: Vec<Diagnostic>,
@@ -256,6 +260,7 @@ pub struct Builder<'a> {
 impl<'a> Builder<'a> {
     pub fn new(file: PathBuf, space_dir: &'a Path) -> Self {
         Builder {
+            files: vec![file.clone()],
             file,
             space_dir,
             errors: Vec::new(),
@@ -269,14 +274,21 @@ impl<'a> Builder<'a> {
     /// An error in the config file. Values quoted in `msg` must be
     /// [`escape`]d; the rest is escaped but for its line breaks.
     pub fn err(&mut self, loc: &Loc, msg: impl Into<String>) {
-        let d = Diagnostic::new(&self.file, Some(loc.clone()), msg);
+        let d = Diagnostic::new(&self.file_of(Some(loc)), Some(loc.clone()), msg);
         self.errors.push(d);
     }
 
     /// A warning in the config file (see [`Builder::err`]).
     pub fn warn(&mut self, loc: Option<&Loc>, msg: impl Into<String>) {
-        let d = Diagnostic::new(&self.file, loc.cloned(), msg);
+        let d = Diagnostic::new(&self.file_of(loc), loc.cloned(), msg);
         self.warnings.push(d);
+    }
+
+    /// The file `loc` is in (the config file without one).
+    fn file_of(&self, loc: Option<&Loc>) -> PathBuf {
+        loc.and_then(|l| self.files.get(l.file))
+            .unwrap_or(&self.file)
+            .clone()
     }
 
     fn mismatch(&mut self, n: &Node, what: &str, expected: &str) {
@@ -470,8 +482,19 @@ impl<'a> Builder<'a> {
             ProcKind::Participant => known.extend_from_slice(UPSTREAM_PARTICIPANT_KEYS),
             ProcKind::Process => {}
         }
-        for (key, _k, v) in self.entries(m, &known, &section) {
+        for (key, k, v) in self.entries(m, &known, &section) {
             let what = format!("{name}.{key}");
+            let mut files = Vec::new();
+            super::merge::files_in(k, &mut files);
+            super::merge::files_in(v, &mut files);
+            for f in files.into_iter().filter(|&f| f != name_loc.file) {
+                if let Some(file) = self.files.get(f) {
+                    p.overridden.push(KeyOrigin {
+                        key: key.to_owned(),
+                        file: file.clone(),
+                    });
+                }
+            }
             match key {
                 "command" => match &v.value {
                     NodeValue::Str(s) if s.trim().is_empty() => {
