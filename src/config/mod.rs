@@ -972,3 +972,6 @@ fn resolve_one(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_devloop;
