@@ -275,6 +275,9 @@ mod view {
         pub source: crate::config::ConfigSource,
         /// Every file merged, the config first (then its override files).
         pub sources: Vec<String>,
+        /// Top-level keys an override file set.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub overridden: Vec<Overridden<'a>>,
     }
 
     #[derive(Serialize)]
@@ -474,6 +477,14 @@ pub fn plan_json(plan: &Plan) -> Value {
             config: shown(&cfg.config_path),
             source: cfg.source,
             sources: cfg.sources.iter().map(|s| shown(s)).collect(),
+            overridden: cfg
+                .overridden
+                .iter()
+                .map(|o| view::Overridden {
+                    key: &o.key,
+                    file: shown(&o.file),
+                })
+                .collect(),
         },
         gateway_port: cfg.gateway_port,
         processes,
@@ -502,7 +513,18 @@ pub fn plan_text(plan: &Plan) -> String {
     let _ = writeln!(o, "dir      {}", path(&cfg.dir));
     let _ = writeln!(o, "config   {}", path(&cfg.config_path));
     for f in cfg.sources.iter().skip(1) {
-        let _ = writeln!(o, "         + {} (override)", path(f));
+        let keys: Vec<&str> = cfg
+            .overridden
+            .iter()
+            .filter(|k| k.file == *f)
+            .map(|k| k.key.as_str())
+            .collect();
+        let sets = if keys.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", keys.join(", "))
+        };
+        let _ = writeln!(o, "         + {} (override){sets}", path(f));
     }
     if cfg.source == config::ConfigSource::SpaceYaml {
         let _ = writeln!(

@@ -224,3 +224,47 @@ fn devloop_keys_are_validated_before_anything_runs() {
     );
     assert!(err.contains("3 configuration errors"), "{err}");
 }
+
+#[test]
+fn override_of_space_keys_and_two_configs() {
+    let dir = space(&[
+        ("space.yaml", BASE),
+        ("space.override.yaml", "shutdown_timeout: 3s\n"),
+        ("ci.yaml", "processes:\n  db:\n    command: ./db --ci\n"),
+    ]);
+    let out = mew_in(dir.path(), &["space", "check"]);
+    let t = text(&out.stdout);
+    assert!(
+        t.contains("space.override.yaml (override): shutdown_timeout"),
+        "{t}"
+    );
+    assert!(t.contains("shutdown 3s"), "{t}");
+    let v = check_json(dir.path(), &[]);
+    assert_eq!(v["space"]["overridden"][0]["key"], "shutdown_timeout");
+    // The library's list of override files (what `--config` given twice passes)
+    // replaces the own override file.
+    let cfg = mew::config::load(&mew::config::LoadOptions {
+        space_dir: dir.path().to_path_buf(),
+        config: Some(dir.path().join("space.yaml")),
+        overrides: vec![dir.path().join("ci.yaml")],
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.sources.len(), 2);
+    assert!(cfg.sources[1].ends_with("ci.yaml"));
+    assert_eq!(
+        cfg.process("db").map(|p| p.command.as_str()),
+        Some("./db --ci")
+    );
+    assert_eq!(cfg.shutdown_timeout, std::time::Duration::from_secs(10));
+    let missing = mew::config::load(&mew::config::LoadOptions {
+        space_dir: dir.path().to_path_buf(),
+        config: Some(dir.path().join("space.yaml")),
+        overrides: vec![dir.path().join("nope.yaml")],
+        ..Default::default()
+    });
+    assert!(matches!(
+        missing,
+        Err(mew::config::ConfigError::NotFound { .. })
+    ));
+}

@@ -595,9 +595,33 @@ pub fn parse_yaml_files(
             .shutdown_timeout
             .unwrap_or(build::DEFAULT_SHUTDOWN_TIMEOUT),
         ui_keys: parsed.ui_keys,
+        overridden: top_level_overrides(&root, &b.files),
         secret_tokens: b.secret_tokens,
         warnings: b.warnings,
     })
+}
+
+/// The top-level keys (but the process sections) an override file touched.
+fn top_level_overrides(root: &node::Node, files: &[PathBuf]) -> Vec<KeyOrigin> {
+    let mut out = Vec::new();
+    for (k, v) in root.as_map().unwrap_or_default() {
+        let Some(key) = k.as_str() else { continue };
+        if matches!(key, "gateway" | "participants" | "processes") {
+            continue;
+        }
+        let mut found = Vec::new();
+        merge::files_in(k, &mut found);
+        merge::files_in(v, &mut found);
+        for f in found.into_iter().filter(|&f| f > 0) {
+            if let Some(file) = files.get(f) {
+                out.push(KeyOrigin {
+                    key: key.to_owned(),
+                    file: file.clone(),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// A YAML syntax error in one of `files` (at `path`).
@@ -755,6 +779,7 @@ fn load_procfile(
         },
         shutdown_timeout: build::DEFAULT_SHUTDOWN_TIMEOUT,
         ui_keys: Vec::new(),
+        overridden: Vec::new(),
         secret_tokens: Vec::new(),
         warnings: Vec::new(),
     })

@@ -360,6 +360,11 @@ pub struct SpaceConfig {
     pub secret_tokens: Vec<String>,
     /// `ui.keys`: action name → key, as written.
     pub ui_keys: Vec<(String, String)>,
+    /// Top-level keys (`space`, `logs`, `shutdown_timeout`, `ui` …; not
+    /// `gateway`, `participants` and `processes`, whose processes say it
+    /// themselves) that an override file set or changed part of.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overridden: Vec<KeyOrigin>,
     pub warnings: Vec<Diagnostic>,
 }
 

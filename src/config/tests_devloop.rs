@@ -568,3 +568,29 @@ fn diff_of_the_port_marks_everyone() {
     let d = diff(&a, &b);
     assert_eq!(d.changed[0].fields, strings(&["gateway_port"]));
 }
+
+#[test]
+fn overrides_of_the_space_itself_are_named() {
+    let c = merged(BASE, "shutdown_timeout: 3s\nspace:\n  name: Mine\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.shutdown_timeout, Duration::from_secs(3));
+    assert_eq!(c.name, "Mine");
+    let keys: Vec<&str> = c.overridden.iter().map(|k| k.key.as_str()).collect();
+    assert_eq!(keys, ["shutdown_timeout", "space"]);
+    assert!(ok(BASE).overridden.is_empty());
+}
+
+#[test]
+fn merging_a_config_over_itself_or_nothing_changes_nothing() {
+    let one = ok(BASE);
+    for over in [BASE, "", "# only a comment\n", "processes:\n"] {
+        let mut two = merged(BASE, over).unwrap_or_else(|e| panic!("{over:?}: {e}"));
+        assert_eq!(two.sources.len(), 2);
+        two.sources.truncate(1);
+        for p in &mut two.processes {
+            p.overridden.clear();
+        }
+        two.overridden.clear();
+        assert_eq!(two, one, "{over:?}");
+    }
+}
