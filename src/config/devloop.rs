@@ -11,6 +11,9 @@ use super::model::*;
 use super::report::escape;
 use super::suggest::did_you_mean;
 
+/// The most processes a space may have once `replicas:` are expanded.
+pub const MAX_EXPANDED: u64 = 10_000;
+
 /// Expand every `replicas: N` (N ≥ 2) into `NAME-1` … `NAME-N`, each a full
 /// copy with `replica: Some(Replica { of, index, count })`; `replicas: 1`
 /// keeps the plain name (and `replica` says `1 of 1`, so `${REPLICA}` is
@@ -18,6 +21,22 @@ use super::suggest::did_you_mean;
 /// Runs before the dependency checks, so those see the expanded names.
 pub(crate) fn expand_replicas(b: &mut Builder<'_>, procs: &mut Vec<ProcessConfig>) {
     if b.extras.iter().all(|e| e.replicas.is_none()) {
+        return;
+    }
+    // A bound on what a (possibly untrusted) config can make mew allocate:
+    // 1,000 processes of `replicas: 1000` would be a million configs.
+    let total: u64 = b
+        .extras
+        .iter()
+        .map(|e| e.replicas.as_ref().map_or(1, |(n, _)| u64::from(*n)))
+        .sum();
+    if total > MAX_EXPANDED {
+        if let Some((_, loc)) = b.extras.iter().find_map(|e| e.replicas.clone()) {
+            b.err(
+                &loc,
+                format!("`replicas:` would make {total} processes in all; at most {MAX_EXPANDED} are allowed"),
+            );
+        }
         return;
     }
     let old_extras = std::mem::take(&mut b.extras);

@@ -355,6 +355,14 @@ fn replicas_errors() {
             .any(|m| m.contains("the copy `w-2` would have the name of another process")),
         "{e:#?}"
     );
+    let many: String = (0..11)
+        .map(|i| format!("  w{i}:\n    command: x\n    replicas: 1000\n"))
+        .collect();
+    let e = errs(parse(&format!("processes:\n{many}")));
+    assert!(
+        e[0].contains(":4:15 `replicas:` would make 11000 processes in all; at most 10000"),
+        "{e:#?}"
+    );
     let e = errs(parse(
         "participants:\n  bot:\n    command: x\n    auto_start: true\n    replicas: 2\n",
     ));
