@@ -318,13 +318,14 @@ pub struct Changed {
     /// `env_file.KEY` (a name, never a value), `cwd`, `ready`, `watch` …
     pub fields: Vec<String>,
     /// Whether the running process must be restarted for the new config to
-    /// take effect. `false` when only `watch`, `profiles` or `scrollback`
-    /// changed: the runtime applies those to the running process.
+    /// take effect. `false` when only `watch`, `profiles`, `scrollback` or
+    /// `depends_on` changed: none changes what runs (the runtime applies them
+    /// to the running process, or at its next start).
     pub restart: bool,
 }
 
 /// Fields whose change does not need a restart of the running process.
-const LIVE_FIELDS: &[&str] = &["watch", "profiles", "scrollback"];
+const LIVE_FIELDS: &[&str] = &["watch", "profiles", "scrollback", "depends_on"];
 
 /// The last value of each key of an ordered environment (as exec sees it).
 fn env_map(env: &[(String, String)]) -> std::collections::BTreeMap<&str, &str> {

@@ -57,6 +57,16 @@ pub struct LoadOptions {
     pub overrides: Vec<PathBuf>,
 }
 
+impl LoadOptions {
+    /// The config files of a repeated `--config`: the first is the config,
+    /// the others its override files, in order.
+    pub fn with_configs(mut self, files: &[PathBuf]) -> Self {
+        self.config = files.first().cloned();
+        self.overrides = files.iter().skip(1).cloned().collect();
+        self
+    }
+}
+
 /// Why a config could not be loaded. `Display` renders the full, user-facing report.
 #[derive(Debug)]
 pub enum ConfigError {

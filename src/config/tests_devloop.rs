@@ -569,6 +569,24 @@ fn diff_by_name_says_what_changed() {
 }
 
 #[test]
+fn diff_of_dependencies_alone_needs_no_restart() {
+    let a = ok("processes:\n  x:\n    command: ./x\n  y:\n    command: ./y\n");
+    let b = ok("processes:\n  x:\n    command: ./x\n    depends_on: [y]\n  y:\n    command: ./y\n");
+    let d = diff(&a, &b);
+    assert_eq!(d.changed.len(), 1);
+    assert_eq!(d.changed[0].fields, strings(&["depends_on"]));
+    assert!(!d.changed[0].restart);
+}
+
+#[test]
+fn load_options_with_configs() {
+    let o =
+        LoadOptions::default().with_configs(&[PathBuf::from("a.yaml"), PathBuf::from("b.yaml")]);
+    assert_eq!(o.config, Some(PathBuf::from("a.yaml")));
+    assert_eq!(o.overrides, [PathBuf::from("b.yaml")]);
+}
+
+#[test]
 fn diff_of_the_port_marks_everyone() {
     let a = ok("processes:\n  x:\n    command: ./x\n");
     let mut b = a.clone();
