@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::cli::{CheckArgs, SpaceArgs};
 use crate::config::{
@@ -21,6 +21,7 @@ pub fn load_options(space: &SpaceArgs) -> LoadOptions {
         space_dir: space.space_dir.clone(),
         config: space.config.clone(),
         procfile: space.procfile.clone(),
+        overrides: Vec::new(),
     }
 }
 
@@ -213,109 +214,291 @@ fn path(p: &std::path::Path) -> String {
     escape(&p.display().to_string()).into_owned()
 }
 
-fn diag_json(d: &Diagnostic) -> Value {
-    json!({
-        "file": d.file.display().to_string(),
-        "line": d.loc.as_ref().map(|l| l.line),
-        "col": d.loc.as_ref().map(|l| l.col),
-        "message": d.message,
-    })
+/// `check --json` views: the documented schema (docs/cli.md), field order
+/// included, derived from the structs. Paths are shown with `display()`.
+mod view {
+    use serde::Serialize;
+
+    use crate::config::{
+        Dependency, Diagnostic, HealthAction, ParticipantInfo, Probe, ProbeKind, Replica,
+        WatchAction, WatchSpec,
+    };
+
+    use super::ms;
+
+    #[derive(Serialize)]
+    pub struct Diag<'a> {
+        pub file: Option<String>,
+        pub line: Option<u32>,
+        pub col: Option<u32>,
+        pub message: &'a str,
+    }
+
+    impl<'a> From<&'a Diagnostic> for Diag<'a> {
+        fn from(d: &'a Diagnostic) -> Self {
+            Diag {
+                file: Some(d.file.display().to_string()),
+                line: d.loc.as_ref().map(|l| l.line),
+                col: d.loc.as_ref().map(|l| l.col),
+                message: &d.message,
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    pub struct ErrorDoc<'a> {
+        pub ok: bool,
+        pub errors: Vec<Diag<'a>>,
+        pub warnings: Vec<Diag<'a>>,
+    }
+
+    #[derive(Serialize)]
+    pub struct PlanDoc<'a> {
+        pub ok: bool,
+        pub space: Space<'a>,
+        pub gateway_port: u16,
+        pub processes: Vec<Process<'a>>,
+        pub participants: &'a [ParticipantInfo],
+        pub logs: Logs,
+        pub shutdown_timeout_ms: u64,
+        pub ui_keys: &'a [(String, String)],
+        pub warnings: Vec<Diag<'a>>,
+    }
+
+    #[derive(Serialize)]
+    pub struct Space<'a> {
+        pub id: &'a str,
+        pub name: &'a str,
+        pub description: Option<&'a str>,
+        pub dir: String,
+        pub config: String,
+        pub source: crate::config::ConfigSource,
+        /// Every file merged, the config first (then its override files).
+        pub sources: Vec<String>,
+        /// Top-level keys an override file set.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub overridden: Vec<Overridden<'a>>,
+    }
+
+    #[derive(Serialize)]
+    pub struct Logs {
+        pub dir: String,
+        pub rotate_size: u64,
+        pub keep: u32,
+    }
+
+    #[derive(Serialize)]
+    pub struct Process<'a> {
+        pub name: &'a str,
+        pub kind: &'static str,
+        pub argv: &'a [String],
+        pub cwd: String,
+        pub env: &'a [(String, String)],
+        pub depends_on: &'a [Dependency],
+        pub ready: Option<ProbeView<'a>>,
+        pub health: Option<ProbeView<'a>>,
+        pub restart_policy: crate::config::RestartPolicy,
+        pub max_restarts: Option<u32>,
+        pub backoff: Backoff,
+        pub stop_signal: &'static str,
+        pub stop_timeout_ms: u64,
+        pub max_memory: Option<u64>,
+        pub scrollback: usize,
+        pub auto_start: bool,
+        pub disabled: bool,
+        pub one_shot: bool,
+        pub line: u32,
+        /// The file the process is defined in.
+        pub source: String,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub overridden: Vec<Overridden<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub watch: Option<Watch<'a>>,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        pub profiles: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub replica: Option<&'a Replica>,
+    }
+
+    #[derive(Serialize)]
+    pub struct Overridden<'a> {
+        pub key: &'a str,
+        pub file: String,
+    }
+
+    #[derive(Serialize)]
+    pub struct ProbeView<'a> {
+        #[serde(flatten)]
+        pub kind: &'a ProbeKind,
+        pub initial_delay_ms: u64,
+        pub period_ms: u64,
+        pub timeout_ms: u64,
+        pub failure_threshold: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub action: Option<HealthAction>,
+    }
+
+    impl<'a> ProbeView<'a> {
+        pub fn new(p: &'a Probe, action: Option<HealthAction>) -> Self {
+            ProbeView {
+                kind: &p.kind,
+                initial_delay_ms: ms(p.initial_delay),
+                period_ms: ms(p.period),
+                timeout_ms: ms(p.timeout),
+                failure_threshold: p.failure_threshold,
+                action,
+            }
+        }
+    }
+
+    #[derive(Serialize)]
+    pub struct Backoff {
+        pub initial_ms: u64,
+        pub max_ms: u64,
+        pub multiplier: f64,
+    }
+
+    #[derive(Serialize)]
+    pub struct Watch<'a> {
+        pub paths: &'a [String],
+        pub ignore: &'a [String],
+        pub gitignore: bool,
+        pub debounce_ms: u64,
+        /// `restart` or the signal's name (`SIGHUP`).
+        pub action: &'static str,
+    }
+
+    impl<'a> From<&'a WatchSpec> for Watch<'a> {
+        fn from(w: &'a WatchSpec) -> Self {
+            Watch {
+                paths: &w.paths,
+                ignore: &w.ignore,
+                gitignore: w.gitignore,
+                debounce_ms: ms(w.debounce),
+                action: match w.action {
+                    WatchAction::Restart => "restart",
+                    WatchAction::Signal { signal } => signal.name,
+                },
+            }
+        }
+    }
 }
 
 /// The `--json` document for a config error (schema in docs/cli.md).
 pub fn error_json(e: &ConfigError) -> Value {
-    let (errors, warnings): (Vec<Value>, Vec<Value>) = match e {
+    let other;
+    let doc = match e {
         ConfigError::Invalid {
             errors, warnings, ..
-        } => (
-            errors.iter().map(diag_json).collect(),
-            warnings.iter().map(diag_json).collect(),
-        ),
-        other => (
-            vec![json!({"file": null, "line": null, "col": null, "message": other.to_string()})],
-            Vec::new(),
-        ),
+        } => view::ErrorDoc {
+            ok: false,
+            errors: errors.iter().map(view::Diag::from).collect(),
+            warnings: warnings.iter().map(view::Diag::from).collect(),
+        },
+        e => {
+            other = e.to_string();
+            view::ErrorDoc {
+                ok: false,
+                errors: vec![view::Diag {
+                    file: None,
+                    line: None,
+                    col: None,
+                    message: &other,
+                }],
+                warnings: Vec::new(),
+            }
+        }
     };
-    json!({ "ok": false, "errors": errors, "warnings": warnings })
+    serde_json::to_value(doc).unwrap_or(Value::Null)
 }
 
 /// The `--json` document for a valid config (schema in docs/cli.md).
 pub fn plan_json(plan: &Plan) -> Value {
     let cfg = &plan.cfg;
-    let processes: Vec<Value> = plan
+    let shown = |p: &std::path::Path| p.display().to_string();
+    let processes = plan
         .order
         .iter()
         .map(|&i| {
             let r = &plan.resolved[i];
             let p = &r.config;
-            json!({
-                "name": r.name,
-                "kind": r.kind.as_str(),
-                "argv": r.argv,
-                "cwd": r.cwd.display().to_string(),
-                "env": r.env.iter().map(|(k, v)| json!([k, v])).collect::<Vec<_>>(),
-                "depends_on": p.depends_on.iter().map(|d| json!({"name": d.name, "condition": d.condition})).collect::<Vec<_>>(),
-                "ready": r.ready.as_ref().map(|probe| {
-                    let mut v = serde_json::to_value(&probe.kind).unwrap_or(Value::Null);
-                    if let Value::Object(m) = &mut v {
-                        m.insert("initial_delay_ms".into(), json!(ms(probe.initial_delay)));
-                        m.insert("period_ms".into(), json!(ms(probe.period)));
-                        m.insert("timeout_ms".into(), json!(ms(probe.timeout)));
-                        m.insert("failure_threshold".into(), json!(probe.failure_threshold));
-                    }
-                    v
-                }),
-                "health": r.health.as_ref().map(|h| {
-                    let mut v = serde_json::to_value(&h.probe.kind).unwrap_or(Value::Null);
-                    if let Value::Object(m) = &mut v {
-                        m.insert("initial_delay_ms".into(), json!(ms(h.probe.initial_delay)));
-                        m.insert("period_ms".into(), json!(ms(h.probe.period)));
-                        m.insert("timeout_ms".into(), json!(ms(h.probe.timeout)));
-                        m.insert("failure_threshold".into(), json!(h.probe.failure_threshold));
-                        m.insert("action".into(), serde_json::to_value(h.action).unwrap_or(Value::Null));
-                    }
-                    v
-                }),
-                "restart_policy": p.restart_policy,
-                "max_restarts": p.max_restarts,
-                "backoff": {
-                    "initial_ms": ms(p.backoff.initial),
-                    "max_ms": ms(p.backoff.max),
-                    "multiplier": p.backoff.multiplier,
+            view::Process {
+                name: &r.name,
+                kind: r.kind.as_str(),
+                argv: &r.argv,
+                cwd: shown(&r.cwd),
+                env: &r.env,
+                depends_on: &p.depends_on,
+                ready: r
+                    .ready
+                    .as_ref()
+                    .map(|probe| view::ProbeView::new(probe, None)),
+                health: r
+                    .health
+                    .as_ref()
+                    .map(|h| view::ProbeView::new(&h.probe, Some(h.action))),
+                restart_policy: p.restart_policy,
+                max_restarts: p.max_restarts,
+                backoff: view::Backoff {
+                    initial_ms: ms(p.backoff.initial),
+                    max_ms: ms(p.backoff.max),
+                    multiplier: p.backoff.multiplier,
                 },
-                "stop_signal": p.stop_signal.name,
-                "stop_timeout_ms": ms(p.stop_timeout),
-                "max_memory": p.max_memory,
-                "scrollback": p.scrollback,
-                "auto_start": p.auto_start,
-                "disabled": p.disabled,
-                "one_shot": p.one_shot,
-                "line": p.loc.line,
-            })
+                stop_signal: p.stop_signal.name,
+                stop_timeout_ms: ms(p.stop_timeout),
+                max_memory: p.max_memory,
+                scrollback: p.scrollback,
+                auto_start: p.auto_start,
+                disabled: p.disabled,
+                one_shot: p.one_shot,
+                line: p.loc.line,
+                source: shown(cfg.file_of(&p.loc)),
+                overridden: p
+                    .overridden
+                    .iter()
+                    .map(|o| view::Overridden {
+                        key: &o.key,
+                        file: shown(&o.file),
+                    })
+                    .collect(),
+                watch: p.watch.as_ref().map(view::Watch::from),
+                profiles: &p.profiles,
+                replica: p.replica.as_ref(),
+            }
         })
         .collect();
-    json!({
-        "ok": true,
-        "space": {
-            "id": cfg.id,
-            "name": cfg.name,
-            "description": cfg.description,
-            "dir": cfg.dir.display().to_string(),
-            "config": cfg.config_path.display().to_string(),
-            "source": cfg.source,
+    let doc = view::PlanDoc {
+        ok: true,
+        space: view::Space {
+            id: &cfg.id,
+            name: &cfg.name,
+            description: cfg.description.as_deref(),
+            dir: shown(&cfg.dir),
+            config: shown(&cfg.config_path),
+            source: cfg.source,
+            sources: cfg.sources.iter().map(|s| shown(s)).collect(),
+            overridden: cfg
+                .overridden
+                .iter()
+                .map(|o| view::Overridden {
+                    key: &o.key,
+                    file: shown(&o.file),
+                })
+                .collect(),
         },
-        "gateway_port": cfg.gateway_port,
-        "processes": processes,
-        "participants": cfg.participants.iter().map(|p| json!({"name": p.name, "note": p.note})).collect::<Vec<_>>(),
-        "logs": {
-            "dir": cfg.logs.dir.display().to_string(),
-            "rotate_size": cfg.logs.rotate_size,
-            "keep": cfg.logs.keep,
+        gateway_port: cfg.gateway_port,
+        processes,
+        participants: &cfg.participants,
+        logs: view::Logs {
+            dir: shown(&cfg.logs.dir),
+            rotate_size: cfg.logs.rotate_size,
+            keep: cfg.logs.keep,
         },
-        "shutdown_timeout_ms": ms(cfg.shutdown_timeout),
-        "ui_keys": cfg.ui_keys.iter().map(|(a, k)| json!([a, k])).collect::<Vec<_>>(),
-        "warnings": plan.warnings.iter().map(diag_json).collect::<Vec<_>>(),
-    })
+        shutdown_timeout_ms: ms(cfg.shutdown_timeout),
+        ui_keys: &cfg.ui_keys,
+        warnings: plan.warnings.iter().map(view::Diag::from).collect(),
+    };
+    serde_json::to_value(doc).unwrap_or(Value::Null)
 }
 
 /// The human-readable plan. Every value from the config (or the
@@ -329,6 +512,20 @@ pub fn plan_text(plan: &Plan) -> String {
     }
     let _ = writeln!(o, "dir      {}", path(&cfg.dir));
     let _ = writeln!(o, "config   {}", path(&cfg.config_path));
+    for f in cfg.sources.iter().skip(1) {
+        let keys: Vec<&str> = cfg
+            .overridden
+            .iter()
+            .filter(|k| k.file == *f)
+            .map(|k| k.key.as_str())
+            .collect();
+        let sets = if keys.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", keys.join(", "))
+        };
+        let _ = writeln!(o, "         + {} (override){sets}", path(f));
+    }
     if cfg.source == config::ConfigSource::SpaceYaml {
         let _ = writeln!(
             o,
@@ -362,6 +559,14 @@ pub fn plan_text(plan: &Plan) -> String {
         if p.one_shot {
             flags.push("one-shot");
         }
+        let replica = p
+            .replica
+            .as_ref()
+            .filter(|r| r.count > 1)
+            .map(|r| format!("replica {} of {} of {}", r.index, r.count, r.of));
+        if let Some(r) = &replica {
+            flags.push(r);
+        }
         let flags = if flags.is_empty() {
             String::new()
         } else {
@@ -381,6 +586,51 @@ pub fn plan_text(plan: &Plan) -> String {
             }
         }
         let _ = writeln!(o, "       cwd      {}", path(&r.cwd));
+        if p.loc.file > 0 {
+            let _ = writeln!(
+                o,
+                "       from     {} (defined there)",
+                path(cfg.file_of(&p.loc))
+            );
+        }
+        let mut by_file: Vec<(&std::path::Path, Vec<&str>)> = Vec::new();
+        for k in &p.overridden {
+            match by_file.iter_mut().find(|(f, _)| *f == k.file.as_path()) {
+                Some((_, keys)) => keys.push(&k.key),
+                None => by_file.push((&k.file, vec![&k.key])),
+            }
+        }
+        for (f, keys) in by_file {
+            let _ = writeln!(o, "       from     {}: {}", path(f), keys.join(", "));
+        }
+        if !p.profiles.is_empty() {
+            let _ = writeln!(o, "       profiles {}", p.profiles.join(", "));
+        }
+        if let Some(w) = &p.watch {
+            let paths: Vec<String> = w.paths.iter().map(|x| shell_quote(x)).collect();
+            let mut extra = Vec::new();
+            if !w.ignore.is_empty() {
+                let ignore: Vec<String> = w.ignore.iter().map(|x| shell_quote(x)).collect();
+                extra.push(format!("ignore {}", ignore.join(" ")));
+            }
+            if !w.gitignore {
+                extra.push("not .gitignore".to_owned());
+            }
+            extra.push(format!(
+                "debounce {}",
+                crate::human::duration_exact(w.debounce)
+            ));
+            extra.push(match w.action {
+                config::WatchAction::Restart => "then restart".to_owned(),
+                config::WatchAction::Signal { signal } => format!("then {}", signal.name),
+            });
+            let _ = writeln!(
+                o,
+                "       watch    {} ({})",
+                paths.join(" "),
+                extra.join(", ")
+            );
+        }
         for (k, v) in &r.env {
             let _ = writeln!(o, "       env      {}={}", escape(k), shell_quote(v));
         }

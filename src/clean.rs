@@ -99,6 +99,7 @@ fn clean(space: &SpaceArgs, args: &CleanArgs, out: &mut String) -> Result<(), St
         space_dir: paths.dir.clone(),
         config: space.config.clone(),
         procfile: space.procfile.clone(),
+        ..Default::default()
     })
     .ok();
     let shown = |p: &Path| -> String {

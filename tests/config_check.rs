@@ -591,3 +591,81 @@ fn demo_example_checks_clean() {
     assert_eq!(v["processes"][0]["name"], "gateway");
     assert_eq!(v["processes"][0]["ready"]["kind"], "log");
 }
+
+/// The `--json` schema's keys and their order (issue #15: written from
+/// structs, the schema stays what docs/cli.md says).
+#[test]
+fn json_schema_keys_in_order() {
+    let out = mew_in(&fixture("good-basic"), &["space", "check", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        v.as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        keys(&v),
+        [
+            "ok",
+            "space",
+            "gateway_port",
+            "processes",
+            "participants",
+            "logs",
+            "shutdown_timeout_ms",
+            "ui_keys",
+            "warnings"
+        ]
+    );
+    assert_eq!(
+        keys(&v["space"]),
+        [
+            "id",
+            "name",
+            "description",
+            "dir",
+            "config",
+            "source",
+            "sources"
+        ]
+    );
+    let web = v["processes"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "web"))
+        .expect("web");
+    assert_eq!(
+        keys(web),
+        [
+            "name",
+            "kind",
+            "argv",
+            "cwd",
+            "env",
+            "depends_on",
+            "ready",
+            "health",
+            "restart_policy",
+            "max_restarts",
+            "backoff",
+            "stop_signal",
+            "stop_timeout_ms",
+            "max_memory",
+            "scrollback",
+            "auto_start",
+            "disabled",
+            "one_shot",
+            "line",
+            "source"
+        ]
+    );
+    assert_eq!(
+        keys(&web["backoff"]),
+        ["initial_ms", "max_ms", "multiplier"]
+    );
+    assert_eq!(keys(&v["logs"]), ["dir", "rotate_size", "keep"]);
+    let err = mew_in(&fixture("err-unknown-dep"), &["space", "check", "--json"]);
+    let e: serde_json::Value = serde_json::from_slice(&err.stdout).expect("valid JSON");
+    assert_eq!(keys(&e), ["ok", "errors", "warnings"]);
+    assert_eq!(keys(&e["errors"][0]), ["file", "line", "col", "message"]);
+}

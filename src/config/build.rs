@@ -41,7 +41,18 @@ pub const PROC_KEYS: &[&str] = &[
     "disabled",
     "auto_start",
     "one_shot",
+    "watch",
+    "profiles",
+    "replicas",
 ];
+/// Keys of a `watch:` mapping.
+const WATCH_KEYS: &[&str] = &["paths", "ignore", "gitignore", "debounce", "action"];
+/// The default `watch.debounce`.
+pub const DEFAULT_WATCH_DEBOUNCE: Duration = Duration::from_millis(300);
+/// What a watcher always leaves out (besides `ignore:` and `.gitignore`).
+pub const DEFAULT_WATCH_IGNORE: &[&str] = &[".git", ".mew", "target", "node_modules"];
+/// The most copies `replicas:` may ask for.
+pub const MAX_REPLICAS: u64 = 1000;
 /// Upstream MEW participant keys mew accepts and keeps but does not act on
 /// (also candidates for did-you-mean).
 const UPSTREAM_PARTICIPANT_KEYS: &[&str] = &[
@@ -151,6 +162,7 @@ pub fn default_process(name: &str, kind: ProcKind, command: String, loc: Loc) ->
         watch: None,
         profiles: Vec::new(),
         replica: None,
+        overridden: Vec::new(),
         loc,
     }
 }
@@ -203,6 +215,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 /// What the builder learnt about one process beyond the model.
+#[derive(Clone)]
 pub struct Extra {
     /// Location of each `depends_on` entry (parallel to `depends_on`).
     pub dep_locs: Vec<Loc>,
@@ -212,6 +225,8 @@ pub struct Extra {
     /// What becomes a command line (visible in `ps`): `command`, each of
     /// `args`, an `exec` probe or check, as (field, where, text).
     pub command_lines: Vec<(String, Loc, String)>,
+    /// `replicas: N` and where it was written.
+    pub replicas: Option<(u32, Loc)>,
 }
 
 impl Extra {
@@ -221,12 +236,16 @@ impl Extra {
             depends_on_gateway: None,
             implicit_gateway: false,
             command_lines: Vec::new(),
+            replicas: None,
         }
     }
 }
 
 pub struct Builder<'a> {
+    /// The config file.
     pub file: PathBuf,
+    /// Every merged file, the config first: `Loc::file` indexes it.
+    pub files: Vec<PathBuf>,
     pub space_dir: &'a Path,
     pub errors: Vec<Diagnostic>,
     pub warnings: Vec<Diagnostic>,
@@ -241,6 +260,7 @@ pub struct Builder<'a> {
 impl<'a> Builder<'a> {
     pub fn new(file: PathBuf, space_dir: &'a Path) -> Self {
         Builder {
+            files: vec![file.clone()],
             file,
             space_dir,
             errors: Vec::new(),
@@ -254,14 +274,21 @@ impl<'a> Builder<'a> {
     /// An error in the config file. Values quoted in `msg` must be
     /// [`escape`]d; the rest is escaped but for its line breaks.
     pub fn err(&mut self, loc: &Loc, msg: impl Into<String>) {
-        let d = Diagnostic::new(&self.file, Some(loc.clone()), msg);
+        let d = Diagnostic::new(&self.file_of(Some(loc)), Some(loc.clone()), msg);
         self.errors.push(d);
     }
 
     /// A warning in the config file (see [`Builder::err`]).
     pub fn warn(&mut self, loc: Option<&Loc>, msg: impl Into<String>) {
-        let d = Diagnostic::new(&self.file, loc.cloned(), msg);
+        let d = Diagnostic::new(&self.file_of(loc), loc.cloned(), msg);
         self.warnings.push(d);
+    }
+
+    /// The file `loc` is in (the config file without one).
+    fn file_of(&self, loc: Option<&Loc>) -> PathBuf {
+        loc.and_then(|l| self.files.get(l.file))
+            .unwrap_or(&self.file)
+            .clone()
     }
 
     fn mismatch(&mut self, n: &Node, what: &str, expected: &str) {
@@ -455,8 +482,19 @@ impl<'a> Builder<'a> {
             ProcKind::Participant => known.extend_from_slice(UPSTREAM_PARTICIPANT_KEYS),
             ProcKind::Process => {}
         }
-        for (key, _k, v) in self.entries(m, &known, &section) {
+        for (key, k, v) in self.entries(m, &known, &section) {
             let what = format!("{name}.{key}");
+            let mut files = Vec::new();
+            super::merge::files_in(k, &mut files);
+            super::merge::files_in(v, &mut files);
+            for f in files.into_iter().filter(|&f| f != name_loc.file) {
+                if let Some(file) = self.files.get(f) {
+                    p.overridden.push(KeyOrigin {
+                        key: key.to_owned(),
+                        file: file.clone(),
+                    });
+                }
+            }
             match key {
                 "command" => match &v.value {
                     NodeValue::Str(s) if s.trim().is_empty() => {
@@ -564,6 +602,26 @@ impl<'a> Builder<'a> {
                 "disabled" => p.disabled = self.bool(v, &what).unwrap_or(false),
                 "auto_start" => p.auto_start = self.bool(v, &what).unwrap_or(true),
                 "one_shot" => p.one_shot = self.bool(v, &what).unwrap_or(false),
+                "watch" => p.watch = self.watch(v, &what),
+                "profiles" => {
+                    if let Some(list) = self.string_list(v, &what) {
+                        p.profiles = self.profiles(list, v, &what);
+                    }
+                }
+                "replicas" => {
+                    if kind != ProcKind::Process {
+                        self.err(
+                            &v.loc,
+                            format!("`{what}`: only a process under `processes:` can have replicas (a participant or the gateway is one identity)"),
+                        );
+                    } else if let Some(n) = self.uint(v, &what, MAX_REPLICAS) {
+                        if n == 0 {
+                            self.err(&v.loc, format!("`{what}`: must be at least 1\nhelp: to keep a process from starting, use `disabled: true` or `auto_start: false`"));
+                        } else {
+                            extra.replicas = Some((u32::try_from(n).unwrap_or(1), v.loc.clone()));
+                        }
+                    }
+                }
                 "tokens" => {
                     if let NodeValue::Seq(items) = &v.value {
                         p.tokens = items.iter().filter_map(Node::scalar_text).collect();
@@ -582,6 +640,130 @@ impl<'a> Builder<'a> {
             p.command = c.clone();
         }
         (p, command, extra)
+    }
+
+    /// `profiles: [a, b]`: names (as process names), duplicates dropped.
+    fn profiles(&mut self, list: Vec<String>, n: &Node, what: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let items = match &n.value {
+            NodeValue::Seq(items) => items.as_slice(),
+            _ => &[],
+        };
+        for (i, name) in list.into_iter().enumerate() {
+            let loc = items.get(i).map_or(&n.loc, |it| &it.loc).clone();
+            if let Err(e) = check_name(&name) {
+                self.err(&loc, format!("`{what}`: profile {e}"));
+            } else if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+        out
+    }
+
+    /// `watch:` as a list of paths (or one path), or a mapping of
+    /// `paths`, `ignore`, `gitignore`, `debounce`, `action`.
+    fn watch(&mut self, n: &Node, what: &str) -> Option<WatchSpec> {
+        let mut spec = WatchSpec {
+            paths: Vec::new(),
+            ignore: Vec::new(),
+            gitignore: true,
+            debounce: DEFAULT_WATCH_DEBOUNCE,
+            action: WatchAction::Restart,
+        };
+        match &n.value {
+            NodeValue::Seq(_) => spec.paths = self.watch_paths(n, what)?,
+            NodeValue::Str(_) => spec.paths = self.watch_paths(n, what)?,
+            NodeValue::Map(m) => {
+                let mut paths_set = false;
+                let mut ok = true;
+                for (key, _k, v) in self.entries(m, WATCH_KEYS, &format!("`{what}`")) {
+                    let w = format!("{what}.{key}");
+                    match key {
+                        "paths" => {
+                            paths_set = true;
+                            match self.watch_paths(v, &w) {
+                                Some(p) => spec.paths = p,
+                                None => ok = false,
+                            }
+                        }
+                        "ignore" => match &v.value {
+                            NodeValue::Str(s) => spec.ignore = vec![s.clone()],
+                            NodeValue::Null => {}
+                            _ => match self.string_list(v, &w) {
+                                Some(l) => spec.ignore = l,
+                                None => ok = false,
+                            },
+                        },
+                        "gitignore" => match self.bool(v, &w) {
+                            Some(b) => spec.gitignore = b,
+                            None => ok = false,
+                        },
+                        "debounce" => match self.duration(v, &w) {
+                            Some(d) => spec.debounce = d,
+                            None => ok = false,
+                        },
+                        "action" => match self.watch_action(v, &w) {
+                            Some(a) => spec.action = a,
+                            None => ok = false,
+                        },
+                        _ => {}
+                    }
+                }
+                if !paths_set {
+                    // `watch: { action: SIGHUP }` watches the whole cwd.
+                    spec.paths = vec![".".to_owned()];
+                }
+                if !ok {
+                    return None;
+                }
+            }
+            _ => {
+                self.mismatch(
+                    n,
+                    what,
+                    "a list of paths or a mapping (`paths`, `ignore`, `gitignore`, `debounce`, `action`)",
+                );
+                return None;
+            }
+        }
+        Some(spec)
+    }
+
+    fn watch_paths(&mut self, n: &Node, what: &str) -> Option<Vec<String>> {
+        let paths = match &n.value {
+            NodeValue::Str(s) => vec![s.clone()],
+            _ => self.string_list(n, what)?,
+        };
+        if paths.is_empty() {
+            self.err(
+                &n.loc,
+                format!("`{what}`: no path to watch\nhelp: list paths or globs relative to the process's `cwd`, e.g. `[src, \"*.toml\"]`"),
+            );
+            return None;
+        }
+        if let Some(p) = paths.iter().find(|p| p.trim().is_empty()) {
+            self.err(&n.loc, format!("`{what}`: an empty path (`{}`)", escape(p)));
+            return None;
+        }
+        Some(paths)
+    }
+
+    fn watch_action(&mut self, n: &Node, what: &str) -> Option<WatchAction> {
+        let text = self.scalar(n, what)?;
+        if text.trim() == "restart" {
+            return Some(WatchAction::Restart);
+        }
+        match parse_signal(&text) {
+            Ok(signal) => Some(WatchAction::Signal { signal }),
+            Err(e) => {
+                let mut msg = format!("`{what}`: expected `restart` or a signal; {}", escape(&e));
+                if let Some(s) = did_you_mean(text.trim(), &["restart"]) {
+                    msg.push_str(&format!("\nhelp: did you mean `{s}`?"));
+                }
+                self.err(&n.loc, msg);
+                None
+            }
+        }
     }
 
     fn env(&mut self, n: &Node, what: &str) -> Vec<(String, String)> {

@@ -4,7 +4,9 @@
 //! interpolates once the gateway port and tokens are known.
 
 mod build;
+mod devloop;
 mod interp;
+mod merge;
 mod model;
 mod node;
 mod procfile;
@@ -13,7 +15,13 @@ mod suggest;
 mod units;
 mod validate;
 
-pub use build::{DEFAULT_GATEWAY_PROBE_URL, DEFAULT_PORT, GATEWAY_NAME, check_name};
+pub use build::{
+    DEFAULT_GATEWAY_PROBE_URL, DEFAULT_PORT, DEFAULT_WATCH_DEBOUNCE, DEFAULT_WATCH_IGNORE,
+    GATEWAY_NAME, MAX_REPLICAS, check_name,
+};
+pub use devloop::{
+    Changed, ConfigDiff, SelectError, changed_fields, diff, profiles, replica_of, select,
+};
 pub use interp::interpolate;
 pub use model::*;
 pub use procfile::{parse_dotenv, parse_procfile};
@@ -43,6 +51,20 @@ pub struct LoadOptions {
     pub space_dir: PathBuf,
     pub config: Option<PathBuf>,
     pub procfile: Option<PathBuf>,
+    /// Override files merged over the config, in order (`--config` given
+    /// again). Empty: the config's own override file (`space.override.yaml`
+    /// next to `space.yaml`, `X.override.yaml` next to `X.yaml`) if it exists.
+    pub overrides: Vec<PathBuf>,
+}
+
+impl LoadOptions {
+    /// The config files of a repeated `--config`: the first is the config,
+    /// the others its override files, in order.
+    pub fn with_configs(mut self, files: &[PathBuf]) -> Self {
+        self.config = files.first().cloned();
+        self.overrides = files.iter().skip(1).cloned().collect();
+        self
+    }
 }
 
 /// Why a config could not be loaded. `Display` renders the full, user-facing report.
@@ -57,8 +79,10 @@ pub enum ConfigError {
         errors: Vec<Diagnostic>,
         warnings: Vec<Diagnostic>,
         /// The config file's text, for the excerpts under its diagnostics
-        /// (the only file ever quoted: never an `env_file`).
+        /// (the only file ever quoted, with the override files: never an `env_file`).
         source: Box<Source>,
+        /// The override files' texts, for their diagnostics' excerpts.
+        overrides: Vec<Source>,
     },
 }
 
@@ -89,7 +113,7 @@ impl ConfigError {
 /// escaped, with an excerpt when it points into the config file itself.
 pub fn render_diagnostic(severity: &str, d: &Diagnostic, cfg: &SpaceConfig) -> String {
     let yaml = cfg.source == ConfigSource::SpaceYaml;
-    let source = (d.file == cfg.config_path)
+    let source = (d.file == cfg.config_path || cfg.sources.contains(&d.file))
         .then(|| read_text(&d.file, yaml).ok())
         .flatten()
         .map(|text| Source {
@@ -239,10 +263,7 @@ fn text_loc(prefix: &str, yaml: bool) -> Loc {
         prev = c;
     }
     let col = prefix[line_start..].chars().count() + 1;
-    Loc {
-        line,
-        col: u32::try_from(col).unwrap_or(u32::MAX),
-    }
+    Loc::new(line, u32::try_from(col).unwrap_or(u32::MAX))
 }
 
 /// What interpolation needs that only exists at run time.
@@ -289,7 +310,8 @@ pub fn load_with_env(
         }
         let path = absolute(&path)?;
         let dir = space_dir_of(&path);
-        return load_yaml(&path, &dir);
+        let overrides = override_files(&path, opts)?;
+        return load_yaml_with(&path, &overrides, &dir);
     }
     let dir = &opts.space_dir;
     let candidates = [dir.join(".mew/space.yaml"), dir.join("space.yaml")];
@@ -297,7 +319,8 @@ pub fn load_with_env(
         if c.is_file() {
             let path = absolute(c)?;
             let dir = absolute(dir)?;
-            return load_yaml(&path, &dir);
+            let overrides = override_files(&path, opts)?;
+            return load_yaml_with(&path, &overrides, &dir);
         }
     }
     let procfile = dir.join("Procfile");
@@ -381,10 +404,15 @@ pub fn slug(name: &str) -> String {
     if s.is_empty() { "space".to_owned() } else { s }
 }
 
-fn invalid(
+fn invalid(errors: Vec<Diagnostic>, warnings: Vec<Diagnostic>, source: Source) -> ConfigError {
+    invalid_in(errors, warnings, source, Vec::new())
+}
+
+fn invalid_in(
     mut errors: Vec<Diagnostic>,
     mut warnings: Vec<Diagnostic>,
     source: Source,
+    overrides: Vec<Source>,
 ) -> ConfigError {
     let key = |d: &Diagnostic| {
         (
@@ -398,13 +426,76 @@ fn invalid(
         errors,
         warnings,
         source: Box::new(source),
+        overrides,
     }
 }
 
 /// Parse and validate a space.yaml at `path` (absolute) for the space in `dir` (absolute).
 pub fn load_yaml(path: &Path, dir: &Path) -> Result<SpaceConfig, ConfigError> {
-    let text = read(path, true)?;
-    parse_yaml(&text, path, dir)
+    load_yaml_with(path, &[], dir)
+}
+
+/// [`load_yaml`] with override files (absolute) merged over it, in order.
+pub fn load_yaml_with(
+    path: &Path,
+    overrides: &[PathBuf],
+    dir: &Path,
+) -> Result<SpaceConfig, ConfigError> {
+    let mut files = vec![(path.to_path_buf(), read(path, true)?)];
+    for o in overrides {
+        files.push((o.clone(), read(o, true)?));
+    }
+    parse_yaml_files(&files, dir)
+}
+
+/// The override file of a config named `X.yaml` (or `X.yml`):
+/// `X.override.yaml` (`.yml`) beside it.
+pub fn override_path(config: &Path) -> Option<PathBuf> {
+    let name = config.file_name()?.to_str()?;
+    let (stem, ext) = name.rsplit_once('.')?;
+    if !matches!(ext, "yaml" | "yml") || stem.is_empty() || stem.ends_with(".override") {
+        return None;
+    }
+    Some(config.with_file_name(format!("{stem}.override.{ext}")))
+}
+
+/// The override files to merge over `config`: those asked for (each must
+/// exist), else its own override file if it exists.
+fn override_files(config: &Path, opts: &LoadOptions) -> Result<Vec<PathBuf>, ConfigError> {
+    if opts.overrides.is_empty() {
+        return Ok(override_path(config)
+            .filter(|p| p.is_file())
+            .into_iter()
+            .collect());
+    }
+    let mut out = Vec::new();
+    for p in &opts.overrides {
+        if let Ok(meta) = std::fs::metadata(p)
+            && !meta.is_file()
+        {
+            return Err(ConfigError::Io {
+                message: format!("it is {}, not a regular file", file_kind(meta.file_type())),
+                path: p.clone(),
+            });
+        }
+        if !p.is_file() {
+            return Err(ConfigError::NotFound {
+                searched: vec![p.clone()],
+            });
+        }
+        out.push(absolute(p)?);
+    }
+    Ok(out)
+}
+
+fn yaml_sources(files: &[(PathBuf, String)], secrets: &[String]) -> (Source, Vec<Source>) {
+    let mut all = files
+        .iter()
+        .map(|(p, t)| yaml_source(p, t, secrets.to_vec()));
+    let first = all
+        .next()
+        .unwrap_or_else(|| yaml_source(Path::new(""), "", Vec::new()));
+    (first, all.collect())
 }
 
 fn yaml_source(path: &Path, text: &str, secrets: Vec<String>) -> Source {
@@ -418,32 +509,44 @@ fn yaml_source(path: &Path, text: &str, secrets: Vec<String>) -> Source {
 
 /// Parse and validate space.yaml text. `path` is used for messages.
 pub fn parse_yaml(text: &str, path: &Path, dir: &Path) -> Result<SpaceConfig, ConfigError> {
-    let root = match node::parse(text) {
-        Ok(r) => r,
-        Err(e) => {
-            let loc = e.location().map(|l| Loc {
-                line: u32::try_from(l.line()).unwrap_or(u32::MAX),
-                col: u32::try_from(l.column()).unwrap_or(u32::MAX),
-            });
-            let d = Diagnostic::new(
-                path,
-                loc,
-                format!("invalid YAML: {}", escape(&report::syntax_message(&e))),
-            );
-            return Err(invalid(
-                vec![d],
-                Vec::new(),
-                yaml_source(path, text, Vec::new()),
-            ));
+    parse_yaml_files(&[(path.to_path_buf(), text.to_owned())], dir)
+}
+
+/// Parse, merge (see `config::merge`) and validate space.yaml texts: the
+/// config first, then its override files. Paths are used for messages.
+pub fn parse_yaml_files(
+    files: &[(PathBuf, String)],
+    dir: &Path,
+) -> Result<SpaceConfig, ConfigError> {
+    let mut root: Option<node::Node> = None;
+    for (i, (path, text)) in files.iter().enumerate() {
+        let mut n = match node::parse(text) {
+            Ok(n) => n,
+            Err(e) => return Err(syntax_error(files, path, &e)),
+        };
+        merge::set_file(&mut n, i);
+        match &mut root {
+            None => root = Some(n),
+            Some(r) => merge::merge(r, n),
         }
+    }
+    let Some(root) = root else {
+        return Err(invalid(
+            Vec::new(),
+            Vec::new(),
+            yaml_source(Path::new(""), "", Vec::new()),
+        ));
     };
+    let path = files[0].0.as_path();
     let mut b = build::Builder::new(path.to_path_buf(), dir);
+    b.files = files.iter().map(|(p, _)| p.clone()).collect();
     let parsed = b.space(&root);
     let mut processes = parsed.processes;
+    devloop::expand_replicas(&mut b, &mut processes);
     if processes.is_empty() && b.errors.is_empty() {
         // A typo (`procesess:`) must not run a space of nothing, "ready" forever.
         b.err(
-            &Loc { line: 1, col: 1 },
+            &Loc::new(1, 1),
             "nothing to run: no `processes:`, no participant with a `command`, no gateway\nhelp: define `processes:` or `participants:` (see `mew init`); a misspelt key is named in a warning",
         );
     }
@@ -451,11 +554,8 @@ pub fn parse_yaml(text: &str, path: &Path, dir: &Path) -> Result<SpaceConfig, Co
     validate::token_exposure(&mut b, &processes);
     if !b.errors.is_empty() {
         let secrets = std::mem::take(&mut b.secret_tokens);
-        return Err(invalid(
-            b.errors,
-            b.warnings,
-            yaml_source(path, text, secrets),
-        ));
+        let (source, overrides) = yaml_sources(files, &secrets);
+        return Err(invalid_in(b.errors, b.warnings, source, overrides));
     }
     let id = parsed.id.unwrap_or_else(|| dir_name(dir));
     let log_dir = match parsed.log_dir {
@@ -475,14 +575,13 @@ pub fn parse_yaml(text: &str, path: &Path, dir: &Path) -> Result<SpaceConfig, Co
     if parsed.gateway_disabled
         && let Some(p) = processes.iter().find(|p| p.kind == ProcKind::Participant)
     {
-        b.warnings.push(Diagnostic::new(
-            path,
-            Some(p.loc.clone()),
+        b.warn(
+            Some(&p.loc),
             format!(
                 "nothing in this space runs a gateway (`gateway: false`), but participant `{}` is started and will look for one\nhelp: remove `gateway: false` to run mew's own gateway, or make sure one runs on the port it connects to",
                 p.name
             ),
-        ));
+        );
     }
     Ok(SpaceConfig {
         name: parsed.name.unwrap_or_else(|| id.clone()),
@@ -490,7 +589,7 @@ pub fn parse_yaml(text: &str, path: &Path, dir: &Path) -> Result<SpaceConfig, Co
         description: parsed.description,
         dir: dir.to_path_buf(),
         config_path: path.to_path_buf(),
-        sources: vec![path.to_path_buf()],
+        sources: b.files.clone(),
         source: ConfigSource::SpaceYaml,
         gateway_port: parsed.port.unwrap_or(DEFAULT_PORT),
         processes,
@@ -506,9 +605,50 @@ pub fn parse_yaml(text: &str, path: &Path, dir: &Path) -> Result<SpaceConfig, Co
             .shutdown_timeout
             .unwrap_or(build::DEFAULT_SHUTDOWN_TIMEOUT),
         ui_keys: parsed.ui_keys,
+        overridden: top_level_overrides(&root, &b.files),
         secret_tokens: b.secret_tokens,
         warnings: b.warnings,
     })
+}
+
+/// The top-level keys (but the process sections) an override file touched.
+fn top_level_overrides(root: &node::Node, files: &[PathBuf]) -> Vec<KeyOrigin> {
+    let mut out = Vec::new();
+    for (k, v) in root.as_map().unwrap_or_default() {
+        let Some(key) = k.as_str() else { continue };
+        if matches!(key, "gateway" | "participants" | "processes") {
+            continue;
+        }
+        let mut found = Vec::new();
+        merge::files_in(k, &mut found);
+        merge::files_in(v, &mut found);
+        for f in found.into_iter().filter(|&f| f > 0) {
+            if let Some(file) = files.get(f) {
+                out.push(KeyOrigin {
+                    key: key.to_owned(),
+                    file: file.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// A YAML syntax error in one of `files` (at `path`).
+fn syntax_error(files: &[(PathBuf, String)], path: &Path, e: &serde_saphyr::Error) -> ConfigError {
+    let loc = e.location().map(|l| {
+        Loc::new(
+            u32::try_from(l.line()).unwrap_or(u32::MAX),
+            u32::try_from(l.column()).unwrap_or(u32::MAX),
+        )
+    });
+    let d = Diagnostic::new(
+        path,
+        loc,
+        format!("invalid YAML: {}", escape(&report::syntax_message(e))),
+    );
+    let (source, overrides) = yaml_sources(files, &[]);
+    invalid_in(vec![d], Vec::new(), source, overrides)
 }
 
 /// The first Procfile port: `PORT` from `.env`, else from the environment, else 5000.
@@ -556,7 +696,7 @@ fn load_procfile(
     if entries.is_empty() && errors.is_empty() {
         errors.push(Diagnostic::new(
             &path,
-            Some(Loc { line: 1, col: 1 }),
+            Some(Loc::new(1, 1)),
             "the Procfile defines no process\nhelp: add lines like `web: python -m http.server $PORT`",
         ));
     }
@@ -649,6 +789,7 @@ fn load_procfile(
         },
         shutdown_timeout: build::DEFAULT_SHUTDOWN_TIMEOUT,
         ui_keys: Vec::new(),
+        overridden: Vec::new(),
         secret_tokens: Vec::new(),
         warnings: Vec::new(),
     })
@@ -694,6 +835,42 @@ fn lookup_var(
         .or_else(|| os_env(name))
 }
 
+/// Copy `r.index` of a replicated process gets `PORT + (index - 1)` for each
+/// `PORT` of its environment (`env:` or `env_file`) that is a number; a
+/// `PORT` that is not one is left as is, with a warning (the copies would
+/// share it).
+fn replica_port(
+    cfg: &SpaceConfig,
+    p: &ProcessConfig,
+    r: &Replica,
+    env: &mut [(String, String)],
+    warnings: &mut Vec<Diagnostic>,
+) {
+    if r.count < 2 {
+        return;
+    }
+    for (k, v) in env.iter_mut().filter(|(k, _)| k == "PORT") {
+        let shifted = v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .map(|base| base + (r.index - 1))
+            .filter(|&n| (1..=65535).contains(&n));
+        match shifted {
+            Some(n) => *v = n.to_string(),
+            None if v == TOKEN_MASK => {}
+            None => warnings.push(Diagnostic::new(
+                cfg.file_of(&p.loc),
+                Some(p.loc.clone()),
+                format!(
+                    "`{}.env.{k}` is not a port number below 65536 once offset, so the {} copies of `{}` share it",
+                    p.name, r.count, r.of
+                ),
+            )),
+        }
+    }
+}
+
 /// [`resolve`] with an explicit environment lookup.
 pub fn resolve_with_env(
     cfg: &SpaceConfig,
@@ -724,6 +901,7 @@ fn resolve_one(
             "SPACE_CONFIG" => Some(cfg.config_path.display().to_string()),
             "PARTICIPANT" => Some(p.name.clone()),
             "TOKEN" => token.clone(),
+            "REPLICA" => p.replica.as_ref().map(|r| r.index.to_string()),
             _ => None,
         }
     };
@@ -736,7 +914,7 @@ fn resolve_one(
                 "it is not set in the environment".to_owned()
             };
             warnings.push(Diagnostic::new(
-                &cfg.config_path,
+                cfg.file_of(&p.loc),
                 Some(p.loc.clone()),
                 format!(
                     "`${{{name}}}` in `{}.{}` is left as written: {why}",
@@ -754,6 +932,10 @@ fn resolve_one(
         };
         warn(&format!("env.{k}"), unset);
         env.push((k.clone(), value));
+    }
+    let mut port_warnings = Vec::new();
+    if let Some(r) = &p.replica {
+        replica_port(cfg, p, r, &mut env, &mut port_warnings);
     }
     let lookup = |name: &str| lookup_var(name, &builtin, &env, os_env);
     let mut field = |what: &str, s: &str| {
@@ -802,6 +984,7 @@ fn resolve_one(
         probe: resolve_probe("health", &h.probe),
         action: h.action,
     });
+    warnings.extend(port_warnings);
     env.push(("MEW_SPACE".to_owned(), cfg.id.clone()));
     env.push(("MEW_SPACE_DIR".to_owned(), cfg.dir.display().to_string()));
     env.push(("MEW_PROCESS".to_owned(), p.name.clone()));
@@ -824,3 +1007,6 @@ fn resolve_one(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_devloop;

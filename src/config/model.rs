@@ -14,6 +14,17 @@ use serde::Serialize;
 pub struct Loc {
     pub line: u32,
     pub col: u32,
+    /// Which of the merged files ([`SpaceConfig::sources`]) it is in: 0 for
+    /// the config itself, 1… for the override files.
+    #[serde(skip)]
+    pub file: usize,
+}
+
+impl Loc {
+    /// Line and column in the config file itself.
+    pub const fn new(line: u32, col: u32) -> Self {
+        Loc { line, col, file: 0 }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -194,8 +205,21 @@ pub struct ProcessConfig {
     /// `replicas: N` made this process one of N copies.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replica: Option<Replica>,
-    /// Where the process is defined in the config file.
+    /// The keys of this process that an override file set (or changed part
+    /// of), with that file: what `check` shows as "from …". Empty without
+    /// override files.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overridden: Vec<KeyOrigin>,
+    /// Where the process is defined: in the config file, or (with
+    /// `loc.file` > 0) in an override file that added it.
     pub loc: Loc,
+}
+
+/// A key of a process set by an override file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyOrigin {
+    pub key: String,
+    pub file: PathBuf,
 }
 
 /// `watch:` of a process: what to watch, what to leave out, what to do.
@@ -336,12 +360,24 @@ pub struct SpaceConfig {
     pub secret_tokens: Vec<String>,
     /// `ui.keys`: action name → key, as written.
     pub ui_keys: Vec<(String, String)>,
+    /// Top-level keys (`space`, `logs`, `shutdown_timeout`, `ui` …; not
+    /// `gateway`, `participants` and `processes`, whose processes say it
+    /// themselves) that an override file set or changed part of.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overridden: Vec<KeyOrigin>,
     pub warnings: Vec<Diagnostic>,
 }
 
 impl SpaceConfig {
     pub fn process(&self, name: &str) -> Option<&ProcessConfig> {
         self.processes.iter().find(|p| p.name == name)
+    }
+
+    /// The file a location is in (one of [`SpaceConfig::sources`]).
+    pub fn file_of(&self, loc: &Loc) -> &Path {
+        self.sources
+            .get(loc.file)
+            .map_or(self.config_path.as_path(), PathBuf::as_path)
     }
 
     pub fn gateway(&self) -> Option<&ProcessConfig> {

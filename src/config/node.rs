@@ -84,10 +84,10 @@ impl<'de> Deserialize<'de> for NodeValue {
 impl<'de> Deserialize<'de> for Node {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = Spanned::<NodeValue>::deserialize(d)?;
-        let loc = Loc {
-            line: u32::try_from(s.referenced.line()).unwrap_or(u32::MAX),
-            col: u32::try_from(s.referenced.column()).unwrap_or(u32::MAX),
-        };
+        let loc = Loc::new(
+            u32::try_from(s.referenced.line()).unwrap_or(u32::MAX),
+            u32::try_from(s.referenced.column()).unwrap_or(u32::MAX),
+        );
         Ok(Node {
             value: s.value,
             loc,
@@ -164,7 +164,7 @@ pub fn parse(text: &str) -> Result<Node, serde_saphyr::Error> {
     {
         return Ok(Node {
             value: NodeValue::Null,
-            loc: Loc { line: 1, col: 1 },
+            loc: Loc::new(1, 1),
         });
     }
     // YAML 1.2 booleans only: `command: y` or `restart_policy: no` stay strings.
@@ -183,11 +183,11 @@ mod tests {
         let m = n.as_map().unwrap();
         assert_eq!(m[0].0.as_str(), Some("b"));
         assert_eq!(m[0].1.value, NodeValue::Int(1));
-        assert_eq!(m[0].1.loc, Loc { line: 1, col: 4 });
+        assert_eq!(m[0].1.loc, Loc::new(1, 4));
         let NodeValue::Seq(items) = &m[1].1.value else {
             panic!("not a seq")
         };
-        assert_eq!(items[0].loc, Loc { line: 3, col: 5 });
+        assert_eq!(items[0].loc, Loc::new(3, 5));
         assert_eq!(items[1].value, NodeValue::Str("no".into()));
         assert_eq!(items[2].value, NodeValue::Str("no".into()));
         assert_eq!(items[3].value, NodeValue::Null);

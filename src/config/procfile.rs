@@ -6,10 +6,10 @@ use super::model::Loc;
 pub type LineError = (Loc, String);
 
 fn loc(line: usize, col: usize) -> Loc {
-    Loc {
-        line: u32::try_from(line).unwrap_or(u32::MAX),
-        col: u32::try_from(col).unwrap_or(u32::MAX),
-    }
+    Loc::new(
+        u32::try_from(line).unwrap_or(u32::MAX),
+        u32::try_from(col).unwrap_or(u32::MAX),
+    )
 }
 
 /// Parse a `.env` file: `KEY=VALUE` lines, optional `export `, `#` comments,
@@ -202,11 +202,11 @@ mod tests {
         let errs =
             parse_dotenv("OK=1\nno equals here\n1BAD=x\nQ=\"open\nR='x' junk\n").unwrap_err();
         assert_eq!(errs.len(), 4);
-        assert_eq!(errs[0].0, Loc { line: 2, col: 1 });
+        assert_eq!(errs[0].0, Loc::new(2, 1));
         assert!(errs[0].1.contains("KEY=VALUE"));
         assert_eq!(errs[1].0.line, 3);
         assert!(errs[1].1.contains("not a valid variable name"));
-        assert_eq!(errs[2].0, Loc { line: 4, col: 3 });
+        assert_eq!(errs[2].0, Loc::new(4, 3));
         assert!(errs[2].1.contains("unclosed double quote"));
         assert_eq!(errs[3].0.line, 5);
         assert!(errs[3].1.contains("after the closing quote"));
@@ -219,10 +219,10 @@ mod tests {
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].name, "web");
         assert_eq!(e[0].command, "bundle exec rails s -p $PORT");
-        assert_eq!(e[0].loc, Loc { line: 2, col: 1 });
+        assert_eq!(e[0].loc, Loc::new(2, 1));
         assert_eq!(e[1].name, "worker");
         assert_eq!(e[1].command, "sh -c 'a: b'");
-        assert_eq!(e[1].loc, Loc { line: 4, col: 3 });
+        assert_eq!(e[1].loc, Loc::new(4, 3));
     }
 
     #[test]

@@ -234,12 +234,18 @@ pub fn render_error(e: &ConfigError, f: &mut std::fmt::Formatter<'_>) -> std::fm
             errors,
             warnings,
             source,
+            overrides,
         } => {
+            let source_of = |d: &Diagnostic| {
+                std::iter::once(&**source)
+                    .chain(overrides.iter())
+                    .find(|s| s.path == d.file)
+            };
             for d in errors {
-                writeln!(f, "{}", render("error", d, Some(source)))?;
+                writeln!(f, "{}", render("error", d, source_of(d)))?;
             }
             for d in warnings {
-                writeln!(f, "{}", render("warning", d, Some(source)))?;
+                writeln!(f, "{}", render("warning", d, source_of(d)))?;
             }
             let file = errors
                 .first()

@@ -68,7 +68,7 @@ fn defaults_are_applied() {
     assert!(p.auto_start && !p.disabled && !p.one_shot);
     assert_eq!(p.ready, None);
     assert!(p.depends_on.is_empty());
-    assert_eq!(p.loc, Loc { line: 2, col: 3 });
+    assert_eq!(p.loc, Loc::new(2, 3));
 }
 
 #[test]
@@ -769,7 +769,7 @@ fn typo_warnings() {
     }
     // Misspelled keys are ignored, so defaults stay.
     assert_eq!(c.process("a").unwrap().restart_policy, RestartPolicy::No);
-    assert!(c.warnings[1].loc == Some(Loc { line: 6, col: 5 }));
+    assert!(c.warnings[1].loc == Some(Loc::new(6, 5)));
     // Upstream keys are not typos.
     let c = ok(
         "participants:\n  a: { command: x, auto_start: true, capabilities: [], fifo: false, output_log: x, mcp_server: {}, bridge_config: {}, default_to: {}, type: local }\ndefaults: {}\n",
@@ -904,7 +904,7 @@ processes:
         warns[0].message,
         "`${OPENAI_API_KEY}` in `agent.env.KEY` is left as written: it is not set in the environment"
     );
-    assert_eq!(warns[0].loc, Some(Loc { line: 5, col: 3 }));
+    assert_eq!(warns[0].loc, Some(Loc::new(5, 3)));
 }
 
 #[test]
@@ -955,7 +955,7 @@ fn env_file_is_read_at_load() {
     )
     .unwrap_err();
     assert_eq!(e.errors()[0].file, tmp.path().join("bad.env"));
-    assert_eq!(e.errors()[0].loc, Some(Loc { line: 2, col: 1 }));
+    assert_eq!(e.errors()[0].loc, Some(Loc::new(2, 1)));
     assert!(
         e.to_string().contains("bad.env:2:1: expected `KEY=VALUE`"),
         "{e}"
@@ -1192,7 +1192,7 @@ fn a_readiness_failure_threshold_warns_that_it_has_no_effect() {
     let c = ok("processes:\n  a: { command: x, ready: { exec: x, failure_threshold: 2 } }\n");
     assert_eq!(c.warnings.len(), 1, "{:#?}", warnings(&c));
     let w = &c.warnings[0];
-    assert_eq!(w.loc, Some(Loc { line: 2, col: 38 }));
+    assert_eq!(w.loc, Some(Loc::new(2, 38)));
     assert!(
         w.message
             .starts_with("`a.ready.failure_threshold` has no effect: a readiness probe stops once the process is ready"),
@@ -1309,7 +1309,7 @@ fn diagnostics_escape_values_even_newlines() {
 fn excerpts_are_escaped_and_aligned() {
     let d = Diagnostic::new(
         Path::new("/s/space.yaml"),
-        Some(Loc { line: 2, col: 8 }),
+        Some(Loc::new(2, 8)),
         "bad\nhelp: fix \x1b[2A it",
     );
     let src = Source {
@@ -1324,7 +1324,7 @@ fn excerpts_are_escaped_and_aligned() {
         "error: /s/space.yaml:2:8: bad\n  |\n2 | b: \"\\x1b\\t\\u{202e}x\" # ****\n  |                   ^\n  = help: fix \\x1b[2A it\n"
     );
     // Another file (an env_file) is never quoted.
-    let other = Diagnostic::new(Path::new("/s/creds"), Some(Loc { line: 2, col: 1 }), "bad");
+    let other = Diagnostic::new(Path::new("/s/creds"), Some(Loc::new(2, 1)), "bad");
     assert_eq!(
         report::render("error", &other, Some(&src)),
         "error: /s/creds:2:1: bad\n"
@@ -1346,16 +1346,16 @@ fn yaml_lines_end_at_a_lone_cr() {
 
 #[test]
 fn bad_utf8_is_located_as_the_parser_counts_lines() {
-    assert_eq!(text_loc("", true), Loc { line: 1, col: 1 });
-    assert_eq!(text_loc("ab\ncé", true), Loc { line: 2, col: 3 });
-    assert_eq!(text_loc("a\rb\r\nc", true), Loc { line: 3, col: 2 });
-    assert_eq!(text_loc("a\rb\r\nc", false), Loc { line: 2, col: 2 });
+    assert_eq!(text_loc("", true), Loc::new(1, 1));
+    assert_eq!(text_loc("ab\ncé", true), Loc::new(2, 3));
+    assert_eq!(text_loc("a\rb\r\nc", true), Loc::new(3, 2));
+    assert_eq!(text_loc("a\rb\r\nc", false), Loc::new(2, 2));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let f = dir.path().join("space.yaml");
     std::fs::write(&f, b"a: 1\nb: \"\xe2\x82\"\n").unwrap_or_else(|e| panic!("{e}"));
     match read_text(&f, true) {
         Err(TextError::NotUtf8 { loc, offset, lossy }) => {
-            assert_eq!((loc, offset), (Loc { line: 2, col: 5 }, 9));
+            assert_eq!((loc, offset), (Loc::new(2, 5), 9));
             assert_eq!(lossy, "a: 1\nb: \"\u{fffd}\"\n");
         }
         other => panic!("{other:?}"),

@@ -65,6 +65,7 @@ pub fn load_config(args: &SpaceArgs) -> Result<SpaceConfig, ExitCode> {
         space_dir: args.space_dir.clone(),
         config: args.config.clone(),
         procfile: args.procfile.clone(),
+        ..Default::default()
     };
     match config::load(&opts) {
         Ok(cfg) => Ok(cfg),
