@@ -1,13 +1,33 @@
 //! Shared helpers for integration tests: temporary spaces, running the real
 //! `mew` binary with deadlines, and checking that nothing is left behind.
+//! `reliability`: status, /proc readings and a PTY client for the reliability
+//! tests; `tui`: the TUI's in-memory demo spaces and event helpers.
 #![allow(dead_code, clippy::unwrap_used)]
+
+pub mod reliability;
+pub mod tui;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub const MEW: &str = env!("CARGO_BIN_EXE_mew");
+
+/// Held for the whole of a test that must not run at the same time as any
+/// other test taking it (in `tests/heavy/`: load and chaos, each of which
+/// once ran alone in a binary of its own). A test that failed while holding
+/// it does not stop the next one.
+pub fn alone() -> MutexGuard<'static, ()> {
+    static ALONE: Mutex<()> = Mutex::new(());
+    ALONE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The repository's root (`tests/fixtures/...` are below it).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
 
 /// A temporary space directory with a `.mew/space.yaml`.
 pub struct Space {
