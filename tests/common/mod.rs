@@ -218,3 +218,19 @@ pub fn kill(pid: u32, sig: &str) {
         .arg(pid.to_string())
         .status();
 }
+
+/// Copy a directory tree: directories and regular files (anything else,
+/// such as a symlink or a socket a run left behind, is skipped).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let ty = entry.file_type().unwrap();
+        let dest = to.join(entry.file_name());
+        if ty.is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else if ty.is_file() {
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}

@@ -4,7 +4,8 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::Read;
-use std::path::Path;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -336,4 +337,43 @@ pub fn now_ms() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis()
+}
+
+// ---- a raw protocol client ----------------------------------------------------
+
+/// The path of the space's control socket (written to `.mew/run/socket`).
+pub fn socket(space: &Space) -> PathBuf {
+    let s = std::fs::read_to_string(space.path().join(".mew/run/socket")).unwrap();
+    PathBuf::from(s.trim_end())
+}
+
+/// One frame: a 4-byte big-endian length, the kind, the payload.
+pub fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes().to_vec();
+    f.push(kind);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A message frame (kind 1) holding `v`.
+pub fn msg(v: serde_json::Value) -> Vec<u8> {
+    frame(1, v.to_string().as_bytes())
+}
+
+/// The client's first message, as `client` (`control`, `attach`...).
+pub fn hello(client: &str) -> Vec<u8> {
+    msg(serde_json::json!({
+        "type": "hello", "version": mew::protocol::PROTOCOL_VERSION,
+        "mew_version": "test", "client": client
+    }))
+}
+
+/// Read one frame (blocking, with the stream's timeout); `None` at EOF/error.
+pub fn read_frame(s: &mut UnixStream) -> Option<(u8, Vec<u8>)> {
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).ok()?;
+    let len = u32::from_be_bytes(head[..4].try_into().unwrap()) as usize;
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).ok()?;
+    Some((head[4], payload))
 }

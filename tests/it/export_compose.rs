@@ -9,24 +9,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-const MEW: &str = env!("CARGO_BIN_EXE_mew");
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
-}
+use crate::common::{MEW, copy_dir, repo};
 
 /// A temp copy of a space directory of the repo.
 fn space_copy(rel: &str) -> (tempfile::TempDir, PathBuf) {

@@ -10,25 +10,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const MEW: &str = env!("CARGO_BIN_EXE_mew");
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let ty = entry.file_type().unwrap();
-        let dest = to.join(entry.file_name());
-        if ty.is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else if ty.is_file() {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
-}
+use crate::common::{MEW, copy_dir, repo};
 
 /// A temp copy of a fixture space (the tokens a previous run left are not copied).
 fn space_copy(rel: &str) -> tempfile::TempDir {

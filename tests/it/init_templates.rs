@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-const MEW: &str = env!("CARGO_BIN_EXE_mew");
+use crate::common::MEW;
 
 /// A work directory and a HOME, both temporary.
 struct Env {

@@ -12,7 +12,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Space, wait_for, wait_output};
-use util::{PtyClient, alive, down, mew, rss_kib, server_pid, signal, status_json, up_d};
+use util::{
+    PtyClient, alive, down, frame, hello, mew, msg, read_frame, rss_kib, server_pid, signal, socket,
+    status_json, up_d,
+};
 
 const W: Duration = Duration::from_secs(30);
 
@@ -441,39 +444,6 @@ fn assert_restored(client: &PtyClient, sig: &str) {
 
 // ---- protocol -----------------------------------------------------------------
 
-fn socket(space: &Space) -> PathBuf {
-    let s = std::fs::read_to_string(space.path().join(".mew/run/socket")).unwrap();
-    PathBuf::from(s.trim_end())
-}
-
-fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
-    let mut f = (payload.len() as u32).to_be_bytes().to_vec();
-    f.push(kind);
-    f.extend_from_slice(payload);
-    f
-}
-
-fn msg(v: serde_json::Value) -> Vec<u8> {
-    frame(1, v.to_string().as_bytes())
-}
-
-fn hello() -> Vec<u8> {
-    msg(serde_json::json!({
-        "type": "hello", "version": mew::protocol::PROTOCOL_VERSION,
-        "mew_version": "test", "client": "control"
-    }))
-}
-
-/// Read one frame (blocking, with the stream's timeout); `None` at EOF/error.
-fn read_frame(s: &mut UnixStream) -> Option<(u8, Vec<u8>)> {
-    let mut head = [0u8; 5];
-    s.read_exact(&mut head).ok()?;
-    let len = u32::from_be_bytes(head[..4].try_into().unwrap()) as usize;
-    let mut payload = vec![0u8; len];
-    s.read_exact(&mut payload).ok()?;
-    Some((head[4], payload))
-}
-
 fn read_json(s: &mut UnixStream) -> Option<serde_json::Value> {
     let (kind, payload) = read_frame(s)?;
     assert_eq!(kind, 1);
@@ -499,7 +469,7 @@ fn closed(s: &mut UnixStream) -> bool {
 fn raw_status(path: &Path) -> serde_json::Value {
     let mut s = UnixStream::connect(path).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s.write_all(&hello()).unwrap();
+    s.write_all(&hello("control")).unwrap();
     let h = read_json(&mut s).expect("hello");
     assert_eq!(h["type"], "hello", "{h}");
     s.write_all(&msg(
@@ -528,7 +498,7 @@ fn a_hostile_protocol_peer_never_takes_the_server_down() {
         .collect();
 
     let hello_then = |bytes: Vec<u8>| {
-        let mut v = hello();
+        let mut v = hello("control");
         v.extend(bytes);
         v
     };
@@ -576,7 +546,7 @@ fn a_hostile_protocol_peer_never_takes_the_server_down() {
             )),
             true,
         ),
-        ("hello twice", hello_then(hello()), true),
+        ("hello twice", hello_then(hello("control")), true),
         (
             "hello, then truncated",
             hello_then(frame(1, &[b'{'; 100])[..50].to_vec()),

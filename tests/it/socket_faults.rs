@@ -16,47 +16,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Space, wait_for};
-use util::{down, fds, pids, status_json};
+use util::{down, fds, frame, hello, msg, pids, read_frame, socket, status_json};
 
 const W: Duration = Duration::from_secs(60);
 
 // ---- helpers -------------------------------------------------------------------
 
-fn socket(space: &Space) -> PathBuf {
-    let s = std::fs::read_to_string(space.path().join(".mew/run/socket")).unwrap();
-    PathBuf::from(s.trim_end())
-}
-
-fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
-    let mut f = (payload.len() as u32).to_be_bytes().to_vec();
-    f.push(kind);
-    f.extend_from_slice(payload);
-    f
-}
-
-fn msg(v: serde_json::Value) -> Vec<u8> {
-    frame(1, v.to_string().as_bytes())
-}
-
-fn hello(client: &str) -> Vec<u8> {
-    msg(serde_json::json!({
-        "type": "hello", "version": mew::protocol::PROTOCOL_VERSION,
-        "mew_version": "test", "client": client
-    }))
-}
-
 fn request(id: u64, req: serde_json::Value) -> Vec<u8> {
     msg(serde_json::json!({"type": "request", "id": id, "req": req}))
-}
-
-/// Read one frame (blocking, with the stream's timeout); `None` at EOF/error.
-fn read_frame(s: &mut UnixStream) -> Option<(u8, Vec<u8>)> {
-    let mut head = [0u8; 5];
-    s.read_exact(&mut head).ok()?;
-    let len = u32::from_be_bytes(head[..4].try_into().unwrap()) as usize;
-    let mut payload = vec![0u8; len];
-    s.read_exact(&mut payload).ok()?;
-    Some((head[4], payload))
 }
 
 /// The next message frame, skipping output frames.
