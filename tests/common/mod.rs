@@ -21,7 +21,9 @@ pub const MEW: &str = env!("CARGO_BIN_EXE_mew");
 /// it does not stop the next one.
 pub fn alone() -> MutexGuard<'static, ()> {
     static ALONE: Mutex<()> = Mutex::new(());
-    ALONE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    ALONE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The repository's root (`tests/fixtures/...` are below it).

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::{Space, wait_for, wait_output};
 use util::{
-    PtyClient, alive, down, frame, hello, mew, msg, read_frame, rss_kib, server_pid, signal, socket,
-    status_json, up_d,
+    PtyClient, alive, down, frame, hello, mew, msg, read_frame, rss_kib, server_pid, signal,
+    socket, status_json, up_d,
 };
 
 const W: Duration = Duration::from_secs(30);
