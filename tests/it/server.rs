@@ -787,7 +787,7 @@ fn a_client_of_another_uid_is_refused() {
     if setpriv {
         // The client itself refuses a run dir that is not its own (the
         // server's own peer check is proven by a raw client in
-        // tests/security.rs).
+        // tests/it/security.rs).
         assert!(
             out.stderr.contains("not by you") && out.stderr.contains("uid 65534"),
             "{}",
