@@ -7,10 +7,10 @@
 pub mod reliability;
 pub mod tui;
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub const MEW: &str = env!("CARGO_BIN_EXE_mew");
@@ -234,5 +234,37 @@ pub fn copy_dir(from: &Path, to: &Path) {
         } else if ty.is_file() {
             std::fs::copy(entry.path(), &dest).unwrap();
         }
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+/// Text a child writes to one of its pipes, line by line as it comes
+/// (collected on a thread).
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<Mutex<String>>);
+
+impl Captured {
+    pub fn of(r: impl Read + Send + 'static) -> Captured {
+        let c = Captured::default();
+        let keep = c.0.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(r).lines().map_while(Result::ok) {
+                let mut k = keep.lock().unwrap();
+                k.push_str(&line);
+                k.push('\n');
+            }
+        });
+        c
+    }
+
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -36,20 +36,6 @@ participants:
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mcp_server.py")
-}
-
-/// Collects a pipe's text on a thread.
-fn collect(r: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let out = Arc::new(Mutex::new(String::new()));
-    let keep = out.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            let mut k = keep.lock().unwrap();
-            k.push_str(&line);
-            k.push('\n');
-        }
-    });
-    out
 }
 
 struct Gateway {
@@ -152,8 +138,8 @@ impl Bridge {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = collect(child.stdout.take().unwrap());
-        let stderr = collect(child.stderr.take().unwrap());
+        let stdout = common::Captured::of(child.stdout.take().unwrap()).0;
+        let stderr = common::Captured::of(child.stderr.take().unwrap()).0;
         Bridge {
             child,
             stdout,

@@ -9,7 +9,7 @@ use crate::common;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::time::Duration;
 
-use common::{Space, wait_for};
+use common::{Space, free_port, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -29,13 +29,6 @@ fn down(space: &Space) {
     let out = mew(space, &["space", "down"]);
     assert_eq!(out.code(), Some(0), "{}\n{}", out.stdout, out.stderr);
     assert!(space.wait_no_survivors().is_empty());
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
 }
 
 fn status(space: &Space) -> serde_json::Value {

@@ -5,13 +5,14 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::common;
+use common::{Captured, free_port};
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -38,29 +39,6 @@ participants:
 
 // ---- helpers ------------------------------------------------------------------
 
-/// Text a child writes to one of its pipes, as it comes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<String>>);
-
-impl Captured {
-    fn of(r: impl Read + Send + 'static) -> Captured {
-        let c = Captured::default();
-        let keep = c.0.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(r).lines().map_while(Result::ok) {
-                let mut k = keep.lock().unwrap();
-                k.push_str(&line);
-                k.push('\n');
-            }
-        });
-        c
-    }
-
-    fn text(&self) -> String {
-        self.0.lock().unwrap().clone()
-    }
-}
-
 fn space_dir() -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
         .prefix("mew-part-")
@@ -69,15 +47,6 @@ fn space_dir() -> tempfile::TempDir {
     fs::create_dir_all(dir.path().join(".mew")).unwrap();
     fs::write(dir.path().join(".mew/space.yaml"), SPACE).unwrap();
     dir
-}
-
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `mew gateway start` for the space in `dir`, on `port` (0: any).
