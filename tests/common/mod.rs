@@ -10,7 +10,7 @@ pub mod tui;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 pub const MEW: &str = env!("CARGO_BIN_EXE_mew");
@@ -267,4 +267,35 @@ impl Captured {
     pub fn text(&self) -> String {
         self.0.lock().unwrap().clone()
     }
+}
+
+/// `mew gateway start` on `port` (0: any) for the space config `yaml`
+/// (`MEW_LOG` unset, stderr as the caller says), its stdout read on a
+/// thread: the receiver gets the port it says it listens on.
+pub fn spawn_gateway(yaml: &Path, port: u16, stderr: Stdio) -> (Child, mpsc::Receiver<u16>) {
+    let mut child = Command::new(MEW)
+        .args([
+            "gateway",
+            "start",
+            "--port",
+            &port.to_string(),
+            "--space-config",
+        ])
+        .arg(yaml)
+        .env_remove("MEW_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(p) = line.strip_prefix("Gateway listening on port ") {
+                let _ = tx.send(p.trim().parse::<u16>().unwrap());
+            }
+        }
+    });
+    (child, rx)
 }

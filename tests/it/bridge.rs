@@ -6,7 +6,6 @@
 
 use crate::common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -54,31 +53,8 @@ impl Gateway {
         std::fs::create_dir_all(dir.path().join(".mew")).unwrap();
         let yaml = dir.path().join(".mew/space.yaml");
         std::fs::write(&yaml, SPACE).unwrap();
-        let mut child = Command::new(common::MEW)
-            .args([
-                "gateway",
-                "start",
-                "--port",
-                &port.to_string(),
-                "--space-config",
-            ])
-            .arg(&yaml)
-            .env_remove("MEW_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in out.lines().map_while(Result::ok) {
-                if let Some(p) = line.strip_prefix("Gateway listening on port ") {
-                    let _ = tx.send(p.trim().parse::<u16>().unwrap());
-                }
-            }
-        });
-        let port = rx
+        let (child, port) = common::spawn_gateway(&yaml, port, Stdio::null());
+        let port = port
             .recv_timeout(DEADLINE)
             .expect("the gateway did not start");
         Gateway {

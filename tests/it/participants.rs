@@ -57,31 +57,9 @@ struct Gateway {
 
 impl Gateway {
     fn start(dir: &Path, port: u16) -> Gateway {
-        let mut child = Command::new(common::MEW)
-            .args([
-                "gateway",
-                "start",
-                "--port",
-                &port.to_string(),
-                "--space-config",
-            ])
-            .arg(dir.join(".mew/space.yaml"))
-            .env_remove("MEW_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = child.stdout.take().unwrap();
+        let (mut child, rx) =
+            common::spawn_gateway(&dir.join(".mew/space.yaml"), port, Stdio::piped());
         let err = Captured::of(child.stderr.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if let Some(p) = line.strip_prefix("Gateway listening on port ") {
-                    let _ = tx.send(p.trim().parse::<u16>().unwrap());
-                }
-            }
-        });
         let Ok(port) = rx.recv_timeout(W) else {
             let _ = child.kill();
             panic!("the gateway did not start: {}", err.text());
