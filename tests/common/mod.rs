@@ -26,6 +26,21 @@ pub fn alone() -> MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The echo agent (tests/fixtures/echo_agent.py) as a participant of a
+/// space.yaml, auto-started on the space's gateway.
+pub fn echo_agent() -> String {
+    format!(
+        r#"  agent:
+    command: python3
+    args: ["{repo}/tests/fixtures/echo_agent.py", "ws://127.0.0.1:${{PORT}}"]
+    env: {{ MEW_BIN: "{MEW}" }}
+    auto_start: true
+    capabilities: [ {{ kind: chat }}, {{ kind: "mcp/*" }} ]
+"#,
+        repo = env!("CARGO_MANIFEST_DIR"),
+    )
+}
+
 /// The repository's root (`tests/fixtures/...` are below it).
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

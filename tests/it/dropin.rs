@@ -210,21 +210,14 @@ fn up_warns_about_a_participant_command_without_auto_start() {
 /// it, beside the process lines, one escaped line per envelope.
 #[test]
 fn no_tui_envelopes_prints_the_conversation() {
-    let agent = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/echo_agent.py");
     let space = Space::new(&format!(
         r#"
 space: {{ id: talk }}
 participants:
   human: {{ tokens: [human-secret-token], capabilities: [ {{ kind: "*" }} ] }}
   other: {{ tokens: [other-secret-token], capabilities: [ {{ kind: "*" }} ] }}
-  agent:
-    command: python3
-    args: ["{agent}", "ws://127.0.0.1:${{PORT}}"]
-    env: {{ MEW_BIN: "{}" }}
-    auto_start: true
-    capabilities: [ {{ kind: chat }}, {{ kind: "mcp/*" }} ]
-"#,
-        common::MEW
+{}"#,
+        common::echo_agent()
     ));
     let out_path = space.path().join("up.out");
     let out = std::fs::File::create(&out_path).unwrap();

@@ -775,14 +775,8 @@ participants:
     tokens: [h1]
     capabilities: [ {{ kind: "*" }} ]
     default_to: {{ chat: [agent] }}
-  agent:
-    command: python3
-    args: ["{repo}/tests/fixtures/echo_agent.py", "ws://127.0.0.1:${{PORT}}"]
-    env: {{ MEW_BIN: "{MEW}" }}
-    auto_start: true
-    capabilities: [ {{ kind: chat }}, {{ kind: "mcp/*" }} ]
-"#,
-        repo = env!("CARGO_MANIFEST_DIR"),
+{}"#,
+        common::echo_agent()
     );
     Space::new(&yaml)
 }
