@@ -1,13 +1,50 @@
 //! Shared helpers for integration tests: temporary spaces, running the real
 //! `mew` binary with deadlines, and checking that nothing is left behind.
+//! `reliability`: status, /proc readings and a PTY client for the reliability
+//! tests; `tui`: the TUI's in-memory demo spaces and event helpers.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::io::Read;
+pub mod reliability;
+pub mod tui;
+
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 pub const MEW: &str = env!("CARGO_BIN_EXE_mew");
+
+/// Held for the whole of a test that must not run at the same time as any
+/// other test taking it (in `tests/heavy/`: load and chaos, each of which
+/// once ran alone in a binary of its own). A test that failed while holding
+/// it does not stop the next one.
+pub fn alone() -> MutexGuard<'static, ()> {
+    static ALONE: Mutex<()> = Mutex::new(());
+    ALONE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The echo agent (tests/fixtures/echo_agent.py) as a participant of a
+/// space.yaml, auto-started on the space's gateway.
+pub fn echo_agent() -> String {
+    format!(
+        r#"  agent:
+    command: python3
+    args: ["{repo}/tests/fixtures/echo_agent.py", "ws://127.0.0.1:${{PORT}}"]
+    env: {{ MEW_BIN: "{MEW}" }}
+    auto_start: true
+    capabilities: [ {{ kind: chat }}, {{ kind: "mcp/*" }} ]
+"#,
+        repo = env!("CARGO_MANIFEST_DIR"),
+    )
+}
+
+/// The repository's root (`tests/fixtures/...` are below it).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
 
 /// A temporary space directory with a `.mew/space.yaml`.
 pub struct Space {
@@ -197,4 +234,83 @@ pub fn kill(pid: u32, sig: &str) {
         .arg(format!("-{sig}"))
         .arg(pid.to_string())
         .status();
+}
+
+/// Copy a directory tree: directories and regular files (anything else,
+/// such as a symlink or a socket a run left behind, is skipped).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let ty = entry.file_type().unwrap();
+        let dest = to.join(entry.file_name());
+        if ty.is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else if ty.is_file() {
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+/// Text a child writes to one of its pipes, line by line as it comes
+/// (collected on a thread).
+#[derive(Clone, Default)]
+pub struct Captured(pub Arc<Mutex<String>>);
+
+impl Captured {
+    pub fn of(r: impl Read + Send + 'static) -> Captured {
+        let c = Captured::default();
+        let keep = c.0.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(r).lines().map_while(Result::ok) {
+                let mut k = keep.lock().unwrap();
+                k.push_str(&line);
+                k.push('\n');
+            }
+        });
+        c
+    }
+
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// `mew gateway start` on `port` (0: any) for the space config `yaml`
+/// (`MEW_LOG` unset, stderr as the caller says), its stdout read on a
+/// thread: the receiver gets the port it says it listens on.
+pub fn spawn_gateway(yaml: &Path, port: u16, stderr: Stdio) -> (Child, mpsc::Receiver<u16>) {
+    let mut child = Command::new(MEW)
+        .args([
+            "gateway",
+            "start",
+            "--port",
+            &port.to_string(),
+            "--space-config",
+        ])
+        .arg(yaml)
+        .env_remove("MEW_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(p) = line.strip_prefix("Gateway listening on port ") {
+                let _ = tx.send(p.trim().parse::<u16>().unwrap());
+            }
+        }
+    });
+    (child, rx)
 }
