@@ -18,6 +18,7 @@ mod clean;
 mod cli;
 mod config_check;
 mod config_init;
+mod devloop_config;
 mod dropin;
 mod export_compose;
 mod export_kubernetes;
