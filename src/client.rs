@@ -545,7 +545,7 @@ async fn kill_hung_server(space_dir: &Path, pid: u32) -> ExitCode {
 /// Kill what a crashed server left behind (the caller holds the lock) and
 /// say so. Returns whether there was a crashed server to clean up after.
 fn report_recovery(paths: &SpacePaths, lock: &space::SpaceLock) -> bool {
-    match crate::server::recover(paths, lock) {
+    match crate::recovery::recover(paths, lock) {
         Some((pid, killed)) => {
             println!("{}", recovery_message(pid, killed));
             true
@@ -557,7 +557,7 @@ fn report_recovery(paths: &SpacePaths, lock: &space::SpaceLock) -> bool {
 /// The server process still runs (a zombie waiting for its parent to reap it
 /// has finished: a `--no-tui` server is the child of whoever started it).
 fn server_alive(pid: u32) -> bool {
-    crate::server::process_runs(pid)
+    crate::recovery::process_runs(pid)
 }
 
 /// SIGTERM a server that runs without a socket (its run dir was removed),
@@ -598,7 +598,7 @@ async fn down_without_server(space_dir: &Path) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     // A live server that holds the lock but does not answer is not ours to judge.
-    match crate::server::lock_space(&paths) {
+    match crate::recovery::lock_space(&paths) {
         Ok(lock) => {
             if !report_recovery(&paths, &lock) {
                 println!("the space is not running; nothing to stop");
@@ -812,7 +812,7 @@ fn start_server(
         eprintln!("mew: {e}");
         ExitCode::FAILURE
     })?;
-    match crate::server::lock_space(&paths) {
+    match crate::recovery::lock_space(&paths) {
         Ok(lock) => {
             // A crashed server's leftovers go first, and the user hears of it
             // (the new server's own report would only reach its log file).
@@ -840,7 +840,7 @@ fn start_server(
         eprintln!("mew: cannot create {}: {e}", cfg.logs.dir.display());
         ExitCode::FAILURE
     })?;
-    let log = crate::server::server_log(&cfg.logs.dir);
+    let log = crate::logs::server_log_path(&cfg.logs.dir);
     // Owner-only, never through a link, recorded as mew's own.
     let log_file = crate::logs::open_server_log(&cfg.logs.dir).map_err(|e| {
         eprintln!("mew: cannot open {}: {e}", log.display());
@@ -1145,7 +1145,7 @@ pub fn attach(space_dir: &Path, owner: bool) -> ExitCode {
                 }
             }
         });
-        let mut signals = crate::server::Signals::new();
+        let mut signals = crate::signals::Signals::new();
         let mut stdout = std::io::stdout();
         let mut farewell: Option<String> = None;
         let mut code: u8 = 0;
@@ -1271,9 +1271,9 @@ async fn report_dead_server(space_dir: &Path) {
 /// and say what was done; `None` when a server still holds the lock.
 fn recover_dead_server(space_dir: &Path) -> Option<String> {
     let paths = SpacePaths::new(space_dir).ok()?;
-    let lock = crate::server::lock_space(&paths).ok()?;
+    let lock = crate::recovery::lock_space(&paths).ok()?;
     let report =
-        crate::server::recover(&paths, &lock).map(|(pid, killed)| recovery_message(pid, killed));
+        crate::recovery::recover(&paths, &lock).map(|(pid, killed)| recovery_message(pid, killed));
     let _ = std::fs::remove_file(&paths.socket);
     let _ = std::fs::remove_file(&paths.socket_record);
     drop(lock);

@@ -5,6 +5,7 @@
 
 mod build;
 mod interp;
+pub mod load_cli;
 mod model;
 mod node;
 mod procfile;

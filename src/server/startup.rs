@@ -1,0 +1,549 @@
+//! Start-up and shutdown of the space server: from a loaded config to a
+//! running space (lock, crash recovery, port, tokens, FIFOs, socket, the
+//! control thread, the supervisor), the main loop until the space is down,
+//! and what is removed at the end.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::conns::{Conns, Control, Front, READ_BUDGET, connection_cap};
+use super::state_file::record_state;
+use super::{Ctx, ServeOptions};
+use crate::config::load_cli::format_diagnostic;
+use crate::config::{self, ProcKind, ResolveContext, SpaceConfig};
+use crate::headless::{self, FailureTracker, Printer};
+use crate::protocol;
+use crate::recovery::{lock_space, previous_server_message, recover};
+use crate::signals::Signals;
+use crate::space::{self, SpacePaths};
+use crate::status::now_millis;
+use crate::supervisor::{self, Handle, Options};
+
+/// Find a free TCP port, starting at `port`; `0`: one the kernel picks
+/// (the gateway, its probe and `${PORT}` all need the real number).
+pub fn free_port(port: u16) -> Option<u16> {
+    if port == 0 {
+        return std::net::TcpListener::bind(("0.0.0.0", 0))
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .ok();
+    }
+    (port..=port.saturating_add(100)).find(|&p| std::net::TcpListener::bind(("0.0.0.0", p)).is_ok())
+}
+
+/// The name `--envelopes` lines carry.
+const ENVELOPES_LABEL: &str = "space";
+
+/// `--no-tui --envelopes`: each envelope the space view sees, as a line of
+/// the printer (`space | from → to kind: summary`), in order; envelopes
+/// that left the view's history before they could be printed are counted.
+async fn print_envelopes(
+    space: Arc<crate::participant::observer::Observer>,
+    sink: supervisor::LineSink,
+    index: usize,
+) {
+    let mut changed = space.subscribe();
+    let mut last = 0u64;
+    loop {
+        let (lines, skipped) = space.with_log(|log| {
+            let first = log.entries.front().map_or(log.seen + 1, |e| e.seq);
+            let skipped = first.saturating_sub(last + 1);
+            let lines: Vec<(crate::status::Millis, String)> = log
+                .entries
+                .iter()
+                .filter(|e| e.seq > last)
+                .map(|e| (e.at, e.summary.line()))
+                .collect();
+            (lines, skipped)
+        });
+        if skipped > 0 {
+            sink.send_text(
+                index,
+                now_millis(),
+                format!("({skipped} envelopes not shown)\n"),
+                1,
+            )
+            .await;
+        }
+        last += skipped;
+        for (at, line) in lines {
+            last += 1;
+            sink.send_text(index, at, line + "\n", 1).await;
+        }
+        if changed.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The FIFOs of the `fifo: true` participants, under `.mew/fifos/`
+/// (removed again by [`remove_fifos`] when the server ends).
+fn make_fifos(cfg: &SpaceConfig) -> Result<(), String> {
+    for f in &cfg.fifos {
+        let mut paths = vec![f.input_path(&cfg.dir)];
+        if f.output {
+            paths.push(f.output_path(&cfg.dir));
+        }
+        for path in paths {
+            crate::participant::client::make_fifo(&path).map_err(|e| {
+                format!(
+                    "cannot make the FIFO {} of participant `{}`: {e}",
+                    path.display(),
+                    f.name
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Remove what [`make_fifos`] made (only FIFOs: a file put there is kept).
+fn remove_fifos(space_dir: &Path, fifos: &[config::FifoSpec]) {
+    use std::os::unix::fs::FileTypeExt;
+    for f in fifos {
+        for path in [f.input_path(space_dir), f.output_path(space_dir)] {
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_fifo()) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    if !fifos.is_empty() {
+        let _ = std::fs::remove_dir(config::fifo_dir(space_dir));
+    }
+}
+
+fn resolve_context(
+    cfg: &SpaceConfig,
+    paths: &SpacePaths,
+    port: u16,
+) -> std::io::Result<ResolveContext> {
+    let mut tokens = std::collections::HashMap::new();
+    for p in &cfg.processes {
+        if p.kind == ProcKind::Participant {
+            tokens.insert(
+                p.name.clone(),
+                space::load_or_create_token(&paths.tokens_dir, &p.name)?,
+            );
+        }
+    }
+    Ok(ResolveContext { port, tokens })
+}
+
+pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
+    // Handle SIGINT/SIGTERM/SIGHUP before anything is spawned: a signal that
+    // arrives while the first processes start must stop them, not kill the
+    // server by the default action and orphan them.
+    let mut signals = Signals::new();
+    let paths = match SpacePaths::new(&cfg.dir) {
+        Ok(p) => p,
+        Err(e) => {
+            say!("mew: {}: {e}", cfg.dir.display());
+            return 1;
+        }
+    };
+    if let Err(e) = paths.ensure_run_dir() {
+        say!("mew: {e}");
+        return 1;
+    }
+    let mut lock = match lock_space(&paths) {
+        Ok(l) => l,
+        Err(space::LockError::Held { pid, .. }) => {
+            let pid = pid.map_or("unknown pid".to_string(), |p| format!("pid {p}"));
+            say!(
+                "mew: space \"{}\" is already running ({pid}) — use \"mew space attach\" or \"mew space down\"",
+                cfg.id
+            );
+            return 1;
+        }
+        Err(e) => {
+            say!("mew: cannot lock the space: {e}");
+            return 1;
+        }
+    };
+    if let Some((pid, killed)) = recover(&paths, &lock) {
+        say!("{}", previous_server_message(pid, killed));
+    }
+    let configured = opts.port.unwrap_or(cfg.gateway_port);
+    let port = if cfg.gateway().is_some() {
+        match free_port(configured) {
+            Some(p) => {
+                if p != configured && configured != 0 {
+                    say!("mew: port {configured} is taken; the gateway uses port {p}");
+                }
+                p
+            }
+            None => {
+                say!(
+                    "mew: no free port from {configured} to {}",
+                    configured.saturating_add(100)
+                );
+                return 1;
+            }
+        }
+    } else {
+        configured
+    };
+    let ctx = match resolve_context(&cfg, &paths, port) {
+        Ok(c) => c,
+        Err(e) => {
+            say!(
+                "mew: cannot prepare tokens in {}: {e}",
+                paths.tokens_dir.display()
+            );
+            return 1;
+        }
+    };
+    let (resolved, warnings) = config::resolve(&cfg, &ctx);
+    for w in cfg.warnings.iter().chain(warnings.iter()) {
+        say!("{}", format_diagnostic("warning", w));
+    }
+    if let Err(e) = crate::logs::create_log_dir(&cfg.logs.dir) {
+        say!(
+            "mew: cannot create {}: {e} (logging is degraded)",
+            cfg.logs.dir.display()
+        );
+    }
+    for note in crate::logs::link_upstream_logs(&cfg) {
+        say!("mew: {note}");
+    }
+    if let Err(e) = make_fifos(&cfg) {
+        say!("mew: {e}");
+        remove_fifos(&cfg.dir, &cfg.fifos);
+        return 1;
+    }
+    let fifos = cfg.fifos.clone();
+    let listener = match space::bind_socket(&paths.socket) {
+        Ok(l) => l,
+        Err(e) => {
+            say!("mew: cannot listen on {}: {e}", paths.socket.display());
+            return 1;
+        }
+    };
+    if let Err(e) = listener.set_nonblocking(true) {
+        say!("mew: cannot listen on {}: {e}", paths.socket.display());
+        return 1;
+    }
+    if let Err(e) = paths.record_socket() {
+        say!("mew: cannot record the socket path: {e}");
+        return 1;
+    }
+    let run_id = space::new_run_id();
+    let server_pid = std::process::id();
+    let _ = lock.write_info(&space::LockInfo {
+        pid: server_pid,
+        started_at: now_millis(),
+        run_id: run_id.clone(),
+        mew_version: env!("CARGO_PKG_VERSION").to_string(),
+        socket: paths.socket.clone(),
+        space_id: Some(cfg.id.clone()),
+        gateway_port: cfg.gateway().map(|_| port),
+    });
+    let gateway_url = cfg.gateway().map(|_| format!("ws://localhost:{port}"));
+    let (rows, cols) = headless_size();
+    let (sink, feed) = match &opts.headless {
+        Some(_) => {
+            let (s, f) = supervisor::line_sink();
+            (Some(s), Some(f))
+        }
+        None => (None, None),
+    };
+    let names: Vec<String> = resolved.iter().map(|p| p.name.clone()).collect();
+    let space_id = cfg.id.clone();
+    let ui_keys = cfg.ui_keys.clone();
+    let notes = crate::tui::SpaceNotes {
+        description: cfg.description.clone(),
+        warnings: cfg
+            .warnings
+            .iter()
+            .chain(warnings.iter())
+            .map(|w| {
+                format_diagnostic("warning", w)
+                    .trim_start_matches("warning: ")
+                    .to_owned()
+            })
+            .collect(),
+        stop_timeouts: cfg
+            .processes
+            .iter()
+            .map(|p| (p.name.clone(), p.stop_timeout))
+            .collect(),
+        shutdown_timeout: Some(cfg.shutdown_timeout),
+    };
+    let space_dir = cfg.dir.clone();
+    // The control socket is served from its own thread, started before the
+    // supervisor: starting thousands of processes (or anything else the
+    // supervisor's thread is busy with) never keeps a client waiting for its
+    // hello or its status. Until the supervisor has published a status,
+    // `status` answers with the processes about to start.
+    let (ctx_tx, ctx_rx) = watch::channel(None);
+    let (gone_tx, gone_rx) = watch::channel(false);
+    let front = Arc::new(Front {
+        space_id: space_id.clone(),
+        server_pid,
+        boot: Arc::new(boot_status(
+            &cfg,
+            &resolved,
+            server_pid,
+            gateway_url.clone(),
+        )),
+        ctx: ctx_rx,
+        gone: gone_rx,
+        conns: Arc::new(Conns::new(connection_cap())),
+        budget: protocol::ReadBudget::new(READ_BUDGET),
+    });
+    let mut control = match Control::start(listener, front) {
+        Ok(c) => c,
+        Err(e) => {
+            say!("mew: cannot serve {}: {e}", paths.socket.display());
+            return 1;
+        }
+    };
+    // The server's own participant: the space view of every attached TUI
+    // (it joins when the first one attaches, or now for `--envelopes`).
+    let space_view = match crate::participant::observer::Plan::new(&cfg, port) {
+        Ok(p) => {
+            tracing::info!("the space view will join as {}", p.participant());
+            Some(Arc::new(p))
+        }
+        Err(why) => {
+            tracing::info!("no space view: {why}");
+            None
+        }
+    };
+    let handle = supervisor::start(
+        cfg,
+        resolved,
+        Options {
+            run_id: run_id.clone(),
+            rows,
+            cols,
+            gateway_url: gateway_url.clone(),
+            server_pid,
+        },
+        sink.clone(),
+    );
+    // Set once the space is down: no state write may land after that.
+    let state_closed = Arc::new(std::sync::Mutex::new(false));
+    tokio::spawn(record_state(
+        handle.clone(),
+        paths.state.clone(),
+        run_id.clone(),
+        server_pid,
+        state_closed.clone(),
+    ));
+    let _ = space::register(&space::RegistryEntry {
+        id: space_id.clone(),
+        dir: space_dir.clone(),
+        pid: server_pid,
+        socket: paths.socket.clone(),
+        started_at: now_millis(),
+    });
+    let (down_tx, mut down_rx) = watch::channel(false);
+    let ctx = Arc::new(Ctx {
+        handle: handle.clone(),
+        space_id: space_id.clone(),
+        ui_keys,
+        notes,
+        down_tx,
+        gone_tx,
+        space: space_view,
+    });
+    let _ = ctx_tx.send(Some(ctx.clone()));
+    tracing::info!(space = %space_id, pid = server_pid, "space server running");
+
+    let (closed_tx, mut stdout_closed) = tokio::sync::oneshot::channel::<()>();
+    let printer = match (&opts.headless, feed) {
+        (Some(h), Some(feed)) => {
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let mut names = names;
+            if h.envelopes {
+                match (&ctx.space, &sink) {
+                    (Some(space), Some(sink)) => {
+                        tokio::spawn(print_envelopes(space.observer(), sink.clone(), names.len()));
+                        names.push(ENVELOPES_LABEL.to_owned());
+                    }
+                    _ => say!(
+                        "mew: --envelopes: this space has no space view (no gateway, or no participant for mew to join as)"
+                    ),
+                }
+            }
+            let printer = Printer::new(names, color, h.timestamps).for_stdout();
+            Some(std::thread::spawn(move || {
+                printer.run(feed, std::io::stdout(), Some(closed_tx))
+            }))
+        }
+        _ => {
+            drop(closed_tx);
+            None
+        }
+    };
+    let mut stdout_open = opts.headless.is_some();
+
+    let mut code: Option<u8> = None;
+    let mut interrupts = 0;
+    let mut status_rx = handle.watch_status();
+    let mut tracker = FailureTracker::default();
+    let exit_on_failure = opts.headless.as_ref().is_some_and(|h| h.exit_on_failure);
+    let mut shutting_down = false;
+    let mut down_done = Box::pin(wait_down_when(handle.clone(), ctx.down_tx.subscribe()));
+    loop {
+        tokio::select! {
+            sig = signals.recv() => {
+                interrupts += 1;
+                if code.is_none() {
+                    code = Some(128 + sig as u8);
+                }
+                if interrupts == 1 {
+                    handle.shutdown(false);
+                } else {
+                    handle.shutdown(true);
+                }
+                shutting_down = true;
+                let _ = ctx.down_tx.send(true);
+            }
+            changed = status_rx.changed() => {
+                if changed.is_err() { break; }
+                let status = status_rx.borrow_and_update().clone();
+                if let Some(h) = opts.headless.as_ref().filter(|_| !shutting_down) {
+                    let newly = tracker.observe(&status.processes, exit_on_failure);
+                    if let Some((name, c)) = headless::ended_for(&status.processes, h.exit_code_from.as_deref(), h.abort_on_exit) {
+                        tracing::info!("{name} ended: stopping the space");
+                        code = Some(c.clamp(0, 255) as u8);
+                        shutting_down = true;
+                        handle.shutdown(false);
+                        let _ = ctx.down_tx.send(true);
+                    } else if exit_on_failure && let Some((name, c)) = newly {
+                        tracing::info!("{name} failed for good: stopping the space");
+                        code = Some(c.clamp(0, 255) as u8);
+                        shutting_down = true;
+                        handle.shutdown(false);
+                        let _ = ctx.down_tx.send(true);
+                    } else if headless::all_ended(&status.processes) {
+                        code = Some(tracker.first().map_or(0, |(_, c)| (*c).clamp(0, 255) as u8));
+                        shutting_down = true;
+                        handle.shutdown(false);
+                        let _ = ctx.down_tx.send(true);
+                    }
+                }
+            }
+            r = &mut stdout_closed, if stdout_open => {
+                stdout_open = false;
+                if r.is_ok() {
+                    // `up --no-tui | head -1`: the reader is gone. Stop the
+                    // space cleanly and exit as a killed writer would (141).
+                    tracing::info!("stdout was closed: stopping the space");
+                    if code.is_none() {
+                        code = Some(128 + libc::SIGPIPE as u8);
+                    }
+                    shutting_down = true;
+                    handle.shutdown(false);
+                    let _ = ctx.down_tx.send(true);
+                }
+            }
+            r = down_rx.changed() => {
+                if r.is_ok() && *down_rx.borrow() {
+                    shutting_down = true;
+                }
+            }
+            _ = &mut down_done => break,
+        }
+    }
+    let _ = ctx.gone_tx.send(true);
+    if let Some(sink) = sink {
+        sink.close();
+    }
+    if let Some(t) = printer {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    {
+        // A write still in flight would leave a state file behind, and the
+        // next `up` would take this clean shutdown for a crash.
+        let mut closed = state_closed.lock().unwrap_or_else(|e| e.into_inner());
+        *closed = true;
+        let _ = std::fs::remove_file(&paths.state);
+    }
+    let _ = std::fs::remove_file(&paths.socket);
+    let _ = std::fs::remove_file(&paths.socket_record);
+    let _ = space::unregister(&space_dir);
+    remove_fifos(&space_dir, &fifos);
+    // Clients streaming the shutdown (attached TUIs, `logs -f`, `down`) get
+    // their last frames: the control thread stops accepting and ends once
+    // every connection has (at most CLIENT_DRAIN).
+    control.stop().await;
+    drop(lock);
+    code.unwrap_or(0)
+}
+
+async fn wait_down_when(handle: Handle, mut down: watch::Receiver<bool>) {
+    while !*down.borrow_and_update() {
+        if down.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+    handle.wait_down().await;
+}
+
+/// The PTY size for processes before any client says otherwise.
+fn headless_size() -> (u16, u16) {
+    (40, 120)
+}
+
+/// The status before the supervisor's first: auto-start processes pending,
+/// the others idle. The command line is left out (the supervisor masks the
+/// tokens in it).
+fn boot_status(
+    cfg: &SpaceConfig,
+    resolved: &[config::ResolvedProcess],
+    server_pid: u32,
+    gateway_url: Option<String>,
+) -> crate::status::SpaceStatus {
+    use crate::status::{ParticipantStatus, ProcState, ProcessStatus, SpaceInfo, SpaceStatus};
+    SpaceStatus {
+        space: SpaceInfo {
+            id: cfg.id.clone(),
+            name: cfg.name.clone(),
+            dir: cfg.dir.display().to_string(),
+        },
+        server_pid,
+        gateway_url,
+        processes: resolved
+            .iter()
+            .map(|rp| ProcessStatus {
+                name: rp.name.clone(),
+                kind: rp.kind,
+                state: if rp.config.auto_start && !rp.config.disabled {
+                    ProcState::Pending {
+                        waiting_for: Vec::new(),
+                    }
+                } else {
+                    ProcState::Idle
+                },
+                pid: None,
+                started_at: None,
+                restarts: 0,
+                exit_code: None,
+                ready: false,
+                cpu_percent: None,
+                rss_bytes: None,
+                command: String::new(),
+                cwd: rp.cwd.display().to_string(),
+                history: Vec::new(),
+                probe: None,
+                one_shot: rp.config.one_shot,
+                healthy: None,
+            })
+            .collect(),
+        participants: cfg
+            .participants
+            .iter()
+            .map(|p| ParticipantStatus {
+                name: p.name.clone(),
+                note: p.note.clone(),
+            })
+            .collect(),
+        logging_degraded: None,
+    }
+}
