@@ -431,6 +431,17 @@ pub struct UpArgs {
     pub timeout: Option<String>,
 }
 
+impl UpArgs {
+    /// `mew space up` with no option given (bare `mew`): the defaults
+    /// written once, in the `#[arg]`s above.
+    pub fn defaults() -> Result<UpArgs, clap::Error> {
+        use clap::FromArgMatches as _;
+        let matches =
+            UpArgs::augment_args(clap::Command::new("up")).try_get_matches_from(["up"])?;
+        UpArgs::from_arg_matches(&matches)
+    }
+}
+
 /// What `mew space clean` removes. With no selector: logs and run state.
 #[derive(Debug, Args)]
 pub struct CleanArgs {

@@ -7,6 +7,7 @@ pub mod check;
 pub mod clean;
 pub mod cli;
 pub mod client;
+pub mod cmd;
 pub mod config;
 pub mod envelopes;
 pub mod export;

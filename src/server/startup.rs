@@ -511,29 +511,19 @@ fn boot_status(
         gateway_url,
         processes: resolved
             .iter()
-            .map(|rp| ProcessStatus {
-                name: rp.name.clone(),
-                kind: rp.kind,
-                state: if rp.config.auto_start && !rp.config.disabled {
+            .map(|rp| {
+                let state = if rp.config.auto_start && !rp.config.disabled {
                     ProcState::Pending {
                         waiting_for: Vec::new(),
                     }
                 } else {
                     ProcState::Idle
-                },
-                pid: None,
-                started_at: None,
-                restarts: 0,
-                exit_code: None,
-                ready: false,
-                cpu_percent: None,
-                rss_bytes: None,
-                command: String::new(),
-                cwd: rp.cwd.display().to_string(),
-                history: Vec::new(),
-                probe: None,
-                one_shot: rp.config.one_shot,
-                healthy: None,
+                };
+                ProcessStatus {
+                    cwd: rp.cwd.display().to_string(),
+                    one_shot: rp.config.one_shot,
+                    ..ProcessStatus::new(&rp.name, rp.kind, state)
+                }
             })
             .collect(),
         participants: cfg
