@@ -10,8 +10,8 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use super::conns::{Conns, Control, Front, READ_BUDGET, connection_cap};
-use super::state_file::record_state;
-use super::{Ctx, ServeOptions};
+use super::state_file::StateWriter;
+use super::{Ctx, HeadlessOptions, ServeOptions};
 use crate::config::load_cli::format_diagnostic;
 use crate::config::{self, ProcKind, ResolveContext, SpaceConfig};
 use crate::headless::{self, FailureTracker, Printer};
@@ -137,110 +137,23 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     // arrives while the first processes start must stop them, not kill the
     // server by the default action and orphan them.
     let mut signals = Signals::new();
-    let paths = match SpacePaths::new(&cfg.dir) {
+    let Prepared {
+        paths,
+        lock,
+        port,
+        resolved,
+        warnings,
+        fifos,
+        listener,
+        run_id,
+        server_pid,
+    } = match prepare(&cfg, &opts) {
         Ok(p) => p,
-        Err(e) => {
-            say!("mew: {}: {e}", cfg.dir.display());
+        Err(why) => {
+            say!("{why}");
             return 1;
         }
     };
-    if let Err(e) = paths.ensure_run_dir() {
-        say!("mew: {e}");
-        return 1;
-    }
-    let mut lock = match lock_space(&paths) {
-        Ok(l) => l,
-        Err(space::LockError::Held { pid, .. }) => {
-            let pid = pid.map_or("unknown pid".to_string(), |p| format!("pid {p}"));
-            say!(
-                "mew: space \"{}\" is already running ({pid}) — use \"mew space attach\" or \"mew space down\"",
-                cfg.id
-            );
-            return 1;
-        }
-        Err(e) => {
-            say!("mew: cannot lock the space: {e}");
-            return 1;
-        }
-    };
-    if let Some((pid, killed)) = recover(&paths, &lock) {
-        say!("{}", previous_server_message(pid, killed));
-    }
-    let configured = opts.port.unwrap_or(cfg.gateway_port);
-    let port = if cfg.gateway().is_some() {
-        match free_port(configured) {
-            Some(p) => {
-                if p != configured && configured != 0 {
-                    say!("mew: port {configured} is taken; the gateway uses port {p}");
-                }
-                p
-            }
-            None => {
-                say!(
-                    "mew: no free port from {configured} to {}",
-                    configured.saturating_add(100)
-                );
-                return 1;
-            }
-        }
-    } else {
-        configured
-    };
-    let ctx = match resolve_context(&cfg, &paths, port) {
-        Ok(c) => c,
-        Err(e) => {
-            say!(
-                "mew: cannot prepare tokens in {}: {e}",
-                paths.tokens_dir.display()
-            );
-            return 1;
-        }
-    };
-    let (resolved, warnings) = config::resolve(&cfg, &ctx);
-    for w in cfg.warnings.iter().chain(warnings.iter()) {
-        say!("{}", format_diagnostic("warning", w));
-    }
-    if let Err(e) = crate::logs::create_log_dir(&cfg.logs.dir) {
-        say!(
-            "mew: cannot create {}: {e} (logging is degraded)",
-            cfg.logs.dir.display()
-        );
-    }
-    for note in crate::logs::link_upstream_logs(&cfg) {
-        say!("mew: {note}");
-    }
-    if let Err(e) = make_fifos(&cfg) {
-        say!("mew: {e}");
-        remove_fifos(&cfg.dir, &cfg.fifos);
-        return 1;
-    }
-    let fifos = cfg.fifos.clone();
-    let listener = match space::bind_socket(&paths.socket) {
-        Ok(l) => l,
-        Err(e) => {
-            say!("mew: cannot listen on {}: {e}", paths.socket.display());
-            return 1;
-        }
-    };
-    if let Err(e) = listener.set_nonblocking(true) {
-        say!("mew: cannot listen on {}: {e}", paths.socket.display());
-        return 1;
-    }
-    if let Err(e) = paths.record_socket() {
-        say!("mew: cannot record the socket path: {e}");
-        return 1;
-    }
-    let run_id = space::new_run_id();
-    let server_pid = std::process::id();
-    let _ = lock.write_info(&space::LockInfo {
-        pid: server_pid,
-        started_at: now_millis(),
-        run_id: run_id.clone(),
-        mew_version: env!("CARGO_PKG_VERSION").to_string(),
-        socket: paths.socket.clone(),
-        space_id: Some(cfg.id.clone()),
-        gateway_port: cfg.gateway().map(|_| port),
-    });
     let gateway_url = cfg.gateway().map(|_| format!("ws://localhost:{port}"));
     let (rows, cols) = headless_size();
     let (sink, feed) = match &opts.headless {
@@ -253,25 +166,7 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     let names: Vec<String> = resolved.iter().map(|p| p.name.clone()).collect();
     let space_id = cfg.id.clone();
     let ui_keys = cfg.ui_keys.clone();
-    let notes = crate::tui::SpaceNotes {
-        description: cfg.description.clone(),
-        warnings: cfg
-            .warnings
-            .iter()
-            .chain(warnings.iter())
-            .map(|w| {
-                format_diagnostic("warning", w)
-                    .trim_start_matches("warning: ")
-                    .to_owned()
-            })
-            .collect(),
-        stop_timeouts: cfg
-            .processes
-            .iter()
-            .map(|p| (p.name.clone(), p.stop_timeout))
-            .collect(),
-        shutdown_timeout: Some(cfg.shutdown_timeout),
-    };
+    let notes = space_notes(&cfg, &warnings);
     let space_dir = cfg.dir.clone();
     // The control socket is served from its own thread, started before the
     // supervisor: starting thousands of processes (or anything else the
@@ -325,15 +220,12 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         },
         sink.clone(),
     );
-    // Set once the space is down: no state write may land after that.
-    let state_closed = Arc::new(std::sync::Mutex::new(false));
-    tokio::spawn(record_state(
+    let state = StateWriter::start(
         handle.clone(),
         paths.state.clone(),
         run_id.clone(),
         server_pid,
-        state_closed.clone(),
-    ));
+    );
     let _ = space::register(&space::RegistryEntry {
         id: space_id.clone(),
         dir: space_dir.clone(),
@@ -341,7 +233,7 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         socket: paths.socket.clone(),
         started_at: now_millis(),
     });
-    let (down_tx, mut down_rx) = watch::channel(false);
+    let (down_tx, down_rx) = watch::channel(false);
     let ctx = Arc::new(Ctx {
         handle: handle.clone(),
         space_id: space_id.clone(),
@@ -380,15 +272,82 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
             None
         }
     };
-    let mut stdout_open = opts.headless.is_some();
+    let code = until_down(
+        &mut signals,
+        &handle,
+        &ctx,
+        opts.headless.as_ref(),
+        &mut stdout_closed,
+        down_rx,
+    )
+    .await;
+    let _ = ctx.gone_tx.send(true);
+    if let Some(sink) = sink {
+        sink.close();
+    }
+    if let Some(t) = printer {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    state.close();
+    crate::recovery::remove_socket(&paths);
+    let _ = space::unregister(&space_dir);
+    remove_fifos(&space_dir, &fifos);
+    // Clients streaming the shutdown (attached TUIs, `logs -f`, `down`) get
+    // their last frames: the control thread stops accepting and ends once
+    // every connection has (at most CLIENT_DRAIN).
+    control.stop().await;
+    drop(lock);
+    code.unwrap_or(0)
+}
 
+/// What the TUI shows of the config: description, warnings, stop timeouts.
+fn space_notes(cfg: &SpaceConfig, warnings: &[config::Diagnostic]) -> crate::tui::SpaceNotes {
+    crate::tui::SpaceNotes {
+        description: cfg.description.clone(),
+        warnings: cfg
+            .warnings
+            .iter()
+            .chain(warnings.iter())
+            .map(|w| {
+                format_diagnostic("warning", w)
+                    .trim_start_matches("warning: ")
+                    .to_owned()
+            })
+            .collect(),
+        stop_timeouts: cfg
+            .processes
+            .iter()
+            .map(|p| (p.name.clone(), p.stop_timeout))
+            .collect(),
+        shutdown_timeout: Some(cfg.shutdown_timeout),
+    }
+}
+
+/// The server's life once everything runs: until the space is down (asked
+/// by a client, a signal, a closed stdout, or, with the line printer, the
+/// processes ending as `--exit-code-from`, `--abort-on-exit` or
+/// `--exit-on-failure` say). Returns the exit code decided on the way.
+async fn until_down(
+    signals: &mut Signals,
+    handle: &Handle,
+    ctx: &Ctx,
+    headless: Option<&HeadlessOptions>,
+    stdout_closed: &mut tokio::sync::oneshot::Receiver<()>,
+    mut down_rx: watch::Receiver<bool>,
+) -> Option<u8> {
+    let mut stdout_open = headless.is_some();
     let mut code: Option<u8> = None;
     let mut interrupts = 0;
     let mut status_rx = handle.watch_status();
     let mut tracker = FailureTracker::default();
-    let exit_on_failure = opts.headless.as_ref().is_some_and(|h| h.exit_on_failure);
+    let exit_on_failure = headless.is_some_and(|h| h.exit_on_failure);
     let mut shutting_down = false;
     let mut down_done = Box::pin(wait_down_when(handle.clone(), ctx.down_tx.subscribe()));
+    // Stop the space (gracefully, or at once), and say so to the clients.
+    let stop = |force: bool| {
+        handle.shutdown(force);
+        let _ = ctx.down_tx.send(true);
+    };
     loop {
         tokio::select! {
             sig = signals.recv() => {
@@ -396,40 +355,33 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
                 if code.is_none() {
                     code = Some(128 + sig as u8);
                 }
-                if interrupts == 1 {
-                    handle.shutdown(false);
-                } else {
-                    handle.shutdown(true);
-                }
                 shutting_down = true;
-                let _ = ctx.down_tx.send(true);
+                stop(interrupts > 1);
             }
             changed = status_rx.changed() => {
                 if changed.is_err() { break; }
                 let status = status_rx.borrow_and_update().clone();
-                if let Some(h) = opts.headless.as_ref().filter(|_| !shutting_down) {
+                if let Some(h) = headless.filter(|_| !shutting_down) {
                     let newly = tracker.observe(&status.processes, exit_on_failure);
-                    if let Some((name, c)) = headless::ended_for(&status.processes, h.exit_code_from.as_deref(), h.abort_on_exit) {
+                    let ended = if let Some((name, c)) = headless::ended_for(&status.processes, h.exit_code_from.as_deref(), h.abort_on_exit) {
                         tracing::info!("{name} ended: stopping the space");
-                        code = Some(c.clamp(0, 255) as u8);
-                        shutting_down = true;
-                        handle.shutdown(false);
-                        let _ = ctx.down_tx.send(true);
+                        Some(c)
                     } else if exit_on_failure && let Some((name, c)) = newly {
                         tracing::info!("{name} failed for good: stopping the space");
+                        Some(c)
+                    } else if headless::all_ended(&status.processes) {
+                        Some(tracker.first().map_or(0, |(_, c)| *c))
+                    } else {
+                        None
+                    };
+                    if let Some(c) = ended {
                         code = Some(c.clamp(0, 255) as u8);
                         shutting_down = true;
-                        handle.shutdown(false);
-                        let _ = ctx.down_tx.send(true);
-                    } else if headless::all_ended(&status.processes) {
-                        code = Some(tracker.first().map_or(0, |(_, c)| (*c).clamp(0, 255) as u8));
-                        shutting_down = true;
-                        handle.shutdown(false);
-                        let _ = ctx.down_tx.send(true);
+                        stop(false);
                     }
                 }
             }
-            r = &mut stdout_closed, if stdout_open => {
+            r = &mut *stdout_closed, if stdout_open => {
                 stdout_open = false;
                 if r.is_ok() {
                     // `up --no-tui | head -1`: the reader is gone. Stop the
@@ -439,8 +391,7 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
                         code = Some(128 + libc::SIGPIPE as u8);
                     }
                     shutting_down = true;
-                    handle.shutdown(false);
-                    let _ = ctx.down_tx.send(true);
+                    stop(false);
                 }
             }
             r = down_rx.changed() => {
@@ -451,30 +402,119 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
             _ = &mut down_done => break,
         }
     }
-    let _ = ctx.gone_tx.send(true);
-    if let Some(sink) = sink {
-        sink.close();
+    code
+}
+
+/// What [`prepare`] made ready for the space to start.
+struct Prepared {
+    paths: SpacePaths,
+    /// Held until the server ends.
+    lock: space::SpaceLock,
+    /// The gateway's port (a free one).
+    port: u16,
+    resolved: Vec<config::ResolvedProcess>,
+    /// Found while resolving (said already).
+    warnings: Vec<config::Diagnostic>,
+    fifos: Vec<config::FifoSpec>,
+    listener: std::os::unix::net::UnixListener,
+    run_id: String,
+    server_pid: u32,
+}
+
+/// Everything before the first process: the run dir and the lock (what a
+/// crashed predecessor left is killed), the gateway's port, the tokens, the
+/// resolved processes, the log dir, the FIFOs, the socket. `Err`: what to
+/// say before exiting 1 (nothing has started).
+fn prepare(cfg: &SpaceConfig, opts: &ServeOptions) -> Result<Prepared, String> {
+    let paths =
+        SpacePaths::new(&cfg.dir).map_err(|e| format!("mew: {}: {e}", cfg.dir.display()))?;
+    paths.ensure_run_dir().map_err(|e| format!("mew: {e}"))?;
+    let mut lock = match lock_space(&paths) {
+        Ok(l) => l,
+        Err(space::LockError::Held { pid, .. }) => {
+            let pid = pid.map_or("unknown pid".to_string(), |p| format!("pid {p}"));
+            return Err(format!(
+                "mew: space \"{}\" is already running ({pid}) — use \"mew space attach\" or \"mew space down\"",
+                cfg.id
+            ));
+        }
+        Err(e) => return Err(format!("mew: cannot lock the space: {e}")),
+    };
+    if let Some((pid, killed)) = recover(&paths, &lock) {
+        say!("{}", previous_server_message(pid, killed));
     }
-    if let Some(t) = printer {
-        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    let port = gateway_port(cfg, opts)?;
+    let ctx = resolve_context(cfg, &paths, port).map_err(|e| {
+        format!(
+            "mew: cannot prepare tokens in {}: {e}",
+            paths.tokens_dir.display()
+        )
+    })?;
+    let (resolved, warnings) = config::resolve(cfg, &ctx);
+    for w in cfg.warnings.iter().chain(warnings.iter()) {
+        say!("{}", format_diagnostic("warning", w));
     }
-    {
-        // A write still in flight would leave a state file behind, and the
-        // next `up` would take this clean shutdown for a crash.
-        let mut closed = state_closed.lock().unwrap_or_else(|e| e.into_inner());
-        *closed = true;
-        let _ = std::fs::remove_file(&paths.state);
+    if let Err(e) = crate::logs::create_log_dir(&cfg.logs.dir) {
+        say!(
+            "mew: cannot create {}: {e} (logging is degraded)",
+            cfg.logs.dir.display()
+        );
     }
-    let _ = std::fs::remove_file(&paths.socket);
-    let _ = std::fs::remove_file(&paths.socket_record);
-    let _ = space::unregister(&space_dir);
-    remove_fifos(&space_dir, &fifos);
-    // Clients streaming the shutdown (attached TUIs, `logs -f`, `down`) get
-    // their last frames: the control thread stops accepting and ends once
-    // every connection has (at most CLIENT_DRAIN).
-    control.stop().await;
-    drop(lock);
-    code.unwrap_or(0)
+    for note in crate::logs::link_upstream_logs(cfg) {
+        say!("mew: {note}");
+    }
+    if let Err(e) = make_fifos(cfg) {
+        remove_fifos(&cfg.dir, &cfg.fifos);
+        return Err(format!("mew: {e}"));
+    }
+    let listen_failed =
+        |e: std::io::Error| format!("mew: cannot listen on {}: {e}", paths.socket.display());
+    let listener = space::bind_socket(&paths.socket).map_err(listen_failed)?;
+    listener.set_nonblocking(true).map_err(listen_failed)?;
+    paths
+        .record_socket()
+        .map_err(|e| format!("mew: cannot record the socket path: {e}"))?;
+    let run_id = space::new_run_id();
+    let server_pid = std::process::id();
+    let _ = lock.write_info(&space::LockInfo {
+        pid: server_pid,
+        started_at: now_millis(),
+        run_id: run_id.clone(),
+        mew_version: env!("CARGO_PKG_VERSION").to_string(),
+        socket: paths.socket.clone(),
+        space_id: Some(cfg.id.clone()),
+        gateway_port: cfg.gateway().map(|_| port),
+    });
+    Ok(Prepared {
+        paths,
+        lock,
+        port,
+        resolved,
+        warnings,
+        fifos: cfg.fifos.clone(),
+        listener,
+        run_id,
+        server_pid,
+    })
+}
+
+/// The gateway's port: the one asked for (or configured), else the next
+/// free one; without a gateway, the configured one as is.
+fn gateway_port(cfg: &SpaceConfig, opts: &ServeOptions) -> Result<u16, String> {
+    let configured = opts.port.unwrap_or(cfg.gateway_port);
+    if cfg.gateway().is_none() {
+        return Ok(configured);
+    }
+    let p = free_port(configured).ok_or_else(|| {
+        format!(
+            "mew: no free port from {configured} to {}",
+            configured.saturating_add(100)
+        )
+    })?;
+    if p != configured && configured != 0 {
+        say!("mew: port {configured} is taken; the gateway uses port {p}");
+    }
+    Ok(p)
 }
 
 async fn wait_down_when(handle: Handle, mut down: watch::Receiver<bool>) {
