@@ -20,7 +20,7 @@ pub(super) const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 /// a quarter of it, so processes keep theirs).
 pub(super) const MAX_CONNECTIONS: usize = 256;
 /// Bytes that large client frames in progress may hold, all connections together.
-pub(super) const READ_BUDGET: u32 = 32 * 1024 * 1024;
+const READ_BUDGET: u32 = 32 * 1024 * 1024;
 /// After a failed accept (EMFILE...), wait this long before the next one;
 /// at the cap with no connection to close, look again this often.
 pub(super) const ACCEPT_RETRY: Duration = Duration::from_millis(50);
@@ -31,7 +31,7 @@ pub(super) const EVICT_AFTER: Duration = Duration::from_millis(250);
 pub(super) const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// The cap on open connections for this process's descriptor limit.
-pub(super) fn connection_cap() -> usize {
+fn connection_cap() -> usize {
     let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map(|(soft, _)| soft)
         .unwrap_or(1024);
@@ -56,6 +56,24 @@ pub(super) struct Front {
 }
 
 impl Front {
+    pub(super) fn new(
+        space_id: String,
+        server_pid: u32,
+        boot: crate::status::SpaceStatus,
+        ctx: watch::Receiver<Option<Arc<Ctx>>>,
+        gone: watch::Receiver<bool>,
+    ) -> Front {
+        Front {
+            space_id,
+            server_pid,
+            boot: Arc::new(boot),
+            ctx,
+            gone,
+            conns: Arc::new(Conns::new(connection_cap())),
+            budget: protocol::ReadBudget::new(READ_BUDGET),
+        }
+    }
+
     pub(super) fn ctx_now(&self) -> Option<Arc<Ctx>> {
         self.ctx.borrow().clone()
     }

@@ -14,7 +14,7 @@ use super::session;
 use crate::headless;
 use crate::protocol::{self, ClientMsg, Request, ResponseBody, ServerMsg, Versions};
 use crate::space;
-use crate::supervisor::Event;
+use crate::supervisor::{Event, Handle};
 
 /// How long a new connection may take to say hello (from its accept).
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -293,30 +293,12 @@ async fn handle_request(
             out.msg(&respond(Ok(ResponseBody::Status { status }))).await;
             None
         }
-        Request::Restart { names } => {
+        req @ (Request::Restart { .. } | Request::Stop { .. } | Request::Start { .. }) => {
             let r = match front.ctx().await {
-                Some(ctx) => ctx.handle.restart(names.clone()).await,
+                Some(ctx) => control(&ctx.handle, req).await,
                 None => Err(stopping()),
             };
-            out.msg(&respond(r.map(|_| ResponseBody::Done { names })))
-                .await;
-            None
-        }
-        Request::Stop { names } => {
-            let r = match front.ctx().await {
-                Some(ctx) => ctx.handle.stop(names.clone()).await,
-                None => Err(stopping()),
-            };
-            out.msg(&respond(r.map(|_| ResponseBody::Done { names })))
-                .await;
-            None
-        }
-        Request::Start { names } => {
-            let r = match front.ctx().await {
-                Some(ctx) => ctx.handle.start(names.clone()).await,
-                None => Err(stopping()),
-            };
-            out.msg(&respond(r.map(|_| ResponseBody::Done { names })))
+            out.msg(&respond(r.map(|names| ResponseBody::Done { names })))
                 .await;
             None
         }
@@ -423,6 +405,16 @@ async fn handle_request(
             }))
         }
         Request::Attach { .. } => None, // handled by converse
+    }
+}
+
+/// Restart, stop or start processes; the names asked for, on success.
+async fn control(handle: &Handle, req: Request) -> Result<Vec<String>, String> {
+    match req {
+        Request::Restart { names } => handle.restart(names.clone()).await.map(|_| names),
+        Request::Stop { names } => handle.stop(names.clone()).await.map(|_| names),
+        Request::Start { names } => handle.start(names.clone()).await.map(|_| names),
+        _ => Err("not a control request".into()),
     }
 }
 

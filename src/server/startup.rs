@@ -9,13 +9,12 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::conns::{Conns, Control, Front, READ_BUDGET, connection_cap};
+use super::conns::{Control, Front};
 use super::state_file::StateWriter;
 use super::{Ctx, HeadlessOptions, ServeOptions};
 use crate::config::load_cli::format_diagnostic;
 use crate::config::{self, ProcKind, ResolveContext, SpaceConfig};
 use crate::headless::{self, FailureTracker, Printer};
-use crate::protocol;
 use crate::recovery::{lock_space, previous_server_message, recover};
 use crate::signals::Signals;
 use crate::space::{self, SpacePaths};
@@ -175,20 +174,14 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     // `status` answers with the processes about to start.
     let (ctx_tx, ctx_rx) = watch::channel(None);
     let (gone_tx, gone_rx) = watch::channel(false);
-    let front = Arc::new(Front {
-        space_id: space_id.clone(),
+    let boot = boot_status(&cfg, &resolved, server_pid, gateway_url.clone());
+    let front = Arc::new(Front::new(
+        space_id.clone(),
         server_pid,
-        boot: Arc::new(boot_status(
-            &cfg,
-            &resolved,
-            server_pid,
-            gateway_url.clone(),
-        )),
-        ctx: ctx_rx,
-        gone: gone_rx,
-        conns: Arc::new(Conns::new(connection_cap())),
-        budget: protocol::ReadBudget::new(READ_BUDGET),
-    });
+        boot,
+        ctx_rx,
+        gone_rx,
+    ));
     let mut control = match Control::start(listener, front) {
         Ok(c) => c,
         Err(e) => {
@@ -198,16 +191,7 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     };
     // The server's own participant: the space view of every attached TUI
     // (it joins when the first one attaches, or now for `--envelopes`).
-    let space_view = match crate::participant::observer::Plan::new(&cfg, port) {
-        Ok(p) => {
-            tracing::info!("the space view will join as {}", p.participant());
-            Some(Arc::new(p))
-        }
-        Err(why) => {
-            tracing::info!("no space view: {why}");
-            None
-        }
-    };
+    let space_view = space_view(&cfg, port);
     let handle = supervisor::start(
         cfg,
         resolved,
@@ -248,25 +232,14 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
 
     let (closed_tx, mut stdout_closed) = tokio::sync::oneshot::channel::<()>();
     let printer = match (&opts.headless, feed) {
-        (Some(h), Some(feed)) => {
-            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            let mut names = names;
-            if h.envelopes {
-                match (&ctx.space, &sink) {
-                    (Some(space), Some(sink)) => {
-                        tokio::spawn(print_envelopes(space.observer(), sink.clone(), names.len()));
-                        names.push(ENVELOPES_LABEL.to_owned());
-                    }
-                    _ => say!(
-                        "mew: --envelopes: this space has no space view (no gateway, or no participant for mew to join as)"
-                    ),
-                }
-            }
-            let printer = Printer::new(names, color, h.timestamps).for_stdout();
-            Some(std::thread::spawn(move || {
-                printer.run(feed, std::io::stdout(), Some(closed_tx))
-            }))
-        }
+        (Some(h), Some(feed)) => Some(start_printer(
+            h,
+            feed,
+            &ctx,
+            sink.as_ref(),
+            names,
+            closed_tx,
+        )),
         _ => {
             drop(closed_tx);
             None
@@ -298,6 +271,48 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     control.stop().await;
     drop(lock);
     code.unwrap_or(0)
+}
+
+/// The server's own participant: the space view of every attached TUI
+/// (it joins when the first one attaches, or at once for `--envelopes`).
+fn space_view(cfg: &SpaceConfig, port: u16) -> Option<Arc<crate::participant::observer::Plan>> {
+    match crate::participant::observer::Plan::new(cfg, port) {
+        Ok(p) => {
+            tracing::info!("the space view will join as {}", p.participant());
+            Some(Arc::new(p))
+        }
+        Err(why) => {
+            tracing::info!("no space view: {why}");
+            None
+        }
+    }
+}
+
+/// `--no-tui`: the line printer on its own thread (and, with
+/// `--envelopes`, the space view's envelopes as lines of it). `closed` is
+/// told when stdout's reader goes away.
+fn start_printer(
+    h: &HeadlessOptions,
+    feed: supervisor::LineFeed,
+    ctx: &Ctx,
+    sink: Option<&supervisor::LineSink>,
+    mut names: Vec<String>,
+    closed: tokio::sync::oneshot::Sender<()>,
+) -> std::thread::JoinHandle<()> {
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    if h.envelopes {
+        match (&ctx.space, sink) {
+            (Some(space), Some(sink)) => {
+                tokio::spawn(print_envelopes(space.observer(), sink.clone(), names.len()));
+                names.push(ENVELOPES_LABEL.to_owned());
+            }
+            _ => say!(
+                "mew: --envelopes: this space has no space view (no gateway, or no participant for mew to join as)"
+            ),
+        }
+    }
+    let printer = Printer::new(names, color, h.timestamps).for_stdout();
+    std::thread::spawn(move || printer.run(feed, std::io::stdout(), Some(closed)))
 }
 
 /// What the TUI shows of the config: description, warnings, stop timeouts.
