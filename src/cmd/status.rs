@@ -96,7 +96,7 @@ fn uptime_secs(p: &ProcessStatus, now: Millis) -> Option<u64> {
 }
 
 /// `status --json` at `now`.
-pub fn status_json(s: &SpaceStatus, now: Millis) -> String {
+fn status_json(s: &SpaceStatus, now: Millis) -> String {
     let doc = StatusJson {
         space: SpaceJson {
             id: &s.space.id,
@@ -138,7 +138,7 @@ fn clip(s: &str, max: usize) -> String {
 }
 
 /// The human status table.
-pub fn status_table(s: &SpaceStatus, now: Millis) -> String {
+fn status_table(s: &SpaceStatus, now: Millis) -> String {
     let mut out = String::new();
     out.push_str(&format!("space {} ({})", s.space.id, s.space.dir));
     if let Some(url) = &s.gateway_url {

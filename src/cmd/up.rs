@@ -79,10 +79,10 @@ pub fn run(up: UpArgs, args: &SpaceArgs) -> Outcome {
     ))
 }
 
-pub struct DetachOptions {
-    pub wait: bool,
-    pub timeout: Option<Duration>,
-    pub port: Option<u16>,
+struct DetachOptions {
+    wait: bool,
+    timeout: Option<Duration>,
+    port: Option<u16>,
 }
 
 /// Start the space server in the background; returns its pid once it answers.

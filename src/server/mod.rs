@@ -38,7 +38,6 @@ use crate::config::SpaceConfig;
 use crate::supervisor::Handle;
 
 pub(crate) use outbox::Outbox;
-pub use startup::free_port;
 
 // Kept at their old paths for the callers outside the server.
 pub use crate::config::load_cli::{format_diagnostic, load_config};
