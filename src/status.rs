@@ -178,6 +178,15 @@ pub struct ParticipantStatus {
     pub note: String,
 }
 
+impl From<&crate::config::ParticipantInfo> for ParticipantStatus {
+    fn from(p: &crate::config::ParticipantInfo) -> ParticipantStatus {
+        ParticipantStatus {
+            name: p.name.clone(),
+            note: p.note.clone(),
+        }
+    }
+}
+
 /// The whole space as status reports it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SpaceStatus {

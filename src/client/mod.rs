@@ -35,22 +35,26 @@ pub enum ConnectError {
     Unsafe(String),
 }
 
+/// Permission denied means the space exists but is not ours: saying "not
+/// running" would send the user the wrong way. Any other failure: no server.
+fn denied(e: std::io::Error, what: &Path) -> ConnectError {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        ConnectError::Failed(format!(
+            "{}: permission denied (the space belongs to another user)",
+            what.display()
+        ))
+    } else {
+        ConnectError::NotRunning
+    }
+}
+
 /// The run dir (and the directory of an external socket) must be ours and
 /// private before anything in it is believed, and the server at the other
 /// end must run as us (or root), like tmux: in a shared, group-writable
 /// project another member could otherwise replace `.mew/run` with her own
 /// and put her server in front of the user's terminal.
 fn trusted_socket(space_dir: &Path) -> Result<PathBuf, ConnectError> {
-    let paths = SpacePaths::new(space_dir).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::PermissionDenied {
-            ConnectError::Failed(format!(
-                "{}: permission denied (the space belongs to another user)",
-                space_dir.display()
-            ))
-        } else {
-            ConnectError::NotRunning
-        }
-    })?;
+    let paths = SpacePaths::new(space_dir).map_err(|e| denied(e, space_dir))?;
     match std::fs::symlink_metadata(&paths.run_dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(ConnectError::NotRunning);
@@ -78,18 +82,6 @@ fn trusted_socket(space_dir: &Path) -> Result<PathBuf, ConnectError> {
 
 impl Conn {
     pub async fn connect(space_dir: &Path, kind: ClientKind) -> Result<Conn, ConnectError> {
-        // Permission denied means the space exists but is not ours: saying
-        // "not running" would send the user the wrong way.
-        let denied = |e: std::io::Error, what: &Path| {
-            if e.kind() == std::io::ErrorKind::PermissionDenied {
-                ConnectError::Failed(format!(
-                    "{}: permission denied (the space belongs to another user)",
-                    what.display()
-                ))
-            } else {
-                ConnectError::NotRunning
-            }
-        };
         let socket = trusted_socket(space_dir)?;
         let stream = UnixStream::connect(&socket)
             .await

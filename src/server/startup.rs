@@ -584,10 +584,7 @@ fn boot_status(
         participants: cfg
             .participants
             .iter()
-            .map(|p| ParticipantStatus {
-                name: p.name.clone(),
-                note: p.note.clone(),
-            })
+            .map(ParticipantStatus::from)
             .collect(),
         logging_degraded: None,
     }
