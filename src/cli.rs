@@ -463,3 +463,16 @@ pub struct CleanArgs {
     #[arg(long)]
     pub force: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn up_defaults_are_clap_s() {
+        let up = UpArgs::defaults().unwrap();
+        assert!(up.timestamps, "--timestamps defaults to true");
+        assert!(!up.no_tui && !up.detach && !up.wait && !up.envelopes);
+        assert!(up.port.is_none() && up.timeout.is_none() && up.exit_code_from.is_none());
+    }
+}

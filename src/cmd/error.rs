@@ -62,3 +62,41 @@ impl From<String> for Error {
 /// What a command ends with: its exit code (not always 0: `attach` passes
 /// on the space's), or an error for `main` to print.
 pub type Outcome = Result<ExitCode, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_says_what_it_always_said_with_its_exit_code() {
+        let cases = [
+            (
+                Error::Usage("--since: bad".into()),
+                "mew: --since: bad",
+                USAGE,
+            ),
+            (
+                Error::NotRunning("/tmp/x".into()),
+                "mew: the space in /tmp/x is not running (start it with \"mew space up\")",
+                NOT_RUNNING,
+            ),
+            (
+                Error::NothingToFollow,
+                "mew: the space is not running; nothing to follow",
+                NOT_RUNNING,
+            ),
+            (Error::from("lost it".to_string()), "mew: lost it", 1),
+        ];
+        for (e, text, code) in cases {
+            assert_eq!(e.to_string(), text);
+            assert_eq!(e.exit_code(), ExitCode::from(code));
+        }
+        let e = Error::connect(
+            std::path::Path::new("/d"),
+            ConnectError::Unsafe("no".into()),
+        );
+        assert_eq!(e.to_string(), "mew: no");
+        let e = Error::connect(std::path::Path::new("/d"), ConnectError::NotRunning);
+        assert_eq!(e.exit_code(), ExitCode::from(NOT_RUNNING));
+    }
+}
