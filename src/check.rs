@@ -17,12 +17,7 @@ pub use crate::config::TOKEN_MASK;
 
 /// The load options for a command's `SpaceArgs`.
 pub fn load_options(space: &SpaceArgs) -> LoadOptions {
-    LoadOptions {
-        space_dir: space.space_dir.clone(),
-        config: space.config.clone(),
-        procfile: space.procfile.clone(),
-        overrides: Vec::new(),
-    }
+    LoadOptions::from(space)
 }
 
 /// The resolved plan: processes in start order, secrets masked.

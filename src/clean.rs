@@ -97,9 +97,7 @@ fn clean(space: &SpaceArgs, args: &CleanArgs, out: &mut String) -> Result<(), St
     let paths = SpacePaths::new(&space.space_dir).map_err(|e| e.to_string())?;
     let config = crate::config::load(&crate::config::LoadOptions {
         space_dir: paths.dir.clone(),
-        config: space.config.clone(),
-        procfile: space.procfile.clone(),
-        ..Default::default()
+        ..crate::config::LoadOptions::from(space)
     })
     .ok();
     let shown = |p: &Path| -> String {

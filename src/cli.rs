@@ -28,9 +28,11 @@ pub struct SpaceArgs {
     #[arg(long, global = true, value_name = "DIR", default_value = ".")]
     pub space_dir: PathBuf,
 
-    /// The space config file [default: $MEW_SPACE_CONFIG, DIR/.mew/space.yaml, DIR/space.yaml]
-    #[arg(short = 'c', long, global = true, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    /// The space config file [default: $MEW_SPACE_CONFIG, DIR/.mew/space.yaml, DIR/space.yaml];
+    /// given again, an override file merged over it (in order). Without a second one,
+    /// `NAME.override.yaml` beside it is merged when it exists.
+    #[arg(short = 'c', long, global = true, value_name = "FILE", action = clap::ArgAction::Append)]
+    pub config: Vec<PathBuf>,
 
     /// Run a Procfile instead of a space.yaml (one process per line, foreman format).
     #[arg(long, global = true, value_name = "FILE")]
@@ -431,6 +433,17 @@ pub struct UpArgs {
     pub timeout: Option<String>,
 }
 
+impl UpArgs {
+    /// `mew space up` with no option given (bare `mew`): the defaults
+    /// written once, in the `#[arg]`s above.
+    pub fn defaults() -> Result<UpArgs, clap::Error> {
+        use clap::FromArgMatches as _;
+        let matches =
+            UpArgs::augment_args(clap::Command::new("up")).try_get_matches_from(["up"])?;
+        UpArgs::from_arg_matches(&matches)
+    }
+}
+
 /// What `mew space clean` removes. With no selector: logs and run state.
 #[derive(Debug, Args)]
 pub struct CleanArgs {
@@ -451,4 +464,17 @@ pub struct CleanArgs {
     /// while it runs).
     #[arg(long)]
     pub force: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn up_defaults_are_clap_s() {
+        let up = UpArgs::defaults().unwrap();
+        assert!(up.timestamps, "--timestamps defaults to true");
+        assert!(!up.no_tui && !up.detach && !up.wait && !up.envelopes);
+        assert!(up.port.is_none() && up.timeout.is_none() && up.exit_code_from.is_none());
+    }
 }

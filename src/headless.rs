@@ -415,22 +415,8 @@ mod tests {
 
     fn proc_status(name: &str, state: ProcState, one_shot: bool) -> ProcessStatus {
         ProcessStatus {
-            name: name.into(),
-            kind: ProcKind::Process,
-            state,
-            pid: None,
-            started_at: None,
-            restarts: 0,
-            exit_code: None,
-            ready: false,
-            cpu_percent: None,
-            rss_bytes: None,
-            command: String::new(),
-            cwd: String::new(),
-            history: vec![],
-            probe: None,
             one_shot,
-            healthy: None,
+            ..ProcessStatus::new(name, ProcKind::Process, state)
         }
     }
 

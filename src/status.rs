@@ -146,11 +146,45 @@ pub struct ProcessStatus {
     pub healthy: Option<bool>,
 }
 
+impl ProcessStatus {
+    /// A process in `state` that has not run yet: no pid, no counts, no
+    /// command, no history.
+    pub fn new(name: &str, kind: ProcKind, state: ProcState) -> ProcessStatus {
+        ProcessStatus {
+            name: name.to_owned(),
+            kind,
+            state,
+            pid: None,
+            started_at: None,
+            restarts: 0,
+            exit_code: None,
+            ready: false,
+            cpu_percent: None,
+            rss_bytes: None,
+            command: String::new(),
+            cwd: String::new(),
+            history: Vec::new(),
+            probe: None,
+            one_shot: false,
+            healthy: None,
+        }
+    }
+}
+
 /// A participant without a process.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParticipantStatus {
     pub name: String,
     pub note: String,
+}
+
+impl From<&crate::config::ParticipantInfo> for ParticipantStatus {
+    fn from(p: &crate::config::ParticipantInfo) -> ParticipantStatus {
+        ParticipantStatus {
+            name: p.name.clone(),
+            note: p.note.clone(),
+        }
+    }
 }
 
 /// The whole space as status reports it.

@@ -6,6 +6,7 @@
 mod build;
 mod devloop;
 mod interp;
+pub mod load_cli;
 mod merge;
 mod model;
 mod node;

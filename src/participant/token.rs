@@ -28,7 +28,7 @@ use crate::config::escape;
 pub fn create(space: &SpaceArgs, args: &TokenCreateArgs) -> ExitCode {
     let mut space = space.clone();
     // Upstream spells `--capabilities` `-c`, which is mew's global `--config`.
-    let caps_text = match (&args.capabilities, &space.config) {
+    let caps_text = match (&args.capabilities, space.config.first()) {
         (Some(c), _) => Some(c.clone()),
         (None, Some(cfg)) if cfg.to_string_lossy().trim_start().starts_with('[') => {
             eprintln!(
@@ -36,7 +36,7 @@ pub fn create(space: &SpaceArgs, args: &TokenCreateArgs) -> ExitCode {
                  --capabilities (write `--capabilities JSON`)"
             );
             let text = cfg.to_string_lossy().into_owned();
-            space.config = None;
+            space.config.clear();
             Some(text)
         }
         (None, _) => None,
