@@ -13,7 +13,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
 use serde_json::Value;
 
-use super::app::{App, Search};
+use super::app::{App, Mode, Search};
 use super::keys::{Command, KeySpec};
 use super::layout::{PaneRect, View};
 use super::pane::{LineText, Matcher};
@@ -340,8 +340,7 @@ impl App {
 
     pub(crate) fn space_select(&mut self) {
         self.space.selected = true;
-        self.focused = false;
-        self.copy = None;
+        self.unfocus();
         self.grid = false;
     }
 
@@ -404,7 +403,7 @@ impl App {
         if let Some(mut input) = self.space.input.clone() {
             if spec == self.keys.prefix() {
                 self.space.input = None;
-                self.prefix_armed = true;
+                self.mode = Mode::Prefix;
                 return true;
             }
             match k.code {
@@ -546,9 +545,9 @@ impl App {
         src: &dyn PaneSource,
         out: &mut Vec<Action>,
     ) -> bool {
-        if self.prefix_armed {
+        if self.prefix_armed() {
             if spec == self.keys.prefix() {
-                self.prefix_armed = false;
+                self.mode = Mode::Normal;
                 self.space_focus(src);
                 return true;
             }
@@ -556,7 +555,7 @@ impl App {
                 return false; // detach
             }
             // Any other key acts as in the list.
-            self.prefix_armed = false;
+            self.mode = Mode::Normal;
         }
         if !k.modifiers.difference(KeyModifiers::SHIFT).is_empty() {
             return false;
@@ -659,10 +658,10 @@ impl App {
             }
             Command::Search => {
                 self.search = Search {
-                    editing: true,
                     process: SPACE_PANE.into(),
                     ..Search::default()
                 };
+                self.mode = Mode::Search;
                 self.space.hit = None;
             }
             Command::NextMatch | Command::PrevMatch => {
@@ -1072,7 +1071,7 @@ impl App {
                 Paragraph::new(Line::from(spans)),
                 Rect::new(area.x, y, area.width, 1),
             );
-            if self.confirm.is_none() && !self.help && self.space.json.is_none() {
+            if !self.overlay() && self.space.json.is_none() {
                 let x = area.x + u16::try_from(label_w + sw).unwrap_or(0);
                 frame.set_cursor_position(Position::new(x.min(area.right() - 1), y));
             }
@@ -1270,7 +1269,7 @@ impl App {
             if self.view() == View::Zoom {
                 spans.push(Span::styled(" ZOOM space ", theme.mode()));
             }
-            if self.prefix_armed {
+            if self.prefix_armed() {
                 let p = k(Command::Prefix);
                 spans.push(Span::styled(format!(" {p}… "), theme.mode()));
                 pairs.push((p.clone(), "talk".into(), 0));
