@@ -1179,7 +1179,9 @@ pub fn attach(space_dir: &Path, owner: bool) -> ExitCode {
                             sent_size = (cols, rows);
                             ClientMsg::Resize { cols, rows }
                         }
-                        Some(event) => ClientMsg::Input { event },
+                        Some(event) => ClientMsg::Input {
+                            event: event.into(),
+                        },
                         None => break,
                     };
                     if protocol::write_msg(&mut wr, &msg).await.is_err() {

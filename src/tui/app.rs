@@ -4,8 +4,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crossterm::event::{
-    Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+use crate::protocol::input::{
+    InputEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent,
+    MouseEventKind,
 };
 use ratatui::layout::Rect;
 
@@ -464,17 +465,18 @@ impl App {
     // ----- events --------------------------------------------------------
 
     /// Applies one client event; returns what the server must do.
-    pub fn handle_event(&mut self, ev: Event, src: &dyn PaneSource) -> Vec<Action> {
+    pub fn handle_event(&mut self, ev: impl Into<InputEvent>, src: &dyn PaneSource) -> Vec<Action> {
+        let ev = ev.into();
         let mut out = Vec::new();
         // A key or paste meant for a process that has just ended is dropped
         // (the user has not seen the footer say so yet), not taken as a command.
         let left_focus = self.update(src);
         match ev {
-            Event::Key(_) | Event::Paste(_) if left_focus => {}
-            Event::Resize(cols, rows) => self.size = (cols, rows),
-            Event::Key(k) if k.kind != KeyEventKind::Release => self.on_key(k, src, &mut out),
-            Event::Mouse(m) => self.on_mouse(m, src, &mut out),
-            Event::Paste(text) => self.on_paste(&text, src, &mut out),
+            InputEvent::Key(_) | InputEvent::Paste(_) if left_focus => {}
+            InputEvent::Resize { cols, rows } => self.size = (cols, rows),
+            InputEvent::Key(k) if k.kind != KeyEventKind::Release => self.on_key(k, src, &mut out),
+            InputEvent::Mouse(m) => self.on_mouse(m, src, &mut out),
+            InputEvent::Paste(text) => self.on_paste(&text, src, &mut out),
             _ => {}
         }
         // The selection may have moved away from a process that is gone.

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crate::protocol::input::{KeyCode, KeyEvent, KeyModifiers};
 
 /// A command the user can bind a key to (outside focus mode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -381,14 +381,13 @@ fn did_you_mean<'a>(word: &str, names: &[&'a str]) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crossterm::event::{KeyEventKind, KeyEventState};
+    use crate::protocol::input::KeyEventKind;
 
     fn ev(code: KeyCode, mods: KeyModifiers) -> KeySpec {
         KeySpec::from_event(&KeyEvent {
             code,
             modifiers: mods,
             kind: KeyEventKind::Press,
-            state: KeyEventState::NONE,
         })
     }
 
