@@ -395,6 +395,11 @@ async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
             .map(|p| (p.name.clone(), p.stop_timeout))
             .collect(),
         shutdown_timeout: Some(cfg.shutdown_timeout),
+        profiles: cfg
+            .processes
+            .iter()
+            .map(|p| (p.name.clone(), p.profiles.clone()))
+            .collect(),
     };
     let space_dir = cfg.dir.clone();
     // The control socket is served from its own thread, started before the

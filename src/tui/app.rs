@@ -13,6 +13,8 @@ use ratatui::layout::Rect;
 use super::input::{key_to_pty_bytes, mouse_to_pty_bytes, paste_to_pty_bytes};
 use super::keys::{Command, KeyMap, KeySpec};
 use super::layout::{self, ScreenLayout, View};
+use super::list::Grouping;
+use super::merged::{MERGED_PANE, Merged};
 use super::pane::{self, Match, Matcher, Pos, ScreenInfo};
 use super::space::{SPACE_PANE, SpaceView};
 use super::{Action, PaneSource, SpaceNotes};
@@ -61,6 +63,8 @@ pub(crate) enum Mode {
     Focus { pid: Option<u32> },
     /// Typing the search query (`App::search` holds it).
     Search,
+    /// Typing the process list's filter (`App::filter` holds it).
+    Filter,
     /// Copy mode: a cursor and maybe a selection in one process's output.
     Copy(Copy),
     /// The help overlay.
@@ -98,6 +102,11 @@ pub struct App {
     sent_sizes: HashMap<String, (u16, u16)>,
     /// The space view (see `space.rs`).
     pub(crate) space: SpaceView,
+    /// The process list shows only names containing this (see `list.rs`).
+    pub(crate) filter: String,
+    pub(crate) group: Grouping,
+    /// The merged view of every process's output (see `merged.rs`).
+    pub(crate) merged: Merged,
 }
 
 impl App {
@@ -121,6 +130,9 @@ impl App {
             clock: None,
             sent_sizes: HashMap::new(),
             space: SpaceView::default(),
+            filter: String::new(),
+            group: Grouping::None,
+            merged: Merged::default(),
         })
     }
 
@@ -353,8 +365,8 @@ impl App {
         let view = self.view();
         let panes = match view {
             View::Grid => self.grid_names(st),
-            View::List | View::Zoom => match self.space_pane() {
-                Some(space) => vec![space],
+            View::List | View::Zoom => match self.space_pane().or_else(|| self.merged_pane()) {
+                Some(pane) => vec![pane],
                 None => self.current_name(st).into_iter().collect(),
             },
         };
@@ -374,7 +386,12 @@ impl App {
         self.layout(src.status())
             .panes
             .into_iter()
-            .filter(|p| p.inner.width > 0 && p.inner.height > 0 && p.name != SPACE_PANE)
+            .filter(|p| {
+                p.inner.width > 0
+                    && p.inner.height > 0
+                    && p.name != SPACE_PANE
+                    && p.name != MERGED_PANE
+            })
             .map(|p| (p.name, p.inner.height, p.inner.width))
             .collect()
     }
@@ -497,6 +514,8 @@ impl App {
 
     fn on_paste(&mut self, text: &str, src: &dyn PaneSource, out: &mut Vec<Action>) {
         if self.space_paste(text) {
+        } else if matches!(self.mode, Mode::Filter) {
+            self.filter_paste(text, src.status());
         } else if matches!(self.mode, Mode::Search) {
             self.search.query.push_str(&text.replace(['\n', '\r'], " "));
         } else if let Some(name) = self.focused_process().map(str::to_string) {
@@ -561,6 +580,7 @@ impl App {
         }
         match self.mode {
             Mode::Search => return self.search_key(k, src),
+            Mode::Filter => return self.filter_key(k, src.status()),
             Mode::Copy(_) => return self.copy_key(k, src, out),
             _ => {}
         }
@@ -615,6 +635,11 @@ impl App {
         if k.code == KeyCode::Esc {
             if !self.search.query.is_empty() {
                 self.search = Search::default();
+                self.merged.hit = None;
+            } else if !self.filter.is_empty() {
+                self.filter.clear();
+            } else if self.merged.on {
+                self.toggle_merged();
             } else if self.details {
                 self.details = false;
             } else if self.zoom {
@@ -632,6 +657,9 @@ impl App {
             return;
         }
         let st = src.status();
+        if self.merged.on && self.merged_command(cmd, st) {
+            return;
+        }
         let cur = self.current(st).cloned();
         let name = cur.as_ref().map(|p| p.name.clone());
         match cmd {
@@ -762,7 +790,11 @@ impl App {
             Command::Help => self.mode = Mode::Help,
             Command::Detach => out.push(Action::Detach),
             Command::Quit => self.mode = Mode::Confirm(Confirm::Quit),
+            Command::Merged => self.toggle_merged(),
+            Command::Filter => self.start_filter(),
+            Command::Group => self.cycle_group(),
             Command::Space => {
+                self.merged.on = false;
                 if !self.space.on {
                     self.message = Some(
                         "no space view: no gateway, or no participant for mew to join as".into(),
@@ -795,9 +827,10 @@ impl App {
                 Command::Down => 1,
                 _ => return,
             };
+            let list = self.list_names(st);
             if self.space.on {
                 // The space entry is row 0, above the processes.
-                let names: Vec<&String> = st.processes.iter().map(|p| &p.name).collect();
+                let names: Vec<&String> = list.iter().collect();
                 let cur = if self.space.selected {
                     0
                 } else {
@@ -809,6 +842,7 @@ impl App {
                 };
                 let next = (cur + step).clamp(0, names.len() as isize) as usize;
                 if next == 0 {
+                    self.merged.on = false;
                     self.space_select();
                 } else {
                     self.space.selected = false;
@@ -817,7 +851,7 @@ impl App {
                 }
                 return;
             }
-            (st.processes.iter().map(|p| p.name.clone()).collect(), step)
+            (list, step)
         };
         if names.is_empty() {
             return;
@@ -843,7 +877,10 @@ impl App {
                     return;
                 }
                 let name = self.search.process.clone();
-                if name == SPACE_PANE {
+                if name == MERGED_PANE {
+                    self.merged.hit = None;
+                    self.merged_find(true, src.status());
+                } else if name == SPACE_PANE {
                     self.space.hit = None;
                     self.space_find(src, true);
                 } else {
@@ -1071,6 +1108,14 @@ impl App {
                         Command::ScrollDown
                     };
                     self.space_scroll_by(cmd, WHEEL_LINES, src);
+                } else if pane.as_ref().is_some_and(|p| p.name == MERGED_PANE) {
+                    let off = self.merged.offset;
+                    self.merged.offset = if up {
+                        off + WHEEL_LINES
+                    } else {
+                        off.saturating_sub(WHEEL_LINES)
+                    };
+                    self.merged_scroll_clamp(st);
                 } else if let Some(p) = pane {
                     let sb = src.scrollback_len(&p.name);
                     let off = self.offset(&p.name, sb);
@@ -1092,14 +1137,11 @@ impl App {
                     if m.row < inner.y || m.row >= inner.bottom() {
                         return;
                     }
-                    let sel = self
-                        .current(st)
-                        .and_then(|c| st.processes.iter().position(|p| p.name == c.name));
                     let first = usize::from(self.space.on);
                     let sel = if self.space_selected() {
                         0
                     } else {
-                        sel.unwrap_or(0) + first
+                        self.selected_row(st) + first
                     };
                     let top = layout::list_scroll(sel, inner.height);
                     let idx = top + usize::from(m.row - inner.y);
@@ -1111,10 +1153,12 @@ impl App {
                         self.space.selected = false;
                         self.drop_space_transient();
                     }
-                    if let Some(p) = st.processes.get(idx - first) {
+                    if let Some(super::list::Row::Process(p)) = self.list_rows(st).get(idx - first)
+                    {
                         self.selected = Some(p.name.clone());
                         self.unfocus();
                     }
+                } else if pane.as_ref().is_some_and(|p| p.name == MERGED_PANE) {
                 } else if pane.as_ref().is_some_and(|p| p.name == SPACE_PANE) {
                     self.space_click(src);
                 } else if let Some(p) = pane {

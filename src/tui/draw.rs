@@ -10,6 +10,7 @@ use super::PaneSource;
 use super::app::{App, Confirm, Mode};
 use super::keys::{COMMANDS, Command};
 use super::layout::{self, MIN_COLS, MIN_ROWS, PaneRect, View};
+use super::list::Row;
 use super::pane::{self, Decor, Matcher};
 use super::theme::{Shown, Theme};
 use crate::status::{Millis, ProcState, ProcessStatus, SpaceStatus, signal_name};
@@ -129,6 +130,8 @@ impl App {
         for p in &l.panes {
             if super::space::is_space_pane(p) {
                 self.draw_space(frame, p, src, theme);
+            } else if p.name == super::merged::MERGED_PANE {
+                self.draw_merged(frame, p, theme);
             } else {
                 self.draw_pane(frame, p, src, theme);
             }
@@ -303,17 +306,23 @@ impl App {
             } else {
                 theme.border_selected()
             })
-            .title(Span::styled(" processes ", theme.label()));
+            .title(Span::styled(
+                if self.filter.is_empty() {
+                    " processes ".to_string()
+                } else {
+                    format!(
+                        " processes {}/{} ",
+                        self.list_names(st).len(),
+                        st.processes.len()
+                    )
+                },
+                theme.label(),
+            ));
         let inner = block.inner(r);
         frame.render_widget(block, r);
         let now = self.now();
         let w = usize::from(inner.width);
-        let sel = self.current(st).map(|p| p.name.clone());
-        let sel_idx = st
-            .processes
-            .iter()
-            .position(|p| Some(&p.name) == sel.as_ref())
-            .unwrap_or(0);
+        let sel_idx = self.selected_row(st);
         // The space entry, when there is one, is row 0.
         let first = usize::from(space_row.is_some());
         let row_idx = if self.space_selected() {
@@ -328,12 +337,22 @@ impl App {
         {
             lines.push(row);
         }
-        for (i, p) in st
-            .processes
-            .iter()
+        for (i, row) in self
+            .list_rows(st)
+            .into_iter()
             .enumerate()
             .skip(top.saturating_sub(first))
         {
+            let p = match row {
+                Row::Process(p) => p,
+                Row::Heading(h) => {
+                    lines.push(Line::from(Span::styled(
+                        fit(&format!("─ {h}"), w),
+                        theme.label(),
+                    )));
+                    continue;
+                }
+            };
             let (glyph, gstyle) = theme.shown(Shown::of(p, now));
             let mut info = row_info(p, now);
             if p.restarts > 0 {
@@ -383,7 +402,11 @@ impl App {
                 ),
             ]));
         }
-        for part in &st.participants {
+        for part in st
+            .participants
+            .iter()
+            .filter(|p| self.passes_filter(&p.name))
+        {
             let text = format!("· {}  {}", part.name, part.note);
             lines.push(Line::from(Span::styled(fit(&text, w), theme.dim())));
         }
@@ -761,6 +784,17 @@ impl App {
                     &[("Enter".into(), "search"), ("Esc".into(), "cancel")],
                 );
             }
+            Mode::Filter => {
+                spans.push(Span::styled(
+                    format!(" filter: {}", self.filter),
+                    theme.key(),
+                ));
+                spans.push(Span::styled("█", theme.text()));
+                keys(
+                    &mut spans,
+                    &[("Enter".into(), "keep"), ("Esc".into(), "clear")],
+                );
+            }
             Mode::Copy(_) => {
                 spans.push(Span::styled(" COPY ", theme.mode()));
                 keys(
@@ -804,6 +838,15 @@ impl App {
                         &mut spans,
                         &[(p.clone(), &format!("send {p}")), ("d".into(), "detach")],
                     );
+                }
+                if !self.filter.is_empty() {
+                    spans.push(Span::styled(
+                        format!(" filter: {} ", self.filter),
+                        theme.key(),
+                    ));
+                }
+                if self.merged.on {
+                    spans.push(Span::styled(" ALL ", theme.mode()));
                 }
                 if !self.search.query.is_empty() {
                     spans.push(Span::styled(

@@ -35,6 +35,12 @@ pub enum Command {
     Quit,
     /// Select the space view (and back to the process).
     Space,
+    /// All processes' output (the marked ones' if any) in one pane.
+    Merged,
+    /// Type to narrow the process list.
+    Filter,
+    /// Group the list: by kind, by profile, not at all.
+    Group,
 }
 
 /// Every command with its `ui.keys` name, default keys and help text, in help order.
@@ -85,6 +91,9 @@ pub const COMMANDS: &[(Command, &str, &str, &str)] = &[
     (Command::Detach, "detach", "d", "detach (keeps running)"),
     (Command::Quit, "quit", "q C-c", "stop all and quit (asks)"),
     (Command::Space, "space", "e", "space view (and back)"),
+    (Command::Merged, "merged", "a", "all output merged"),
+    (Command::Filter, "filter", "f", "filter the list"),
+    (Command::Group, "group", "G", "group by kind/profile"),
 ];
 
 impl Command {

@@ -13,6 +13,8 @@ pub mod guard;
 pub mod input;
 pub mod keys;
 pub mod layout;
+mod list;
+mod merged;
 mod pane;
 mod remote;
 mod space;
@@ -55,6 +57,8 @@ pub struct SpaceNotes {
     pub stop_timeouts: std::collections::BTreeMap<String, std::time::Duration>,
     /// `space.shutdown_timeout`: when stopping the space kills what is left.
     pub shutdown_timeout: Option<std::time::Duration>,
+    /// `profiles` of each process (for grouping the list by profile).
+    pub profiles: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// What the server must do after an event.
