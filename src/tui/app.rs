@@ -904,6 +904,16 @@ impl App {
         }
     }
 
+    /// The footer's "no (older/newer) match" (`had`: a match was current).
+    pub(crate) fn no_match(&mut self, older: bool, had: bool) {
+        let which = if older { "older" } else { "newer" };
+        self.message = Some(if had {
+            format!("no {which} match for \"{}\"", self.search.query)
+        } else {
+            format!("no match for \"{}\"", self.search.query)
+        });
+    }
+
     /// Drops the search (query and match) and stops editing it.
     pub(crate) fn clear_search(&mut self) {
         self.search = Search::default();
@@ -947,14 +957,7 @@ impl App {
                 self.search.current = Some(m);
                 self.reveal(src, name, m.line);
             }
-            None => {
-                let which = if older { "older" } else { "newer" };
-                self.message = Some(if self.search.current.is_some() {
-                    format!("no {which} match for \"{}\"", self.search.query)
-                } else {
-                    format!("no match for \"{}\"", self.search.query)
-                });
-            }
+            None => self.no_match(older, self.search.current.is_some()),
         }
     }
 

@@ -39,6 +39,32 @@ pub(crate) fn fit(s: &str, w: usize) -> String {
 }
 
 /// Word-wraps `s` to lines of at most `w` columns (a longer word is cut).
+/// The footer's `(key, what, priority)` pairs that fit in `room` cells,
+/// in their order: the lowest priorities are dropped first.
+pub(crate) fn fit_keys<W: AsRef<str>>(
+    pairs: Vec<(String, W, u8)>,
+    room: usize,
+) -> Vec<(String, W)> {
+    let mut room = room;
+    let mut keep = vec![false; pairs.len()];
+    let last = pairs.iter().map(|p| p.2).max().unwrap_or(0);
+    for prio in 0..=last {
+        for (i, (key, what, p)) in pairs.iter().enumerate() {
+            let w = key.chars().count() + what.as_ref().chars().count() + 3;
+            if *p == prio && w <= room {
+                keep[i] = true;
+                room -= w;
+            }
+        }
+    }
+    pairs
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|((key, what, _), _)| (key, what))
+        .collect()
+}
+
 pub(crate) fn wrap(s: &str, w: usize) -> Vec<String> {
     use unicode_width::UnicodeWidthStr;
     let w = w.max(4);
@@ -913,23 +939,7 @@ impl App {
                     ));
                 }
                 let used: usize = spans.iter().map(|s| s.width()).sum();
-                let mut room = usize::from(r.width).saturating_sub(used);
-                let mut keep = vec![false; pairs.len()];
-                for prio in 0..=5 {
-                    for (i, (key, what, p)) in pairs.iter().enumerate() {
-                        let w = key.chars().count() + what.chars().count() + 3;
-                        if *p == prio && w <= room {
-                            keep[i] = true;
-                            room -= w;
-                        }
-                    }
-                }
-                let shown: Vec<(String, &str)> = pairs
-                    .into_iter()
-                    .zip(keep)
-                    .filter(|(_, k)| *k)
-                    .map(|((key, what, _), _)| (key, what))
-                    .collect();
+                let shown = fit_keys(pairs, usize::from(r.width).saturating_sub(used));
                 keys(&mut spans, &shown);
             }
         }

@@ -206,14 +206,7 @@ impl App {
                 self.merged.hit = Some(seq);
                 self.merged.offset = offset;
             }
-            None => {
-                let which = if older { "older" } else { "newer" };
-                self.message = Some(if self.merged.hit.is_some() {
-                    format!("no {which} match for \"{}\"", self.search.query)
-                } else {
-                    format!("no match for \"{}\"", self.search.query)
-                });
-            }
+            None => self.no_match(older, self.merged.hit.is_some()),
         }
     }
 

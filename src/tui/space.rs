@@ -776,14 +776,7 @@ impl App {
                 self.space.hit = Some(seq);
                 self.space.bottom = bottom;
             }
-            None => {
-                let which = if older { "older" } else { "newer" };
-                self.message = Some(if self.space.hit.is_some() {
-                    format!("no {which} match for \"{}\"", self.search.query)
-                } else {
-                    format!("no match for \"{}\"", self.search.query)
-                });
-            }
+            None => self.no_match(older, self.space.hit.is_some()),
         }
     }
 
@@ -1120,32 +1113,25 @@ impl App {
                 } else {
                     caps.join(", ")
                 };
-                for (i, l) in super::draw::wrap(&caps, w.saturating_sub(10))
-                    .into_iter()
-                    .enumerate()
-                {
-                    lines.push(Line::from(vec![
-                        Span::styled(
-                            if i == 0 { "  can     " } else { "          " },
-                            theme.dim(),
-                        ),
-                        Span::raw(l),
-                    ]));
-                }
+                labelled(
+                    &mut lines,
+                    "  can     ",
+                    &caps,
+                    w,
+                    theme.dim(),
+                    Style::new(),
+                );
                 if !m.granted.is_empty() {
                     let g: Vec<String> = m.granted.iter().map(cap_text).collect();
-                    for (i, l) in super::draw::wrap(&g.join(", "), w.saturating_sub(10))
-                        .into_iter()
-                        .enumerate()
-                    {
-                        lines.push(Line::from(vec![
-                            Span::styled(
-                                if i == 0 { "  granted " } else { "          " },
-                                theme.dim(),
-                            ),
-                            Span::styled(l, theme.message()),
-                        ]));
-                    }
+                    let g = g.join(", ");
+                    labelled(
+                        &mut lines,
+                        "  granted ",
+                        &g,
+                        w,
+                        theme.dim(),
+                        theme.message(),
+                    );
                 }
             }
             if log.members.is_empty() {
@@ -1301,23 +1287,32 @@ impl App {
             pairs.push((k(Command::Quit), "quit".into(), 0));
         }
         let used: usize = spans.iter().map(|s| s.width()).sum();
-        let mut room = usize::from(width).saturating_sub(used);
-        let mut keep = vec![false; pairs.len()];
-        for prio in 0..=3 {
-            for (i, (key, what, p)) in pairs.iter().enumerate() {
-                let w = key.chars().count() + what.chars().count() + 3;
-                if *p == prio && w <= room {
-                    keep[i] = true;
-                    room -= w;
-                }
-            }
+        let room = usize::from(width).saturating_sub(used);
+        for (key, what) in super::draw::fit_keys(pairs, room) {
+            spans.push(Span::styled(format!(" {key}"), theme.key()));
+            spans.push(Span::raw(format!(" {what} ")));
         }
-        for ((key, what, _), kept) in pairs.into_iter().zip(keep) {
-            if kept {
-                spans.push(Span::styled(format!(" {key}"), theme.key()));
-                spans.push(Span::raw(format!(" {what} ")));
-            }
-        }
+    }
+}
+
+/// `text` wrapped to `w` after a 10-column `label` (blank on the
+/// continuation lines).
+fn labelled(
+    lines: &mut Vec<Line<'_>>,
+    label: &'static str,
+    text: &str,
+    w: usize,
+    label_style: Style,
+    style: Style,
+) {
+    for (i, l) in super::draw::wrap(text, w.saturating_sub(10))
+        .into_iter()
+        .enumerate()
+    {
+        lines.push(Line::from(vec![
+            Span::styled(if i == 0 { label } else { "          " }, label_style),
+            Span::styled(l, style),
+        ]));
     }
 }
 
