@@ -1206,3 +1206,58 @@ fn list_grouped_by_kind_then_by_profile() {
     assert!(row_text(&t, 2).contains("gateway"), "{}", row_text(&t, 2));
     assert!(!row_text(&t, 2).contains("─ "), "{}", row_text(&t, 2));
 }
+
+#[test]
+fn merged_view_keeps_the_last_10000_lines_and_a_scrolled_view_stays_put() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    for i in 0..10_050 {
+        app.push_line("api", &format!("line {i}"));
+    }
+    send(&mut app, &src, [ch('a'), key(KeyCode::Home)]);
+    let t = render(&app, &src, 80, 24);
+    assert!(
+        row_text(&t, 2).contains("api | line 50 "),
+        "{}",
+        row_text(&t, 2)
+    );
+    // New lines while scrolled up do not move what is shown.
+    app.push_line("api", "line 10050");
+    let t = render(&app, &src, 80, 24);
+    assert!(
+        row_text(&t, 2).contains("api | line 51 "),
+        "{}",
+        row_text(&t, 2)
+    );
+    send(&mut app, &src, [key(KeyCode::End), ch('a')]);
+    send(&mut app, &src, [ch('a')]);
+    app.push_line("api", "line 10051");
+    let t = render(&app, &src, 80, 24);
+    assert!(
+        row_text(&t, 21).contains("api | line 10051"),
+        "{}",
+        row_text(&t, 21)
+    );
+}
+
+#[test]
+fn keys_of_the_new_views_go_to_a_focused_process() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    send(&mut app, &src, [ch('j'), key(KeyCode::Enter)]);
+    let out = send(&mut app, &src, [ch('f'), ch('a'), ch('G')]);
+    let sent: Vec<u8> = out
+        .into_iter()
+        .flat_map(|a| match a {
+            mew::tui::Action::Input { bytes, .. } => bytes,
+            _ => Vec::new(),
+        })
+        .collect();
+    assert_eq!(sent, b"faG");
+    let t = render(&app, &src, 80, 24);
+    assert!(
+        row_text(&t, 1).contains(" processes ─"),
+        "{}",
+        row_text(&t, 1)
+    );
+}

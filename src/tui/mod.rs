@@ -3,7 +3,8 @@
 //! The space server keeps the only terminal emulators (one `vt100::Parser`
 //! per process). For every attached client it keeps one [`App`] (selection,
 //! focus, mode, scroll, search...) and one [`RemoteRenderer`], feeds the
-//! client's crossterm events to [`App::handle_event`], executes the returned
+//! client's input events (mew's own [`crate::protocol::input`] types, converted
+//! from crossterm by the client) to [`App::handle_event`], executes the returned
 //! [`Action`]s, and sends the bytes of [`RemoteRenderer::render`] back. The
 //! client only holds a [`guard::TerminalGuard`] and copies bytes.
 
