@@ -18,7 +18,7 @@ use crate::status::{Millis, ProcState, ProcessStatus};
 use crate::supervisor::{LineFeed, Printable};
 
 /// Colours for process names (basic 16-colour palette, readable on dark and light).
-const PALETTE: [&str; 6] = ["36", "33", "32", "35", "34", "31"];
+pub(crate) const PALETTE: [&str; 6] = ["36", "33", "32", "35", "34", "31"];
 
 pub struct Printer {
     names: Vec<String>,

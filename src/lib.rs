@@ -12,7 +12,7 @@ pub mod config;
 pub mod envelopes;
 pub mod export;
 pub mod gateway;
-pub(crate) mod headless;
+pub mod headless;
 pub mod human;
 pub mod init;
 pub mod logs;

@@ -47,7 +47,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::status::{LifecycleEvent, Millis, SpaceStatus};
 
 /// The protocol version; bump it on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: terminal input crosses as mew's own [`input::InputEvent`] (was
+/// crossterm's serde form).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The largest payload a frame may declare (16 MiB).
 pub const MAX_FRAME_LEN: u32 = 16 * 1024 * 1024;
@@ -392,7 +394,7 @@ pub enum ClientMsg {
     /// A request; the server answers with a [`ServerMsg::Response`] of the same `id`.
     Request { id: u64, req: Request },
     /// A terminal event from an attached client (key, mouse, paste, focus).
-    Input { event: crossterm::event::Event },
+    Input { event: input::InputEvent },
     /// The attached client's terminal size changed.
     Resize { cols: u16, rows: u16 },
     /// An explicit detach: the space keeps running.
@@ -540,12 +542,325 @@ pub fn check_hello(client: &Versions, server: &Versions) -> Result<(), String> {
     ))
 }
 
+/// Terminal input as it crosses the socket: mew's own types, so that the
+/// wire form is mew's to version (a crossterm upgrade cannot change it).
+/// The client converts crossterm's events at its edge (`From`); the server
+/// and the TUI use only these. The serde form is pinned by a test
+/// (`input_wire_form_is_pinned`): changing it needs a new
+/// [`PROTOCOL_VERSION`](super::PROTOCOL_VERSION).
+pub mod input {
+    use serde::{Deserialize, Serialize};
+
+    /// One event from the client's terminal.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum InputEvent {
+        Key(KeyEvent),
+        Mouse(MouseEvent),
+        /// A bracketed paste: the text as pasted.
+        Paste(String),
+        Resize {
+            cols: u16,
+            rows: u16,
+        },
+        FocusGained,
+        FocusLost,
+    }
+
+    /// A key with its modifiers, and whether it was pressed, repeated or
+    /// released.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    pub struct KeyEvent {
+        pub code: KeyCode,
+        #[serde(default, skip_serializing_if = "KeyModifiers::is_empty")]
+        pub modifiers: KeyModifiers,
+        #[serde(default, skip_serializing_if = "KeyEventKind::is_press")]
+        pub kind: KeyEventKind,
+    }
+
+    impl KeyEvent {
+        /// A key press.
+        pub const fn new(code: KeyCode, modifiers: KeyModifiers) -> KeyEvent {
+            KeyEvent {
+                code,
+                modifiers,
+                kind: KeyEventKind::Press,
+            }
+        }
+    }
+
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum KeyEventKind {
+        #[default]
+        Press,
+        Repeat,
+        Release,
+    }
+
+    impl KeyEventKind {
+        fn is_press(&self) -> bool {
+            *self == KeyEventKind::Press
+        }
+    }
+
+    /// The keys mew tells apart. Keys it never acts on nor sends to a PTY
+    /// (caps lock, media keys, a modifier alone...) are [`KeyCode::Other`].
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum KeyCode {
+        Char(char),
+        /// F1..F24 (F0 is not a key).
+        F(u8),
+        Enter,
+        Esc,
+        Tab,
+        BackTab,
+        Backspace,
+        Delete,
+        Insert,
+        Up,
+        Down,
+        Left,
+        Right,
+        Home,
+        End,
+        PageUp,
+        PageDown,
+        Null,
+        Other,
+    }
+
+    /// Modifier keys as bits (on the wire: the number). The bits are mew's:
+    /// shift 1, control 2, alt 4, super 8, hyper 16, meta 32.
+    #[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(transparent)]
+    pub struct KeyModifiers(u8);
+
+    impl KeyModifiers {
+        pub const NONE: KeyModifiers = KeyModifiers(0);
+        pub const SHIFT: KeyModifiers = KeyModifiers(1);
+        pub const CONTROL: KeyModifiers = KeyModifiers(2);
+        pub const ALT: KeyModifiers = KeyModifiers(4);
+        pub const SUPER: KeyModifiers = KeyModifiers(8);
+        pub const HYPER: KeyModifiers = KeyModifiers(16);
+        pub const META: KeyModifiers = KeyModifiers(32);
+
+        pub const fn bits(self) -> u8 {
+            self.0
+        }
+        pub const fn is_empty(&self) -> bool {
+            self.0 == 0
+        }
+        pub const fn contains(self, other: KeyModifiers) -> bool {
+            self.0 & other.0 == other.0
+        }
+        pub fn remove(&mut self, other: KeyModifiers) {
+            self.0 &= !other.0;
+        }
+        pub fn insert(&mut self, other: KeyModifiers) {
+            self.0 |= other.0;
+        }
+        pub const fn union(self, other: KeyModifiers) -> KeyModifiers {
+            KeyModifiers(self.0 | other.0)
+        }
+        pub const fn difference(self, other: KeyModifiers) -> KeyModifiers {
+            KeyModifiers(self.0 & !other.0)
+        }
+    }
+
+    impl std::fmt::Debug for KeyModifiers {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let names = [
+                (KeyModifiers::SHIFT, "SHIFT"),
+                (KeyModifiers::CONTROL, "CONTROL"),
+                (KeyModifiers::ALT, "ALT"),
+                (KeyModifiers::SUPER, "SUPER"),
+                (KeyModifiers::HYPER, "HYPER"),
+                (KeyModifiers::META, "META"),
+            ];
+            let on: Vec<&str> = names
+                .iter()
+                .filter(|(m, _)| self.contains(*m))
+                .map(|(_, n)| *n)
+                .collect();
+            if on.is_empty() {
+                f.write_str("NONE")
+            } else {
+                f.write_str(&on.join(" | "))
+            }
+        }
+    }
+
+    impl std::ops::BitOr for KeyModifiers {
+        type Output = KeyModifiers;
+        fn bitor(self, rhs: KeyModifiers) -> KeyModifiers {
+            KeyModifiers(self.0 | rhs.0)
+        }
+    }
+
+    impl std::ops::BitOrAssign for KeyModifiers {
+        fn bitor_assign(&mut self, rhs: KeyModifiers) {
+            self.0 |= rhs.0;
+        }
+    }
+
+    impl std::ops::BitAnd for KeyModifiers {
+        type Output = KeyModifiers;
+        fn bitand(self, rhs: KeyModifiers) -> KeyModifiers {
+            KeyModifiers(self.0 & rhs.0)
+        }
+    }
+
+    /// A mouse event at a cell of the client's terminal (0-based).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    pub struct MouseEvent {
+        pub kind: MouseEventKind,
+        pub column: u16,
+        pub row: u16,
+        #[serde(default, skip_serializing_if = "KeyModifiers::is_empty")]
+        pub modifiers: KeyModifiers,
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum MouseEventKind {
+        Down(MouseButton),
+        Up(MouseButton),
+        Drag(MouseButton),
+        Moved,
+        ScrollDown,
+        ScrollUp,
+        ScrollLeft,
+        ScrollRight,
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum MouseButton {
+        Left,
+        Right,
+        Middle,
+    }
+
+    // ----- the client's edge: crossterm → mew ------------------------------
+
+    use crossterm::event as ct;
+
+    impl From<ct::KeyModifiers> for KeyModifiers {
+        fn from(m: ct::KeyModifiers) -> KeyModifiers {
+            let mut out = KeyModifiers::NONE;
+            for (theirs, ours) in [
+                (ct::KeyModifiers::SHIFT, KeyModifiers::SHIFT),
+                (ct::KeyModifiers::CONTROL, KeyModifiers::CONTROL),
+                (ct::KeyModifiers::ALT, KeyModifiers::ALT),
+                (ct::KeyModifiers::SUPER, KeyModifiers::SUPER),
+                (ct::KeyModifiers::HYPER, KeyModifiers::HYPER),
+                (ct::KeyModifiers::META, KeyModifiers::META),
+            ] {
+                if m.contains(theirs) {
+                    out.insert(ours);
+                }
+            }
+            out
+        }
+    }
+
+    impl From<ct::KeyCode> for KeyCode {
+        fn from(c: ct::KeyCode) -> KeyCode {
+            use ct::KeyCode as C;
+            match c {
+                C::Char(c) => KeyCode::Char(c),
+                C::F(n) => KeyCode::F(n),
+                C::Enter => KeyCode::Enter,
+                C::Esc => KeyCode::Esc,
+                C::Tab => KeyCode::Tab,
+                C::BackTab => KeyCode::BackTab,
+                C::Backspace => KeyCode::Backspace,
+                C::Delete => KeyCode::Delete,
+                C::Insert => KeyCode::Insert,
+                C::Up => KeyCode::Up,
+                C::Down => KeyCode::Down,
+                C::Left => KeyCode::Left,
+                C::Right => KeyCode::Right,
+                C::Home => KeyCode::Home,
+                C::End => KeyCode::End,
+                C::PageUp => KeyCode::PageUp,
+                C::PageDown => KeyCode::PageDown,
+                C::Null => KeyCode::Null,
+                _ => KeyCode::Other,
+            }
+        }
+    }
+
+    impl From<ct::KeyEvent> for KeyEvent {
+        fn from(k: ct::KeyEvent) -> KeyEvent {
+            KeyEvent {
+                code: k.code.into(),
+                modifiers: k.modifiers.into(),
+                kind: match k.kind {
+                    ct::KeyEventKind::Press => KeyEventKind::Press,
+                    ct::KeyEventKind::Repeat => KeyEventKind::Repeat,
+                    ct::KeyEventKind::Release => KeyEventKind::Release,
+                },
+            }
+        }
+    }
+
+    impl From<ct::MouseButton> for MouseButton {
+        fn from(b: ct::MouseButton) -> MouseButton {
+            match b {
+                ct::MouseButton::Left => MouseButton::Left,
+                ct::MouseButton::Right => MouseButton::Right,
+                ct::MouseButton::Middle => MouseButton::Middle,
+            }
+        }
+    }
+
+    impl From<ct::MouseEvent> for MouseEvent {
+        fn from(m: ct::MouseEvent) -> MouseEvent {
+            use ct::MouseEventKind as K;
+            MouseEvent {
+                kind: match m.kind {
+                    K::Down(b) => MouseEventKind::Down(b.into()),
+                    K::Up(b) => MouseEventKind::Up(b.into()),
+                    K::Drag(b) => MouseEventKind::Drag(b.into()),
+                    K::Moved => MouseEventKind::Moved,
+                    K::ScrollDown => MouseEventKind::ScrollDown,
+                    K::ScrollUp => MouseEventKind::ScrollUp,
+                    K::ScrollLeft => MouseEventKind::ScrollLeft,
+                    K::ScrollRight => MouseEventKind::ScrollRight,
+                },
+                column: m.column,
+                row: m.row,
+                modifiers: m.modifiers.into(),
+            }
+        }
+    }
+
+    impl From<ct::Event> for InputEvent {
+        fn from(e: ct::Event) -> InputEvent {
+            match e {
+                ct::Event::Key(k) => InputEvent::Key(k.into()),
+                ct::Event::Mouse(m) => InputEvent::Mouse(m.into()),
+                ct::Event::Paste(t) => InputEvent::Paste(t),
+                ct::Event::Resize(cols, rows) => InputEvent::Resize { cols, rows },
+                ct::Event::FocusGained => InputEvent::FocusGained,
+                ct::Event::FocusLost => InputEvent::FocusLost,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::ProcKind;
+    use crate::protocol::input::{
+        InputEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent,
+        MouseEventKind,
+    };
     use crate::status::{ProcState, ProcessStatus, SpaceInfo};
-    use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
     use serde_json::json;
 
     fn rt() -> tokio::runtime::Runtime {
@@ -639,16 +954,122 @@ mod tests {
             roundtrip_client(ClientMsg::Request { id: 7, req });
         }
         roundtrip_client(ClientMsg::Input {
-            event: Event::Key(KeyEvent::new(KeyCode::Char('q'), KeyModifiers::CONTROL)),
+            event: InputEvent::Key(KeyEvent::new(KeyCode::Char('q'), KeyModifiers::CONTROL)),
         });
         roundtrip_client(ClientMsg::Input {
-            event: Event::Paste("a\nb".into()),
+            event: InputEvent::Paste("a\nb".into()),
         });
         roundtrip_client(ClientMsg::Resize {
             cols: 120,
             rows: 40,
         });
         roundtrip_client(ClientMsg::Detach);
+    }
+
+    /// The wire form of terminal input, pinned: if this test fails, the
+    /// protocol changed and [`PROTOCOL_VERSION`] must change with it.
+    #[test]
+    fn input_wire_form_is_pinned() {
+        let cases = [
+            (
+                InputEvent::Key(KeyEvent::new(KeyCode::Char('q'), KeyModifiers::CONTROL)),
+                r#"{"type":"input","event":{"key":{"code":{"char":"q"},"modifiers":2}}}"#,
+            ),
+            (
+                InputEvent::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+                r#"{"type":"input","event":{"key":{"code":"enter"}}}"#,
+            ),
+            (
+                InputEvent::Key(KeyEvent {
+                    code: KeyCode::F(5),
+                    modifiers: KeyModifiers::SHIFT | KeyModifiers::ALT,
+                    kind: KeyEventKind::Release,
+                }),
+                r#"{"type":"input","event":{"key":{"code":{"f":5},"modifiers":5,"kind":"release"}}}"#,
+            ),
+            (
+                InputEvent::Mouse(MouseEvent {
+                    kind: MouseEventKind::Down(MouseButton::Left),
+                    column: 3,
+                    row: 4,
+                    modifiers: KeyModifiers::NONE,
+                }),
+                r#"{"type":"input","event":{"mouse":{"kind":{"down":"left"},"column":3,"row":4}}}"#,
+            ),
+            (
+                InputEvent::Mouse(MouseEvent {
+                    kind: MouseEventKind::ScrollUp,
+                    column: 0,
+                    row: 0,
+                    modifiers: KeyModifiers::CONTROL,
+                }),
+                r#"{"type":"input","event":{"mouse":{"kind":"scroll_up","column":0,"row":0,"modifiers":2}}}"#,
+            ),
+            (
+                InputEvent::Paste("a\nb".into()),
+                r#"{"type":"input","event":{"paste":"a\nb"}}"#,
+            ),
+            (
+                InputEvent::Resize { cols: 80, rows: 24 },
+                r#"{"type":"input","event":{"resize":{"cols":80,"rows":24}}}"#,
+            ),
+            (
+                InputEvent::FocusGained,
+                r#"{"type":"input","event":"focus_gained"}"#,
+            ),
+        ];
+        for (event, wire) in cases {
+            let msg = ClientMsg::Input { event };
+            assert_eq!(serde_json::to_string(&msg).unwrap(), wire);
+            assert_eq!(serde_json::from_str::<ClientMsg>(wire).unwrap(), msg);
+        }
+        assert_eq!(PROTOCOL_VERSION, 2, "the wire form above is version 2's");
+    }
+
+    #[test]
+    fn crossterm_events_convert_at_the_client_edge() {
+        use crossterm::event as ct;
+        let key = ct::Event::Key(ct::KeyEvent::new(
+            ct::KeyCode::Char('b'),
+            ct::KeyModifiers::CONTROL | ct::KeyModifiers::SHIFT,
+        ));
+        assert_eq!(
+            InputEvent::from(key),
+            InputEvent::Key(KeyEvent::new(
+                KeyCode::Char('b'),
+                KeyModifiers::CONTROL | KeyModifiers::SHIFT
+            ))
+        );
+        let caps = ct::Event::Key(ct::KeyEvent::new(
+            ct::KeyCode::CapsLock,
+            ct::KeyModifiers::NONE,
+        ));
+        assert_eq!(
+            InputEvent::from(caps),
+            InputEvent::Key(KeyEvent::new(KeyCode::Other, KeyModifiers::NONE))
+        );
+        let wheel = ct::Event::Mouse(ct::MouseEvent {
+            kind: ct::MouseEventKind::Drag(ct::MouseButton::Right),
+            column: 7,
+            row: 9,
+            modifiers: ct::KeyModifiers::ALT,
+        });
+        assert_eq!(
+            InputEvent::from(wheel),
+            InputEvent::Mouse(MouseEvent {
+                kind: MouseEventKind::Drag(MouseButton::Right),
+                column: 7,
+                row: 9,
+                modifiers: KeyModifiers::ALT,
+            })
+        );
+        assert_eq!(
+            InputEvent::from(ct::Event::Resize(100, 30)),
+            InputEvent::Resize {
+                cols: 100,
+                rows: 30
+            }
+        );
     }
 
     #[test]

@@ -84,7 +84,9 @@ pub async fn proxy(mut conn: Conn, owner: bool) -> Result<Ended, String> {
                     sent_size = (cols, rows);
                     ClientMsg::Resize { cols, rows }
                 }
-                Some(event) => ClientMsg::Input { event },
+                Some(event) => ClientMsg::Input {
+                    event: event.into(),
+                },
                 None => break,
             },
             frame = frame_rx.recv() => {

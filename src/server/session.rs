@@ -212,6 +212,9 @@ async fn session_loop(
     // Someone looks: the space view joins (once, for every client).
     let space = ctx.space.as_ref().map(|p| p.observer());
     let mut space_rx = space.as_ref().map(|o| o.subscribe());
+    // The captured output lines (what the log writer gets) for the merged
+    // view: kept by the app whether the view is open or not.
+    let mut lines_rx = Some(shared.events.subscribe());
     loop {
         if *down_rx.borrow_and_update() && !app.is_quitting() {
             app.quitting();
@@ -351,6 +354,39 @@ async fn session_loop(
                     space_rx = None;
                 }
                 if app.shows_space() {
+                    dirty = true;
+                }
+            }
+            ev = async {
+                match lines_rx.as_mut() {
+                    Some(r) => r.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+                let mut next = ev.map_err(|e| match e {
+                    RecvError::Closed => TryRecvError::Closed,
+                    RecvError::Lagged(n) => TryRecvError::Lagged(n),
+                });
+                // Take what is queued in one go: a flood is one redraw.
+                for _ in 0..4096 {
+                    match next {
+                        Ok(crate::supervisor::Event::Line { process, text, .. }) => {
+                            app.push_line(&process, &text);
+                        }
+                        Ok(_) | Err(TryRecvError::Lagged(_)) => {}
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Closed) => {
+                            lines_rx = None;
+                            break;
+                        }
+                    }
+                    next = match lines_rx.as_mut() {
+                        Some(r) => r.try_recv(),
+                        None => break,
+                    };
+                }
+                if app.shows_merged() {
                     dirty = true;
                 }
             }

@@ -335,6 +335,11 @@ fn space_notes(cfg: &SpaceConfig, warnings: &[config::Diagnostic]) -> crate::tui
             .map(|p| (p.name.clone(), p.stop_timeout))
             .collect(),
         shutdown_timeout: Some(cfg.shutdown_timeout),
+        profiles: cfg
+            .processes
+            .iter()
+            .map(|p| (p.name.clone(), p.profiles.clone()))
+            .collect(),
     }
 }
 

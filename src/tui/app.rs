@@ -4,14 +4,17 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crossterm::event::{
-    Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+use crate::protocol::input::{
+    InputEvent, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent,
+    MouseEventKind,
 };
 use ratatui::layout::Rect;
 
 use super::input::{key_to_pty_bytes, mouse_to_pty_bytes, paste_to_pty_bytes};
 use super::keys::{Command, KeyMap, KeySpec};
 use super::layout::{self, ScreenLayout, View};
+use super::list::Grouping;
+use super::merged::{MERGED_PANE, Merged};
 use super::pane::{self, Match, Matcher, Pos, ScreenInfo};
 use super::space::{SPACE_PANE, SpaceView};
 use super::{Action, PaneSource, SpaceNotes};
@@ -39,10 +42,38 @@ pub(crate) struct Scroll {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Search {
     pub query: String,
-    pub editing: bool,
     pub current: Option<Match>,
     /// The process the current match belongs to.
     pub process: String,
+}
+
+/// What this client's keys do now: one mode at a time. The key handling
+/// (`App::on_key`) and the footer (`draw.rs`) both read it, so the
+/// precedence between modes is written once: the mode itself.
+#[derive(Clone, Debug, Default)]
+pub(crate) enum Mode {
+    /// Keys are commands (the list, grid or zoom).
+    #[default]
+    Normal,
+    /// The prefix key was pressed: the next key is a command (the prefix
+    /// again sends it to the process, `d` detaches).
+    Prefix,
+    /// Every key goes to the selected process's PTY. `pid` is that
+    /// process's run when focus was taken: another run ends the focus.
+    Focus { pid: Option<u32> },
+    /// Typing the search query (`App::search` holds it).
+    Search,
+    /// Typing the process list's filter (`App::filter` holds it).
+    Filter,
+    /// Copy mode: a cursor and maybe a selection in one process's output.
+    Copy(Copy),
+    /// The help overlay.
+    Help,
+    /// A question waiting for y/n.
+    Confirm(Confirm),
+    /// The space is stopping: `at` is when this client started showing it,
+    /// `killing` that a second quit is killing everything.
+    Quitting { at: Millis, killing: bool },
 }
 
 #[derive(Clone, Debug)]
@@ -58,31 +89,24 @@ pub struct App {
     pub(crate) color: bool,
     pub(crate) size: (u16, u16),
     pub(crate) selected: Option<String>,
-    pub(crate) focused: bool,
-    pub(crate) prefix_armed: bool,
+    pub(crate) mode: Mode,
     pub(crate) grid: bool,
     pub(crate) zoom: bool,
     pub(crate) details: bool,
-    pub(crate) help: bool,
     pub(crate) marked: BTreeSet<String>,
-    pub(crate) confirm: Option<Confirm>,
     pub(crate) search: Search,
-    pub(crate) copy: Option<Copy>,
     pub(crate) scroll: HashMap<String, Scroll>,
     pub(crate) message: Option<String>,
-    pub(crate) quitting: bool,
-    /// When this client started showing the space stopping.
-    pub(crate) quit_at: Option<Millis>,
-    /// A second quit while stopping: everything is being killed.
-    pub(crate) killing: bool,
     pub(crate) notes: SpaceNotes,
     pub(crate) clock: Option<Millis>,
     sent_sizes: HashMap<String, (u16, u16)>,
-    /// The pid of the focused process's run when focus was taken: another
-    /// run (a restart after a crash) ends the focus too.
-    focus_pid: Option<u32>,
     /// The space view (see `space.rs`).
     pub(crate) space: SpaceView,
+    /// The process list shows only names containing this (see `list.rs`).
+    pub(crate) filter: String,
+    pub(crate) group: Grouping,
+    /// The merged view of every process's output (see `merged.rs`).
+    pub(crate) merged: Merged,
 }
 
 impl App {
@@ -94,26 +118,21 @@ impl App {
             color: true,
             size: (80, 24),
             selected: None,
-            focused: false,
-            prefix_armed: false,
+            mode: Mode::Normal,
             grid: false,
             zoom: false,
             details: false,
-            help: false,
             marked: BTreeSet::new(),
-            confirm: None,
             search: Search::default(),
-            copy: None,
             scroll: HashMap::new(),
             message: None,
-            quitting: false,
-            quit_at: None,
-            killing: false,
             notes: SpaceNotes::default(),
             clock: None,
             sent_sizes: HashMap::new(),
-            focus_pid: None,
             space: SpaceView::default(),
+            filter: String::new(),
+            group: Grouping::None,
+            merged: Merged::default(),
         })
     }
 
@@ -155,7 +174,7 @@ impl App {
     /// Whether the space view is on screen: only then does a new envelope
     /// need a redraw (the view costs nothing when nobody looks at it).
     pub fn shows_space(&self) -> bool {
-        !self.quitting && self.space_pane().is_some()
+        !self.is_quitting() && self.space_pane().is_some()
     }
 
     pub fn selected(&self) -> Option<&str> {
@@ -164,7 +183,7 @@ impl App {
 
     /// The process receiving this client's keys, if focused.
     pub fn focused_process(&self) -> Option<&str> {
-        if self.focused {
+        if self.focused() {
             self.selected.as_deref()
         } else {
             None
@@ -174,11 +193,59 @@ impl App {
     /// Switches to the quitting view: each process's state as it stops.
     /// Called on every attached client once a quit was confirmed.
     pub fn quitting(&mut self) {
-        if !self.quitting {
-            self.quit_at = Some(self.now());
-        }
-        self.quitting = true;
         self.drop_transient();
+        if !self.is_quitting() {
+            self.mode = Mode::Quitting {
+                at: self.now(),
+                killing: false,
+            };
+        }
+    }
+
+    /// Whether this client's keys go to the selected process.
+    pub(crate) fn focused(&self) -> bool {
+        matches!(self.mode, Mode::Focus { .. })
+    }
+
+    /// Takes focus on the selected process (its run is noted by `update`).
+    pub(crate) fn focus(&mut self) {
+        self.mode = Mode::Focus { pid: None };
+    }
+
+    /// Leaves focus or copy mode for the list (other modes stay).
+    pub(crate) fn unfocus(&mut self) {
+        if matches!(self.mode, Mode::Focus { .. } | Mode::Copy(_)) {
+            self.mode = Mode::Normal;
+        }
+    }
+
+    pub(crate) fn prefix_armed(&self) -> bool {
+        matches!(self.mode, Mode::Prefix)
+    }
+
+    pub(crate) fn copy(&self) -> Option<&Copy> {
+        match &self.mode {
+            Mode::Copy(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// When this client started showing the space stopping.
+    pub(crate) fn quit_at(&self) -> Option<Millis> {
+        match self.mode {
+            Mode::Quitting { at, .. } => Some(at),
+            _ => None,
+        }
+    }
+
+    /// A second quit while stopping: everything is being killed.
+    pub(crate) fn killing(&self) -> bool {
+        matches!(self.mode, Mode::Quitting { killing: true, .. })
+    }
+
+    /// Whether a dialog or the help overlay covers the screen.
+    pub(crate) fn overlay(&self) -> bool {
+        matches!(self.mode, Mode::Confirm(_) | Mode::Help)
     }
 
     /// Follows the status: when the focused process has ended (or a new run
@@ -187,45 +254,37 @@ impl App {
     /// every frame; `handle_event` calls it first.
     pub fn update(&mut self, src: &dyn PaneSource) -> bool {
         self.sync_space(src);
-        if !self.focused {
-            self.focus_pid = None;
+        let Mode::Focus { pid } = self.mode else {
             return false;
-        }
+        };
         let st = src.status();
         let Some(p) = self.current(st) else {
-            self.focused = false;
-            self.focus_pid = None;
+            self.mode = Mode::Normal;
             return true;
         };
-        let new_run = matches!((self.focus_pid, p.pid), (Some(a), Some(b)) if a != b);
+        let new_run = matches!((pid, p.pid), (Some(a), Some(b)) if a != b);
         if p.state.is_alive() && !new_run {
-            if self.focus_pid.is_none() {
-                self.focus_pid = p.pid;
+            if pid.is_none() {
+                self.mode = Mode::Focus { pid: p.pid };
             }
             return false;
         }
         self.message = Some(format!("{} {}: focus left", p.name, how_it_ended(p)));
-        self.focused = false;
-        self.prefix_armed = false;
-        self.focus_pid = None;
+        self.mode = Mode::Normal;
         true
     }
 
     /// Forget what belongs to the moment: focus, a half-typed prefix,
     /// dialogs, help, copy mode, search editing.
     fn drop_transient(&mut self) {
-        self.focused = false;
-        self.focus_pid = None;
-        self.prefix_armed = false;
-        self.help = false;
-        self.confirm = None;
-        self.copy = None;
-        self.search.editing = false;
+        if !self.is_quitting() {
+            self.mode = Mode::Normal;
+        }
         self.drop_space_transient();
     }
 
     pub fn is_quitting(&self) -> bool {
-        self.quitting
+        matches!(self.mode, Mode::Quitting { .. })
     }
 
     /// Readies a view that a client left (detach, lost connection) for the
@@ -306,8 +365,8 @@ impl App {
         let view = self.view();
         let panes = match view {
             View::Grid => self.grid_names(st),
-            View::List | View::Zoom => match self.space_pane() {
-                Some(space) => vec![space],
+            View::List | View::Zoom => match self.space_pane().or_else(|| self.merged_pane()) {
+                Some(pane) => vec![pane],
                 None => self.current_name(st).into_iter().collect(),
             },
         };
@@ -321,13 +380,18 @@ impl App {
     /// The size of the pane each visible process terminal is drawn in, as
     /// (name, rows, cols): what its PTY should be set to (TIOCSWINSZ).
     pub fn desired_sizes(&self, src: &dyn PaneSource) -> Vec<(String, u16, u16)> {
-        if self.quitting {
+        if self.is_quitting() {
             return Vec::new();
         }
         self.layout(src.status())
             .panes
             .into_iter()
-            .filter(|p| p.inner.width > 0 && p.inner.height > 0 && p.name != SPACE_PANE)
+            .filter(|p| {
+                p.inner.width > 0
+                    && p.inner.height > 0
+                    && p.name != SPACE_PANE
+                    && p.name != MERGED_PANE
+            })
             .map(|p| (p.name, p.inner.height, p.inner.width))
             .collect()
     }
@@ -418,17 +482,18 @@ impl App {
     // ----- events --------------------------------------------------------
 
     /// Applies one client event; returns what the server must do.
-    pub fn handle_event(&mut self, ev: Event, src: &dyn PaneSource) -> Vec<Action> {
+    pub fn handle_event(&mut self, ev: impl Into<InputEvent>, src: &dyn PaneSource) -> Vec<Action> {
+        let ev = ev.into();
         let mut out = Vec::new();
         // A key or paste meant for a process that has just ended is dropped
         // (the user has not seen the footer say so yet), not taken as a command.
         let left_focus = self.update(src);
         match ev {
-            Event::Key(_) | Event::Paste(_) if left_focus => {}
-            Event::Resize(cols, rows) => self.size = (cols, rows),
-            Event::Key(k) if k.kind != KeyEventKind::Release => self.on_key(k, src, &mut out),
-            Event::Mouse(m) => self.on_mouse(m, src, &mut out),
-            Event::Paste(text) => self.on_paste(&text, src, &mut out),
+            InputEvent::Key(_) | InputEvent::Paste(_) if left_focus => {}
+            InputEvent::Resize { cols, rows } => self.size = (cols, rows),
+            InputEvent::Key(k) if k.kind != KeyEventKind::Release => self.on_key(k, src, &mut out),
+            InputEvent::Mouse(m) => self.on_mouse(m, src, &mut out),
+            InputEvent::Paste(text) => self.on_paste(&text, src, &mut out),
             _ => {}
         }
         // The selection may have moved away from a process that is gone.
@@ -436,7 +501,9 @@ impl App {
             && !src.status().processes.iter().any(|p| &p.name == sel)
         {
             self.selected = None;
-            self.focused = false;
+            if self.focused() {
+                self.mode = Mode::Normal;
+            }
         }
         if self.selected.is_none() {
             self.selected = self.current_name(src.status());
@@ -447,7 +514,9 @@ impl App {
 
     fn on_paste(&mut self, text: &str, src: &dyn PaneSource, out: &mut Vec<Action>) {
         if self.space_paste(text) {
-        } else if self.search.editing {
+        } else if matches!(self.mode, Mode::Filter) {
+            self.filter_paste(text, src.status());
+        } else if matches!(self.mode, Mode::Search) {
             self.search.query.push_str(&text.replace(['\n', '\r'], " "));
         } else if let Some(name) = self.focused_process().map(str::to_string) {
             let mut bracketed = false;
@@ -463,106 +532,114 @@ impl App {
     fn on_key(&mut self, k: KeyEvent, src: &dyn PaneSource, out: &mut Vec<Action>) {
         let spec = KeySpec::from_event(&k);
         self.message = None;
-        if self.quitting {
-            // A second quit while stopping kills everything now (as a second
-            // Ctrl-C does in --no-tui).
-            let ctrl_c =
-                k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
-            if !self.killing && (ctrl_c || self.keys.is(&spec, Command::Quit)) {
-                self.killing = true;
-                out.push(Action::QuitNow);
-            }
-            return;
-        }
-        if let Some(c) = self.confirm.clone() {
-            let yes = matches!(k.code, KeyCode::Char('y' | 'Y') | KeyCode::Enter)
-                || (c == Confirm::Quit
-                    && self.keys.is(&spec, Command::Quit)
-                    && k.code != KeyCode::Char('q'));
-            let no = matches!(k.code, KeyCode::Char('n' | 'N' | 'q') | KeyCode::Esc);
-            if yes {
-                self.confirm = None;
-                match c {
-                    Confirm::Quit => {
-                        self.quitting();
-                        out.push(Action::Quit);
-                    }
-                    Confirm::Kill(name) => out.push(Action::Kill(name)),
-                    Confirm::RestartAll => out.push(Action::RestartAll),
+        match self.mode.clone() {
+            Mode::Quitting { at, killing } => {
+                // A second quit while stopping kills everything now (as a
+                // second Ctrl-C does in --no-tui).
+                let ctrl_c =
+                    k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL);
+                if !killing && (ctrl_c || self.keys.is(&spec, Command::Quit)) {
+                    self.mode = Mode::Quitting { at, killing: true };
+                    out.push(Action::QuitNow);
                 }
-            } else if no {
-                self.confirm = None;
+                return;
             }
-            return;
-        }
-        if self.help {
-            if matches!(k.code, KeyCode::Esc | KeyCode::Char('q') | KeyCode::Enter)
-                || self.keys.is(&spec, Command::Help)
-            {
-                self.help = false;
+            Mode::Confirm(c) => {
+                let yes = matches!(k.code, KeyCode::Char('y' | 'Y') | KeyCode::Enter)
+                    || (c == Confirm::Quit
+                        && self.keys.is(&spec, Command::Quit)
+                        && k.code != KeyCode::Char('q'));
+                let no = matches!(k.code, KeyCode::Char('n' | 'N' | 'q') | KeyCode::Esc);
+                if yes {
+                    self.mode = Mode::Normal;
+                    match c {
+                        Confirm::Quit => {
+                            self.quitting();
+                            out.push(Action::Quit);
+                        }
+                        Confirm::Kill(name) => out.push(Action::Kill(name)),
+                        Confirm::RestartAll => out.push(Action::RestartAll),
+                    }
+                } else if no {
+                    self.mode = Mode::Normal;
+                }
+                return;
             }
-            return;
+            Mode::Help => {
+                if matches!(k.code, KeyCode::Esc | KeyCode::Char('q') | KeyCode::Enter)
+                    || self.keys.is(&spec, Command::Help)
+                {
+                    self.mode = Mode::Normal;
+                }
+                return;
+            }
+            _ => {}
         }
         if self.space_modal_key(k, spec, src, out) {
             return;
         }
-        if self.search.editing {
-            self.search_key(k, src);
-            return;
-        }
-        if self.copy.is_some() {
-            self.copy_key(k, src, out);
-            return;
+        match self.mode {
+            Mode::Search => return self.search_key(k, src),
+            Mode::Filter => return self.filter_key(k, src.status()),
+            Mode::Copy(_) => return self.copy_key(k, src, out),
+            _ => {}
         }
         if self.space_selected() && self.space_key(k, spec, src, out) {
             return;
         }
         let st = src.status();
-        if self.focused {
-            let Some(name) = self.current_name(st) else {
-                self.focused = false;
-                return;
-            };
-            if spec == self.keys.prefix() {
-                self.focused = false;
-                self.prefix_armed = true;
-                return;
-            }
-            let mut app_cursor = false;
-            src.with_screen(&name, 0, &mut |s| app_cursor = s.application_cursor());
-            if let Some(bytes) = key_to_pty_bytes(&k, app_cursor) {
-                let sb = src.scrollback_len(&name);
-                self.set_offset(&name, 0, sb);
-                out.push(Action::Input {
-                    process: name,
-                    bytes,
-                });
-            }
-            return;
-        }
-        if self.prefix_armed {
-            self.prefix_armed = false;
-            if spec == self.keys.prefix() {
-                if let Some(name) = self.current_name(st) {
-                    let prefix = KeyEvent::new(spec.code, spec.mods);
-                    if let Some(bytes) = key_to_pty_bytes(&prefix, false) {
-                        out.push(Action::Input {
-                            process: name,
-                            bytes,
-                        });
-                    }
-                    self.focused = true;
+        match self.mode {
+            Mode::Focus { .. } => {
+                let Some(name) = self.current_name(st) else {
+                    self.mode = Mode::Normal;
+                    return;
+                };
+                if spec == self.keys.prefix() {
+                    self.mode = Mode::Prefix;
+                    return;
+                }
+                let mut app_cursor = false;
+                src.with_screen(&name, 0, &mut |s| app_cursor = s.application_cursor());
+                if let Some(bytes) = key_to_pty_bytes(&k, app_cursor) {
+                    let sb = src.scrollback_len(&name);
+                    self.set_offset(&name, 0, sb);
+                    out.push(Action::Input {
+                        process: name,
+                        bytes,
+                    });
                 }
                 return;
             }
-            if k.code == KeyCode::Char('d') && k.modifiers.is_empty() {
-                out.push(Action::Detach);
-                return;
+            Mode::Prefix => {
+                self.mode = Mode::Normal;
+                if spec == self.keys.prefix() {
+                    if let Some(name) = self.current_name(st) {
+                        let prefix = KeyEvent::new(spec.code, spec.mods);
+                        if let Some(bytes) = key_to_pty_bytes(&prefix, false) {
+                            out.push(Action::Input {
+                                process: name,
+                                bytes,
+                            });
+                        }
+                        self.focus();
+                    }
+                    return;
+                }
+                if k.code == KeyCode::Char('d') && k.modifiers.is_empty() {
+                    out.push(Action::Detach);
+                    return;
+                }
             }
+            _ => {}
         }
         if k.code == KeyCode::Esc {
             if !self.search.query.is_empty() {
                 self.search = Search::default();
+                self.merged.hit = None;
+            } else if !self.filter.is_empty() {
+                self.filter.clear();
+            } else if self.merged.on {
+                self.toggle_merged();
             } else if self.details {
                 self.details = false;
             } else if self.zoom {
@@ -580,6 +657,9 @@ impl App {
             return;
         }
         let st = src.status();
+        if self.merged.on && self.merged_command(cmd, st) {
+            return;
+        }
         let cur = self.current(st).cloned();
         let name = cur.as_ref().map(|p| p.name.clone());
         match cmd {
@@ -587,7 +667,7 @@ impl App {
             Command::Focus => {
                 if let Some(p) = &cur {
                     if p.state.is_alive() {
-                        self.focused = true;
+                        self.focus();
                         self.details = false;
                     } else {
                         self.message = Some(format!(
@@ -611,7 +691,7 @@ impl App {
                     out.push(Action::Restart(n));
                 }
             }
-            Command::RestartAll => self.confirm = Some(Confirm::RestartAll),
+            Command::RestartAll => self.mode = Mode::Confirm(Confirm::RestartAll),
             Command::StopStart => {
                 if let Some(p) = cur {
                     let running = p.state.is_alive()
@@ -631,7 +711,7 @@ impl App {
             Command::Kill => {
                 if let Some(p) = cur {
                     if p.state.is_alive() {
-                        self.confirm = Some(Confirm::Kill(p.name));
+                        self.mode = Mode::Confirm(Confirm::Kill(p.name));
                     } else {
                         self.message = Some(format!("{} is not running", p.name));
                     }
@@ -669,10 +749,10 @@ impl App {
             Command::Search => {
                 if let Some(n) = name {
                     self.search = Search {
-                        editing: true,
                         process: n,
                         ..Search::default()
                     };
+                    self.mode = Mode::Search;
                 }
             }
             Command::NextMatch | Command::PrevMatch => {
@@ -707,10 +787,14 @@ impl App {
                     self.set_offset(&n, new, sb);
                 }
             }
-            Command::Help => self.help = true,
+            Command::Help => self.mode = Mode::Help,
             Command::Detach => out.push(Action::Detach),
-            Command::Quit => self.confirm = Some(Confirm::Quit),
+            Command::Quit => self.mode = Mode::Confirm(Confirm::Quit),
+            Command::Merged => self.toggle_merged(),
+            Command::Filter => self.start_filter(),
+            Command::Group => self.cycle_group(),
             Command::Space => {
+                self.merged.on = false;
                 if !self.space.on {
                     self.message = Some(
                         "no space view: no gateway, or no participant for mew to join as".into(),
@@ -743,9 +827,10 @@ impl App {
                 Command::Down => 1,
                 _ => return,
             };
+            let list = self.list_names(st);
             if self.space.on {
                 // The space entry is row 0, above the processes.
-                let names: Vec<&String> = st.processes.iter().map(|p| &p.name).collect();
+                let names: Vec<&String> = list.iter().collect();
                 let cur = if self.space.selected {
                     0
                 } else {
@@ -757,6 +842,7 @@ impl App {
                 };
                 let next = (cur + step).clamp(0, names.len() as isize) as usize;
                 if next == 0 {
+                    self.merged.on = false;
                     self.space_select();
                 } else {
                     self.space.selected = false;
@@ -765,7 +851,7 @@ impl App {
                 }
                 return;
             }
-            (st.processes.iter().map(|p| p.name.clone()).collect(), step)
+            (list, step)
         };
         if names.is_empty() {
             return;
@@ -783,22 +869,25 @@ impl App {
 
     fn search_key(&mut self, k: KeyEvent, src: &dyn PaneSource) {
         match k.code {
-            KeyCode::Esc => self.search = Search::default(),
+            KeyCode::Esc => self.clear_search(),
             KeyCode::Enter => {
-                self.search.editing = false;
+                self.mode = Mode::Normal;
                 self.search.current = None;
                 if self.search.query.is_empty() {
                     return;
                 }
                 let name = self.search.process.clone();
-                if name == SPACE_PANE {
+                if name == MERGED_PANE {
+                    self.merged.hit = None;
+                    self.merged_find(true, src.status());
+                } else if name == SPACE_PANE {
                     self.space.hit = None;
                     self.space_find(src, true);
                 } else {
                     self.find(src, &name, true);
                 }
             }
-            KeyCode::Backspace if self.search.query.is_empty() => self.search = Search::default(),
+            KeyCode::Backspace if self.search.query.is_empty() => self.clear_search(),
             KeyCode::Backspace => {
                 self.search.query.pop();
             }
@@ -806,12 +895,30 @@ impl App {
                 self.search.query.clear()
             }
             KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
-                self.search = Search::default()
+                self.clear_search()
             }
             KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
                 self.search.query.push(c)
             }
             _ => {}
+        }
+    }
+
+    /// The footer's "no (older/newer) match" (`had`: a match was current).
+    pub(crate) fn no_match(&mut self, older: bool, had: bool) {
+        let which = if older { "older" } else { "newer" };
+        self.message = Some(if had {
+            format!("no {which} match for \"{}\"", self.search.query)
+        } else {
+            format!("no match for \"{}\"", self.search.query)
+        });
+    }
+
+    /// Drops the search (query and match) and stops editing it.
+    pub(crate) fn clear_search(&mut self) {
+        self.search = Search::default();
+        if matches!(self.mode, Mode::Search) {
+            self.mode = Mode::Normal;
         }
     }
 
@@ -850,14 +957,7 @@ impl App {
                 self.search.current = Some(m);
                 self.reveal(src, name, m.line);
             }
-            None => {
-                let which = if older { "older" } else { "newer" };
-                self.message = Some(if self.search.current.is_some() {
-                    format!("no {which} match for \"{}\"", self.search.query)
-                } else {
-                    format!("no match for \"{}\"", self.search.query)
-                });
-            }
+            None => self.no_match(older, self.search.current.is_some()),
         }
     }
 
@@ -876,8 +976,7 @@ impl App {
         } else {
             (first + count.saturating_sub(1), 0)
         };
-        self.focused = false;
-        self.copy = Some(Copy {
+        self.mode = Mode::Copy(Copy {
             process: name.to_string(),
             cursor,
             anchor: None,
@@ -885,11 +984,11 @@ impl App {
     }
 
     fn copy_key(&mut self, k: KeyEvent, src: &dyn PaneSource, out: &mut Vec<Action>) {
-        let Some(mut c) = self.copy.clone() else {
+        let Some(mut c) = self.copy().cloned() else {
             return;
         };
         let Some(info) = pane::screen_info(src, &c.process) else {
-            self.copy = None;
+            self.mode = Mode::Normal;
             return;
         };
         let total = info.scrollback + usize::from(info.rows);
@@ -899,11 +998,11 @@ impl App {
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
         match k.code {
             KeyCode::Esc | KeyCode::Char('q') => {
-                self.copy = None;
+                self.mode = Mode::Normal;
                 return;
             }
             KeyCode::Char('c') if ctrl => {
-                self.copy = None;
+                self.mode = Mode::Normal;
                 return;
             }
             KeyCode::Left | KeyCode::Char('h') => c.cursor.1 = col.saturating_sub(1),
@@ -952,7 +1051,7 @@ impl App {
                     if text.chars().count() == 1 { "" } else { "s" },
                     if lines == 1 { "" } else { "s" }
                 ));
-                self.copy = None;
+                self.mode = Mode::Normal;
                 out.push(Action::Copy(text));
                 return;
             }
@@ -960,14 +1059,14 @@ impl App {
         }
         let name = c.process.clone();
         let target = c.cursor.0;
-        self.copy = Some(c);
+        self.mode = Mode::Copy(c);
         self.reveal(src, &name, target);
     }
 
     // ----- mouse -----------------------------------------------------------
 
     fn on_mouse(&mut self, m: MouseEvent, src: &dyn PaneSource, out: &mut Vec<Action>) {
-        if self.quitting || self.confirm.is_some() || self.help {
+        if self.is_quitting() || self.overlay() {
             return;
         }
         let st = src.status();
@@ -979,7 +1078,7 @@ impl App {
         let pane = l.panes.iter().find(|p| p.outer.contains(pos)).cloned();
 
         // A focused program that asked for the mouse gets the events over its pane.
-        if self.focused
+        if self.focused()
             && let Some(p) = &pane
             && Some(p.name.as_str()) == self.selected.as_deref()
             && p.inner.contains(pos)
@@ -1012,6 +1111,14 @@ impl App {
                         Command::ScrollDown
                     };
                     self.space_scroll_by(cmd, WHEEL_LINES, src);
+                } else if pane.as_ref().is_some_and(|p| p.name == MERGED_PANE) {
+                    let off = self.merged.offset;
+                    self.merged.offset = if up {
+                        off + WHEEL_LINES
+                    } else {
+                        off.saturating_sub(WHEEL_LINES)
+                    };
+                    self.merged_scroll_clamp(st);
                 } else if let Some(p) = pane {
                     let sb = src.scrollback_len(&p.name);
                     let off = self.offset(&p.name, sb);
@@ -1033,14 +1140,11 @@ impl App {
                     if m.row < inner.y || m.row >= inner.bottom() {
                         return;
                     }
-                    let sel = self
-                        .current(st)
-                        .and_then(|c| st.processes.iter().position(|p| p.name == c.name));
                     let first = usize::from(self.space.on);
                     let sel = if self.space_selected() {
                         0
                     } else {
-                        sel.unwrap_or(0) + first
+                        self.selected_row(st) + first
                     };
                     let top = layout::list_scroll(sel, inner.height);
                     let idx = top + usize::from(m.row - inner.y);
@@ -1052,11 +1156,12 @@ impl App {
                         self.space.selected = false;
                         self.drop_space_transient();
                     }
-                    if let Some(p) = st.processes.get(idx - first) {
+                    if let Some(super::list::Row::Process(p)) = self.list_rows(st).get(idx - first)
+                    {
                         self.selected = Some(p.name.clone());
-                        self.focused = false;
-                        self.copy = None;
+                        self.unfocus();
                     }
+                } else if pane.as_ref().is_some_and(|p| p.name == MERGED_PANE) {
                 } else if pane.as_ref().is_some_and(|p| p.name == SPACE_PANE) {
                     self.space_click(src);
                 } else if let Some(p) = pane {
@@ -1065,9 +1170,11 @@ impl App {
                         .iter()
                         .any(|s| s.name == p.name && s.state.is_alive());
                     self.selected = Some(p.name.clone());
-                    self.copy = None;
+                    self.unfocus();
                     self.details = false;
-                    self.focused = alive;
+                    if alive {
+                        self.focus();
+                    }
                 }
             }
             _ => {}
@@ -1211,7 +1318,7 @@ mod tests {
         assert!(app.zoom);
         assert_eq!(app.offset("b", src.scrollback_len("b")), offset);
         assert!(app.focused_process().is_none());
-        assert!(!app.prefix_armed);
+        assert!(!app.prefix_armed());
         // Even at the same size, the pane sizes are sent again: the client
         // that attaches takes the PTYs over.
         let resizes = app.take_resizes(&src);

@@ -7,9 +7,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
 
 use super::PaneSource;
-use super::app::{App, Confirm};
+use super::app::{App, Confirm, Mode};
 use super::keys::{COMMANDS, Command};
 use super::layout::{self, MIN_COLS, MIN_ROWS, PaneRect, View};
+use super::list::Row;
 use super::pane::{self, Decor, Matcher};
 use super::theme::{Shown, Theme};
 use crate::status::{Millis, ProcState, ProcessStatus, SpaceStatus, signal_name};
@@ -38,6 +39,32 @@ pub(crate) fn fit(s: &str, w: usize) -> String {
 }
 
 /// Word-wraps `s` to lines of at most `w` columns (a longer word is cut).
+/// The footer's `(key, what, priority)` pairs that fit in `room` cells,
+/// in their order: the lowest priorities are dropped first.
+pub(crate) fn fit_keys<W: AsRef<str>>(
+    pairs: Vec<(String, W, u8)>,
+    room: usize,
+) -> Vec<(String, W)> {
+    let mut room = room;
+    let mut keep = vec![false; pairs.len()];
+    let last = pairs.iter().map(|p| p.2).max().unwrap_or(0);
+    for prio in 0..=last {
+        for (i, (key, what, p)) in pairs.iter().enumerate() {
+            let w = key.chars().count() + what.as_ref().chars().count() + 3;
+            if *p == prio && w <= room {
+                keep[i] = true;
+                room -= w;
+            }
+        }
+    }
+    pairs
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, k)| *k)
+        .map(|((key, what, _), _)| (key, what))
+        .collect()
+}
+
 pub(crate) fn wrap(s: &str, w: usize) -> Vec<String> {
     use unicode_width::UnicodeWidthStr;
     let w = w.max(4);
@@ -114,7 +141,7 @@ impl App {
             let open = self.space_open_count(src);
             self.draw_header(frame, h, st, open, theme);
         }
-        if self.quitting {
+        if self.is_quitting() {
             self.draw_quitting(frame, l.body, st, theme);
             self.draw_footer(frame, l.footer, src, &l, theme);
             return;
@@ -129,6 +156,8 @@ impl App {
         for p in &l.panes {
             if super::space::is_space_pane(p) {
                 self.draw_space(frame, p, src, theme);
+            } else if p.name == super::merged::MERGED_PANE {
+                self.draw_merged(frame, p, theme);
             } else {
                 self.draw_pane(frame, p, src, theme);
             }
@@ -166,11 +195,10 @@ impl App {
         if self.space.json.is_some() && self.shows_space() {
             self.draw_json(frame, l.body, src, theme);
         }
-        if self.help {
-            self.draw_help(frame, area, theme);
-        }
-        if let Some(c) = &self.confirm {
-            self.draw_confirm(frame, area, c, st, theme);
+        match &self.mode {
+            Mode::Help => self.draw_help(frame, area, theme),
+            Mode::Confirm(c) => self.draw_confirm(frame, area, c, st, theme),
+            _ => {}
         }
     }
 
@@ -299,22 +327,28 @@ impl App {
         theme: Theme,
     ) {
         let block = Block::bordered()
-            .border_style(if self.focused {
+            .border_style(if self.focused() {
                 theme.border()
             } else {
                 theme.border_selected()
             })
-            .title(Span::styled(" processes ", theme.label()));
+            .title(Span::styled(
+                if self.filter.is_empty() {
+                    " processes ".to_string()
+                } else {
+                    format!(
+                        " processes {}/{} ",
+                        self.list_names(st).len(),
+                        st.processes.len()
+                    )
+                },
+                theme.label(),
+            ));
         let inner = block.inner(r);
         frame.render_widget(block, r);
         let now = self.now();
         let w = usize::from(inner.width);
-        let sel = self.current(st).map(|p| p.name.clone());
-        let sel_idx = st
-            .processes
-            .iter()
-            .position(|p| Some(&p.name) == sel.as_ref())
-            .unwrap_or(0);
+        let sel_idx = self.selected_row(st);
         // The space entry, when there is one, is row 0.
         let first = usize::from(space_row.is_some());
         let row_idx = if self.space_selected() {
@@ -329,12 +363,22 @@ impl App {
         {
             lines.push(row);
         }
-        for (i, p) in st
-            .processes
-            .iter()
+        for (i, row) in self
+            .list_rows(st)
+            .into_iter()
             .enumerate()
             .skip(top.saturating_sub(first))
         {
+            let p = match row {
+                Row::Process(p) => p,
+                Row::Heading(h) => {
+                    lines.push(Line::from(Span::styled(
+                        fit(&format!("─ {h}"), w),
+                        theme.label(),
+                    )));
+                    continue;
+                }
+            };
             let (glyph, gstyle) = theme.shown(Shown::of(p, now));
             let mut info = row_info(p, now);
             if p.restarts > 0 {
@@ -384,7 +428,11 @@ impl App {
                 ),
             ]));
         }
-        for part in &st.participants {
+        for part in st
+            .participants
+            .iter()
+            .filter(|p| self.passes_filter(&p.name))
+        {
             let text = format!("· {}  {}", part.name, part.note);
             lines.push(Line::from(Span::styled(fit(&text, w), theme.dim())));
         }
@@ -398,7 +446,7 @@ impl App {
         };
         let view = self.view();
         let is_sel = self.current(st).is_some_and(|c| c.name == p.name);
-        let focused = self.focused && is_sel;
+        let focused = self.focused() && is_sel;
         let sb = src.scrollback_len(&p.name);
         let offset = self.offset(&p.name, sb);
         let now = self.now();
@@ -449,7 +497,7 @@ impl App {
             .search
             .current
             .filter(|_| self.search.process == p.name);
-        let copy = self.copy.as_ref().filter(|c| c.process == p.name);
+        let copy = self.copy().filter(|c| c.process == p.name);
         let selection = copy.and_then(|c| {
             c.anchor.map(|a| {
                 if a <= c.cursor {
@@ -489,10 +537,9 @@ impl App {
             frame.render_widget(Paragraph::new(text).style(theme.dim()), area);
         }
         if focused
-            && self.copy.is_none()
+            && self.copy().is_none()
             && offset == 0
-            && self.confirm.is_none()
-            && !self.help
+            && !self.overlay()
             && let Some(pos) = cursor
         {
             frame.set_cursor_position(pos);
@@ -602,7 +649,7 @@ impl App {
             .zip(self.notes.stop_timeouts.get(&p.name))
             .map(|(at, d)| at.saturating_add(ms(*d)));
         let space = self
-            .quit_at
+            .quit_at()
             .zip(self.notes.shutdown_timeout)
             .map(|(at, d)| at.saturating_add(ms(d)));
         match (own, space) {
@@ -646,7 +693,7 @@ impl App {
                 ProcState::Stopping { escalated: true } => {
                     ("did not stop in time: killing".to_string(), theme.error())
                 }
-                ProcState::Stopping { escalated: false } if self.killing => {
+                ProcState::Stopping { escalated: false } if self.killing() => {
                     ("killing".to_string(), theme.error())
                 }
                 ProcState::Stopping { escalated: false } => {
@@ -691,7 +738,7 @@ impl App {
             .iter()
             .filter(|p| matches!(p.state, ProcState::Stopping { .. }))
             .collect();
-        if self.killing {
+        if self.killing() {
             spans.push(Span::styled(" killing every process now", theme.error()));
             return;
         }
@@ -748,147 +795,153 @@ impl App {
             spans.push(Span::styled(format!(" {m} "), theme.message()));
             spans.push(Span::styled("│", theme.dim()));
         }
-        if self.quitting {
-            self.quitting_footer(&mut spans, st, theme);
-        } else if self.confirm.is_some() {
-            keys(&mut spans, &[("y".into(), "yes"), ("n/Esc".into(), "no")]);
-        } else if self.help {
-            keys(&mut spans, &[("Esc".into(), "close help")]);
-        } else if self.search.editing {
-            spans.push(Span::styled(
-                format!(" /{}", self.search.query),
-                theme.key(),
-            ));
-            spans.push(Span::styled("█", theme.text()));
-            keys(
-                &mut spans,
-                &[("Enter".into(), "search"), ("Esc".into(), "cancel")],
-            );
-        } else if self.copy.is_some() {
-            spans.push(Span::styled(" COPY ", theme.mode()));
-            keys(
-                &mut spans,
-                &[
-                    ("hjkl".into(), "move"),
-                    ("v".into(), "select"),
-                    ("y".into(), "copy"),
-                    ("Esc".into(), "leave"),
-                ],
-            );
-        } else if self.shows_space() {
-            self.space_footer(&mut spans, r.width, theme);
-        } else if let Some(name) = self.focused_process() {
-            spans.push(Span::styled(format!(" FOCUS {name} "), theme.mode()));
-            let p = k(Command::Prefix);
-            keys(
-                &mut spans,
-                &[
-                    (p.clone(), "leave focus"),
-                    (format!("{p} {p}"), &format!("send {p}")),
-                    (format!("{p} d"), "detach"),
-                ],
-            );
-        } else {
-            if self.view() == View::Zoom
-                && let Some(p) = self.current(st)
-            {
-                let shown = Shown::of(p, self.now());
-                let (glyph, style) = theme.shown(shown);
-                spans.push(Span::styled(format!(" ZOOM {} ", p.name), theme.mode()));
-                spans.push(Span::styled(format!(" {glyph}"), style));
-                spans.push(Span::raw(format!(" {} │", shown.name())));
-            }
-            if self.prefix_armed {
-                let p = k(Command::Prefix);
-                spans.push(Span::styled(format!(" {p}… "), theme.mode()));
-                keys(
-                    &mut spans,
-                    &[(p.clone(), &format!("send {p}")), ("d".into(), "detach")],
-                );
-            }
-            if !self.search.query.is_empty() {
+        match &self.mode {
+            Mode::Quitting { .. } => self.quitting_footer(&mut spans, st, theme),
+            Mode::Confirm(_) => keys(&mut spans, &[("y".into(), "yes"), ("n/Esc".into(), "no")]),
+            Mode::Help => keys(&mut spans, &[("Esc".into(), "close help")]),
+            Mode::Search => {
                 spans.push(Span::styled(
-                    format!(" /{} ", self.search.query),
+                    format!(" /{}", self.search.query),
                     theme.key(),
                 ));
+                spans.push(Span::styled("█", theme.text()));
+                keys(
+                    &mut spans,
+                    &[("Enter".into(), "search"), ("Esc".into(), "cancel")],
+                );
+            }
+            Mode::Filter => {
+                spans.push(Span::styled(
+                    format!(" filter: {}", self.filter),
+                    theme.key(),
+                ));
+                spans.push(Span::styled("█", theme.text()));
+                keys(
+                    &mut spans,
+                    &[("Enter".into(), "keep"), ("Esc".into(), "clear")],
+                );
+            }
+            Mode::Copy(_) => {
+                spans.push(Span::styled(" COPY ", theme.mode()));
                 keys(
                     &mut spans,
                     &[
-                        (
-                            format!("{}/{}", k(Command::NextMatch), k(Command::PrevMatch)),
-                            "older/newer",
-                        ),
-                        ("Esc".into(), "clear"),
+                        ("hjkl".into(), "move"),
+                        ("v".into(), "select"),
+                        ("y".into(), "copy"),
+                        ("Esc".into(), "leave"),
                     ],
                 );
             }
-            let cur = self.current(st);
-            let stop = if cur.is_some_and(|p| {
-                p.state.is_alive()
-                    || matches!(
-                        p.state,
-                        ProcState::Pending { .. } | ProcState::Backoff { .. }
-                    )
-            }) {
-                "stop"
-            } else {
-                "start"
-            };
-            // (key, what, priority): when the line is too narrow, the lowest priorities go first
-            let mut pairs: Vec<(String, &str, u8)> = Vec::new();
-            match self.view() {
-                View::Zoom => pairs.push((k(Command::Zoom), "unzoom", 0)),
-                View::Grid => {
-                    pairs.push(("hjkl".into(), "move", 1));
-                    pairs.push((k(Command::Mark), "mark", 4));
+            _ if self.shows_space() => self.space_footer(&mut spans, r.width, theme),
+            Mode::Focus { .. } => {
+                let name = self.selected().unwrap_or_default();
+                spans.push(Span::styled(format!(" FOCUS {name} "), theme.mode()));
+                let p = k(Command::Prefix);
+                keys(
+                    &mut spans,
+                    &[
+                        (p.clone(), "leave focus"),
+                        (format!("{p} {p}"), &format!("send {p}")),
+                        (format!("{p} d"), "detach"),
+                    ],
+                );
+            }
+            Mode::Normal | Mode::Prefix => {
+                if self.view() == View::Zoom
+                    && let Some(p) = self.current(st)
+                {
+                    let shown = Shown::of(p, self.now());
+                    let (glyph, style) = theme.shown(shown);
+                    spans.push(Span::styled(format!(" ZOOM {} ", p.name), theme.mode()));
+                    spans.push(Span::styled(format!(" {glyph}"), style));
+                    spans.push(Span::raw(format!(" {} │", shown.name())));
                 }
-                View::List => pairs.push((
-                    format!("{}/{}", k(Command::Down), k(Command::Up)),
-                    "select",
-                    1,
-                )),
-            }
-            pairs.extend([
-                (k(Command::Focus), "focus", 1),
-                (k(Command::Restart), "restart", 2),
-                (k(Command::StopStart), stop, 2),
-                (k(Command::Kill), "kill", 5),
-            ]);
-            if self.view() != View::Zoom {
-                pairs.push((k(Command::Grid), if self.grid { "list" } else { "grid" }, 4));
-                pairs.push((k(Command::Zoom), "zoom", 4));
-            }
-            pairs.extend([
-                (k(Command::Search), "search", 3),
-                (k(Command::Help), "help", 0),
-                (k(Command::Detach), "detach", 3),
-                (k(Command::Quit), "quit", 0),
-            ]);
-            if l.hidden > 0 {
-                spans.push(Span::styled(
-                    format!(" +{} not shown ", l.hidden),
-                    theme.message(),
-                ));
-            }
-            let used: usize = spans.iter().map(|s| s.width()).sum();
-            let mut room = usize::from(r.width).saturating_sub(used);
-            let mut keep = vec![false; pairs.len()];
-            for prio in 0..=5 {
-                for (i, (key, what, p)) in pairs.iter().enumerate() {
-                    let w = key.chars().count() + what.chars().count() + 3;
-                    if *p == prio && w <= room {
-                        keep[i] = true;
-                        room -= w;
+                if self.prefix_armed() {
+                    let p = k(Command::Prefix);
+                    spans.push(Span::styled(format!(" {p}… "), theme.mode()));
+                    keys(
+                        &mut spans,
+                        &[(p.clone(), &format!("send {p}")), ("d".into(), "detach")],
+                    );
+                }
+                if !self.filter.is_empty() {
+                    spans.push(Span::styled(
+                        format!(" filter: {} ", self.filter),
+                        theme.key(),
+                    ));
+                }
+                if self.merged.on {
+                    spans.push(Span::styled(" ALL ", theme.mode()));
+                }
+                if !self.search.query.is_empty() {
+                    spans.push(Span::styled(
+                        format!(" /{} ", self.search.query),
+                        theme.key(),
+                    ));
+                    keys(
+                        &mut spans,
+                        &[
+                            (
+                                format!("{}/{}", k(Command::NextMatch), k(Command::PrevMatch)),
+                                "older/newer",
+                            ),
+                            ("Esc".into(), "clear"),
+                        ],
+                    );
+                }
+                let cur = self.current(st);
+                let stop = if cur.is_some_and(|p| {
+                    p.state.is_alive()
+                        || matches!(
+                            p.state,
+                            ProcState::Pending { .. } | ProcState::Backoff { .. }
+                        )
+                }) {
+                    "stop"
+                } else {
+                    "start"
+                };
+                // (key, what, priority): when the line is too narrow, the lowest priorities go first
+                let mut pairs: Vec<(String, &str, u8)> = Vec::new();
+                match self.view() {
+                    View::Zoom => pairs.push((k(Command::Zoom), "unzoom", 0)),
+                    View::Grid => {
+                        pairs.push(("hjkl".into(), "move", 1));
+                        pairs.push((k(Command::Mark), "mark", 4));
                     }
+                    View::List => pairs.push((
+                        format!("{}/{}", k(Command::Down), k(Command::Up)),
+                        "select",
+                        1,
+                    )),
                 }
+                pairs.extend([
+                    (k(Command::Focus), "focus", 1),
+                    (k(Command::Restart), "restart", 2),
+                    (k(Command::StopStart), stop, 2),
+                    (k(Command::Kill), "kill", 5),
+                ]);
+                if self.view() != View::Zoom {
+                    pairs.push((k(Command::Grid), if self.grid { "list" } else { "grid" }, 4));
+                    pairs.push((k(Command::Zoom), "zoom", 4));
+                }
+                pairs.extend([
+                    (k(Command::Search), "search", 3),
+                    (k(Command::Help), "help", 0),
+                    (k(Command::Detach), "detach", 3),
+                    (k(Command::Quit), "quit", 0),
+                ]);
+                if l.hidden > 0 {
+                    spans.push(Span::styled(
+                        format!(" +{} not shown ", l.hidden),
+                        theme.message(),
+                    ));
+                }
+                let used: usize = spans.iter().map(|s| s.width()).sum();
+                let shown = fit_keys(pairs, usize::from(r.width).saturating_sub(used));
+                keys(&mut spans, &shown);
             }
-            let shown: Vec<(String, &str)> = pairs
-                .into_iter()
-                .zip(keep)
-                .filter(|(_, k)| *k)
-                .map(|((key, what, _), _)| (key, what))
-                .collect();
-            keys(&mut spans, &shown);
         }
         frame.render_widget(Paragraph::new(Line::from(spans)), r);
     }

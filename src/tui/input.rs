@@ -4,7 +4,7 @@
 //! Kept in one module, with one table of tests, because key encoding is where
 //! terminal multiplexers grow bugs.
 
-use crossterm::event::{
+use crate::protocol::input::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
 };
 use vt100::{MouseProtocolEncoding, MouseProtocolMode};
@@ -216,14 +216,12 @@ pub fn mouse_to_pty_bytes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crossterm::event::KeyEventState;
 
     fn key(code: KeyCode, mods: KeyModifiers) -> KeyEvent {
         KeyEvent {
             code,
             modifiers: mods,
             kind: KeyEventKind::Press,
-            state: KeyEventState::NONE,
         }
     }
 
@@ -306,7 +304,7 @@ mod tests {
     #[test]
     fn unencodable_keys_and_releases_send_nothing() {
         assert_eq!(
-            key_to_pty_bytes(&key(KeyCode::CapsLock, KeyModifiers::NONE), false),
+            key_to_pty_bytes(&key(KeyCode::Other, KeyModifiers::NONE), false),
             None
         );
         assert_eq!(
@@ -357,66 +355,46 @@ mod tests {
             KeyModifiers::CONTROL,
         );
 
-        assert_eq!(mouse_to_pty_bytes(&down, 0, 0, M::None, E::Sgr), None);
-        assert_eq!(
-            mouse_to_pty_bytes(&down, 4, 2, M::PressRelease, E::Sgr).unwrap(),
-            b"\x1b[<0;5;3M"
-        );
-        assert_eq!(
-            mouse_to_pty_bytes(&up, 4, 2, M::PressRelease, E::Sgr).unwrap(),
-            b"\x1b[<0;5;3m"
-        );
-        assert_eq!(
-            mouse_to_pty_bytes(&wheel, 0, 0, M::PressRelease, E::Sgr).unwrap(),
-            b"\x1b[<64;1;1M"
-        );
-        assert_eq!(
-            mouse_to_pty_bytes(&right_ctrl, 0, 0, M::PressRelease, E::Sgr).unwrap(),
-            b"\x1b[<18;1;1M"
-        );
-        assert_eq!(
-            mouse_to_pty_bytes(&drag, 1, 1, M::PressRelease, E::Sgr),
-            None
-        );
-        assert_eq!(
-            mouse_to_pty_bytes(&drag, 1, 1, M::ButtonMotion, E::Sgr).unwrap(),
-            b"\x1b[<32;2;2M"
-        );
-        assert_eq!(
-            mouse_to_pty_bytes(&moved, 1, 1, M::ButtonMotion, E::Sgr),
-            None
-        );
-        assert_eq!(
-            mouse_to_pty_bytes(&moved, 1, 1, M::AnyMotion, E::Sgr).unwrap(),
-            b"\x1b[<35;2;2M"
-        );
-        // X10 (press only): no releases, no modifiers.
-        assert_eq!(mouse_to_pty_bytes(&up, 0, 0, M::Press, E::Default), None);
-        assert_eq!(
-            mouse_to_pty_bytes(&right_ctrl, 0, 0, M::Press, E::Default).unwrap(),
-            b"\x1b[M\x22\x21\x21"
-        );
-        // Default encoding: 32 + value, releases are button 3.
-        assert_eq!(
-            mouse_to_pty_bytes(&down, 4, 2, M::PressRelease, E::Default).unwrap(),
-            b"\x1b[M\x20\x25\x23"
-        );
-        assert_eq!(
-            mouse_to_pty_bytes(&up, 4, 2, M::PressRelease, E::Default).unwrap(),
-            b"\x1b[M\x23\x25\x23"
-        );
-        // Too far right for the default encoding; UTF-8 and SGR still work.
-        assert_eq!(
-            mouse_to_pty_bytes(&down, 300, 0, M::PressRelease, E::Default),
-            None
-        );
-        assert_eq!(
-            mouse_to_pty_bytes(&down, 300, 0, M::PressRelease, E::Utf8).unwrap(),
-            "\x1b[M \u{14d}!".as_bytes()
-        );
-        assert_eq!(
-            mouse_to_pty_bytes(&down, 300, 0, M::PressRelease, E::Sgr).unwrap(),
-            b"\x1b[<0;301;1M"
-        );
+        // (event, column, row, mode, encoding, bytes; "" = nothing sent)
+        let cases = [
+            (&down, 0, 0, M::None, E::Sgr, ""),
+            (&down, 4, 2, M::PressRelease, E::Sgr, "\x1b[<0;5;3M"),
+            (&up, 4, 2, M::PressRelease, E::Sgr, "\x1b[<0;5;3m"),
+            (&wheel, 0, 0, M::PressRelease, E::Sgr, "\x1b[<64;1;1M"),
+            (&right_ctrl, 0, 0, M::PressRelease, E::Sgr, "\x1b[<18;1;1M"),
+            (&drag, 1, 1, M::PressRelease, E::Sgr, ""),
+            (&drag, 1, 1, M::ButtonMotion, E::Sgr, "\x1b[<32;2;2M"),
+            (&moved, 1, 1, M::ButtonMotion, E::Sgr, ""),
+            (&moved, 1, 1, M::AnyMotion, E::Sgr, "\x1b[<35;2;2M"),
+            // X10 (press only): no releases, no modifiers.
+            (&up, 0, 0, M::Press, E::Default, ""),
+            (
+                &right_ctrl,
+                0,
+                0,
+                M::Press,
+                E::Default,
+                "\x1b[M\x22\x21\x21",
+            ),
+            // Default encoding: 32 + value, releases are button 3.
+            (
+                &down,
+                4,
+                2,
+                M::PressRelease,
+                E::Default,
+                "\x1b[M\x20\x25\x23",
+            ),
+            (&up, 4, 2, M::PressRelease, E::Default, "\x1b[M\x23\x25\x23"),
+            // Too far right for the default encoding; UTF-8 and SGR still work.
+            (&down, 300, 0, M::PressRelease, E::Default, ""),
+            (&down, 300, 0, M::PressRelease, E::Utf8, "\x1b[M \u{14d}!"),
+            (&down, 300, 0, M::PressRelease, E::Sgr, "\x1b[<0;301;1M"),
+        ];
+        for (ev, col, row, mode, enc, want) in cases {
+            let got = mouse_to_pty_bytes(ev, col, row, mode, enc);
+            let want = (!want.is_empty()).then(|| want.as_bytes().to_vec());
+            assert_eq!(got, want, "{ev:?} at {col},{row} in {mode:?}/{enc:?}");
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crate::protocol::input::{KeyCode, KeyEvent, KeyModifiers};
 
 /// A command the user can bind a key to (outside focus mode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -35,6 +35,12 @@ pub enum Command {
     Quit,
     /// Select the space view (and back to the process).
     Space,
+    /// All processes' output (the marked ones' if any) in one pane.
+    Merged,
+    /// Type to narrow the process list.
+    Filter,
+    /// Group the list: by kind, by profile, not at all.
+    Group,
 }
 
 /// Every command with its `ui.keys` name, default keys and help text, in help order.
@@ -85,6 +91,9 @@ pub const COMMANDS: &[(Command, &str, &str, &str)] = &[
     (Command::Detach, "detach", "d", "detach (keeps running)"),
     (Command::Quit, "quit", "q C-c", "stop all and quit (asks)"),
     (Command::Space, "space", "e", "space view (and back)"),
+    (Command::Merged, "merged", "a", "all output merged"),
+    (Command::Filter, "filter", "f", "filter the list"),
+    (Command::Group, "group", "G", "group by kind/profile"),
 ];
 
 impl Command {
@@ -381,14 +390,13 @@ fn did_you_mean<'a>(word: &str, names: &[&'a str]) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crossterm::event::{KeyEventKind, KeyEventState};
+    use crate::protocol::input::KeyEventKind;
 
     fn ev(code: KeyCode, mods: KeyModifiers) -> KeySpec {
         KeySpec::from_event(&KeyEvent {
             code,
             modifiers: mods,
             kind: KeyEventKind::Press,
-            state: KeyEventState::NONE,
         })
     }
 

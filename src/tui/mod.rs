@@ -3,7 +3,8 @@
 //! The space server keeps the only terminal emulators (one `vt100::Parser`
 //! per process). For every attached client it keeps one [`App`] (selection,
 //! focus, mode, scroll, search...) and one [`RemoteRenderer`], feeds the
-//! client's crossterm events to [`App::handle_event`], executes the returned
+//! client's input events (mew's own [`crate::protocol::input`] types, converted
+//! from crossterm by the client) to [`App::handle_event`], executes the returned
 //! [`Action`]s, and sends the bytes of [`RemoteRenderer::render`] back. The
 //! client only holds a [`guard::TerminalGuard`] and copies bytes.
 
@@ -13,6 +14,8 @@ pub mod guard;
 pub mod input;
 pub mod keys;
 pub mod layout;
+mod list;
+mod merged;
 mod pane;
 mod remote;
 mod space;
@@ -55,6 +58,8 @@ pub struct SpaceNotes {
     pub stop_timeouts: std::collections::BTreeMap<String, std::time::Duration>,
     /// `space.shutdown_timeout`: when stopping the space kills what is left.
     pub shutdown_timeout: Option<std::time::Duration>,
+    /// `profiles` of each process (for grouping the list by profile).
+    pub profiles: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// What the server must do after an event.

@@ -42,6 +42,16 @@ impl Matcher {
         Some(Matcher { needle, fold })
     }
 
+    /// Whether `s` contains the query (the list filter, merged lines).
+    pub fn matches_str(&self, s: &str) -> bool {
+        let hay: Vec<char> = s
+            .chars()
+            .map(|c| if self.fold { lower(c) } else { c })
+            .collect();
+        hay.windows(self.needle.len())
+            .any(|w| w == self.needle.as_slice())
+    }
+
     /// The column ranges of the matches in a line, left to right.
     pub fn find(&self, line: &LineText) -> Vec<(u16, u16)> {
         let n = self.needle.len();

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crate::protocol::input::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Frame;
 use ratatui::layout::{Position, Rect};
 use ratatui::style::{Modifier, Style};
@@ -13,7 +13,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Clear, Paragraph, Wrap};
 use serde_json::Value;
 
-use super::app::{App, Search};
+use super::app::{App, Mode, Search};
 use super::keys::{Command, KeySpec};
 use super::layout::{PaneRect, View};
 use super::pane::{LineText, Matcher};
@@ -340,8 +340,7 @@ impl App {
 
     pub(crate) fn space_select(&mut self) {
         self.space.selected = true;
-        self.focused = false;
-        self.copy = None;
+        self.unfocus();
         self.grid = false;
     }
 
@@ -404,7 +403,7 @@ impl App {
         if let Some(mut input) = self.space.input.clone() {
             if spec == self.keys.prefix() {
                 self.space.input = None;
-                self.prefix_armed = true;
+                self.mode = Mode::Prefix;
                 return true;
             }
             match k.code {
@@ -546,9 +545,9 @@ impl App {
         src: &dyn PaneSource,
         out: &mut Vec<Action>,
     ) -> bool {
-        if self.prefix_armed {
+        if self.prefix_armed() {
             if spec == self.keys.prefix() {
-                self.prefix_armed = false;
+                self.mode = Mode::Normal;
                 self.space_focus(src);
                 return true;
             }
@@ -556,7 +555,7 @@ impl App {
                 return false; // detach
             }
             // Any other key acts as in the list.
-            self.prefix_armed = false;
+            self.mode = Mode::Normal;
         }
         if !k.modifiers.difference(KeyModifiers::SHIFT).is_empty() {
             return false;
@@ -659,10 +658,10 @@ impl App {
             }
             Command::Search => {
                 self.search = Search {
-                    editing: true,
                     process: SPACE_PANE.into(),
                     ..Search::default()
                 };
+                self.mode = Mode::Search;
                 self.space.hit = None;
             }
             Command::NextMatch | Command::PrevMatch => {
@@ -777,14 +776,7 @@ impl App {
                 self.space.hit = Some(seq);
                 self.space.bottom = bottom;
             }
-            None => {
-                let which = if older { "older" } else { "newer" };
-                self.message = Some(if self.space.hit.is_some() {
-                    format!("no {which} match for \"{}\"", self.search.query)
-                } else {
-                    format!("no match for \"{}\"", self.search.query)
-                });
-            }
+            None => self.no_match(older, self.space.hit.is_some()),
         }
     }
 
@@ -1072,7 +1064,7 @@ impl App {
                 Paragraph::new(Line::from(spans)),
                 Rect::new(area.x, y, area.width, 1),
             );
-            if self.confirm.is_none() && !self.help && self.space.json.is_none() {
+            if !self.overlay() && self.space.json.is_none() {
                 let x = area.x + u16::try_from(label_w + sw).unwrap_or(0);
                 frame.set_cursor_position(Position::new(x.min(area.right() - 1), y));
             }
@@ -1121,32 +1113,25 @@ impl App {
                 } else {
                     caps.join(", ")
                 };
-                for (i, l) in super::draw::wrap(&caps, w.saturating_sub(10))
-                    .into_iter()
-                    .enumerate()
-                {
-                    lines.push(Line::from(vec![
-                        Span::styled(
-                            if i == 0 { "  can     " } else { "          " },
-                            theme.dim(),
-                        ),
-                        Span::raw(l),
-                    ]));
-                }
+                labelled(
+                    &mut lines,
+                    "  can     ",
+                    &caps,
+                    w,
+                    theme.dim(),
+                    Style::new(),
+                );
                 if !m.granted.is_empty() {
                     let g: Vec<String> = m.granted.iter().map(cap_text).collect();
-                    for (i, l) in super::draw::wrap(&g.join(", "), w.saturating_sub(10))
-                        .into_iter()
-                        .enumerate()
-                    {
-                        lines.push(Line::from(vec![
-                            Span::styled(
-                                if i == 0 { "  granted " } else { "          " },
-                                theme.dim(),
-                            ),
-                            Span::styled(l, theme.message()),
-                        ]));
-                    }
+                    let g = g.join(", ");
+                    labelled(
+                        &mut lines,
+                        "  granted ",
+                        &g,
+                        w,
+                        theme.dim(),
+                        theme.message(),
+                    );
                 }
             }
             if log.members.is_empty() {
@@ -1270,7 +1255,7 @@ impl App {
             if self.view() == View::Zoom {
                 spans.push(Span::styled(" ZOOM space ", theme.mode()));
             }
-            if self.prefix_armed {
+            if self.prefix_armed() {
                 let p = k(Command::Prefix);
                 spans.push(Span::styled(format!(" {p}… "), theme.mode()));
                 pairs.push((p.clone(), "talk".into(), 0));
@@ -1302,23 +1287,32 @@ impl App {
             pairs.push((k(Command::Quit), "quit".into(), 0));
         }
         let used: usize = spans.iter().map(|s| s.width()).sum();
-        let mut room = usize::from(width).saturating_sub(used);
-        let mut keep = vec![false; pairs.len()];
-        for prio in 0..=3 {
-            for (i, (key, what, p)) in pairs.iter().enumerate() {
-                let w = key.chars().count() + what.chars().count() + 3;
-                if *p == prio && w <= room {
-                    keep[i] = true;
-                    room -= w;
-                }
-            }
+        let room = usize::from(width).saturating_sub(used);
+        for (key, what) in super::draw::fit_keys(pairs, room) {
+            spans.push(Span::styled(format!(" {key}"), theme.key()));
+            spans.push(Span::raw(format!(" {what} ")));
         }
-        for ((key, what, _), kept) in pairs.into_iter().zip(keep) {
-            if kept {
-                spans.push(Span::styled(format!(" {key}"), theme.key()));
-                spans.push(Span::raw(format!(" {what} ")));
-            }
-        }
+    }
+}
+
+/// `text` wrapped to `w` after a 10-column `label` (blank on the
+/// continuation lines).
+fn labelled(
+    lines: &mut Vec<Line<'_>>,
+    label: &'static str,
+    text: &str,
+    w: usize,
+    label_style: Style,
+    style: Style,
+) {
+    for (i, l) in super::draw::wrap(text, w.saturating_sub(10))
+        .into_iter()
+        .enumerate()
+    {
+        lines.push(Line::from(vec![
+            Span::styled(if i == 0 { label } else { "          " }, label_style),
+            Span::styled(l, style),
+        ]));
     }
 }
 

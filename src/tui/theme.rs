@@ -103,6 +103,16 @@ impl Theme {
             Style::new().add_modifier(Modifier::REVERSED | Modifier::BOLD),
         )
     }
+    /// A process's label in the merged view: the colour `--no-tui` gives it.
+    pub fn process_label(&self, name: &str) -> Style {
+        let palette = crate::headless::PALETTE;
+        let sgr = palette[crate::headless::color_index(name)];
+        // The palette is SGR foreground codes 31..=36: the basic colours.
+        let color = sgr
+            .parse::<u8>()
+            .map_or(Color::Reset, |c| Color::Indexed(c.saturating_sub(30)));
+        self.pick(Style::new().fg(color), Style::new())
+    }
     pub fn key(&self) -> Style {
         self.pick(
             Style::new().fg(Color::Cyan).add_modifier(Modifier::BOLD),

@@ -6,6 +6,7 @@ use crate::common::tui as tui_common;
 
 use crossterm::event::KeyCode;
 use mew::status::ProcState;
+use mew::tui::App;
 use mew::tui::testing::process;
 use ratatui::style::{Color, Modifier};
 use tui_common::*;
@@ -1051,4 +1052,212 @@ fn space_view_paste_and_the_prefix() {
     send(&mut app, &src, [ctrl('b')]);
     let sent = send(&mut app, &src, [ch('d')]);
     assert_eq!(sent, vec![mew::tui::Action::Detach]);
+}
+
+// ----- #17: the merged view, the list filter, grouping ----------------------
+
+/// Captured lines of several processes, interleaved as they arrived.
+fn merged_demo(app: &mut App) {
+    for i in 1..=90 {
+        let (name, text) = match i % 3 {
+            0 => ("api", format!("GET /items/{i} 200 {}ms", i % 17)),
+            1 => ("worker", format!("job {i} done")),
+            _ => ("web", format!("compiled bundle #{i}")),
+        };
+        app.push_line(name, &text);
+    }
+}
+
+#[test]
+fn merged_view_interleaves_all_output() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    merged_demo(&mut app);
+    send(&mut app, &src, [ch('a')]);
+    let t = render(&app, &src, 80, 24);
+    // Each label is coloured as --no-tui colours it.
+    let label = |name: &str| {
+        let i = mew::headless::color_index(name);
+        let sgr: u8 = ["36", "33", "32", "35", "34", "31"][i].parse().unwrap();
+        Color::Indexed(sgr - 30)
+    };
+    let bottom = row_text(&t, 21);
+    assert!(bottom.contains("api    | GET /items/90"), "{bottom}");
+    let x = bottom.find("api    |").unwrap();
+    let x = u16::try_from(bottom[..x].chars().count()).unwrap();
+    assert_eq!(t.backend().buffer()[(x, 21)].fg, label("api"));
+    insta::assert_snapshot!(t.backend());
+}
+
+#[test]
+fn merged_view_of_the_marked_with_search_and_scrollback() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    merged_demo(&mut app);
+    // Mark api (row 2) and web (row 6): the view shows only them.
+    send(
+        &mut app,
+        &src,
+        [
+            ch('j'),
+            ch('m'),
+            ch('j'),
+            ch('j'),
+            ch('j'),
+            ch('j'),
+            ch('m'),
+            ch('a'),
+        ],
+    );
+    let t = render(&app, &src, 80, 24);
+    assert!(!row_text(&t, 21).contains("worker"), "{}", row_text(&t, 21));
+    // Search goes back to the newest older match and scrolls to it.
+    let mut keys = vec![ch('/')];
+    keys.extend(typed("items/9 "));
+    keys.push(key(KeyCode::Enter));
+    send(&mut app, &src, keys);
+    let t = render(&app, &src, 80, 24);
+    let shown: String = (2..22).map(|y| row_text(&t, y)).collect();
+    assert!(shown.contains("GET /items/9 200"), "{shown}");
+    assert!(row_text(&t, 1).contains('↑'), "{}", row_text(&t, 1));
+    insta::assert_snapshot!(t.backend());
+    // Esc clears the search, then leaves the merged view.
+    send(&mut app, &src, [key(KeyCode::Esc), key(KeyCode::Esc)]);
+    let t = render(&app, &src, 80, 24);
+    assert!(
+        !row_text(&t, 1).contains("marked output"),
+        "{}",
+        row_text(&t, 1)
+    );
+}
+
+#[test]
+fn list_filter_narrows_as_typed() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    let mut keys = vec![ch('f')];
+    keys.extend(typed("w"));
+    send(&mut app, &src, keys);
+    // The selection moved to the first process shown.
+    assert_eq!(app.selected(), Some("gateway"));
+    insta::assert_snapshot!("list_filter_typing", render(&app, &src, 80, 24).backend());
+    // Enter keeps the filter; j/k move among what is shown.
+    send(&mut app, &src, [key(KeyCode::Enter), ch('j')]);
+    assert_eq!(app.selected(), Some("worker"));
+    send(&mut app, &src, [ch('j'), ch('j')]);
+    assert_eq!(app.selected(), Some("web"));
+    insta::assert_snapshot!("list_filter_kept", render(&app, &src, 80, 24).backend());
+    // Esc clears it; the selection stays where it was.
+    send(&mut app, &src, [key(KeyCode::Esc)]);
+    assert_eq!(app.selected(), Some("web"));
+    let t = render(&app, &src, 80, 24);
+    assert!(
+        row_text(&t, 1).contains(" processes ─"),
+        "{}",
+        row_text(&t, 1)
+    );
+}
+
+#[test]
+fn list_grouped_by_kind_then_by_profile() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    let mut notes = mew::tui::SpaceNotes::default();
+    for (name, profiles) in [
+        ("api", vec!["backend"]),
+        ("db", vec!["backend"]),
+        ("web", vec!["frontend"]),
+    ] {
+        notes.profiles.insert(
+            name.into(),
+            profiles.into_iter().map(String::from).collect(),
+        );
+    }
+    app.set_notes(notes);
+    send(&mut app, &src, [ch('G')]);
+    insta::assert_snapshot!("list_grouped_by_kind", render(&app, &src, 80, 24).backend());
+    send(&mut app, &src, [ch('G')]);
+    // Navigation follows the rows as shown: backend (api, db) first.
+    send(
+        &mut app,
+        &src,
+        [
+            ch('k'),
+            ch('k'),
+            ch('k'),
+            ch('k'),
+            ch('k'),
+            ch('k'),
+            ch('k'),
+            ch('k'),
+            ch('k'),
+            ch('k'),
+        ],
+    );
+    assert_eq!(app.selected(), Some("api"));
+    send(&mut app, &src, [ch('j')]);
+    assert_eq!(app.selected(), Some("db"));
+    insta::assert_snapshot!(
+        "list_grouped_by_profile",
+        render(&app, &src, 80, 24).backend()
+    );
+    send(&mut app, &src, [ch('G')]);
+    let t = render(&app, &src, 80, 24);
+    assert!(row_text(&t, 2).contains("gateway"), "{}", row_text(&t, 2));
+    assert!(!row_text(&t, 2).contains("─ "), "{}", row_text(&t, 2));
+}
+
+#[test]
+fn merged_view_keeps_the_last_10000_lines_and_a_scrolled_view_stays_put() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    for i in 0..10_050 {
+        app.push_line("api", &format!("line {i}"));
+    }
+    send(&mut app, &src, [ch('a'), key(KeyCode::Home)]);
+    let t = render(&app, &src, 80, 24);
+    assert!(
+        row_text(&t, 2).contains("api | line 50 "),
+        "{}",
+        row_text(&t, 2)
+    );
+    // New lines while scrolled up do not move what is shown.
+    app.push_line("api", "line 10050");
+    let t = render(&app, &src, 80, 24);
+    assert!(
+        row_text(&t, 2).contains("api | line 51 "),
+        "{}",
+        row_text(&t, 2)
+    );
+    send(&mut app, &src, [key(KeyCode::End), ch('a')]);
+    send(&mut app, &src, [ch('a')]);
+    app.push_line("api", "line 10051");
+    let t = render(&app, &src, 80, 24);
+    assert!(
+        row_text(&t, 21).contains("api | line 10051"),
+        "{}",
+        row_text(&t, 21)
+    );
+}
+
+#[test]
+fn keys_of_the_new_views_go_to_a_focused_process() {
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    send(&mut app, &src, [ch('j'), key(KeyCode::Enter)]);
+    let out = send(&mut app, &src, [ch('f'), ch('a'), ch('G')]);
+    let sent: Vec<u8> = out
+        .into_iter()
+        .flat_map(|a| match a {
+            mew::tui::Action::Input { bytes, .. } => bytes,
+            _ => Vec::new(),
+        })
+        .collect();
+    assert_eq!(sent, b"faG");
+    let t = render(&app, &src, 80, 24);
+    assert!(
+        row_text(&t, 1).contains(" processes ─"),
+        "{}",
+        row_text(&t, 1)
+    );
 }
