@@ -51,6 +51,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::UnlinkatFlags;
 
 use crate::status::Millis;
+use crate::sys::euid;
 
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// How often a writer checks that its file is still in place.
@@ -162,10 +163,6 @@ pub fn server_log_path(dir: &Path) -> PathBuf {
 
 fn rotated(dir: &Path, name: &str, n: u32) -> PathBuf {
     dir.join(format!("{name}.log.{n}"))
-}
-
-fn euid() -> u32 {
-    nix::unistd::geteuid().as_raw()
 }
 
 /// A name mew may have used for a log file (a process name, see

@@ -11,6 +11,8 @@ use std::path::Path;
 
 use nix::unistd::{SysconfVar, sysconf};
 
+use crate::sys;
+
 /// One process, from `/proc/<pid>/stat` and `/proc/<pid>/status`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProcInfo {
@@ -203,7 +205,7 @@ pub fn tree_usage(roots: &[u32]) -> HashMap<u32, (u64, u64)> {
 pub fn find_marked(marker_key: &str, marker_value: &str) -> Vec<u32> {
     let needle = format!("{marker_key}={marker_value}");
     let needle = needle.as_bytes();
-    let uid = nix::unistd::geteuid().as_raw();
+    let uid = sys::euid();
     let mut out = Vec::new();
     for pid in pids() {
         let dir = format!("/proc/{pid}");
@@ -293,6 +295,52 @@ pub fn env_var(pid: u32, key: &str) -> Option<String> {
     })
 }
 
+/// Whether a process runs: it exists (a signal-0 probe, [`sys::pid_exists`])
+/// and is not on its way out ([`is_ending`]: a zombie, or exiting). The one
+/// "is this pid alive" check of mew. Pid 0 (and pids past `i32::MAX`, which
+/// `kill` would read as groups) never run.
+pub fn process_runs(pid: u32) -> bool {
+    pid != 0 && i32::try_from(pid).is_ok() && sys::pid_exists(pid) && !is_ending(pid)
+}
+
+/// `(pid, inode)` of every granted exclusive `flock`, from `/proc/locks`
+/// (`None` when unreadable). Reading it takes no lock, so it cannot race
+/// with a server starting up, unlike a probing `flock`.
+pub fn held_flocks() -> Option<Vec<(u32, u64)>> {
+    Some(parse_locks(&fs::read_to_string("/proc/locks").ok()?))
+}
+
+/// The granted exclusive `flock`s of a `/proc/locks` text.
+fn parse_locks(text: &str) -> Vec<(u32, u64)> {
+    text.lines()
+        .filter(|l| !l.contains("->"))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // "1: FLOCK  ADVISORY  WRITE 1234 00:2f:5678 0 EOF"
+            if f.get(1) != Some(&"FLOCK") || f.get(3) != Some(&"WRITE") {
+                return None;
+            }
+            let pid = f.get(4)?.parse().ok()?;
+            let ino = f.get(5)?.rsplit(':').next()?.parse().ok()?;
+            Some((pid, ino))
+        })
+        .collect()
+}
+
+/// Whether process `pid` has `path` open (or the file that was there, since
+/// removed), from the links in `/proc/<pid>/fd`.
+pub fn has_open(pid: u32, path: &Path) -> bool {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let mut deleted = path.as_os_str().to_owned();
+    deleted.push(" (deleted)");
+    fds.flatten().any(|fd| {
+        fs::read_link(fd.path())
+            .is_ok_and(|t| t.as_os_str() == path.as_os_str() || t.as_os_str() == deleted)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -351,6 +399,36 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn locks_are_parsed_and_only_granted_exclusive_flocks_kept() {
+        let text = "1: FLOCK  ADVISORY  WRITE 1234 00:2f:5678 0 EOF\n\
+                    2: FLOCK  ADVISORY  READ  99 00:2f:1 0 EOF\n\
+                    3: POSIX  ADVISORY  WRITE 7 00:2f:2 0 EOF\n\
+                    4: -> FLOCK  ADVISORY  WRITE 55 00:2f:5678 0 EOF\n\
+                    garbage\n";
+        assert_eq!(parse_locks(text), vec![(1234, 5678)]);
+    }
+
+    #[test]
+    fn this_process_runs_and_pid_zero_does_not() {
+        assert!(process_runs(std::process::id()));
+        assert!(!process_runs(0));
+        assert!(!process_runs(u32::MAX));
+    }
+
+    #[test]
+    fn an_open_file_is_seen_even_once_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("held");
+        let f = std::fs::File::create(&path).unwrap();
+        let me = std::process::id();
+        assert!(has_open(me, &path));
+        std::fs::remove_file(&path).unwrap();
+        assert!(has_open(me, &path));
+        drop(f);
+        assert!(!has_open(me, &path));
+    }
     use std::process::{Child, Command, Stdio};
 
     /// Kills and reaps a child however the test ends.

@@ -435,6 +435,11 @@ pub fn uid() -> u32 {
     nix::unistd::getuid().as_raw()
 }
 
+/// The effective uid: whose files and processes count as ours.
+pub fn euid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
 /// Read from a non-blocking descriptor. `Ok(0)` at end of file; a PTY master
 /// whose slave side is closed reports EIO, which is end of file too.
 pub fn read_fd(fd: &impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
