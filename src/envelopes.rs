@@ -17,7 +17,7 @@ use crate::config::escape;
 use crate::status::Millis;
 
 /// The longest summary kept for a line (characters).
-pub const SUMMARY: usize = 300;
+pub(crate) const SUMMARY: usize = 300;
 
 /// How an envelope reads at a glance (colours in the TUI).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub struct Summary {
 
 impl Summary {
     /// `from → to kind: text`, escaped for a terminal.
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         if self.from.is_empty() {
             // A stream data frame: no envelope around it.
             return format!("{}: {}", self.kind, self.text);
@@ -108,7 +108,7 @@ fn mcp_call(p: &Value) -> String {
 }
 
 /// Read one frame received from a gateway.
-pub fn summarize(frame: &str) -> Summary {
+pub(crate) fn summarize(frame: &str) -> Summary {
     if let Some(rest) = frame.strip_prefix('#')
         && let Some((sid, data)) = rest.split_once('#')
     {
@@ -140,7 +140,7 @@ pub fn summarize(frame: &str) -> Summary {
 }
 
 /// [`summarize`] of a parsed envelope.
-pub fn summarize_value(env: &Value) -> Summary {
+pub(crate) fn summarize_value(env: &Value) -> Summary {
     let from = str_of(env.get("from")).unwrap_or_else(|| "?".to_owned());
     let to = list_of(env.get("to"));
     let kind = str_of(env.get("kind")).unwrap_or_else(|| "?".to_owned());
@@ -358,7 +358,7 @@ impl SpaceLog {
     }
 
     /// The participant this log is the view of, once joined.
-    pub fn me(&self) -> Option<&str> {
+    pub(crate) fn me(&self) -> Option<&str> {
         match &self.link {
             Link::Joined(id) => Some(id),
             _ => None,
@@ -366,7 +366,7 @@ impl SpaceLog {
     }
 
     /// Take one frame received at `at`.
-    pub fn push(&mut self, frame: &str, at: Millis) {
+    pub(crate) fn push(&mut self, frame: &str, at: Millis) {
         let parsed: Option<Value> = serde_json::from_str(frame).ok().filter(Value::is_object);
         let summary = match &parsed {
             Some(v) => summarize_value(v),
@@ -538,7 +538,7 @@ pub fn chat(text: &str, to: &[String]) -> Value {
 
 /// Fulfil a proposal: the MCP request it proposes, to whom it was proposed
 /// (spec §3.2.1), correlated to it.
-pub fn fulfil(p: &Pending, jsonrpc_id: u64) -> Value {
+pub(crate) fn fulfil(p: &Pending, jsonrpc_id: u64) -> Value {
     let mut payload = p.payload.clone();
     if let Value::Object(m) = &mut payload {
         m.insert("jsonrpc".into(), json!("2.0"));

@@ -5,7 +5,9 @@
 //! gone (or unreadable) is skipped, never an error.
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::fs;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -92,7 +94,7 @@ fn parse_status_uid(text: &str) -> Option<u32> {
 ///
 /// RSS comes from the `rss` field of `stat` (the same counter `statm`
 /// reports as resident), times the page size.
-pub fn read_proc(pid: u32) -> Option<ProcInfo> {
+pub(crate) fn read_proc(pid: u32) -> Option<ProcInfo> {
     let stat = read_stat(pid)?;
     let uid = parse_status_uid(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?)?;
     Some(ProcInfo {
@@ -124,28 +126,6 @@ pub fn all_processes() -> Vec<ProcInfo> {
     pids().into_iter().filter_map(read_proc).collect()
 }
 
-/// Sum RSS (bytes) and CPU (ticks) over every process of each of `pgids`,
-/// in one scan of `/proc` that reads only each process's `stat`. A group
-/// with no process left is absent from the result.
-pub fn group_usage(pgids: &[u32]) -> HashMap<u32, (u64, u64)> {
-    let wanted: HashSet<u32> = pgids.iter().copied().collect();
-    let page = page_size();
-    let mut out: HashMap<u32, (u64, u64)> = HashMap::new();
-    if wanted.is_empty() {
-        return out;
-    }
-    for pid in pids() {
-        let Some(stat) = read_stat(pid) else { continue };
-        if !wanted.contains(&stat.pgid) {
-            continue;
-        }
-        let e = out.entry(stat.pgid).or_default();
-        e.0 = e.0.saturating_add(stat.rss_pages.saturating_mul(page));
-        e.1 = e.1.saturating_add(stat.cpu_ticks);
-    }
-    out
-}
-
 /// The children of a process (of all its threads), from
 /// `/proc/<pid>/task/<tid>/children`.
 fn children(pid: u32, out: &mut Vec<u32>) {
@@ -166,7 +146,7 @@ fn children(pid: u32, out: &mut Vec<u32>) {
 /// descendants, walking the process tree down from the roots: the cost is
 /// proportional to mew's own processes, not to every process on the machine
 /// (a developer machine runs hundreds). A root that is gone is absent.
-pub fn tree_usage(roots: &[u32]) -> HashMap<u32, (u64, u64)> {
+pub(crate) fn tree_usage(roots: &[u32]) -> HashMap<u32, (u64, u64)> {
     let page = page_size();
     let mut out = HashMap::new();
     let mut stack = Vec::new();
@@ -225,7 +205,7 @@ pub fn find_marked(marker_key: &str, marker_value: &str) -> Vec<u32> {
 }
 
 /// Clock ticks per second (`_SC_CLK_TCK`, 100 if unknown).
-pub fn clock_ticks_per_sec() -> u64 {
+pub(crate) fn clock_ticks_per_sec() -> u64 {
     sysconf(SysconfVar::CLK_TCK)
         .ok()
         .flatten()
@@ -235,7 +215,7 @@ pub fn clock_ticks_per_sec() -> u64 {
 }
 
 /// The page size in bytes (`_SC_PAGESIZE`, 4096 if unknown).
-pub fn page_size() -> u64 {
+pub(crate) fn page_size() -> u64 {
     sysconf(SysconfVar::PAGE_SIZE)
         .ok()
         .flatten()
@@ -270,7 +250,7 @@ pub fn descendants(root: u32, all: &[ProcInfo]) -> Vec<u32> {
 /// Whether a process is on its way out: a zombie, or exiting (`PF_EXITING`
 /// in the `flags` field of `stat`: its memory may be gone while its files,
 /// and so its locks, are still open). `false` when it does not exist.
-pub fn is_ending(pid: u32) -> bool {
+pub(crate) fn is_ending(pid: u32) -> bool {
     const PF_EXITING: u64 = 0x4;
     let Ok(text) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
@@ -299,14 +279,14 @@ pub fn env_var(pid: u32, key: &str) -> Option<String> {
 /// and is not on its way out ([`is_ending`]: a zombie, or exiting). The one
 /// "is this pid alive" check of mew. Pid 0 (and pids past `i32::MAX`, which
 /// `kill` would read as groups) never run.
-pub fn process_runs(pid: u32) -> bool {
+pub(crate) fn process_runs(pid: u32) -> bool {
     pid != 0 && i32::try_from(pid).is_ok() && sys::pid_exists(pid) && !is_ending(pid)
 }
 
 /// `(pid, inode)` of every granted exclusive `flock`, from `/proc/locks`
 /// (`None` when unreadable). Reading it takes no lock, so it cannot race
 /// with a server starting up, unlike a probing `flock`.
-pub fn held_flocks() -> Option<Vec<(u32, u64)>> {
+pub(crate) fn held_flocks() -> Option<Vec<(u32, u64)>> {
     Some(parse_locks(&fs::read_to_string("/proc/locks").ok()?))
 }
 
@@ -329,7 +309,7 @@ fn parse_locks(text: &str) -> Vec<(u32, u64)> {
 
 /// Whether process `pid` has `path` open (or the file that was there, since
 /// removed), from the links in `/proc/<pid>/fd`.
-pub fn has_open(pid: u32, path: &Path) -> bool {
+pub(crate) fn has_open(pid: u32, path: &Path) -> bool {
     let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
         return false;
     };
@@ -339,6 +319,16 @@ pub fn has_open(pid: u32, path: &Path) -> bool {
         fs::read_link(fd.path())
             .is_ok_and(|t| t.as_os_str() == path.as_os_str() || t.as_os_str() == deleted)
     })
+}
+
+/// The names in a directory, read through its descriptor (`/proc/self/fd/N`
+/// names the very directory that was opened, whatever happened to its path).
+pub(crate) fn dir_entries(dir: BorrowedFd<'_>) -> std::io::Result<Vec<OsString>> {
+    let mut names = Vec::new();
+    for e in fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))? {
+        names.push(e?.file_name());
+    }
+    Ok(names)
 }
 
 #[cfg(test)]
@@ -502,16 +492,6 @@ mod tests {
         let pid = c.id();
         c.wait().unwrap();
         assert_eq!(read_proc(pid), None);
-    }
-
-    #[test]
-    fn group_usage_of_our_group() {
-        let pgid = nix::unistd::getpgrp().as_raw() as u32;
-        let usage = group_usage(&[pgid, u32::MAX]);
-        let (rss, _cpu) = usage[&pgid];
-        assert!(rss >= read_proc(std::process::id()).unwrap().rss_bytes / 2);
-        assert!(!usage.contains_key(&u32::MAX));
-        assert!(group_usage(&[]).is_empty());
     }
 
     #[test]

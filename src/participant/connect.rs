@@ -141,7 +141,7 @@ pub(crate) fn raw_config(cfg: &SpaceConfig) -> Result<Value, String> {
 
 /// Which participant to join as (see the module docs), and a note when it
 /// was chosen among several.
-pub fn resolve_participant(
+pub(crate) fn resolve_participant(
     doc: &Value,
     flag: Option<&str>,
 ) -> Result<(String, Option<String>), String> {
@@ -240,7 +240,7 @@ pub(crate) fn token_for(paths: &crate::space::SpacePaths, id: &str, def: &Value)
 // ---------------------------------------------------------------------------
 
 /// One received frame as a line (without the time), escaped for a terminal.
-pub fn describe(frame: &str) -> String {
+pub(crate) fn describe(frame: &str) -> String {
     crate::envelopes::summarize(frame).line()
 }
 

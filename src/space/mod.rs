@@ -31,21 +31,20 @@ mod socket;
 mod state;
 mod tokens;
 
-pub use lock::{
-    LockError, LockInfo, SpaceLock, is_locked, read_lock_info, running_server, try_lock,
+// What integration tests and the binary use is `pub`; the rest is the crate's.
+pub use lock::{LockError, LockInfo, SpaceLock, is_locked, try_lock};
+pub use paths::SpacePaths;
+pub use tokens::{load_or_create_token_with, new_run_id};
+
+pub(crate) use lock::{read_lock_info, running_server};
+pub(crate) use paths::dir_hash;
+pub(crate) use private::{check_private_dir, create_private_dir};
+pub(crate) use registry::{
+    RegistryEntry, list_running, list_running_checked, register, unregister,
 };
-pub use paths::{MAX_SOCKET_PATH, SpacePaths, dir_hash};
-pub use private::{
-    check_private_dir, create_private_dir, runtime_dir, runtime_dir_from, runtime_dir_path,
-};
-pub use registry::{
-    Registry, RegistryEntry, list_running, list_running_checked, register, registry_dir, unregister,
-};
-pub use socket::{bind_socket, check_peer, peer_uid, socket_path_for};
-pub use state::{ProcessRecord, StateFile, read_state, write_state};
-pub use tokens::{
-    load_or_create_token, load_or_create_token_with, new_run_id, new_token, token_env_name,
-};
+pub(crate) use socket::{bind_socket, check_peer, peer_uid, socket_path_for};
+pub(crate) use state::{ProcessRecord, StateFile, read_state, write_state};
+pub(crate) use tokens::{load_or_create_token, new_token};
 
 /// Write `bytes` to `path` through a 0600 temp file and a rename.
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {

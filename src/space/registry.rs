@@ -38,6 +38,7 @@ impl Registry {
     }
 
     /// A registry in an explicit (private) directory.
+    #[cfg(test)]
     pub fn at(dir: PathBuf) -> io::Result<Registry> {
         create_private_dir(&dir)?;
         Ok(Registry { dir })

@@ -5,8 +5,11 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
-use super::private::euid;
+use super::paths::MAX_SOCKET_PATH;
+use super::private::{euid, runtime_dir_from, runtime_dir_path};
+use super::registry::Registry;
 use super::socket::check_uid;
+use super::tokens::token_env_name;
 use super::*;
 
 fn mode(p: &Path) -> u32 {

@@ -64,7 +64,7 @@
 //! styled line.
 
 /// Longest captured line, in bytes of UTF-8 plain text.
-pub const MAX_LINE: usize = 64 * 1024;
+pub(crate) const MAX_LINE: usize = 64 * 1024;
 /// Cursor moves past the end of the text are clamped to this column.
 const MAX_PAD_COL: usize = 1024;
 /// Bytes of CSI parameters and intermediates kept; longer sequences are skipped.
@@ -441,7 +441,8 @@ impl LineCapture {
     }
 
     /// A partial line (text without its `\n`) is pending.
-    pub fn has_partial(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn has_partial(&self) -> bool {
         self.line.len > 0 || self.utf8_need > 0
     }
 
