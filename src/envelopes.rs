@@ -403,6 +403,16 @@ impl SpaceLog {
         }
     }
 
+    /// `id` is connected with `capabilities` (and nothing granted yet).
+    fn joined(&mut self, id: &str, capabilities: Vec<Value>) {
+        let member = Member {
+            connected: true,
+            capabilities,
+            granted: Vec::new(),
+        };
+        self.members.insert(id.to_owned(), member);
+    }
+
     /// Presence, capabilities and proposal answers.
     fn track(&mut self, env: &Value, s: &Summary) {
         let p = env.get("payload").cloned().unwrap_or(Value::Null);
@@ -410,19 +420,7 @@ impl SpaceLog {
             "system/welcome" => {
                 if let Some(you) = p.pointer("/you/id").and_then(Value::as_str) {
                     self.link = Link::Joined(you.to_owned());
-                    let caps = p
-                        .pointer("/you/capabilities")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default();
-                    self.members.insert(
-                        you.to_owned(),
-                        Member {
-                            connected: true,
-                            capabilities: caps,
-                            granted: Vec::new(),
-                        },
-                    );
+                    self.joined(you, array_at(&p, "/you/capabilities"));
                 }
                 for st in p
                     .get("active_streams")
@@ -439,19 +437,7 @@ impl SpaceLog {
                     .flatten()
                 {
                     if let Some(id) = other.get("id").and_then(Value::as_str) {
-                        let caps = other
-                            .get("capabilities")
-                            .and_then(Value::as_array)
-                            .cloned()
-                            .unwrap_or_default();
-                        self.members.insert(
-                            id.to_owned(),
-                            Member {
-                                connected: true,
-                                capabilities: caps,
-                                granted: Vec::new(),
-                            },
-                        );
+                        self.joined(id, array_at(other, "/capabilities"));
                     }
                 }
             }
@@ -483,11 +469,7 @@ impl SpaceLog {
                 let Some(who) = p.get("recipient").and_then(Value::as_str) else {
                     return;
                 };
-                let caps = p
-                    .get("capabilities")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
+                let caps = array_at(&p, "/capabilities");
                 let m = self.members.entry(who.to_owned()).or_default();
                 if s.kind == "capability/grant" {
                     for c in caps {
@@ -589,6 +571,14 @@ pub fn grant(p: &Pending) -> Value {
             "reason": format!("granted from mew for proposal {}", p.id),
         },
     })
+}
+
+/// The array at `pointer` in `v` (empty when there is none).
+fn array_at(v: &Value, pointer: &str) -> Vec<Value> {
+    v.pointer(pointer)
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

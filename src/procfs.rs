@@ -206,22 +206,22 @@ pub fn find_marked(marker_key: &str, marker_value: &str) -> Vec<u32> {
 
 /// Clock ticks per second (`_SC_CLK_TCK`, 100 if unknown).
 pub(crate) fn clock_ticks_per_sec() -> u64 {
-    sysconf(SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .and_then(|v| u64::try_from(v).ok())
-        .filter(|v| *v > 0)
-        .unwrap_or(100)
+    sysconf_or(SysconfVar::CLK_TCK, 100)
 }
 
 /// The page size in bytes (`_SC_PAGESIZE`, 4096 if unknown).
 pub(crate) fn page_size() -> u64 {
-    sysconf(SysconfVar::PAGE_SIZE)
+    sysconf_or(SysconfVar::PAGE_SIZE, 4096)
+}
+
+/// A positive `sysconf` value, or `default`.
+fn sysconf_or(var: SysconfVar, default: u64) -> u64 {
+    sysconf(var)
         .ok()
         .flatten()
         .and_then(|v| u64::try_from(v).ok())
         .filter(|v| *v > 0)
-        .unwrap_or(4096)
+        .unwrap_or(default)
 }
 
 /// Every descendant of `root` in `all` (children, grandchildren...), by

@@ -504,21 +504,7 @@ impl Hub {
     }
 
     fn welcome_and_presence(&mut self, space_name: &str, id: &str) {
-        let payload = self.welcome_payload(space_name, id);
-        let caps = payload["you"]["capabilities"].clone();
-        let welcome = self.gateway_envelope(
-            "welcome",
-            "system/welcome",
-            Some(vec![id.to_owned()]),
-            None,
-            payload,
-        );
-        self.send_to(
-            space_name,
-            id,
-            &welcome,
-            Some(json!({"type": "system/welcome"})),
-        );
+        let caps = self.send_welcome(space_name, id, "welcome", json!({"type": "system/welcome"}));
         let presence = self.gateway_envelope(
             "presence",
             "system/presence",
@@ -898,13 +884,7 @@ impl Hub {
             return Some(self.fail(who, &id, 403, "capability_violation", message));
         }
         let Some(principal) = self.resolve_principal(&who.space, &recipient) else {
-            return Some(self.fail(
-                who,
-                &id,
-                404,
-                "participant_not_found",
-                format!("Participant {recipient} is not in the space"),
-            ));
+            return Some(self.not_in_space(who, &id, &recipient));
         };
         let space = self.spaces.entry(who.space.clone()).or_default();
         let grants = space.grants.entry(principal.clone()).or_default();
@@ -929,13 +909,7 @@ impl Hub {
             return Some(self.fail(who, &id, 400, "invalid_request", "capability/revoke needs payload.recipient and payload.grant_id or payload.capabilities".into()));
         }
         let Some(principal) = self.resolve_principal(&who.space, &recipient) else {
-            return Some(self.fail(
-                who,
-                &id,
-                404,
-                "participant_not_found",
-                format!("Participant {recipient} is not in the space"),
-            ));
+            return Some(self.not_in_space(who, &id, &recipient));
         };
         if let Some(space) = self.spaces.get_mut(&who.space)
             && let Some(grants) = space.grants.get_mut(&principal)
@@ -972,21 +946,26 @@ impl Hub {
             })
             .unwrap_or_default();
         for id in ids {
-            let payload = self.welcome_payload(space_name, &id);
-            let env = self.gateway_envelope(
-                "welcome-update",
-                "system/welcome",
-                Some(vec![id.clone()]),
-                None,
-                payload,
-            );
-            self.send_to(
-                space_name,
-                &id,
-                &env,
-                Some(json!({"type": "system/welcome", "reason": reason, "source_participant": by})),
-            );
+            let meta =
+                json!({"type": "system/welcome", "reason": reason, "source_participant": by});
+            self.send_welcome(space_name, &id, "welcome-update", meta);
         }
+    }
+
+    /// Send `id` its welcome (an envelope id starting `prefix`), with `meta`
+    /// for the journal. Returns the capabilities it tells.
+    fn send_welcome(&mut self, space_name: &str, id: &str, prefix: &str, meta: Value) -> Value {
+        let payload = self.welcome_payload(space_name, id);
+        let caps = payload["you"]["capabilities"].clone();
+        let env = self.gateway_envelope(
+            prefix,
+            "system/welcome",
+            Some(vec![id.to_owned()]),
+            None,
+            payload,
+        );
+        self.send_to(space_name, id, &env, Some(meta));
+        caps
     }
 
     fn invite(&mut self, who: &Who, env: &Map<String, Value>) -> Option<Outcome> {
@@ -1106,13 +1085,7 @@ impl Hub {
             })
             .unwrap_or_default();
         if target.is_empty() || ids.is_empty() {
-            return Some(self.fail(
-                who,
-                &id,
-                404,
-                "participant_not_found",
-                format!("Participant {target} is not in the space"),
-            ));
+            return Some(self.not_in_space(who, &id, &target));
         }
         self.deliver_all(&who.space, env, text, &who.id);
         for mid in ids {
@@ -1262,23 +1235,10 @@ impl Hub {
         }
         .unwrap_or_default();
         let reason = p.and_then(|p| p.get("reason")).cloned();
-        let Some(space) = self.spaces.get(&who.space) else {
-            return self.fail(
-                who,
-                &id,
-                404,
-                "stream_not_found",
-                format!("Stream {sid} does not exist"),
-            );
-        };
-        let Some(stream) = space.streams.get(&sid) else {
-            return self.fail(
-                who,
-                &id,
-                404,
-                "stream_not_found",
-                format!("Stream {sid} does not exist"),
-            );
+        let Some((space, stream)) =
+            (self.spaces.get(&who.space)).and_then(|space| Some((space, space.streams.get(&sid)?)))
+        else {
+            return self.no_stream(who, &id, &sid);
         };
         if stream.owner != who.id {
             let what = match kind {
@@ -1295,13 +1255,7 @@ impl Hub {
             );
         }
         if kind != "stream/revoke-write" && !space.members.contains_key(&other) {
-            return self.fail(
-                who,
-                &id,
-                404,
-                "participant_not_found",
-                format!("Participant {other} is not in the space"),
-            );
+            return self.not_in_space(who, &id, &other);
         }
         if kind == "stream/revoke-write" && other == stream.owner {
             return self.fail(
@@ -1318,13 +1272,7 @@ impl Hub {
             .get_mut(&who.space)
             .and_then(|s| s.streams.get_mut(&sid))
         else {
-            return self.fail(
-                who,
-                &id,
-                404,
-                "stream_not_found",
-                format!("Stream {sid} does not exist"),
-            );
+            return self.no_stream(who, &id, &sid);
         };
         let (prefix, ack_kind, status, payload) = match kind {
             "stream/grant-write" => {
@@ -1411,6 +1359,28 @@ impl Hub {
     fn fail(&mut self, who: &Who, id: &str, status: u16, error: &str, message: String) -> Outcome {
         self.error_to(who, Some(id), json!({"error": error, "message": message}));
         Outcome::new(status, json!({"error": error, "message": message}))
+    }
+
+    /// [`Hub::fail`] for a participant that is not in the space (404).
+    fn not_in_space(&mut self, who: &Who, id: &str, participant: &str) -> Outcome {
+        self.fail(
+            who,
+            id,
+            404,
+            "participant_not_found",
+            format!("Participant {participant} is not in the space"),
+        )
+    }
+
+    /// [`Hub::fail`] for a stream that does not exist (404).
+    fn no_stream(&mut self, who: &Who, id: &str, stream: &str) -> Outcome {
+        self.fail(
+            who,
+            id,
+            404,
+            "stream_not_found",
+            format!("Stream {stream} does not exist"),
+        )
     }
 
     fn error_to(&mut self, who: &Who, correlation: Option<&str>, payload: Value) {

@@ -105,15 +105,9 @@ pub fn run(opts: GatewayOptions) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::participant::command_runtime("mew gateway") {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("mew gateway: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let store_dir = tokens_dir.clone();
     let hub_opts = hub::HubOptions {

@@ -112,15 +112,9 @@ pub fn run(args: ClientConnectArgs) -> ExitCode {
         participant_id: args.participant_id.clone(),
         token,
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match super::command_runtime(WHO) {
         Ok(rt) => rt,
-        Err(e) => {
-            say(&format!("{WHO}: cannot start the runtime: {e}"));
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     if from_stdin && io::IsTerminal::is_terminal(&io::stdin()) {
         say(&format!(

@@ -35,15 +35,9 @@ pub fn run(cfg: &SpaceConfig, args: &ConnectArgs) -> ExitCode {
             if let Some(n) = note {
                 say(&format!("{WHO}: {n}"));
             }
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match super::command_runtime(WHO) {
                 Ok(rt) => rt,
-                Err(e) => {
-                    say(&format!("{WHO}: cannot start the runtime: {e}"));
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             let code = rt.block_on(session(target));
             rt.shutdown_background();

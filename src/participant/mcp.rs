@@ -335,17 +335,25 @@ impl Lines {
     }
 }
 
+/// Read once from `fd` into `lines`: the lines completed go to `out`. `false`
+/// at the end of input (or on an error), the last line then included even
+/// without its newline.
+async fn read_lines(fd: &Pipe, lines: &mut Lines, buf: &mut [u8], out: &mut Vec<Line>) -> bool {
+    let n = read_some(fd, buf).await.unwrap_or(0);
+    if n == 0 {
+        out.extend(lines.finish());
+    } else {
+        lines.feed(&buf[..n], out);
+    }
+    n != 0
+}
+
 async fn read_messages(fd: Pipe, tx: mpsc::Sender<Incoming>) {
     let mut lines = Lines::new(MAX_LINE);
     let mut buf = vec![0u8; 64 << 10];
     let mut done = Vec::new();
     loop {
-        let n = read_some(&fd, &mut buf).await.unwrap_or(0);
-        if n == 0 {
-            done.extend(lines.finish());
-        } else {
-            lines.feed(&buf[..n], &mut done);
-        }
+        let more = read_lines(&fd, &mut lines, &mut buf, &mut done).await;
         for line in done.drain(..) {
             let msg = match line {
                 Line::TooLong(len) => Incoming::Oversized(len),
@@ -367,7 +375,7 @@ async fn read_messages(fd: Pipe, tx: mpsc::Sender<Incoming>) {
                 return;
             }
         }
-        if n == 0 {
+        if !more {
             return;
         }
     }
@@ -378,12 +386,7 @@ async fn copy_stderr(fd: Pipe, prefix: String) {
     let mut buf = vec![0u8; 16 << 10];
     let mut done = Vec::new();
     loop {
-        let n = read_some(&fd, &mut buf).await.unwrap_or(0);
-        if n == 0 {
-            done.extend(lines.finish());
-        } else {
-            lines.feed(&buf[..n], &mut done);
-        }
+        let more = read_lines(&fd, &mut lines, &mut buf, &mut done).await;
         if !done.is_empty() {
             let mut err = io::stderr().lock();
             for line in done.drain(..) {
@@ -399,7 +402,7 @@ async fn copy_stderr(fd: Pipe, prefix: String) {
                 };
             }
         }
-        if n == 0 {
+        if !more {
             return;
         }
     }

@@ -14,6 +14,7 @@ pub(crate) mod mcp;
 pub(crate) mod observer;
 pub mod token;
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -366,6 +367,19 @@ async fn run(
             return LinkEnd::GaveUp(reason);
         }
     }
+}
+
+/// The current-thread runtime a command (`mew gateway start`, `mew bridge
+/// start`, `mew client connect`, `mew space connect`) runs on; without one,
+/// `Err` with the exit code, after saying `<who>: cannot start the runtime: …`.
+pub(crate) fn command_runtime(who: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            client::say(&format!("{who}: cannot start the runtime: {e}"));
+            ExitCode::FAILURE
+        })
 }
 
 /// The token a participant command uses: `--token`, else `$MEW_TOKEN`, else
