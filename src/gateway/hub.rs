@@ -717,27 +717,22 @@ impl Hub {
             .unwrap_or_default()
             .to_owned();
         let text = Value::Object(env.clone()).to_string();
-        self.log_envelope(
-            "received",
-            Some(&id),
-            &text,
-            &who.id,
-            &who.space,
-            "inbound",
-            who.transport,
-            None,
-        );
-        let reject = |hub: &mut Hub, reason: &str| {
+        let log_inbound = |hub: &mut Hub, event: &str, meta: Option<&Value>| {
+            let (from, space) = (&who.id, &who.space);
             hub.log_envelope(
-                "rejected",
+                event,
                 Some(&id),
                 &text,
-                &who.id,
-                &who.space,
+                from,
+                space,
                 "inbound",
                 who.transport,
-                Some(&json!({"reason": reason})),
+                meta,
             );
+        };
+        log_inbound(self, "received", None);
+        let reject = |hub: &mut Hub, reason: &str| {
+            log_inbound(hub, "rejected", Some(&json!({"reason": reason})));
         };
         if kind == "system/heartbeat" {
             self.decide(
