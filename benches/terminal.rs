@@ -20,23 +20,17 @@ fn bench(name: &str, data: &[u8]) {
         screen.process(chunk);
     }
     let screen_rate = mb_per_s(data.len(), t.elapsed().as_secs_f64());
-    let mut rates = Vec::new();
-    for styled in [false, true] {
-        let mut capture = LineCapture::new(styled);
-        let mut lines = 0usize;
-        let mut sink = |_: CapturedLine<'_>| lines += 1;
-        let t = Instant::now();
-        for chunk in data.chunks(64 * 1024) {
-            capture.feed(chunk, &mut sink);
-        }
-        capture.flush(&mut sink);
-        rates.push(mb_per_s(data.len(), t.elapsed().as_secs_f64()));
-        std::hint::black_box(lines);
+    let mut capture = LineCapture::new();
+    let mut lines = 0usize;
+    let mut sink = |_: CapturedLine<'_>| lines += 1;
+    let t = Instant::now();
+    for chunk in data.chunks(64 * 1024) {
+        capture.feed(chunk, &mut sink);
     }
-    println!(
-        "{name:<12} capture {:>8.1} MB/s  styled {:>8.1} MB/s  screen {:>7.1} MB/s",
-        rates[0], rates[1], screen_rate
-    );
+    capture.flush(&mut sink);
+    let capture_rate = mb_per_s(data.len(), t.elapsed().as_secs_f64());
+    std::hint::black_box(lines);
+    println!("{name:<12} capture {capture_rate:>8.1} MB/s  screen {screen_rate:>7.1} MB/s");
 }
 
 fn repeat(unit: &[u8], size: usize) -> Vec<u8> {

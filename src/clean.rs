@@ -50,6 +50,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::UnlinkatFlags;
 
 use crate::cli::{CleanArgs, SpaceArgs};
+use crate::procfs;
 use crate::space::{self, LockError, SpacePaths};
 
 /// Directories nested deeper than this are not removed (mew makes none).
@@ -393,17 +394,6 @@ fn is_regular(st: &nix::sys::stat::FileStat) -> bool {
     st.st_mode & libc::S_IFMT == libc::S_IFREG
 }
 
-/// The names in a directory, read through its descriptor (`/proc/self/fd/N`
-/// names the very directory that was opened, whatever happened to its path).
-fn entries(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
-    use std::os::fd::AsRawFd;
-    let mut names = Vec::new();
-    for e in fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))? {
-        names.push(e?.file_name());
-    }
-    Ok(names)
-}
-
 /// Remove `name` in `dir` and, for a directory, everything under it,
 /// without following any symbolic link. Goes on past a failure; returns
 /// the first.
@@ -424,7 +414,7 @@ fn remove_at(dir: BorrowedFd<'_>, name: &OsStr, depth: u32) -> io::Result<()> {
     }
     let sub = nix::fcntl::openat(dir, name, open_dir_flags(), Mode::empty())?;
     let mut first = None;
-    for n in entries(sub.as_fd())? {
+    for n in procfs::dir_entries(sub.as_fd())? {
         if let Err(e) = remove_at(sub.as_fd(), &n, depth + 1) {
             first.get_or_insert(e);
         }
@@ -481,7 +471,7 @@ fn mew_log_files(
         ),
     };
     stems.push("mew-server".into());
-    let Ok(names) = entries(fd.as_fd()) else {
+    let Ok(names) = procfs::dir_entries(fd.as_fd()) else {
         return (Vec::new(), note);
     };
     let mut files: Vec<PathBuf> = names

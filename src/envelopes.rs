@@ -17,7 +17,7 @@ use crate::config::escape;
 use crate::status::Millis;
 
 /// The longest summary kept for a line (characters).
-pub const SUMMARY: usize = 300;
+pub(crate) const SUMMARY: usize = 300;
 
 /// How an envelope reads at a glance (colours in the TUI).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +49,7 @@ pub struct Summary {
 
 impl Summary {
     /// `from → to kind: text`, escaped for a terminal.
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         if self.from.is_empty() {
             // A stream data frame: no envelope around it.
             return format!("{}: {}", self.kind, self.text);
@@ -108,7 +108,7 @@ fn mcp_call(p: &Value) -> String {
 }
 
 /// Read one frame received from a gateway.
-pub fn summarize(frame: &str) -> Summary {
+pub(crate) fn summarize(frame: &str) -> Summary {
     if let Some(rest) = frame.strip_prefix('#')
         && let Some((sid, data)) = rest.split_once('#')
     {
@@ -140,7 +140,7 @@ pub fn summarize(frame: &str) -> Summary {
 }
 
 /// [`summarize`] of a parsed envelope.
-pub fn summarize_value(env: &Value) -> Summary {
+pub(crate) fn summarize_value(env: &Value) -> Summary {
     let from = str_of(env.get("from")).unwrap_or_else(|| "?".to_owned());
     let to = list_of(env.get("to"));
     let kind = str_of(env.get("kind")).unwrap_or_else(|| "?".to_owned());
@@ -358,7 +358,7 @@ impl SpaceLog {
     }
 
     /// The participant this log is the view of, once joined.
-    pub fn me(&self) -> Option<&str> {
+    pub(crate) fn me(&self) -> Option<&str> {
         match &self.link {
             Link::Joined(id) => Some(id),
             _ => None,
@@ -366,7 +366,7 @@ impl SpaceLog {
     }
 
     /// Take one frame received at `at`.
-    pub fn push(&mut self, frame: &str, at: Millis) {
+    pub(crate) fn push(&mut self, frame: &str, at: Millis) {
         let parsed: Option<Value> = serde_json::from_str(frame).ok().filter(Value::is_object);
         let summary = match &parsed {
             Some(v) => summarize_value(v),
@@ -403,6 +403,16 @@ impl SpaceLog {
         }
     }
 
+    /// `id` is connected with `capabilities` (and nothing granted yet).
+    fn joined(&mut self, id: &str, capabilities: Vec<Value>) {
+        let member = Member {
+            connected: true,
+            capabilities,
+            granted: Vec::new(),
+        };
+        self.members.insert(id.to_owned(), member);
+    }
+
     /// Presence, capabilities and proposal answers.
     fn track(&mut self, env: &Value, s: &Summary) {
         let p = env.get("payload").cloned().unwrap_or(Value::Null);
@@ -410,19 +420,7 @@ impl SpaceLog {
             "system/welcome" => {
                 if let Some(you) = p.pointer("/you/id").and_then(Value::as_str) {
                     self.link = Link::Joined(you.to_owned());
-                    let caps = p
-                        .pointer("/you/capabilities")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default();
-                    self.members.insert(
-                        you.to_owned(),
-                        Member {
-                            connected: true,
-                            capabilities: caps,
-                            granted: Vec::new(),
-                        },
-                    );
+                    self.joined(you, array_at(&p, "/you/capabilities"));
                 }
                 for st in p
                     .get("active_streams")
@@ -439,19 +437,7 @@ impl SpaceLog {
                     .flatten()
                 {
                     if let Some(id) = other.get("id").and_then(Value::as_str) {
-                        let caps = other
-                            .get("capabilities")
-                            .and_then(Value::as_array)
-                            .cloned()
-                            .unwrap_or_default();
-                        self.members.insert(
-                            id.to_owned(),
-                            Member {
-                                connected: true,
-                                capabilities: caps,
-                                granted: Vec::new(),
-                            },
-                        );
+                        self.joined(id, array_at(other, "/capabilities"));
                     }
                 }
             }
@@ -483,11 +469,7 @@ impl SpaceLog {
                 let Some(who) = p.get("recipient").and_then(Value::as_str) else {
                     return;
                 };
-                let caps = p
-                    .get("capabilities")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
+                let caps = array_at(&p, "/capabilities");
                 let m = self.members.entry(who.to_owned()).or_default();
                 if s.kind == "capability/grant" {
                     for c in caps {
@@ -538,7 +520,7 @@ pub fn chat(text: &str, to: &[String]) -> Value {
 
 /// Fulfil a proposal: the MCP request it proposes, to whom it was proposed
 /// (spec §3.2.1), correlated to it.
-pub fn fulfil(p: &Pending, jsonrpc_id: u64) -> Value {
+pub(crate) fn fulfil(p: &Pending, jsonrpc_id: u64) -> Value {
     let mut payload = p.payload.clone();
     if let Value::Object(m) = &mut payload {
         m.insert("jsonrpc".into(), json!("2.0"));
@@ -589,6 +571,14 @@ pub fn grant(p: &Pending) -> Value {
             "reason": format!("granted from mew for proposal {}", p.id),
         },
     })
+}
+
+/// The array at `pointer` in `v` (empty when there is none).
+fn array_at(v: &Value, pointer: &str) -> Vec<Value> {
+    v.pointer(pointer)
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

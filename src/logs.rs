@@ -51,6 +51,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::UnlinkatFlags;
 
 use crate::status::Millis;
+use crate::sys::euid;
 
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// How often a writer checks that its file is still in place.
@@ -66,11 +67,11 @@ const MAX_READ_LINE: usize = 1 << 20;
 const BLOCK: usize = 64 * 1024;
 
 /// The manifest of a log directory: the names whose `<name>.log` mew created.
-pub const MANIFEST: &str = ".mew-logs";
+pub(crate) const MANIFEST: &str = ".mew-logs";
 const MANIFEST_HEADER: &str = "# Log files mew created here: <name>.log and <name>.log.N for each name below.\n# `mew space clean --logs` removes those (and mew-server.log*), nothing else.\n";
 
 /// The log file of a process.
-pub fn log_path(dir: &Path, name: &str) -> PathBuf {
+pub(crate) fn log_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.log"))
 }
 
@@ -78,7 +79,7 @@ pub fn log_path(dir: &Path, name: &str) -> PathBuf {
 /// output may hold secrets, and other users have no business reading it. A
 /// directory that already exists keeps its mode (the files in it are 0600
 /// whatever it is).
-pub fn create_log_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_log_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     fs::DirBuilder::new()
         .recursive(true)
@@ -94,7 +95,7 @@ pub fn create_log_dir(dir: &Path) -> io::Result<()> {
 /// link or an empty file there is replaced (atomically); anything else is
 /// left alone and named in the returned notes. `logs/` itself must be a
 /// real directory (it is made when missing).
-pub fn link_upstream_logs(cfg: &crate::config::SpaceConfig) -> Vec<String> {
+pub(crate) fn link_upstream_logs(cfg: &crate::config::SpaceConfig) -> Vec<String> {
     let mut notes = Vec::new();
     if !cfg.logs.upstream_paths || cfg.processes.iter().all(|p| p.upstream_log.is_none()) {
         return notes;
@@ -156,7 +157,7 @@ pub fn link_upstream_logs(cfg: &crate::config::SpaceConfig) -> Vec<String> {
 }
 
 /// mew's own log (the server's stdout and stderr).
-pub fn server_log_path(dir: &Path) -> PathBuf {
+pub(crate) fn server_log_path(dir: &Path) -> PathBuf {
     dir.join("mew-server.log")
 }
 
@@ -164,14 +165,10 @@ fn rotated(dir: &Path, name: &str, n: u32) -> PathBuf {
     dir.join(format!("{name}.log.{n}"))
 }
 
-fn euid() -> u32 {
-    nix::unistd::geteuid().as_raw()
-}
-
 /// A name mew may have used for a log file (a process name, see
 /// docs/space-yaml.md): 1 to 64 of `A-Z a-z 0-9 . _ -`, starting with a
 /// letter or digit. Anything else in a manifest is ignored.
-pub fn is_log_name(name: &str) -> bool {
+pub(crate) fn is_log_name(name: &str) -> bool {
     name.len() <= 64
         && name
             .bytes()
@@ -188,7 +185,7 @@ pub fn is_log_name(name: &str) -> bool {
 /// missing. A symbolic link is followed only when it and the directory it
 /// points to are owned by the effective uid (the user's own choice, say a
 /// bigger disk); otherwise it is refused (`PermissionDenied`).
-pub fn open_log_dir(dir: &Path) -> io::Result<OwnedFd> {
+pub(crate) fn open_log_dir(dir: &Path) -> io::Result<OwnedFd> {
     open_dir_checked(dir).map_err(|why| io::Error::new(io::ErrorKind::PermissionDenied, why))
 }
 
@@ -365,7 +362,7 @@ fn record_in_manifest(
 /// The names a manifest lists: `Ok(None)` without a manifest; `Err` when
 /// the manifest is not a regular file of the effective uid (then it says
 /// nothing: someone else may have written it).
-pub fn manifest_names(dir: BorrowedFd<'_>) -> Result<Option<Vec<String>>, String> {
+pub(crate) fn manifest_names(dir: BorrowedFd<'_>) -> Result<Option<Vec<String>>, String> {
     let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
     let fd = match nix::fcntl::openat(dir, MANIFEST, flags, Mode::empty()) {
         Ok(fd) => fd,
@@ -400,7 +397,7 @@ pub fn manifest_names(dir: BorrowedFd<'_>) -> Result<Option<Vec<String>>, String
 /// Open (append to) mew's own log, `mew-server.log` in `dir`, with the same
 /// care as process logs: created 0600, no symlink, a regular file of the
 /// effective uid with one link, recorded in the manifest.
-pub fn open_server_log(dir: &Path) -> io::Result<File> {
+pub(crate) fn open_server_log(dir: &Path) -> io::Result<File> {
     let path = server_log_path(dir);
     let d = open_log_dir(dir)?;
     let o = open_at(d.as_fd(), "mew-server.log", &path)
@@ -665,7 +662,7 @@ impl LogWriter {
     /// Also, for [`NOTICE_FOR`] and at least until it has been returned once,
     /// that the log file was removed (or replaced) while in use and a new
     /// one was started.
-    pub fn degraded(&self) -> Option<String> {
+    pub(crate) fn degraded(&self) -> Option<String> {
         if let Some(d) = &self.degraded {
             return Some(format!("{d} ({} lines dropped)", self.dropped));
         }
@@ -900,7 +897,7 @@ impl LogWriter {
     }
 
     /// A lifecycle event written by mew.
-    pub fn write_event(&mut self, at: Millis, message: &str) {
+    pub(crate) fn write_event(&mut self, at: Millis, message: &str) {
         self.write(at, b" * ", message);
     }
 
@@ -941,7 +938,7 @@ pub struct LogRecord {
 }
 
 /// Parse one line of a log file.
-pub fn parse_line(process: &str, line: &str) -> Option<LogRecord> {
+pub(crate) fn parse_line(process: &str, line: &str) -> Option<LogRecord> {
     let (stamp, rest) = line.split_once(' ')?;
     let at = chrono::DateTime::parse_from_rfc3339(stamp)
         .ok()?
@@ -1192,7 +1189,7 @@ impl Forward {
 /// files are streamed forward and merged one line per process at a time.
 /// Lines are taken in file order (the order they were written); a process's
 /// lines are merged by time with the others'.
-pub fn each_log(
+pub(crate) fn each_log(
     dir: &Path,
     names: &[String],
     tail: Option<usize>,

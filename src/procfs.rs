@@ -5,11 +5,15 @@
 //! gone (or unreadable) is skipped, never an error.
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::fs;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use nix::unistd::{SysconfVar, sysconf};
+
+use crate::sys;
 
 /// One process, from `/proc/<pid>/stat` and `/proc/<pid>/status`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,7 +94,7 @@ fn parse_status_uid(text: &str) -> Option<u32> {
 ///
 /// RSS comes from the `rss` field of `stat` (the same counter `statm`
 /// reports as resident), times the page size.
-pub fn read_proc(pid: u32) -> Option<ProcInfo> {
+pub(crate) fn read_proc(pid: u32) -> Option<ProcInfo> {
     let stat = read_stat(pid)?;
     let uid = parse_status_uid(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?)?;
     Some(ProcInfo {
@@ -122,28 +126,6 @@ pub fn all_processes() -> Vec<ProcInfo> {
     pids().into_iter().filter_map(read_proc).collect()
 }
 
-/// Sum RSS (bytes) and CPU (ticks) over every process of each of `pgids`,
-/// in one scan of `/proc` that reads only each process's `stat`. A group
-/// with no process left is absent from the result.
-pub fn group_usage(pgids: &[u32]) -> HashMap<u32, (u64, u64)> {
-    let wanted: HashSet<u32> = pgids.iter().copied().collect();
-    let page = page_size();
-    let mut out: HashMap<u32, (u64, u64)> = HashMap::new();
-    if wanted.is_empty() {
-        return out;
-    }
-    for pid in pids() {
-        let Some(stat) = read_stat(pid) else { continue };
-        if !wanted.contains(&stat.pgid) {
-            continue;
-        }
-        let e = out.entry(stat.pgid).or_default();
-        e.0 = e.0.saturating_add(stat.rss_pages.saturating_mul(page));
-        e.1 = e.1.saturating_add(stat.cpu_ticks);
-    }
-    out
-}
-
 /// The children of a process (of all its threads), from
 /// `/proc/<pid>/task/<tid>/children`.
 fn children(pid: u32, out: &mut Vec<u32>) {
@@ -164,7 +146,7 @@ fn children(pid: u32, out: &mut Vec<u32>) {
 /// descendants, walking the process tree down from the roots: the cost is
 /// proportional to mew's own processes, not to every process on the machine
 /// (a developer machine runs hundreds). A root that is gone is absent.
-pub fn tree_usage(roots: &[u32]) -> HashMap<u32, (u64, u64)> {
+pub(crate) fn tree_usage(roots: &[u32]) -> HashMap<u32, (u64, u64)> {
     let page = page_size();
     let mut out = HashMap::new();
     let mut stack = Vec::new();
@@ -203,7 +185,7 @@ pub fn tree_usage(roots: &[u32]) -> HashMap<u32, (u64, u64)> {
 pub fn find_marked(marker_key: &str, marker_value: &str) -> Vec<u32> {
     let needle = format!("{marker_key}={marker_value}");
     let needle = needle.as_bytes();
-    let uid = nix::unistd::geteuid().as_raw();
+    let uid = sys::euid();
     let mut out = Vec::new();
     for pid in pids() {
         let dir = format!("/proc/{pid}");
@@ -223,23 +205,23 @@ pub fn find_marked(marker_key: &str, marker_value: &str) -> Vec<u32> {
 }
 
 /// Clock ticks per second (`_SC_CLK_TCK`, 100 if unknown).
-pub fn clock_ticks_per_sec() -> u64 {
-    sysconf(SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .and_then(|v| u64::try_from(v).ok())
-        .filter(|v| *v > 0)
-        .unwrap_or(100)
+pub(crate) fn clock_ticks_per_sec() -> u64 {
+    sysconf_or(SysconfVar::CLK_TCK, 100)
 }
 
 /// The page size in bytes (`_SC_PAGESIZE`, 4096 if unknown).
-pub fn page_size() -> u64 {
-    sysconf(SysconfVar::PAGE_SIZE)
+pub(crate) fn page_size() -> u64 {
+    sysconf_or(SysconfVar::PAGE_SIZE, 4096)
+}
+
+/// A positive `sysconf` value, or `default`.
+fn sysconf_or(var: SysconfVar, default: u64) -> u64 {
+    sysconf(var)
         .ok()
         .flatten()
         .and_then(|v| u64::try_from(v).ok())
         .filter(|v| *v > 0)
-        .unwrap_or(4096)
+        .unwrap_or(default)
 }
 
 /// Every descendant of `root` in `all` (children, grandchildren...), by
@@ -268,7 +250,7 @@ pub fn descendants(root: u32, all: &[ProcInfo]) -> Vec<u32> {
 /// Whether a process is on its way out: a zombie, or exiting (`PF_EXITING`
 /// in the `flags` field of `stat`: its memory may be gone while its files,
 /// and so its locks, are still open). `false` when it does not exist.
-pub fn is_ending(pid: u32) -> bool {
+pub(crate) fn is_ending(pid: u32) -> bool {
     const PF_EXITING: u64 = 0x4;
     let Ok(text) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
@@ -291,6 +273,62 @@ pub fn env_var(pid: u32, key: &str) -> Option<String> {
             .strip_prefix(prefix.as_bytes())
             .map(|v| String::from_utf8_lossy(v).into_owned())
     })
+}
+
+/// Whether a process runs: it exists (a signal-0 probe, [`sys::pid_exists`])
+/// and is not on its way out ([`is_ending`]: a zombie, or exiting). The one
+/// "is this pid alive" check of mew. Pid 0 (and pids past `i32::MAX`, which
+/// `kill` would read as groups) never run.
+pub(crate) fn process_runs(pid: u32) -> bool {
+    pid != 0 && i32::try_from(pid).is_ok() && sys::pid_exists(pid) && !is_ending(pid)
+}
+
+/// `(pid, inode)` of every granted exclusive `flock`, from `/proc/locks`
+/// (`None` when unreadable). Reading it takes no lock, so it cannot race
+/// with a server starting up, unlike a probing `flock`.
+pub(crate) fn held_flocks() -> Option<Vec<(u32, u64)>> {
+    Some(parse_locks(&fs::read_to_string("/proc/locks").ok()?))
+}
+
+/// The granted exclusive `flock`s of a `/proc/locks` text.
+fn parse_locks(text: &str) -> Vec<(u32, u64)> {
+    text.lines()
+        .filter(|l| !l.contains("->"))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // "1: FLOCK  ADVISORY  WRITE 1234 00:2f:5678 0 EOF"
+            if f.get(1) != Some(&"FLOCK") || f.get(3) != Some(&"WRITE") {
+                return None;
+            }
+            let pid = f.get(4)?.parse().ok()?;
+            let ino = f.get(5)?.rsplit(':').next()?.parse().ok()?;
+            Some((pid, ino))
+        })
+        .collect()
+}
+
+/// Whether process `pid` has `path` open (or the file that was there, since
+/// removed), from the links in `/proc/<pid>/fd`.
+pub(crate) fn has_open(pid: u32, path: &Path) -> bool {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let mut deleted = path.as_os_str().to_owned();
+    deleted.push(" (deleted)");
+    fds.flatten().any(|fd| {
+        fs::read_link(fd.path())
+            .is_ok_and(|t| t.as_os_str() == path.as_os_str() || t.as_os_str() == deleted)
+    })
+}
+
+/// The names in a directory, read through its descriptor (`/proc/self/fd/N`
+/// names the very directory that was opened, whatever happened to its path).
+pub(crate) fn dir_entries(dir: BorrowedFd<'_>) -> std::io::Result<Vec<OsString>> {
+    let mut names = Vec::new();
+    for e in fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))? {
+        names.push(e?.file_name());
+    }
+    Ok(names)
 }
 
 #[cfg(test)]
@@ -351,6 +389,36 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn locks_are_parsed_and_only_granted_exclusive_flocks_kept() {
+        let text = "1: FLOCK  ADVISORY  WRITE 1234 00:2f:5678 0 EOF\n\
+                    2: FLOCK  ADVISORY  READ  99 00:2f:1 0 EOF\n\
+                    3: POSIX  ADVISORY  WRITE 7 00:2f:2 0 EOF\n\
+                    4: -> FLOCK  ADVISORY  WRITE 55 00:2f:5678 0 EOF\n\
+                    garbage\n";
+        assert_eq!(parse_locks(text), vec![(1234, 5678)]);
+    }
+
+    #[test]
+    fn this_process_runs_and_pid_zero_does_not() {
+        assert!(process_runs(std::process::id()));
+        assert!(!process_runs(0));
+        assert!(!process_runs(u32::MAX));
+    }
+
+    #[test]
+    fn an_open_file_is_seen_even_once_removed() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("held");
+        let f = std::fs::File::create(&path).unwrap();
+        let me = std::process::id();
+        assert!(has_open(me, &path));
+        std::fs::remove_file(&path).unwrap();
+        assert!(has_open(me, &path));
+        drop(f);
+        assert!(!has_open(me, &path));
+    }
     use std::process::{Child, Command, Stdio};
 
     /// Kills and reaps a child however the test ends.
@@ -424,16 +492,6 @@ mod tests {
         let pid = c.id();
         c.wait().unwrap();
         assert_eq!(read_proc(pid), None);
-    }
-
-    #[test]
-    fn group_usage_of_our_group() {
-        let pgid = nix::unistd::getpgrp().as_raw() as u32;
-        let usage = group_usage(&[pgid, u32::MAX]);
-        let (rss, _cpu) = usage[&pgid];
-        assert!(rss >= read_proc(std::process::id()).unwrap().rss_bytes / 2);
-        assert!(!usage.contains_key(&u32::MAX));
-        assert!(group_usage(&[]).is_empty());
     }
 
     #[test]

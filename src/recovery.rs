@@ -20,13 +20,8 @@ use std::time::{Duration, Instant};
 
 use crate::space::{self, LockError, SpaceLock, SpacePaths};
 use crate::supervisor::sweep;
-use crate::sys;
 
-/// Whether a process runs (one that is gone, a zombie, or one that is
-/// exiting, does not).
-pub fn process_runs(pid: u32) -> bool {
-    sys::pid_exists(pid) && !crate::procfs::is_ending(pid)
-}
+pub(crate) use crate::procfs::process_runs;
 
 /// Take the space lock. A lock still held by a server that is exiting (its
 /// memory already gone, its files not yet closed) is waited for, briefly:

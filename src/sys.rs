@@ -39,7 +39,7 @@ fn set_cloexec(fd: RawFd) -> io::Result<()> {
 }
 
 /// Put a descriptor in non-blocking mode (for `AsyncFd`).
-pub fn set_nonblocking(fd: &impl AsFd) -> io::Result<()> {
+pub(crate) fn set_nonblocking(fd: &impl AsFd) -> io::Result<()> {
     let flags = OFlag::from_bits_truncate(fcntl(fd.as_fd(), FcntlArg::F_GETFL)?);
     fcntl(fd.as_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
     Ok(())
@@ -215,7 +215,7 @@ pub fn spawn_on_pty(spec: &SpawnSpec<'_>) -> Result<PtyChild, SpawnError> {
 
 /// Spawn a helper command (an exec probe): `sh -c line`, in its own process
 /// group, with stdio to /dev/null. Its exit is delivered by the reaper.
-pub fn spawn_helper(line: &str, env: &[(String, String)], cwd: &Path) -> io::Result<u32> {
+pub(crate) fn spawn_helper(line: &str, env: &[(String, String)], cwd: &Path) -> io::Result<u32> {
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c")
         .arg(line)
@@ -240,7 +240,7 @@ pub fn spawn_helper(line: &str, env: &[(String, String)], cwd: &Path) -> io::Res
 }
 
 /// Set a PTY's window size; the kernel sends SIGWINCH to its foreground group.
-pub fn set_winsize(master: &impl AsRawFd, rows: u16, cols: u16) -> io::Result<()> {
+pub(crate) fn set_winsize(master: &impl AsRawFd, rows: u16, cols: u16) -> io::Result<()> {
     let ws = winsize(rows, cols);
     // SAFETY: TIOCSWINSZ reads one `winsize` from the pointer, which is valid
     // for the duration of the call; the descriptor is open.
@@ -260,7 +260,7 @@ pub enum Exit {
 
 impl Exit {
     /// The shell-style code: the exit code, or 128 + signal.
-    pub fn code(self) -> i32 {
+    pub(crate) fn code(self) -> i32 {
         match self {
             Exit::Code(c) => c,
             Exit::Signal(s) => 128 + s,
@@ -270,7 +270,7 @@ impl Exit {
 
 /// Reap every child that has ended (`waitpid(-1, WNOHANG)`), including
 /// orphans adopted as subreaper.
-pub fn reap_all() -> Vec<(u32, Exit)> {
+pub(crate) fn reap_all() -> Vec<(u32, Exit)> {
     let _guard = fork_lock();
     let mut out = Vec::new();
     loop {
@@ -289,7 +289,7 @@ pub fn reap_all() -> Vec<(u32, Exit)> {
 }
 
 /// Signal a whole process group. `Ok(false)` when the group no longer exists.
-pub fn signal_group(pgid: u32, sig: i32) -> io::Result<bool> {
+pub(crate) fn signal_group(pgid: u32, sig: i32) -> io::Result<bool> {
     let signal = Signal::try_from(sig).map_err(io::Error::from)?;
     match killpg(Pid::from_raw(pgid as i32), signal) {
         Ok(()) => Ok(true),
@@ -299,7 +299,7 @@ pub fn signal_group(pgid: u32, sig: i32) -> io::Result<bool> {
 }
 
 /// Signal one process. `Ok(false)` when it no longer exists.
-pub fn signal_pid(pid: u32, sig: i32) -> io::Result<bool> {
+pub(crate) fn signal_pid(pid: u32, sig: i32) -> io::Result<bool> {
     let signal = Signal::try_from(sig).map_err(io::Error::from)?;
     match nix::sys::signal::kill(Pid::from_raw(pid as i32), signal) {
         Ok(()) => Ok(true),
@@ -312,14 +312,6 @@ pub fn signal_pid(pid: u32, sig: i32) -> io::Result<bool> {
 pub fn pid_exists(pid: u32) -> bool {
     matches!(
         nix::sys::signal::kill(Pid::from_raw(pid as i32), None),
-        Ok(()) | Err(Errno::EPERM)
-    )
-}
-
-/// Whether any process is left in the group.
-pub fn group_exists(pgid: u32) -> bool {
-    matches!(
-        killpg(Pid::from_raw(pgid as i32), None),
         Ok(()) | Err(Errno::EPERM)
     )
 }
@@ -356,7 +348,7 @@ static CHILD_NOFILE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 /// 1024 would cap it near 500. The programs mew starts get the original
 /// soft limit back (some still use `select`, which breaks past 1024), as
 /// systemd does. Returns (old soft, new soft).
-pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
+pub(crate) fn raise_nofile_limit() -> io::Result<(u64, u64)> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     let target = hard.min(1 << 20);
@@ -389,7 +381,7 @@ fn restore_child_nofile() {
 
 /// Become a child subreaper (Linux): orphaned descendants are reparented to
 /// this process instead of init, so they can be found, killed and reaped.
-pub fn become_subreaper() -> io::Result<()> {
+pub(crate) fn become_subreaper() -> io::Result<()> {
     #[cfg(target_os = "linux")]
     nix::sys::prctl::set_child_subreaper(true)?;
     Ok(())
@@ -399,7 +391,7 @@ pub fn become_subreaper() -> io::Result<()> {
 /// stdout/stderr to `out` (opened for appending). Call before any thread is started is not
 /// required (this is fork + exec through std), but the child must not inherit
 /// mew's runtime, which exec guarantees.
-pub fn spawn_daemon(exe: &Path, args: &[OsString], out: std::fs::File) -> io::Result<u32> {
+pub(crate) fn spawn_daemon(exe: &Path, args: &[OsString], out: std::fs::File) -> io::Result<u32> {
     let err = out.try_clone()?;
     let mut cmd = Command::new(exe);
     cmd.args(args)
@@ -423,7 +415,7 @@ pub fn spawn_daemon(exe: &Path, args: &[OsString], out: std::fs::File) -> io::Re
 }
 
 /// Register a descriptor with tokio's reactor.
-pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+pub(crate) fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // SAFETY: an `OwnedFd` owns its descriptor until it is dropped, and its
     // `as_raw_fd` always returns that same open descriptor; the `AsyncFd`
     // takes ownership of it, so it stays open for the `AsyncFd`'s lifetime.
@@ -431,13 +423,18 @@ pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
 }
 
 /// The current user's uid.
-pub fn uid() -> u32 {
+pub(crate) fn uid() -> u32 {
     nix::unistd::getuid().as_raw()
+}
+
+/// The effective uid: whose files and processes count as ours.
+pub(crate) fn euid() -> u32 {
+    nix::unistd::geteuid().as_raw()
 }
 
 /// Read from a non-blocking descriptor. `Ok(0)` at end of file; a PTY master
 /// whose slave side is closed reports EIO, which is end of file too.
-pub fn read_fd(fd: &impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_fd(fd: &impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
     match nix::unistd::read(fd, buf) {
         Ok(n) => Ok(n),
         Err(Errno::EIO) => Ok(0),
@@ -446,7 +443,7 @@ pub fn read_fd(fd: &impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Write to a non-blocking descriptor.
-pub fn write_fd(fd: &impl AsFd, buf: &[u8]) -> io::Result<usize> {
+pub(crate) fn write_fd(fd: &impl AsFd, buf: &[u8]) -> io::Result<usize> {
     Ok(nix::unistd::write(fd, buf)?)
 }
 

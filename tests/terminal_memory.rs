@@ -16,7 +16,7 @@ fn rss() -> Option<u64> {
 fn floods_do_not_grow_memory() {
     const FLOOD: usize = 50 * 1024 * 1024;
     let mut screen = Screen::new(50, 200, 1000);
-    let mut capture = LineCapture::new(true);
+    let mut capture = LineCapture::new();
     let mut lines = 0usize;
     let mut sink = |_: CapturedLine<'_>| lines += 1;
     // Fill the scrollback first so that its own (bounded) size is counted in

@@ -35,11 +35,11 @@ use crate::config::{
 
 /// How a command line refers to a token's variable: `${MEW_TOKEN_<ID>}`,
 /// which the service's wrapper replaces by the token read from its secret.
-pub const TOKEN_REF: TokenRef = |var| format!("${{{var}}}");
+pub(crate) const TOKEN_REF: TokenRef = |var| format!("${{{var}}}");
 
 /// The image when `--image` is not given: it has `/bin/sh` and `bash` (the
 /// probes), and glibc (mew's own binary, bind-mounted, runs in it).
-pub const DEFAULT_IMAGE: &str = "debian:stable-slim";
+pub(crate) const DEFAULT_IMAGE: &str = "debian:stable-slim";
 
 /// Where compose mounts a service's secrets.
 const SECRETS_DIR: &str = "/run/secrets";
@@ -61,7 +61,7 @@ struct Token {
     secret: String,
 }
 
-pub fn render(input: &Input<'_>) -> Export {
+pub(crate) fn render(input: &Input<'_>) -> Export {
     let mut e = Export::default();
     let cfg = input.cfg;
     let image = input

@@ -51,18 +51,18 @@ use crate::config::{
 /// variable's name between two NULs, which no argument can hold) that
 /// [`expand_escape`] turns into `$(MEW_TOKEN_<ID>)` after escaping every
 /// literal `$(` of the line, and [`shell_ref`] into `${MEW_TOKEN_<ID>}`.
-pub const TOKEN_REF: TokenRef = |var| format!("{MARK}{var}{MARK}");
+pub(crate) const TOKEN_REF: TokenRef = |var| format!("{MARK}{var}{MARK}");
 
 const MARK: char = '\u{0}';
 
 /// The image when `--image` is not given: it has `/bin/sh` and the usual
 /// tools (`sleep`, `date`, `printf`, `mkfifo`), not mew itself.
-pub const DEFAULT_IMAGE: &str = "debian:stable-slim";
+pub(crate) const DEFAULT_IMAGE: &str = "debian:stable-slim";
 
 /// `startupProbe.failureThreshold`: mew probes `ready` until it succeeds,
 /// however long that takes; Kubernetes would kill the container after
 /// `failureThreshold` failures, so the largest value (never, in practice).
-pub const STARTUP_FAILURE_THRESHOLD: i64 = i32::MAX as i64;
+pub(crate) const STARTUP_FAILURE_THRESHOLD: i64 = i32::MAX as i64;
 
 /// Kubernetes' own defaults, for the notes.
 const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -79,7 +79,7 @@ enum Role {
     Main,
 }
 
-pub fn render(input: &Input<'_>) -> Export {
+pub(crate) fn render(input: &Input<'_>) -> Export {
     let mut e = Export::default();
     let cfg = input.cfg;
     let space = space_name(&cfg.id);
@@ -1070,7 +1070,7 @@ fn space_name(id: &str) -> String {
 
 /// `s` as a DNS-1123 label of at most `max` characters: lowercase letters,
 /// digits and `-`, starting and ending with a letter or digit ("" if none).
-pub fn dns_label(s: &str, max: usize) -> String {
+pub(crate) fn dns_label(s: &str, max: usize) -> String {
     let mut out = String::new();
     for c in s.chars() {
         let c = c.to_ascii_lowercase();
@@ -1120,7 +1120,7 @@ fn secret_key(container: &str, var: &str, i: usize) -> String {
 /// A string of `command`, `args` or an `env` value, which Kubernetes
 /// expands: every `$` that would start `$(` or `$$` is doubled, and a token
 /// marker becomes `$(MEW_TOKEN_<ID>)`.
-pub fn expand_escape(s: &str) -> String {
+pub(crate) fn expand_escape(s: &str) -> String {
     let parts: Vec<&str> = s.split(MARK).collect();
     let marks_paired = !parts.len().is_multiple_of(2);
     let mut out = String::with_capacity(s.len());
@@ -1146,7 +1146,7 @@ pub fn expand_escape(s: &str) -> String {
 
 /// A string Kubernetes does not expand, run by a shell (an `exec` probe):
 /// a token marker becomes `${MEW_TOKEN_<ID>}`.
-pub fn shell_ref(s: &str) -> String {
+pub(crate) fn shell_ref(s: &str) -> String {
     replace_marks(s, |v| format!("${{{v}}}"))
 }
 
@@ -1176,7 +1176,7 @@ fn replace_marks(s: &str, f: impl Fn(&str) -> String) -> String {
 // YAML: block style, every string double-quoted (or a literal block).
 
 /// Documents, each started with `---`.
-pub fn yaml_docs(docs: &[Value]) -> String {
+pub(crate) fn yaml_docs(docs: &[Value]) -> String {
     let mut out = String::new();
     for d in docs {
         out.push_str("---\n");

@@ -5,9 +5,9 @@
 //! the files to write and a [`Note`] for everything it could not translate
 //! and what it did instead. Nothing is dropped silently.
 
-pub mod compose;
-pub mod kubernetes;
-pub mod systemd;
+pub(crate) mod compose;
+pub(crate) mod kubernetes;
+pub(crate) mod systemd;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -21,7 +21,7 @@ use crate::cli::{ExportArgs, ExportFormat, SpaceArgs};
 use crate::config::{self, ProcKind, ResolveContext, ResolvedProcess, SpaceConfig};
 
 /// The space, resolved for export.
-pub struct Input<'a> {
+pub(crate) struct Input<'a> {
     pub cfg: &'a SpaceConfig,
     /// Every process, interpolated as `check` does (configured port, the
     /// real environment), in start order (dependencies first). A token
@@ -41,7 +41,7 @@ pub struct Input<'a> {
 impl Input<'_> {
     /// The processes that are exported (every one that is not `disabled`),
     /// in start order; each disabled one is noted with `instead`.
-    pub fn enabled(&self, e: &mut Export, instead: &str) -> Vec<&ResolvedProcess> {
+    pub(crate) fn enabled(&self, e: &mut Export, instead: &str) -> Vec<&ResolvedProcess> {
         self.processes
             .iter()
             .filter(|p| {
@@ -56,11 +56,11 @@ impl Input<'_> {
 
 /// How a format spells "the value of environment variable NAME" inside a
 /// command line, for `${TOKEN}` (systemd `${NAME}`, Kubernetes `$(NAME)`…).
-pub type TokenRef = fn(&str) -> String;
+pub(crate) type TokenRef = fn(&str) -> String;
 
 /// One file of an export, relative to `--out`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct File {
+pub(crate) struct File {
     pub path: PathBuf,
     pub contents: String,
     /// Unix mode (0o600 for a file holding tokens).
@@ -69,7 +69,7 @@ pub struct File {
 
 /// Something of the space that the format cannot express, and what was done.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Note {
+pub(crate) struct Note {
     /// The process (`None`: the space as a whole).
     pub process: Option<String>,
     /// The key, e.g. `ready.log`, `max_memory`, `watch`.
@@ -79,13 +79,13 @@ pub struct Note {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Export {
+pub(crate) struct Export {
     pub files: Vec<File>,
     pub notes: Vec<Note>,
 }
 
 impl Export {
-    pub fn note(&mut self, process: Option<&str>, key: &str, instead: impl Into<String>) {
+    pub(crate) fn note(&mut self, process: Option<&str>, key: &str, instead: impl Into<String>) {
         self.notes.push(Note {
             process: process.map(str::to_owned),
             key: key.to_owned(),
@@ -97,7 +97,7 @@ impl Export {
 /// A character a YAML reader would not keep as is inside a double-quoted
 /// scalar: controls (C0, DEL, C1), line and paragraph separators, the BOM,
 /// the non-characters U+FFFE and U+FFFF.
-pub fn needs_escape(c: char) -> bool {
+pub(crate) fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
@@ -108,7 +108,7 @@ pub fn needs_escape(c: char) -> bool {
 /// A YAML double-quoted scalar, which is also a JSON string: `"`, `\` and
 /// every [`needs_escape`] character escaped (compose and Kubernetes write
 /// every string this way).
-pub fn yaml_quote(s: &str) -> String {
+pub(crate) fn yaml_quote(s: &str) -> String {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -131,7 +131,7 @@ pub fn yaml_quote(s: &str) -> String {
 
 /// Build the [`Input`] of a loaded space: tokens from `.mew/tokens` (made
 /// when missing, as `up` makes them), processes resolved with `token_ref`.
-pub fn input<'a>(
+pub(crate) fn input<'a>(
     cfg: &'a SpaceConfig,
     token_ref: TokenRef,
     image: Option<String>,

@@ -33,7 +33,7 @@ use crate::config::{
 };
 
 /// How a command line refers to a token's variable.
-pub const TOKEN_REF: TokenRef = |var| format!("${{{var}}}");
+pub(crate) const TOKEN_REF: TokenRef = |var| format!("${{{var}}}");
 
 /// mew's default `scrollback` (config::build's, private there): another
 /// value was written in the file, and is noted.
@@ -107,7 +107,7 @@ struct Mode {
     user: Option<String>,
 }
 
-pub fn render(input: &Input<'_>) -> Export {
+pub(crate) fn render(input: &Input<'_>) -> Export {
     let mut e = Export::default();
     let cfg = input.cfg;
     let slug = slug(&cfg.id);

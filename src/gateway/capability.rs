@@ -17,13 +17,13 @@ use serde_json::{Map, Value};
 
 /// The kind every participant may send, whatever its configuration (as the
 /// upstream gateway: a participant must always be able to answer a request).
-pub fn baseline() -> Value {
+pub(crate) fn baseline() -> Value {
     serde_json::json!({"id": "mcp-response", "kind": "mcp/response"})
 }
 
 /// Valid capabilities only (objects with a string `kind`), deduplicated, the
 /// baseline added.
-pub fn with_baseline(caps: &[Value]) -> Vec<Value> {
+pub(crate) fn with_baseline(caps: &[Value]) -> Vec<Value> {
     let mut out: Vec<Value> = Vec::with_capacity(caps.len() + 1);
     for c in caps.iter().chain(std::iter::once(&baseline())) {
         if !is_valid(c) {
@@ -40,12 +40,12 @@ pub fn with_baseline(caps: &[Value]) -> Vec<Value> {
 }
 
 /// An object with a string `kind`.
-pub fn is_valid(cap: &Value) -> bool {
+pub(crate) fn is_valid(cap: &Value) -> bool {
     cap.get("kind").is_some_and(Value::is_string)
 }
 
 /// Does `kind_pattern` allow the kind `kind`?
-pub fn kind_matches(kind_pattern: &str, kind: &str) -> bool {
+pub(crate) fn kind_matches(kind_pattern: &str, kind: &str) -> bool {
     if kind_pattern == "*" {
         return true;
     }
@@ -60,7 +60,7 @@ pub fn kind_matches(kind_pattern: &str, kind: &str) -> bool {
 }
 
 /// Does `cap` allow `envelope` (an object with `kind` and maybe `payload`)?
-pub fn allows(cap: &Value, envelope: &Map<String, Value>) -> bool {
+pub(crate) fn allows(cap: &Value, envelope: &Map<String, Value>) -> bool {
     let (Some(pattern), Some(kind)) = (
         cap.get("kind").and_then(Value::as_str),
         envelope.get("kind").and_then(Value::as_str),
@@ -77,7 +77,7 @@ pub fn allows(cap: &Value, envelope: &Map<String, Value>) -> bool {
 }
 
 /// The first capability of `caps` that allows `envelope`.
-pub fn find<'a>(caps: &'a [Value], envelope: &Map<String, Value>) -> Option<&'a Value> {
+pub(crate) fn find<'a>(caps: &'a [Value], envelope: &Map<String, Value>) -> Option<&'a Value> {
     caps.iter().find(|c| allows(c, envelope))
 }
 
@@ -114,7 +114,7 @@ fn value_matches(pattern: &Value, value: Option<&Value>) -> bool {
 
 /// Does `held` cover `wanted`: is every envelope `wanted` allows also allowed
 /// by `held`? Conservative: `false` when that cannot be shown.
-pub fn covers(held: &Value, wanted: &Value) -> bool {
+pub(crate) fn covers(held: &Value, wanted: &Value) -> bool {
     let (Some(hk), Some(wk)) = (
         held.get("kind").and_then(Value::as_str),
         wanted.get("kind").and_then(Value::as_str),

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::capability;
 
 #[derive(Clone, Debug, PartialEq)]
-pub struct ParticipantDef {
+pub(crate) struct ParticipantDef {
     pub id: String,
     /// Every token that authenticates this participant.
     pub tokens: Vec<String>,
@@ -29,13 +29,13 @@ pub struct ParticipantDef {
 /// The JSONL logs of the gateway (`gateway_logging:`, with upstream's
 /// environment overrides `GATEWAY_LOGGING`, `ENVELOPE_HISTORY`, `CAPABILITY_DECISIONS`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LogSwitches {
+pub(crate) struct LogSwitches {
     pub envelopes: bool,
     pub capabilities: bool,
 }
 
 #[derive(Clone, Debug)]
-pub struct GatewayConfig {
+pub(crate) struct GatewayConfig {
     pub space_id: String,
     pub participants: Vec<ParticipantDef>,
     /// `defaults.capabilities`, with the baseline (for invited participants without any).
@@ -45,7 +45,7 @@ pub struct GatewayConfig {
 
 impl GatewayConfig {
     /// A gateway with no configuration: one space, `default`, nobody known.
-    pub fn empty() -> GatewayConfig {
+    pub(crate) fn empty() -> GatewayConfig {
         GatewayConfig {
             space_id: "default".to_owned(),
             participants: Vec::new(),
@@ -60,7 +60,7 @@ impl GatewayConfig {
 
 /// Read and check `path`. `space_dir` anchors relative `output_log` paths;
 /// `token_for(id)` gives each participant's generated token (file or env).
-pub fn load(
+pub(crate) fn load(
     path: &Path,
     space_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
@@ -81,7 +81,7 @@ pub fn load(
 }
 
 /// [`load`] on text already read.
-pub fn parse(
+pub(crate) fn parse(
     text: &str,
     path: &Path,
     space_dir: &Path,

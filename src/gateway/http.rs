@@ -23,18 +23,18 @@ use serde_json::{Map, Value, json};
 use super::hub::{ConnId, Hub, Outbox, close};
 
 /// The largest HTTP body or WebSocket message the gateway takes.
-pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+pub(crate) const MAX_MESSAGE_BYTES: usize = 4 << 20;
 /// A WebSocket that has not joined by then is closed.
-pub const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The gateway pings every connection this often...
-pub const PING_EVERY: Duration = Duration::from_secs(30);
+pub(crate) const PING_EVERY: Duration = Duration::from_secs(30);
 /// ...and closes one it heard nothing from (not even a pong) for this long.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// A request body must arrive within this.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     pub hub: Arc<Mutex<Hub>>,
     /// The connection cap, shared with the accept loop: an upgraded WebSocket
     /// keeps a permit of its own for its whole life.
@@ -55,7 +55,7 @@ impl AppState {
     }
 }
 
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/participants", get(participants))

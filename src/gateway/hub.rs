@@ -25,30 +25,30 @@ use super::capability;
 use super::config::GatewayConfig;
 use super::journal::{DecisionRecord, EnvelopeRecord, Journal, decision_line, push_envelope_line};
 
-pub type ConnId = u64;
+pub(crate) type ConnId = u64;
 
 /// Frames waiting for one connection before it counts as too slow.
-pub const QUEUE_FRAMES: usize = 4096;
+pub(crate) const QUEUE_FRAMES: usize = 4096;
 /// Bytes waiting for one connection before it counts as too slow.
-pub const QUEUE_BYTES: usize = 32 << 20;
+pub(crate) const QUEUE_BYTES: usize = 32 << 20;
 
 /// WebSocket close codes the gateway uses.
-pub mod close {
+pub(crate) mod close {
     /// The connection's queue overflowed: it does not read fast enough.
-    pub const TOO_SLOW: u16 = 1008;
+    pub(crate) const TOO_SLOW: u16 = 1008;
     /// A policy violation: bad join, invalid data.
-    pub const POLICY: u16 = 1008;
+    pub(crate) const POLICY: u16 = 1008;
     /// Another connection joined with the same id and token.
-    pub const REPLACED: u16 = 4001;
+    pub(crate) const REPLACED: u16 = 4001;
     /// Removed by `space/kick`.
-    pub const KICKED: u16 = 4003;
+    pub(crate) const KICKED: u16 = 4003;
     /// The gateway is shutting down.
-    pub const GOING_AWAY: u16 = 1001;
+    pub(crate) const GOING_AWAY: u16 = 1001;
 }
 
 /// The state shared by a connection's task and the hub.
 #[derive(Default)]
-pub struct Link {
+pub(crate) struct Link {
     queued: AtomicUsize,
     kicked: Mutex<Option<(u16, String)>>,
     notify: Notify,
@@ -56,7 +56,7 @@ pub struct Link {
 
 impl Link {
     /// Ask the connection to close with `code` (the first reason wins).
-    pub fn kick(&self, code: u16, reason: impl Into<String>) {
+    pub(crate) fn kick(&self, code: u16, reason: impl Into<String>) {
         if let Ok(mut k) = self.kicked.lock()
             && k.is_none()
         {
@@ -66,7 +66,7 @@ impl Link {
     }
 
     /// Resolves once the connection was asked to close.
-    pub async fn kicked(&self) -> (u16, String) {
+    pub(crate) async fn kicked(&self) -> (u16, String) {
         loop {
             if let Some(k) = self.kicked.lock().ok().and_then(|k| k.clone()) {
                 return k;
@@ -76,14 +76,14 @@ impl Link {
     }
 
     /// The writer sent `bytes` of a frame.
-    pub fn sent(&self, bytes: usize) {
+    pub(crate) fn sent(&self, bytes: usize) {
         self.queued.fetch_sub(bytes, Ordering::Relaxed);
     }
 }
 
 /// Where the hub puts what a participant receives.
 #[derive(Clone)]
-pub enum Outbox {
+pub(crate) enum Outbox {
     /// A WebSocket connection's queue.
     Socket {
         tx: mpsc::Sender<Utf8Bytes>,
@@ -95,7 +95,7 @@ pub enum Outbox {
 
 impl Outbox {
     /// A socket outbox and the receiving end its task drains.
-    pub fn socket() -> (Outbox, mpsc::Receiver<Utf8Bytes>, Arc<Link>) {
+    pub(crate) fn socket() -> (Outbox, mpsc::Receiver<Utf8Bytes>, Arc<Link>) {
         let (tx, rx) = mpsc::channel(QUEUE_FRAMES);
         let link = Arc::new(Link::default());
         (
@@ -158,7 +158,7 @@ impl Outbox {
 
 /// An HTTP answer: status and JSON body.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub status: u16,
     pub body: Value,
 }
@@ -175,7 +175,6 @@ struct Principal {
     capabilities: Vec<Value>,
     output_log: Option<Arc<PathBuf>>,
     auto_connect: bool,
-    configured: bool,
 }
 
 struct Member {
@@ -221,15 +220,15 @@ struct Who {
 }
 
 /// Writes an invited participant's token file (`id`, `token`).
-pub type TokenStore = Box<dyn FnMut(&str, &str) -> Result<(), String> + Send>;
+pub(crate) type TokenStore = Box<dyn FnMut(&str, &str) -> Result<(), String> + Send>;
 
 /// What the hub needs from outside.
-pub struct HubOptions {
+pub(crate) struct HubOptions {
     pub port: u16,
     pub store_token: TokenStore,
 }
 
-pub struct Hub {
+pub(crate) struct Hub {
     opts: HubOptions,
     default_space: String,
     default_caps: Vec<Value>,
@@ -257,7 +256,7 @@ const PROTOCOL: &str = "mew/v0.4";
 const GATEWAY: &str = "system:gateway";
 const REDACTED: &str = "[redacted]";
 
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -266,7 +265,7 @@ fn valid_runtime_id(id: &str) -> bool {
 }
 
 impl Hub {
-    pub fn new(cfg: GatewayConfig, journal: Journal, opts: HubOptions) -> Hub {
+    pub(crate) fn new(cfg: GatewayConfig, journal: Journal, opts: HubOptions) -> Hub {
         let mut tag = [0u8; 3];
         let _ = getrandom::fill(&mut tag);
         let mut hub = Hub {
@@ -296,7 +295,6 @@ impl Hub {
                     capabilities: p.capabilities,
                     output_log: p.output_log.map(Arc::new),
                     auto_connect: p.auto_connect,
-                    configured: true,
                 },
             );
         }
@@ -304,7 +302,7 @@ impl Hub {
     }
 
     /// Connect every `output_log` participant with `auto_connect` (at start).
-    pub fn auto_connect(&mut self) {
+    pub(crate) fn auto_connect(&mut self) {
         let space = self.default_space.clone();
         let names: Vec<String> = self
             .principals
@@ -319,16 +317,16 @@ impl Hub {
 
     /// Hand the log records of what was just handled to the writer thread
     /// (the wire calls this after every message).
-    pub fn flush_journal(&self) {
+    pub(crate) fn flush_journal(&self) {
         self.journal.flush();
     }
 
     /// The port the gateway listens on (for invite connection URLs).
-    pub fn set_port(&mut self, port: u16) {
+    pub(crate) fn set_port(&mut self, port: u16) {
         self.opts.port = port;
     }
 
-    pub fn new_conn(&mut self) -> ConnId {
+    pub(crate) fn new_conn(&mut self) -> ConnId {
         let c = self.next_conn;
         self.next_conn += 1;
         c
@@ -367,7 +365,7 @@ impl Hub {
 
     /// A WebSocket join. On success the member is in the space and has its
     /// welcome; on failure the caller sends the error and closes.
-    pub fn join(
+    pub(crate) fn join(
         &mut self,
         conn: ConnId,
         outbox: Outbox,
@@ -506,21 +504,7 @@ impl Hub {
     }
 
     fn welcome_and_presence(&mut self, space_name: &str, id: &str) {
-        let payload = self.welcome_payload(space_name, id);
-        let caps = payload["you"]["capabilities"].clone();
-        let welcome = self.gateway_envelope(
-            "welcome",
-            "system/welcome",
-            Some(vec![id.to_owned()]),
-            None,
-            payload,
-        );
-        self.send_to(
-            space_name,
-            id,
-            &welcome,
-            Some(json!({"type": "system/welcome"})),
-        );
+        let caps = self.send_welcome(space_name, id, "welcome", json!({"type": "system/welcome"}));
         let presence = self.gateway_envelope(
             "presence",
             "system/presence",
@@ -537,7 +521,7 @@ impl Hub {
     }
 
     /// A connection ended (or was closed by the hub).
-    pub fn leave(&mut self, conn: ConnId) {
+    pub(crate) fn leave(&mut self, conn: ConnId) {
         let Some((space_name, id)) = self.conns.remove(&conn) else {
             return;
         };
@@ -577,7 +561,7 @@ impl Hub {
     }
 
     /// Close every connection (the gateway stops).
-    pub fn close_all(&mut self) {
+    pub(crate) fn close_all(&mut self) {
         for space in self.spaces.values() {
             for m in space.members.values() {
                 m.outbox
@@ -589,7 +573,7 @@ impl Hub {
     // ----- inbound -------------------------------------------------------
 
     /// Text from a joined or joining WebSocket connection, already parsed.
-    pub fn ws_message(&mut self, conn: ConnId, msg: Map<String, Value>) {
+    pub(crate) fn ws_message(&mut self, conn: ConnId, msg: Map<String, Value>) {
         let Some((space, id)) = self.conns.get(&conn).cloned() else {
             return;
         };
@@ -618,13 +602,8 @@ impl Hub {
         self.handle(&who, msg);
     }
 
-    /// Is `conn` joined?
-    pub fn joined(&self, conn: ConnId) -> bool {
-        self.conns.contains_key(&conn)
-    }
-
     /// A stream data frame `#stream-id#data` from `conn`.
-    pub fn ws_frame(&mut self, conn: ConnId, frame: &str) {
+    pub(crate) fn ws_frame(&mut self, conn: ConnId, frame: &str) {
         let Some((space_name, id)) = self.conns.get(&conn).cloned() else {
             return;
         };
@@ -666,7 +645,7 @@ impl Hub {
     }
 
     /// `POST /participants/:id/messages`.
-    pub fn http_post(
+    pub(crate) fn http_post(
         &mut self,
         participant: &str,
         token: &str,
@@ -738,27 +717,22 @@ impl Hub {
             .unwrap_or_default()
             .to_owned();
         let text = Value::Object(env.clone()).to_string();
-        self.log_envelope(
-            "received",
-            Some(&id),
-            &text,
-            &who.id,
-            &who.space,
-            "inbound",
-            who.transport,
-            None,
-        );
-        let reject = |hub: &mut Hub, reason: &str| {
+        let log_inbound = |hub: &mut Hub, event: &str, meta: Option<&Value>| {
+            let (from, space) = (&who.id, &who.space);
             hub.log_envelope(
-                "rejected",
+                event,
                 Some(&id),
                 &text,
-                &who.id,
-                &who.space,
+                from,
+                space,
                 "inbound",
                 who.transport,
-                Some(&json!({"reason": reason})),
+                meta,
             );
+        };
+        log_inbound(self, "received", None);
+        let reject = |hub: &mut Hub, reason: &str| {
+            log_inbound(hub, "rejected", Some(&json!({"reason": reason})));
         };
         if kind == "system/heartbeat" {
             self.decide(
@@ -905,13 +879,7 @@ impl Hub {
             return Some(self.fail(who, &id, 403, "capability_violation", message));
         }
         let Some(principal) = self.resolve_principal(&who.space, &recipient) else {
-            return Some(self.fail(
-                who,
-                &id,
-                404,
-                "participant_not_found",
-                format!("Participant {recipient} is not in the space"),
-            ));
+            return Some(self.not_in_space(who, &id, &recipient));
         };
         let space = self.spaces.entry(who.space.clone()).or_default();
         let grants = space.grants.entry(principal.clone()).or_default();
@@ -936,13 +904,7 @@ impl Hub {
             return Some(self.fail(who, &id, 400, "invalid_request", "capability/revoke needs payload.recipient and payload.grant_id or payload.capabilities".into()));
         }
         let Some(principal) = self.resolve_principal(&who.space, &recipient) else {
-            return Some(self.fail(
-                who,
-                &id,
-                404,
-                "participant_not_found",
-                format!("Participant {recipient} is not in the space"),
-            ));
+            return Some(self.not_in_space(who, &id, &recipient));
         };
         if let Some(space) = self.spaces.get_mut(&who.space)
             && let Some(grants) = space.grants.get_mut(&principal)
@@ -979,21 +941,26 @@ impl Hub {
             })
             .unwrap_or_default();
         for id in ids {
-            let payload = self.welcome_payload(space_name, &id);
-            let env = self.gateway_envelope(
-                "welcome-update",
-                "system/welcome",
-                Some(vec![id.clone()]),
-                None,
-                payload,
-            );
-            self.send_to(
-                space_name,
-                &id,
-                &env,
-                Some(json!({"type": "system/welcome", "reason": reason, "source_participant": by})),
-            );
+            let meta =
+                json!({"type": "system/welcome", "reason": reason, "source_participant": by});
+            self.send_welcome(space_name, &id, "welcome-update", meta);
         }
+    }
+
+    /// Send `id` its welcome (an envelope id starting `prefix`), with `meta`
+    /// for the journal. Returns the capabilities it tells.
+    fn send_welcome(&mut self, space_name: &str, id: &str, prefix: &str, meta: Value) -> Value {
+        let payload = self.welcome_payload(space_name, id);
+        let caps = payload["you"]["capabilities"].clone();
+        let env = self.gateway_envelope(
+            prefix,
+            "system/welcome",
+            Some(vec![id.to_owned()]),
+            None,
+            payload,
+        );
+        self.send_to(space_name, id, &env, Some(meta));
+        caps
     }
 
     fn invite(&mut self, who: &Who, env: &Map<String, Value>) -> Option<Outcome> {
@@ -1064,7 +1031,6 @@ impl Hub {
                 capabilities: caps.clone(),
                 output_log: None,
                 auto_connect: false,
-                configured: false,
             },
         );
         let url = format!("ws://localhost:{}/", self.opts.port);
@@ -1114,13 +1080,7 @@ impl Hub {
             })
             .unwrap_or_default();
         if target.is_empty() || ids.is_empty() {
-            return Some(self.fail(
-                who,
-                &id,
-                404,
-                "participant_not_found",
-                format!("Participant {target} is not in the space"),
-            ));
+            return Some(self.not_in_space(who, &id, &target));
         }
         self.deliver_all(&who.space, env, text, &who.id);
         for mid in ids {
@@ -1270,23 +1230,10 @@ impl Hub {
         }
         .unwrap_or_default();
         let reason = p.and_then(|p| p.get("reason")).cloned();
-        let Some(space) = self.spaces.get(&who.space) else {
-            return self.fail(
-                who,
-                &id,
-                404,
-                "stream_not_found",
-                format!("Stream {sid} does not exist"),
-            );
-        };
-        let Some(stream) = space.streams.get(&sid) else {
-            return self.fail(
-                who,
-                &id,
-                404,
-                "stream_not_found",
-                format!("Stream {sid} does not exist"),
-            );
+        let Some((space, stream)) =
+            (self.spaces.get(&who.space)).and_then(|space| Some((space, space.streams.get(&sid)?)))
+        else {
+            return self.no_stream(who, &id, &sid);
         };
         if stream.owner != who.id {
             let what = match kind {
@@ -1303,13 +1250,7 @@ impl Hub {
             );
         }
         if kind != "stream/revoke-write" && !space.members.contains_key(&other) {
-            return self.fail(
-                who,
-                &id,
-                404,
-                "participant_not_found",
-                format!("Participant {other} is not in the space"),
-            );
+            return self.not_in_space(who, &id, &other);
         }
         if kind == "stream/revoke-write" && other == stream.owner {
             return self.fail(
@@ -1326,13 +1267,7 @@ impl Hub {
             .get_mut(&who.space)
             .and_then(|s| s.streams.get_mut(&sid))
         else {
-            return self.fail(
-                who,
-                &id,
-                404,
-                "stream_not_found",
-                format!("Stream {sid} does not exist"),
-            );
+            return self.no_stream(who, &id, &sid);
         };
         let (prefix, ack_kind, status, payload) = match kind {
             "stream/grant-write" => {
@@ -1419,6 +1354,28 @@ impl Hub {
     fn fail(&mut self, who: &Who, id: &str, status: u16, error: &str, message: String) -> Outcome {
         self.error_to(who, Some(id), json!({"error": error, "message": message}));
         Outcome::new(status, json!({"error": error, "message": message}))
+    }
+
+    /// [`Hub::fail`] for a participant that is not in the space (404).
+    fn not_in_space(&mut self, who: &Who, id: &str, participant: &str) -> Outcome {
+        self.fail(
+            who,
+            id,
+            404,
+            "participant_not_found",
+            format!("Participant {participant} is not in the space"),
+        )
+    }
+
+    /// [`Hub::fail`] for a stream that does not exist (404).
+    fn no_stream(&mut self, who: &Who, id: &str, stream: &str) -> Outcome {
+        self.fail(
+            who,
+            id,
+            404,
+            "stream_not_found",
+            format!("Stream {stream} does not exist"),
+        )
     }
 
     fn error_to(&mut self, who: &Who, correlation: Option<&str>, payload: Value) {
@@ -1610,7 +1567,7 @@ impl Hub {
     // ----- queries -------------------------------------------------------
 
     /// `GET /health`.
-    pub fn health(&self) -> Value {
+    pub(crate) fn health(&self) -> Value {
         let clients: usize = self.spaces.values().map(|s| s.members.len()).sum();
         json!({
             "status": "ok",
@@ -1622,7 +1579,7 @@ impl Hub {
     }
 
     /// `GET /participants?space=`.
-    pub fn participants(&self, space_q: Option<&str>) -> Value {
+    pub(crate) fn participants(&self, space_q: Option<&str>) -> Value {
         let name = self.space_name(space_q);
         let list: Vec<Value> = self
             .spaces
@@ -1635,11 +1592,6 @@ impl Hub {
             })
             .unwrap_or_default();
         json!({ "participants": list })
-    }
-
-    /// Is `id` a participant defined in the config (not invited)?
-    pub fn is_configured(&self, id: &str) -> bool {
-        self.principals.get(id).is_some_and(|p| p.configured)
     }
 }
 

@@ -25,8 +25,8 @@ use super::config::LogSwitches;
 /// Wake-ups and syncs in flight (at most one wake-up is ever queued).
 const QUEUE: usize = 64;
 
-pub const ENVELOPE_FILE: &str = "envelope-history.jsonl";
-pub const CAPABILITY_FILE: &str = "capability-decisions.jsonl";
+pub(crate) const ENVELOPE_FILE: &str = "envelope-history.jsonl";
+pub(crate) const CAPABILITY_FILE: &str = "capability-decisions.jsonl";
 
 /// Records waiting for the writer. The hub appends to it; the writer takes
 /// all of it whenever it wakes, so under load many messages go out in one
@@ -87,7 +87,7 @@ enum Msg {
 /// The sending side; cheap to clone. Without a directory (logging off) the
 /// JSONL records are dropped at once, output logs are still written.
 #[derive(Clone)]
-pub struct Journal {
+pub(crate) struct Journal {
     tx: SyncSender<Msg>,
     switches: LogSwitches,
     shared: Arc<Shared>,
@@ -95,7 +95,7 @@ pub struct Journal {
 
 impl Journal {
     /// Start the writer thread for logs in `dir`.
-    pub fn start(dir: PathBuf, switches: LogSwitches) -> std::io::Result<Journal> {
+    pub(crate) fn start(dir: PathBuf, switches: LogSwitches) -> std::io::Result<Journal> {
         if switches.envelopes || switches.capabilities {
             crate::logs::create_log_dir(&dir)?;
         }
@@ -119,7 +119,7 @@ impl Journal {
     /// Wake the writer for what was gathered (the gateway calls this after
     /// every message it handles). One wake-up covers everything gathered
     /// until the writer takes it; past `BATCH_MAX` bytes this waits for it.
-    pub fn flush(&self) {
+    pub(crate) fn flush(&self) {
         let mut b = self.shared.lock();
         if b.is_empty() {
             return;
@@ -141,23 +141,23 @@ impl Journal {
         }
     }
 
-    pub fn envelopes_on(&self) -> bool {
+    pub(crate) fn envelopes_on(&self) -> bool {
         self.switches.envelopes
     }
 
-    pub fn capabilities_on(&self) -> bool {
+    pub(crate) fn capabilities_on(&self) -> bool {
         self.switches.capabilities
     }
 
     /// Add envelope-history records: `f` appends whole lines to the batch.
-    pub fn envelopes_with(&self, f: impl FnOnce(&mut String)) {
+    pub(crate) fn envelopes_with(&self, f: impl FnOnce(&mut String)) {
         if self.switches.envelopes {
             self.with_batch(|b| f(&mut b.envelopes));
         }
     }
 
     /// Add one capability-decisions record.
-    pub fn capability(&self, line: &str) {
+    pub(crate) fn capability(&self, line: &str) {
         if self.switches.capabilities {
             self.with_batch(|b| {
                 b.capabilities.push_str(line);
@@ -167,7 +167,7 @@ impl Journal {
     }
 
     /// Append `line` (one JSON document, no newline) to an output log.
-    pub fn output(&self, path: &Arc<PathBuf>, line: &str) {
+    pub(crate) fn output(&self, path: &Arc<PathBuf>, line: &str) {
         self.with_batch(|b| match b.outputs.last_mut() {
             Some((p, text)) if Arc::ptr_eq(p, path) => {
                 text.push_str(line);
@@ -178,7 +178,7 @@ impl Journal {
     }
 
     /// Wait until everything gathered or sent so far is written and flushed.
-    pub fn sync(&self) {
+    pub(crate) fn sync(&self) {
         self.flush();
         let (tx, rx) = std::sync::mpsc::channel();
         if self.tx.send(Msg::Sync(tx)).is_ok() {
@@ -188,7 +188,7 @@ impl Journal {
 }
 
 /// Open `path` for appending: created 0600, never through a symlink.
-pub fn open_append(path: &Path) -> std::io::Result<File> {
+pub(crate) fn open_append(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .create(true)
         .append(true)
@@ -284,7 +284,7 @@ fn writer(dir: &Path, rx: &Receiver<Msg>, shared: &Shared) {
 /// participant, space_id, direction, transport, metadata`, absent fields
 /// left out. `envelope` is already serialised (it is shared by every
 /// delivery of one envelope).
-pub struct EnvelopeRecord<'a> {
+pub(crate) struct EnvelopeRecord<'a> {
     pub event: &'a str,
     pub id: Option<&'a str>,
     pub envelope: &'a str,
@@ -296,14 +296,16 @@ pub struct EnvelopeRecord<'a> {
     pub metadata: Option<&'a str>,
 }
 
-pub fn envelope_line(now: &str, r: &EnvelopeRecord<'_>) -> String {
+/// One record as a line (tests; the journal appends with [`push_envelope_line`]).
+#[cfg(test)]
+fn envelope_line(now: &str, r: &EnvelopeRecord<'_>) -> String {
     let mut s = String::with_capacity(r.envelope.len() + 200);
     push_envelope_line(&mut s, now, r);
     s
 }
 
 /// Append the record and its newline to `s`.
-pub fn push_envelope_line(s: &mut String, now: &str, r: &EnvelopeRecord<'_>) {
+pub(crate) fn push_envelope_line(s: &mut String, now: &str, r: &EnvelopeRecord<'_>) {
     s.reserve(r.envelope.len() + 200);
     s.push_str("{\"timestamp\":");
     push_str(s, now);
@@ -331,7 +333,7 @@ pub fn push_envelope_line(s: &mut String, now: &str, r: &EnvelopeRecord<'_>) {
 }
 
 /// Upstream's capability-decisions record.
-pub struct DecisionRecord<'a> {
+pub(crate) struct DecisionRecord<'a> {
     pub envelope_id: Option<&'a str>,
     pub participant: &'a str,
     pub space: &'a str,
@@ -368,7 +370,7 @@ fn decision_record_matches_upstreams_fields() {
     );
 }
 
-pub fn decision_line(now: &str, r: &DecisionRecord<'_>) -> String {
+pub(crate) fn decision_line(now: &str, r: &DecisionRecord<'_>) -> String {
     let mut s = String::with_capacity(256);
     s.push_str("{\"timestamp\":");
     push_str(&mut s, now);

@@ -12,11 +12,11 @@
 //! - `journal`: the JSONL logs and output logs, written by one thread;
 //! - `http`: axum routes, the accept loop's service, the WebSocket loop.
 
-pub mod capability;
-pub mod config;
-pub mod http;
-pub mod hub;
-pub mod journal;
+pub(crate) mod capability;
+pub(crate) mod config;
+pub(crate) mod http;
+pub(crate) mod hub;
+pub(crate) mod journal;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -48,7 +48,7 @@ pub struct GatewayOptions {
 
 /// The space directory of a config file: the one above `.mew/` when the file
 /// is inside it, else the file's own directory.
-pub fn space_dir_of(config: &Path) -> PathBuf {
+pub(crate) fn space_dir_of(config: &Path) -> PathBuf {
     let parent = config
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -105,15 +105,9 @@ pub fn run(opts: GatewayOptions) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match crate::participant::command_runtime("mew gateway") {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("mew gateway: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let store_dir = tokens_dir.clone();
     let hub_opts = hub::HubOptions {

@@ -4,8 +4,8 @@
 //! in the upstream MEW CLI's format (`template.json`, `space.yaml`,
 //! `agents/`, `package.json`); docs/cli.md lists the rules.
 
-pub mod template;
-pub mod vars;
+pub(crate) mod template;
+pub(crate) mod vars;
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
@@ -17,17 +17,19 @@ use indexmap::IndexMap;
 use crate::cli::{InitArgs, SpaceArgs};
 use template::{Found, Kind};
 
-pub use crate::config::slug;
-pub use template::BUILT_INS;
+#[cfg(test)]
+use template::BUILT_INS;
 
 /// Lines `mew init` makes sure `.gitignore` has.
-pub const GITIGNORE_LINES: &[&str] = &[".mew/logs/", ".mew/run/", ".mew/tokens/", ".mew/export/"];
+pub(crate) const GITIGNORE_LINES: &[&str] =
+    &[".mew/logs/", ".mew/run/", ".mew/tokens/", ".mew/export/"];
 /// Added too when the template has a `package.json`.
-pub const GITIGNORE_NODE: &str = ".mew/node_modules/";
+pub(crate) const GITIGNORE_NODE: &str = ".mew/node_modules/";
 
 /// Render a built-in template with the defaults for everything but the
-/// space name and port.
-pub fn render(template: &str, name: &str, port: u16) -> Result<String, String> {
+/// space name and port (tests: every built-in renders and checks).
+#[cfg(test)]
+fn render(template: &str, name: &str, port: u16) -> Result<String, String> {
     let b = BUILT_INS
         .iter()
         .find(|t| t.name == template)
@@ -60,7 +62,10 @@ fn unknown_template(name: &str, names: &[&str]) -> String {
 
 /// Append the missing lines of [`GITIGNORE_LINES`] (and `extra`). Returns
 /// the lines added.
-pub fn update_gitignore(dir: &Path, extra: &[&'static str]) -> std::io::Result<Vec<&'static str>> {
+pub(crate) fn update_gitignore(
+    dir: &Path,
+    extra: &[&'static str],
+) -> std::io::Result<Vec<&'static str>> {
     let path = dir.join(".gitignore");
     let existing = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -556,6 +561,7 @@ fn secure_tokens_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::slug;
 
     #[test]
     fn slugs() {

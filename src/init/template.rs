@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// Where a template was found. Earlier sources shadow later ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Source {
+pub(crate) enum Source {
     /// `DIR/templates/<name>/` (and `./templates/<name>/`).
     Local,
     /// `$HOME/.mew/templates/<name>/`.
@@ -18,7 +18,7 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Source::Local => "local",
             Source::User => "user",
@@ -28,13 +28,13 @@ impl Source {
 }
 
 /// A template mew ships: one `space.yaml`.
-pub struct BuiltIn {
+pub(crate) struct BuiltIn {
     pub name: &'static str,
     pub description: &'static str,
     pub text: &'static str,
 }
 
-pub const BUILT_INS: &[BuiltIn] = &[
+pub(crate) const BUILT_INS: &[BuiltIn] = &[
     BuiltIn {
         name: "demo",
         description: "shows off mew with nothing but a POSIX shell: readiness, colours, crashes and restarts, a prompt, a full-screen clock",
@@ -49,7 +49,7 @@ pub const BUILT_INS: &[BuiltIn] = &[
 
 /// One template found by [`discover`].
 #[derive(Debug, Clone)]
-pub struct Found {
+pub(crate) struct Found {
     pub name: String,
     pub source: Source,
     /// The template directory; `None` for a built-in.
@@ -57,7 +57,7 @@ pub struct Found {
 }
 
 /// The directories searched, in precedence order.
-pub fn search_dirs(space_dir: &Path, home: Option<&Path>) -> Vec<(Source, PathBuf)> {
+pub(crate) fn search_dirs(space_dir: &Path, home: Option<&Path>) -> Vec<(Source, PathBuf)> {
     let mut dirs = vec![(Source::Local, space_dir.join("templates"))];
     let cwd_templates = PathBuf::from("templates");
     let same = match (
@@ -80,7 +80,7 @@ pub fn search_dirs(space_dir: &Path, home: Option<&Path>) -> Vec<(Source, PathBu
 /// the others are shadowed. A directory is a template when it holds a
 /// regular file `space.yaml` (so a project's unrelated `templates/` folder
 /// adds nothing). A template directory may itself be a symlink.
-pub fn discover(space_dir: &Path, home: Option<&Path>) -> Vec<Found> {
+pub(crate) fn discover(space_dir: &Path, home: Option<&Path>) -> Vec<Found> {
     let mut all = Vec::new();
     for (source, dir) in search_dirs(space_dir, home) {
         let Ok(entries) = fs::read_dir(&dir) else {
@@ -119,7 +119,7 @@ pub fn discover(space_dir: &Path, home: Option<&Path>) -> Vec<Found> {
 }
 
 /// The distinct names, sorted.
-pub fn names(found: &[Found]) -> Vec<&str> {
+pub(crate) fn names(found: &[Found]) -> Vec<&str> {
     let mut v: Vec<&str> = found.iter().map(|f| f.name.as_str()).collect();
     v.dedup();
     v
@@ -127,7 +127,7 @@ pub fn names(found: &[Found]) -> Vec<&str> {
 
 /// One entry of `template.json`'s `variables`.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct VarSpec {
+pub(crate) struct VarSpec {
     pub name: String,
     pub description: String,
     /// `None`: no `default` key (or `null`).
@@ -141,19 +141,17 @@ pub struct VarSpec {
 
 /// `template.json`.
 #[derive(Debug, Clone, Default)]
-pub struct Meta {
+pub(crate) struct Meta {
     pub name: String,
     pub description: String,
     pub version: Option<String>,
     pub author: Option<String>,
     pub tags: Vec<String>,
     pub variables: Vec<VarSpec>,
-    /// False when the template has no `template.json`.
-    pub has_file: bool,
 }
 
 /// A valid variable name: `[A-Za-z_][A-Za-z0-9_]*`.
-pub fn is_var_name(s: &str) -> bool {
+pub(crate) fn is_var_name(s: &str) -> bool {
     let mut c = s.chars();
     c.next()
         .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
@@ -170,7 +168,7 @@ fn scalar(v: &serde_json::Value) -> Option<String> {
 }
 
 /// Parse `template.json` (`file` names it in errors).
-pub fn parse_meta(text: &str, file: &str, dir_name: &str) -> Result<Meta, String> {
+pub(crate) fn parse_meta(text: &str, file: &str, dir_name: &str) -> Result<Meta, String> {
     let v: serde_json::Value = serde_json::from_str(text)
         .map_err(|e| format!("{file}:{}:{}: not valid JSON: {e}", e.line(), e.column()))?;
     let obj = v
@@ -189,7 +187,6 @@ pub fn parse_meta(text: &str, file: &str, dir_name: &str) -> Result<Meta, String
         description: str_field("description")?.unwrap_or_default(),
         version: str_field("version")?,
         author: str_field("author")?,
-        has_file: true,
         ..Meta::default()
     };
     if let Some(tags) = obj.get("tags").and_then(|t| t.as_array()) {
@@ -255,7 +252,7 @@ pub fn parse_meta(text: &str, file: &str, dir_name: &str) -> Result<Meta, String
 
 /// How a template file ends up in `.mew/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// `{{VAR}}` substituted (space.yaml, package.json).
     Rendered,
     /// Copied byte for byte (agents/).
@@ -264,7 +261,7 @@ pub enum Kind {
 
 /// A file to write, relative to `.mew/`.
 #[derive(Debug, Clone)]
-pub struct File {
+pub(crate) struct File {
     pub dest: PathBuf,
     pub bytes: Vec<u8>,
     pub kind: Kind,
@@ -273,8 +270,7 @@ pub struct File {
 
 /// A template read into memory: nothing on disk is touched after this.
 #[derive(Debug, Clone)]
-pub struct Loaded {
-    pub found: Found,
+pub(crate) struct Loaded {
     pub meta: Meta,
     /// `space.yaml` first.
     pub files: Vec<File>,
@@ -284,9 +280,9 @@ pub struct Loaded {
 }
 
 /// Limits on what a template may hold.
-pub const MAX_FILES: usize = 10_000;
-pub const MAX_BYTES: u64 = 64 << 20;
-pub const MAX_DEPTH: usize = 16;
+pub(crate) const MAX_FILES: usize = 10_000;
+pub(crate) const MAX_BYTES: u64 = 64 << 20;
+pub(crate) const MAX_DEPTH: usize = 16;
 
 /// The built-in templates' variables.
 fn built_in_meta(b: &BuiltIn) -> Meta {
@@ -312,7 +308,7 @@ fn built_in_meta(b: &BuiltIn) -> Meta {
 }
 
 /// A template's `template.json` (for a built-in, its variables).
-pub fn meta(found: &Found) -> Result<Meta, String> {
+pub(crate) fn meta(found: &Found) -> Result<Meta, String> {
     match &found.path {
         None => BUILT_INS
             .iter()
@@ -345,14 +341,13 @@ fn read_meta(found: &Found, dir: &Path, budget: &mut Budget) -> Result<Meta, Str
 }
 
 /// Read a template into memory.
-pub fn load(found: &Found) -> Result<Loaded, String> {
+pub(crate) fn load(found: &Found) -> Result<Loaded, String> {
     let Some(dir) = &found.path else {
         let b = BUILT_INS
             .iter()
             .find(|b| b.name == found.name)
             .ok_or_else(|| format!("no built-in template `{}`", found.name))?;
         return Ok(Loaded {
-            found: found.clone(),
             meta: built_in_meta(b),
             files: vec![File {
                 dest: "space.yaml".into(),
@@ -422,7 +417,6 @@ pub fn load(found: &Found) -> Result<Loaded, String> {
         Err(_) => {}
     }
     Ok(Loaded {
-        found: found.clone(),
         meta,
         files,
         readme,
@@ -486,7 +480,7 @@ fn read_regular(path: &Path, budget: &mut Budget) -> Result<Read, String> {
 
 /// A copied agent file's mode: executable when it is in the template, starts
 /// with `#!`, or is JavaScript (upstream runs `chmod +x agents/*.js`).
-pub fn agent_mode(name: &str, bytes: &[u8], src_mode: u32) -> u32 {
+pub(crate) fn agent_mode(name: &str, bytes: &[u8], src_mode: u32) -> u32 {
     let script = [".js", ".cjs", ".mjs"].iter().any(|e| name.ends_with(e));
     if src_mode & 0o111 != 0 || bytes.starts_with(b"#!") || script {
         0o755

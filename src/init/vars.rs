@@ -7,7 +7,7 @@ use super::template::{VarSpec, is_var_name};
 
 /// Variables every template can use without declaring them, with the flag
 /// that sets each and its default.
-pub const BUILT_IN_VARS: &[(&str, &str, &str)] = &[
+pub(crate) const BUILT_IN_VARS: &[(&str, &str, &str)] = &[
     ("SPACE_NAME", "--name", "${dirname}"),
     ("SPACE_DESCRIPTION", "--description", ""),
     ("PORT", "--port", "8080"),
@@ -17,14 +17,14 @@ pub const BUILT_IN_VARS: &[(&str, &str, &str)] = &[
 
 /// Names ending so are blanked when they have no value, as upstream does:
 /// a secret is read from the environment at run time, never written.
-pub const SECRET_SUFFIXES: &[&str] = &["_API_KEY", "_SECRET", "_PASSWORD"];
+pub(crate) const SECRET_SUFFIXES: &[&str] = &["_API_KEY", "_SECRET", "_PASSWORD"];
 
 /// Asks for a variable: `(spec, shown default)` → the answer (empty: keep
 /// the default).
-pub type Ask<'a> = &'a mut dyn FnMut(&VarSpec, &str) -> std::io::Result<String>;
+pub(crate) type Ask<'a> = &'a mut dyn FnMut(&VarSpec, &str) -> std::io::Result<String>;
 
 /// What the command line and the machine give.
-pub struct Inputs<'a> {
+pub(crate) struct Inputs<'a> {
     /// Values from flags (`--name` → SPACE_NAME, ..., `--var K=V`).
     pub explicit: IndexMap<String, String>,
     pub env: &'a dyn Fn(&str) -> Option<String>,
@@ -38,7 +38,7 @@ pub struct Inputs<'a> {
 
 /// Every value, and the sensitive names left out.
 #[derive(Debug, Default)]
-pub struct Values {
+pub(crate) struct Values {
     pub values: IndexMap<String, String>,
     pub sensitive: Vec<String>,
     /// Where each value came from, for the summary: (name, "flag" | "env X" | ...).
@@ -46,7 +46,7 @@ pub struct Values {
 }
 
 /// `${dirname}`, `${username}` and `${date}` in a default.
-pub fn expand_default(s: &str, inputs: &Inputs<'_>) -> String {
+pub(crate) fn expand_default(s: &str, inputs: &Inputs<'_>) -> String {
     let user = (inputs.env)("USER")
         .or_else(|| (inputs.env)("USERNAME"))
         .unwrap_or_else(|| "user".into());
@@ -59,7 +59,7 @@ pub fn expand_default(s: &str, inputs: &Inputs<'_>) -> String {
 /// `env_sources` variable, else the `default`; a `prompt` variable is asked
 /// for when `inputs.ask` is given. Errors name every variable left without a
 /// value. Sensitive variables are never resolved (upstream never writes them).
-pub fn resolve(specs: &[VarSpec], inputs: &mut Inputs<'_>) -> Result<Values, String> {
+pub(crate) fn resolve(specs: &[VarSpec], inputs: &mut Inputs<'_>) -> Result<Values, String> {
     let mut out = Values::default();
     let mut missing = Vec::new();
     for spec in specs {
@@ -176,7 +176,7 @@ pub fn resolve(specs: &[VarSpec], inputs: &mut Inputs<'_>) -> Result<Values, Str
 
 /// A `{{NAME}}` with no value, left as it was.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Unknown {
+pub(crate) struct Unknown {
     pub name: String,
     pub line: usize,
 }
@@ -185,7 +185,7 @@ pub struct Unknown {
 /// pass, so a value holding `{{X}}` is not substituted again. A name with no
 /// value is blanked if it is sensitive or ends in a [`SECRET_SUFFIXES`]
 /// suffix, else left as is and reported.
-pub fn substitute(text: &str, values: &Values) -> (String, Vec<Unknown>) {
+pub(crate) fn substitute(text: &str, values: &Values) -> (String, Vec<Unknown>) {
     let mut out = String::with_capacity(text.len());
     let mut unknown = Vec::new();
     let mut rest = text;

@@ -60,15 +60,9 @@ pub fn run(args: BridgeStartArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match super::command_runtime("mew bridge") {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mew bridge: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     rt.block_on(bridge(config))
 }

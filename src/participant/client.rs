@@ -49,11 +49,11 @@ use crate::cli::ClientConnectArgs;
 use crate::config::escape;
 
 /// The longest input line sent (the gateway's own frame limit).
-pub const MAX_LINE: usize = 4 << 20;
+pub(crate) const MAX_LINE: usize = 4 << 20;
 /// Output lines kept while `--fifo-out` has no reader.
-pub const FIFO_OUT_QUEUE: usize = 4096;
+pub(crate) const FIFO_OUT_QUEUE: usize = 4096;
 /// How long closing (sending what is queued) may take after SIGTERM/SIGINT.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(3);
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(3);
 
 const WHO: &str = "mew client";
 
@@ -112,15 +112,9 @@ pub fn run(args: ClientConnectArgs) -> ExitCode {
         participant_id: args.participant_id.clone(),
         token,
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match super::command_runtime(WHO) {
         Ok(rt) => rt,
-        Err(e) => {
-            say(&format!("{WHO}: cannot start the runtime: {e}"));
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     if from_stdin && io::IsTerminal::is_terminal(&io::stdin()) {
         say(&format!(
@@ -138,7 +132,7 @@ pub fn run(args: ClientConnectArgs) -> ExitCode {
 }
 
 /// `ws://…` only: this build has no TLS (use a TLS-terminating proxy for `wss://`).
-pub fn check_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
     let shown = escape(url);
     if let Some(rest) = url.strip_prefix("ws://") {
         if rest.is_empty() || rest.starts_with('/') {

@@ -35,15 +35,9 @@ pub fn run(cfg: &SpaceConfig, args: &ConnectArgs) -> ExitCode {
             if let Some(n) = note {
                 say(&format!("{WHO}: {n}"));
             }
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match super::command_runtime(WHO) {
                 Ok(rt) => rt,
-                Err(e) => {
-                    say(&format!("{WHO}: cannot start the runtime: {e}"));
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             let code = rt.block_on(session(target));
             rt.shutdown_background();
@@ -141,7 +135,7 @@ pub(crate) fn raw_config(cfg: &SpaceConfig) -> Result<Value, String> {
 
 /// Which participant to join as (see the module docs), and a note when it
 /// was chosen among several.
-pub fn resolve_participant(
+pub(crate) fn resolve_participant(
     doc: &Value,
     flag: Option<&str>,
 ) -> Result<(String, Option<String>), String> {
@@ -240,7 +234,7 @@ pub(crate) fn token_for(paths: &crate::space::SpacePaths, id: &str, def: &Value)
 // ---------------------------------------------------------------------------
 
 /// One received frame as a line (without the time), escaped for a terminal.
-pub fn describe(frame: &str) -> String {
+pub(crate) fn describe(frame: &str) -> String {
     crate::envelopes::summarize(frame).line()
 }
 

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::sys;
 
 /// The longest line taken from the server's stdout; a longer one is dropped.
-pub const MAX_LINE: usize = 16 << 20;
+pub(crate) const MAX_LINE: usize = 16 << 20;
 /// The longest stderr line copied whole; the rest of a longer one is cut.
 const MAX_STDERR_LINE: usize = 64 << 10;
 /// Lines from the server waiting for the bridge (backpressure beyond).
@@ -35,7 +35,7 @@ const OUTGOING: usize = 1024;
 
 /// What to run.
 #[derive(Clone, Debug)]
-pub struct ServerSpec {
+pub(crate) struct ServerSpec {
     pub program: OsString,
     pub args: Vec<OsString>,
     /// Set on top of the bridge's environment.
@@ -49,7 +49,7 @@ pub struct ServerSpec {
 
 /// What the server sent.
 #[derive(Debug)]
-pub enum Incoming {
+pub(crate) enum Incoming {
     /// A JSON value (a response, a notification, or a request to the client).
     Message(Value),
     /// A line that is not JSON (cut to 200 bytes for the report).
@@ -59,7 +59,7 @@ pub enum Incoming {
 }
 
 /// A running MCP server.
-pub struct Server {
+pub(crate) struct Server {
     pid: u32,
     out: mpsc::Sender<String>,
     exit: Option<oneshot::Receiver<io::Result<ExitStatus>>>,
@@ -71,7 +71,7 @@ pub struct Server {
 impl Server {
     /// Start the server, and the receiver of what it writes (`None` at the
     /// end of its stdout). Must be called inside a tokio runtime.
-    pub fn spawn(spec: &ServerSpec) -> io::Result<(Server, mpsc::Receiver<Incoming>)> {
+    pub(crate) fn spawn(spec: &ServerSpec) -> io::Result<(Server, mpsc::Receiver<Incoming>)> {
         let mut cmd = Command::new(&spec.program);
         cmd.args(&spec.args)
             .stdin(Stdio::piped())
@@ -128,18 +128,14 @@ impl Server {
         Ok((server, in_rx))
     }
 
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
     /// Queue a message for the server's stdin. `false`: its stdin is closed.
-    pub async fn send(&self, message: &Value) -> bool {
+    pub(crate) async fn send(&self, message: &Value) -> bool {
         self.out.send(message.to_string()).await.is_ok()
     }
 
     /// Wait for the server (the group leader) to exit; a description of how.
     /// Cancel-safe; after it has returned once, it returns at once.
-    pub async fn exited(&mut self) -> String {
+    pub(crate) async fn exited(&mut self) -> String {
         if let Some(how) = &self.exited {
             return how.clone();
         }
@@ -158,7 +154,7 @@ impl Server {
 
     /// Stop the server: close its stdin and SIGTERM its group, SIGKILL the
     /// group after `grace`. Returns how the server exited.
-    pub async fn stop(&mut self, grace: Duration) -> String {
+    pub(crate) async fn stop(&mut self, grace: Duration) -> String {
         // Closing stdin is MCP's own shutdown signal for stdio servers.
         let (dead_tx, _) = mpsc::channel(1);
         self.out = dead_tx;
@@ -181,7 +177,7 @@ impl Server {
 
     /// After the leader has exited: kill what is left of its group (its
     /// own children, the watcher) and reap the watcher.
-    pub fn reap_group(&mut self) {
+    pub(crate) fn reap_group(&mut self) {
         let _ = sys::signal_group(self.pid, libc::SIGKILL);
         if let Some((mut child, stdin)) = self.watcher.take() {
             drop(stdin);
@@ -277,7 +273,7 @@ async fn write_lines(fd: Pipe, mut rx: mpsc::Receiver<String>) {
 
 /// Splits a byte stream into lines of at most `max` bytes; longer ones are
 /// reported by length and not kept.
-pub struct Lines {
+pub(crate) struct Lines {
     max: usize,
     buf: Vec<u8>,
     /// Bytes of the current line thrown away (it is over `max`).
@@ -286,13 +282,13 @@ pub struct Lines {
 
 /// One line from [`Lines`].
 #[derive(Debug, PartialEq, Eq)]
-pub enum Line {
+pub(crate) enum Line {
     Full(Vec<u8>),
     TooLong(usize),
 }
 
 impl Lines {
-    pub fn new(max: usize) -> Lines {
+    pub(crate) fn new(max: usize) -> Lines {
         Lines {
             max,
             buf: Vec::new(),
@@ -301,7 +297,7 @@ impl Lines {
     }
 
     /// Feed bytes; complete lines (without the newline) go to `out`.
-    pub fn feed(&mut self, mut data: &[u8], out: &mut Vec<Line>) {
+    pub(crate) fn feed(&mut self, mut data: &[u8], out: &mut Vec<Line>) {
         while !data.is_empty() {
             let nl = data.iter().position(|&b| b == b'\n');
             let (chunk, rest) = match nl {
@@ -330,7 +326,7 @@ impl Lines {
     }
 
     /// At end of input: the last line if it had no newline.
-    pub fn finish(&mut self) -> Option<Line> {
+    pub(crate) fn finish(&mut self) -> Option<Line> {
         match self.skipped.take() {
             Some(n) => Some(Line::TooLong(n)),
             None if !self.buf.is_empty() => Some(Line::Full(std::mem::take(&mut self.buf))),
@@ -339,17 +335,25 @@ impl Lines {
     }
 }
 
+/// Read once from `fd` into `lines`: the lines completed go to `out`. `false`
+/// at the end of input (or on an error), the last line then included even
+/// without its newline.
+async fn read_lines(fd: &Pipe, lines: &mut Lines, buf: &mut [u8], out: &mut Vec<Line>) -> bool {
+    let n = read_some(fd, buf).await.unwrap_or(0);
+    if n == 0 {
+        out.extend(lines.finish());
+    } else {
+        lines.feed(&buf[..n], out);
+    }
+    n != 0
+}
+
 async fn read_messages(fd: Pipe, tx: mpsc::Sender<Incoming>) {
     let mut lines = Lines::new(MAX_LINE);
     let mut buf = vec![0u8; 64 << 10];
     let mut done = Vec::new();
     loop {
-        let n = read_some(&fd, &mut buf).await.unwrap_or(0);
-        if n == 0 {
-            done.extend(lines.finish());
-        } else {
-            lines.feed(&buf[..n], &mut done);
-        }
+        let more = read_lines(&fd, &mut lines, &mut buf, &mut done).await;
         for line in done.drain(..) {
             let msg = match line {
                 Line::TooLong(len) => Incoming::Oversized(len),
@@ -371,7 +375,7 @@ async fn read_messages(fd: Pipe, tx: mpsc::Sender<Incoming>) {
                 return;
             }
         }
-        if n == 0 {
+        if !more {
             return;
         }
     }
@@ -382,12 +386,7 @@ async fn copy_stderr(fd: Pipe, prefix: String) {
     let mut buf = vec![0u8; 16 << 10];
     let mut done = Vec::new();
     loop {
-        let n = read_some(&fd, &mut buf).await.unwrap_or(0);
-        if n == 0 {
-            done.extend(lines.finish());
-        } else {
-            lines.feed(&buf[..n], &mut done);
-        }
+        let more = read_lines(&fd, &mut lines, &mut buf, &mut done).await;
         if !done.is_empty() {
             let mut err = io::stderr().lock();
             for line in done.drain(..) {
@@ -403,7 +402,7 @@ async fn copy_stderr(fd: Pipe, prefix: String) {
                 };
             }
         }
-        if n == 0 {
+        if !more {
             return;
         }
     }

@@ -10,10 +10,11 @@
 pub mod bridge;
 pub mod client;
 pub mod connect;
-pub mod mcp;
-pub mod observer;
+pub(crate) mod mcp;
+pub(crate) mod observer;
 pub mod token;
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -24,7 +25,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Where and as whom a participant joins.
 #[derive(Clone, Debug)]
-pub struct Target {
+pub(crate) struct Target {
     /// `ws://host:port[/path]`.
     pub url: String,
     pub space: String,
@@ -35,23 +36,16 @@ pub struct Target {
 
 /// When a dropped connection is tried again.
 #[derive(Clone, Copy, Debug)]
-pub struct Reconnect {
+pub(crate) struct Reconnect {
     /// Reconnect at all after a connection that was up drops.
     pub enabled: bool,
     /// Failed attempts in a row before giving up (`None`: never give up).
     pub max_attempts: Option<u32>,
 }
 
-impl Reconnect {
-    pub const NEVER: Reconnect = Reconnect {
-        enabled: false,
-        max_attempts: Some(0),
-    };
-}
-
 /// What the link reports, in order.
 #[derive(Debug)]
-pub enum LinkEvent {
+pub(crate) enum LinkEvent {
     /// Joined: the gateway's `system/welcome`.
     Connected { welcome: Value },
     /// A text frame from the gateway: an envelope (JSON) or a stream data
@@ -63,7 +57,7 @@ pub enum LinkEvent {
 
 /// Why a link ended for good (the last thing [`Link::next`] returns before `None`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LinkEnd {
+pub(crate) enum LinkEnd {
     /// [`Link::close`] was called, or every sender was dropped.
     Closed,
     /// The gateway refused the join (a bad token, an unknown space …), or
@@ -90,7 +84,7 @@ const MAX_FRAME: usize = 8 << 20;
 
 /// A handle to send on a link; cheap to clone.
 #[derive(Clone, Debug)]
-pub struct LinkSender {
+pub(crate) struct LinkSender {
     tx: mpsc::Sender<Out>,
 }
 
@@ -103,26 +97,26 @@ enum Out {
 impl LinkSender {
     /// Queue a text frame (an envelope's JSON, or a stream data frame).
     /// Waits while the queue is full; `Err` once the link has ended.
-    pub async fn send_text(&self, text: String) -> Result<(), LinkGone> {
+    pub(crate) async fn send_text(&self, text: String) -> Result<(), LinkGone> {
         self.tx.send(Out::Text(text)).await.map_err(|_| LinkGone)
     }
 
     /// Queue an envelope.
-    pub async fn send(&self, envelope: &Value) -> Result<(), LinkGone> {
+    pub(crate) async fn send(&self, envelope: &Value) -> Result<(), LinkGone> {
         self.send_text(envelope.to_string()).await
     }
 
     /// Close the connection (after what is queued) and end the link.
     /// Queued frames are sent first, on a connection made for them if need
     /// be (within the reconnect budget). To abandon them, drop the [`Link`].
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         let _ = self.tx.send(Out::Close).await;
     }
 }
 
 /// The link has ended; nothing more can be sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LinkGone;
+pub(crate) struct LinkGone;
 
 impl std::fmt::Display for LinkGone {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -131,7 +125,7 @@ impl std::fmt::Display for LinkGone {
 }
 
 /// A participant's connection to a gateway, run by its own task.
-pub struct Link {
+pub(crate) struct Link {
     sender: LinkSender,
     events: mpsc::Receiver<LinkEvent>,
     end: tokio::sync::oneshot::Receiver<LinkEnd>,
@@ -141,14 +135,14 @@ pub struct Link {
 impl Link {
     /// Start connecting (on the current tokio runtime). The first attempt
     /// is made at once; frames sent meanwhile wait in the queue.
-    pub fn start(target: Target, reconnect: Reconnect) -> Link {
+    pub(crate) fn start(target: Target, reconnect: Reconnect) -> Link {
         let join = join_message(&target);
         Link::start_with_join(target, reconnect, join)
     }
 
     /// [`Link::start`] with a join message of the caller's own (e.g.
     /// [`join_message`] plus the `capabilities` a bridge advertises).
-    pub fn start_with_join(target: Target, reconnect: Reconnect, join: Value) -> Link {
+    pub(crate) fn start_with_join(target: Target, reconnect: Reconnect, join: Value) -> Link {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (etx, erx) = mpsc::channel(QUEUE);
         let (end_tx, end_rx) = tokio::sync::oneshot::channel();
@@ -164,12 +158,12 @@ impl Link {
         }
     }
 
-    pub fn sender(&self) -> LinkSender {
+    pub(crate) fn sender(&self) -> LinkSender {
         self.sender.clone()
     }
 
     /// The next event; `None` once the link has ended (then [`Link::end`] says why).
-    pub async fn next(&mut self) -> Option<LinkEvent> {
+    pub(crate) async fn next(&mut self) -> Option<LinkEvent> {
         match self.events.recv().await {
             Some(e) => Some(e),
             None => {
@@ -182,13 +176,13 @@ impl Link {
     }
 
     /// Why the link ended, once [`Link::next`] has returned `None`.
-    pub fn end(&self) -> Option<&LinkEnd> {
+    pub(crate) fn end(&self) -> Option<&LinkEnd> {
         self.ended.as_ref()
     }
 }
 
 /// The join message (the gateway-specific form every MEW client sends).
-pub fn join_message(target: &Target) -> Value {
+pub(crate) fn join_message(target: &Target) -> Value {
     let mut m = json!({"type": "join", "space": target.space, "token": target.token});
     if let Some(id) = &target.participant_id {
         m["participantId"] = Value::String(id.clone());
@@ -375,9 +369,22 @@ async fn run(
     }
 }
 
+/// The current-thread runtime a command (`mew gateway start`, `mew bridge
+/// start`, `mew client connect`, `mew space connect`) runs on; without one,
+/// `Err` with the exit code, after saying `<who>: cannot start the runtime: …`.
+pub(crate) fn command_runtime(who: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            client::say(&format!("{who}: cannot start the runtime: {e}"));
+            ExitCode::FAILURE
+        })
+}
+
 /// The token a participant command uses: `--token`, else `$MEW_TOKEN`, else
 /// `$MEW_TOKEN_<ID>` (what `mew space up` gives each participant).
-pub fn token_from(flag: Option<&str>, participant: Option<&str>) -> Option<String> {
+pub(crate) fn token_from(flag: Option<&str>, participant: Option<&str>) -> Option<String> {
     flag.map(str::to_owned)
         .or_else(|| std::env::var("MEW_TOKEN").ok().filter(|t| !t.is_empty()))
         .or_else(|| {

@@ -17,17 +17,15 @@ use crate::config::SpaceConfig;
 use crate::envelopes::{self, SpaceLog};
 
 /// Envelopes kept for the space view.
-pub const HISTORY: usize = 5000;
+pub(crate) const HISTORY: usize = 5000;
 
-pub struct Observer {
+pub(crate) struct Observer {
     log: Mutex<SpaceLog>,
     sender: LinkSender,
     /// Bumped after every change of the log.
     changed: watch::Sender<u64>,
     /// JSON-RPC ids of the requests this participant sends.
     next_rpc: AtomicU64,
-    /// Who this joins as.
-    pub participant: String,
 }
 
 /// Who the server's participant would join as, and where: decided at
@@ -35,7 +33,7 @@ pub struct Observer {
 /// attached TUI, `--envelopes`): a space run by scripts (`up -d`) never
 /// sees mew's participant, which could otherwise take a participant id the
 /// scripts mean to join as.
-pub struct Plan {
+pub(crate) struct Plan {
     target: Target,
     default_to: Vec<String>,
     started: std::sync::OnceLock<Arc<Observer>>,
@@ -44,7 +42,7 @@ pub struct Plan {
 impl Plan {
     /// The space's person and its token, when the space has a gateway and
     /// such a participant. `Err`: why there is no space view.
-    pub fn new(cfg: &SpaceConfig, port: u16) -> Result<Plan, String> {
+    pub(crate) fn new(cfg: &SpaceConfig, port: u16) -> Result<Plan, String> {
         if cfg.gateway().is_none() {
             return Err("the space has no gateway".to_owned());
         }
@@ -92,27 +90,26 @@ impl Plan {
     }
 
     /// Who it joins as.
-    pub fn participant(&self) -> &str {
+    pub(crate) fn participant(&self) -> &str {
         self.target.participant_id.as_deref().unwrap_or("")
     }
 
     /// The observer, joining now if nobody looked before. Must run inside
     /// the server's runtime.
-    pub fn observer(&self) -> Arc<Observer> {
+    pub(crate) fn observer(&self) -> Arc<Observer> {
         self.started
             .get_or_init(|| Observer::start(self.target.clone(), self.default_to.clone()))
             .clone()
     }
 
     /// The observer, if someone has looked.
-    pub fn started(&self) -> Option<Arc<Observer>> {
+    pub(crate) fn started(&self) -> Option<Arc<Observer>> {
         self.started.get().cloned()
     }
 }
 
 impl Observer {
     fn start(target: Target, default_to: Vec<String>) -> Arc<Observer> {
-        let id = target.participant_id.clone().unwrap_or_default();
         let mut log = SpaceLog::new(HISTORY);
         log.link = envelopes::Link::Connecting;
         log.default_to = default_to;
@@ -129,7 +126,6 @@ impl Observer {
             sender: link.sender(),
             changed,
             next_rpc: AtomicU64::new(1),
-            participant: id,
         });
         let me = Arc::downgrade(&obs);
         tokio::spawn(async move {
@@ -171,19 +167,19 @@ impl Observer {
     }
 
     /// Run `f` on the log (locked while it runs).
-    pub fn with_log<R>(&self, f: impl FnOnce(&SpaceLog) -> R) -> R {
+    pub(crate) fn with_log<R>(&self, f: impl FnOnce(&SpaceLog) -> R) -> R {
         let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         f(&log)
     }
 
     /// A receiver that changes after every change of the log.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
     }
 
     /// Send an envelope as this participant. An `mcp/request` without a
     /// JSON-RPC id gets a fresh one.
-    pub async fn send(&self, envelope: &Value) -> Result<(), String> {
+    pub(crate) async fn send(&self, envelope: &Value) -> Result<(), String> {
         let mut env = envelope.clone();
         if env.get("kind").and_then(Value::as_str) == Some("mcp/request")
             && let Some(p) = env.get_mut("payload").and_then(Value::as_object_mut)
@@ -195,10 +191,5 @@ impl Observer {
             );
         }
         self.sender.send(&env).await.map_err(|e| e.to_string())
-    }
-
-    /// A fresh JSON-RPC id (for [`envelopes::fulfil`]).
-    pub fn rpc_id(&self) -> u64 {
-        self.next_rpc.fetch_add(1, Ordering::Relaxed)
     }
 }

@@ -75,10 +75,10 @@ pub fn create(space: &SpaceArgs, args: &TokenCreateArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-pub use crate::space::new_token;
+pub(crate) use crate::space::new_token;
 
 /// `text` is a JSON array of capabilities: objects with a string `kind`.
-pub fn check_capabilities(text: &str) -> Result<Vec<Value>, String> {
+pub(crate) fn check_capabilities(text: &str) -> Result<Vec<Value>, String> {
     let v: Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON ({e})"))?;
     let Value::Array(items) = v else {
         return Err(
@@ -153,7 +153,7 @@ fn write_for_space(
 
 /// Write `token` to `<dir>/<id>.token` (0600, never through a symlink). An
 /// existing file is an error unless `force`, which replaces it by rename.
-pub fn store(dir: &Path, id: &str, token: &str, force: bool) -> Result<PathBuf, String> {
+pub(crate) fn store(dir: &Path, id: &str, token: &str, force: bool) -> Result<PathBuf, String> {
     ensure_dir(dir)?;
     let path = dir.join(format!("{id}.token"));
     let open_new = |p: &Path| {

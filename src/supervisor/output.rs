@@ -46,7 +46,7 @@ pub(super) async fn read_output(
         tx,
     };
     let mut buf = vec![0u8; 64 * 1024];
-    let mut capture = LineCapture::new(false);
+    let mut capture = LineCapture::new();
     // The complete lines of one read, each ended by '\n'.
     let mut lines = Lines::default();
     let mut finishing = false;

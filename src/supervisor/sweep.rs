@@ -84,8 +84,7 @@ fn stop_nested_servers(run_id: &str, me: u32, tree_root: Option<u32>) {
         let _ = sys::signal_pid(pid, libc::SIGTERM);
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    let runs = |p: u32| sys::pid_exists(p) && !procfs::is_ending(p);
-    while nested.iter().any(|&p| runs(p)) && Instant::now() < deadline {
+    while nested.iter().any(|&p| procfs::process_runs(p)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -78,7 +78,7 @@ fn cap_for(rows: u16, cols: u16, scrollback: usize) -> usize {
 }
 
 impl LazyScreen {
-    pub fn new(rows: u16, cols: u16, scrollback: usize) -> LazyScreen {
+    pub(crate) fn new(rows: u16, cols: u16, scrollback: usize) -> LazyScreen {
         LazyScreen {
             screen: None,
             rows,
@@ -99,7 +99,7 @@ impl LazyScreen {
 
     /// Record PTY output. Returns the answers to terminal queries in it (the
     /// emulator is brought up to date first when there are any).
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Vec<u8> {
         let query = has_query(&self.tail[..self.tail_len], bytes);
         self.remember_tail(bytes);
         if query {
@@ -249,7 +249,7 @@ impl LazyScreen {
     }
 
     /// The emulator, up to date.
-    pub fn screen(&mut self) -> &mut Screen {
+    pub(crate) fn screen(&mut self) -> &mut Screen {
         self.catch_up()
     }
 
@@ -259,7 +259,7 @@ impl LazyScreen {
     /// the alternate screen the emulator is resized in place (the program
     /// redraws after SIGWINCH). An emulator that does not exist yet will
     /// start at the new size with everything kept.
-    pub fn resize(&mut self, rows: u16, cols: u16) {
+    pub(crate) fn resize(&mut self, rows: u16, cols: u16) {
         if (rows, cols) == (self.rows, self.cols) {
             return;
         }
@@ -284,18 +284,20 @@ impl LazyScreen {
 
     /// Whether the last catch-up dropped output nobody could have seen (a
     /// flood): clients then draw this process less often.
-    pub fn flooded(&self) -> bool {
+    pub(crate) fn flooded(&self) -> bool {
         self.flooded
     }
 
     /// Bytes waiting to be emulated.
-    pub fn pending_len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn pending_len(&self) -> usize {
         self.raw.len() - self.fed
     }
 
     /// Raw bytes kept (emulated and pending), at most about
     /// `(scrollback + rows) × cols`.
-    pub fn kept_len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn kept_len(&self) -> usize {
         self.raw.len()
     }
 }

@@ -5,10 +5,10 @@
 //! Both are synchronous and do no IO: the supervisor feeds them the bytes it
 //! reads and writes back whatever [`screen::Screen::process`] returns.
 
-pub mod capture;
-pub mod lazy;
-pub mod screen;
+pub(crate) mod capture;
+pub(crate) mod lazy;
+pub(crate) mod screen;
 
 pub use capture::{CapturedLine, LineCapture};
-pub use lazy::LazyScreen;
+pub(crate) use lazy::LazyScreen;
 pub use screen::{Match, Screen};

@@ -150,12 +150,6 @@ impl Screen {
         std::mem::take(&mut self.parser.callbacks_mut().replies)
     }
 
-    /// Like [`Screen::process`], appending the answers to `replies`.
-    pub fn process_into(&mut self, bytes: &[u8], replies: &mut Vec<u8>) {
-        self.feed(bytes);
-        replies.append(&mut self.parser.callbacks_mut().replies);
-    }
-
     /// Hand `bytes` to vt100 without its invalid UTF-8 (see the module doc).
     fn feed(&mut self, mut bytes: &[u8]) {
         // Complete a sequence cut by the end of the previous call.
@@ -210,7 +204,7 @@ impl Screen {
 
     /// Resize (each dimension at least 1). Rows cut by a shrink go into the
     /// scrollback and come back on grow (vt100 follows xterm).
-    pub fn resize(&mut self, rows: u16, cols: u16) {
+    pub(crate) fn resize(&mut self, rows: u16, cols: u16) {
         self.parser.set_size(nz(rows), nz(cols));
     }
 
@@ -220,7 +214,7 @@ impl Screen {
     /// size. Answers to the queries in it are dropped (they were given at
     /// the time); the bell count is kept, and so is the title unless the
     /// history sets one.
-    pub fn rebuild(&mut self, rows: u16, cols: u16, scrollback: usize, history: &[&[u8]]) {
+    pub(crate) fn rebuild(&mut self, rows: u16, cols: u16, scrollback: usize, history: &[&[u8]]) {
         let bells = self.bell_count();
         let title = self.parser.callbacks_mut().title.take();
         *self = Screen::new(rows, cols, scrollback);
@@ -249,13 +243,13 @@ impl Screen {
     /// Scroll the view `lines_up` lines into the scrollback (0 = live);
     /// returns the offset actually set (clamped to the scrollback length).
     /// The view stays on the same lines while new output arrives.
-    pub fn set_view_offset(&mut self, lines_up: usize) -> usize {
+    pub(crate) fn set_view_offset(&mut self, lines_up: usize) -> usize {
         self.parser.screen_mut().set_scrollback(lines_up);
         self.parser.screen().scrollback()
     }
 
     /// The current view offset (0 = live).
-    pub fn view_offset(&self) -> usize {
+    pub(crate) fn view_offset(&self) -> usize {
         self.parser.screen().scrollback()
     }
 
@@ -313,54 +307,16 @@ impl Screen {
         found
     }
 
-    /// The window title set by the process (OSC 0 or 2), if any.
-    pub fn title(&self) -> Option<&str> {
+    /// The window title set by the process (OSC 0 or 2), if any. Kept
+    /// (across a rebuild too) but shown nowhere yet: only tests read it.
+    #[cfg(test)]
+    pub(crate) fn title(&self) -> Option<&str> {
         self.parser.callbacks().title.as_deref()
     }
 
     /// Bells (BEL or `ESC g`) rung since this screen was created.
-    pub fn bell_count(&self) -> u64 {
+    pub(crate) fn bell_count(&self) -> u64 {
         self.parser.callbacks().bells
-    }
-
-    /// Prepare for a restarted process, keeping history: leave the
-    /// alternate screen, reset attributes and modes, push the rows that hold
-    /// text into the scrollback and home the cursor on a blank screen. The
-    /// title is forgotten; the bell count is kept (it only grows).
-    pub fn clear(&mut self) {
-        self.parser.screen_mut().set_scrollback(0);
-        // Leave the alternate screen (1049 restores the main cursor), reset
-        // the scroll region, attributes, keypad, cursor and mouse modes.
-        self.parser.process(
-            b"\x1b[?1049l\x1b[?1047l\x1b[?47l\x1b[r\x1b[0m\x1b>\x1b[0 q\x1b[?25h\x1b[?1l\
-              \x1b[?2004l\x1b[?1000l\x1b[?1002l\x1b[?1003l\x1b[?1005l\x1b[?1006l",
-        );
-        let (rows, cols) = self.size();
-        let used = (self.parser.screen().rows(0, cols).enumerate())
-            .filter(|(_, row)| !row.is_empty())
-            .map(|(i, _)| i)
-            .last();
-        if let Some(last) = used {
-            // At the bottom row each LF scrolls one row into the scrollback.
-            let mut seq = format!("\x1b[{rows};1H");
-            seq.extend(std::iter::repeat_n('\n', last + 1));
-            self.parser.process(seq.as_bytes());
-        }
-        self.parser.process(b"\x1b[H\x1b[2J");
-        self.carry_len = 0;
-        let callbacks = self.parser.callbacks_mut();
-        callbacks.title = None;
-        callbacks.replies.clear();
-    }
-
-    /// Start over: an empty screen of the same size, no scrollback, no title.
-    /// The bell count is kept.
-    pub fn reset(&mut self) {
-        let (rows, cols) = self.size();
-        let capacity = self.parser.screen().scrollback_capacity();
-        let bells = self.bell_count();
-        *self = Screen::new(rows, cols, capacity);
-        self.parser.callbacks_mut().bells = bells;
     }
 }
 
@@ -433,9 +389,6 @@ mod tests {
         assert_eq!(s.process(b"\x1b[H\x1b[6n\x1b[5n"), b"\x1b[1;1R\x1b[0n");
         assert_eq!(s.process(b"ab\x1b["), b"");
         assert_eq!(s.process(b"6n"), b"\x1b[1;3R");
-        let mut replies = b"x".to_vec();
-        s.process_into(b"\x1b[5n", &mut replies);
-        assert_eq!(replies, b"x\x1b[0n");
     }
 
     #[test]
@@ -614,59 +567,6 @@ mod tests {
                 }
             ]
         );
-    }
-
-    #[test]
-    fn clear_keeps_history_and_starts_blank() {
-        let mut s = Screen::new(4, 20, 100);
-        s.process(b"\x1b]2;old title\x07first\r\nsecond\r\nthird");
-        s.process(b"\x1b[?1049h\x1b[31mfull screen\x1b[?25l\x1b[?2004h");
-        s.clear();
-        let vt = s.vt();
-        assert!(!vt.alternate_screen());
-        assert!(!vt.hide_cursor());
-        assert!(!vt.bracketed_paste());
-        assert_eq!(vt.cursor_position(), (0, 0));
-        assert!(row_texts(&s).iter().all(String::is_empty));
-        assert_eq!(s.title(), None);
-        assert_eq!(s.scrollback_len(), 3);
-        s.set_view_offset(3);
-        assert_eq!(row_texts(&s)[..3], ["first", "second", "third"]);
-        s.set_view_offset(0);
-        s.process(b"new run\r\n");
-        assert_eq!(row_texts(&s)[0], "new run");
-        assert!(
-            !s.vt()
-                .cell(0, 0)
-                .is_some_and(|c| c.fgcolor() != vt100::Color::Default)
-        );
-        assert_eq!(
-            s.search("second", false),
-            [Match {
-                line: 1,
-                col: 0,
-                len: 6
-            }]
-        );
-    }
-
-    #[test]
-    fn clear_on_an_empty_screen_adds_no_history() {
-        let mut s = Screen::new(4, 20, 100);
-        s.clear();
-        assert_eq!(s.scrollback_len(), 0);
-    }
-
-    #[test]
-    fn reset_starts_over() {
-        let mut s = Screen::new(4, 20, 100);
-        s.process(b"a\r\nb\r\nc\r\nd\r\ne\x07\x1b]2;t\x07");
-        s.reset();
-        assert_eq!(s.scrollback_len(), 0);
-        assert_eq!(s.size(), (4, 20));
-        assert_eq!(s.title(), None);
-        assert_eq!(s.bell_count(), 1);
-        assert!(row_texts(&s).iter().all(String::is_empty));
     }
 
     #[test]
