@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
-use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RemoveKind, RenameMode};
+use notify::event::{
+    AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RemoveKind, RenameMode,
+};
 use notify::{RecursiveMode, Watcher as _};
 
 use crate::config::WatchSpec;
@@ -164,7 +166,9 @@ impl Watcher {
     }
 
     /// A watcher whose notices go into a tokio channel (never blocks).
-    pub fn with_channel(tx: tokio::sync::mpsc::UnboundedSender<Notice>) -> Result<Self, WatchError> {
+    pub fn with_channel(
+        tx: tokio::sync::mpsc::UnboundedSender<Notice>,
+    ) -> Result<Self, WatchError> {
         Self::new(move |n| {
             let _ = tx.send(n);
         })
@@ -191,24 +195,29 @@ impl Watcher {
     pub fn update(&self, key: usize, spec: &WatchSpec, cwd: &Path) -> Result<(), WatchError> {
         let mut state = KeyState::new(spec, cwd)?;
         let mut inner = self.lock();
-        let dirs = state.initial_dirs()?;
-        let mut added: Vec<PathBuf> = Vec::new();
-        for dir in &dirs {
-            if let Err(e) = inner.watch_dir(dir, key) {
-                for d in &added {
-                    inner.unwatch_dir(d, key);
-                }
-                return Err(e);
+        let Inner {
+            notify, dirs, keys, ..
+        } = &mut *inner;
+        // The directories this key did not watch before: undone on error.
+        let mut fresh: Vec<PathBuf> = Vec::new();
+        let result = state.watch_all(&mut |d| {
+            if watch_dir(notify, dirs, d, key)? {
+                fresh.push(d.to_path_buf());
             }
-            added.push(dir.clone());
+            Ok(())
+        });
+        if let Err(e) = result {
+            for d in &fresh {
+                unwatch_dir(notify, dirs, d, key);
+            }
+            return Err(e);
         }
-        if let Some(old) = inner.keys.remove(&key) {
-            for d in old.dirs.difference(&state.dirs_set(&dirs)) {
-                inner.unwatch_dir(d, key);
+        if let Some(old) = keys.remove(&key) {
+            for d in old.dirs.difference(&state.dirs) {
+                unwatch_dir(notify, dirs, d, key);
             }
         }
-        state.dirs = dirs.into_iter().collect();
-        inner.keys.insert(key, state);
+        keys.insert(key, state);
         Ok(())
     }
 
@@ -217,8 +226,9 @@ impl Watcher {
         let mut inner = self.lock();
         inner.pending.remove(&key);
         if let Some(old) = inner.keys.remove(&key) {
+            let Inner { notify, dirs, .. } = &mut *inner;
             for d in &old.dirs {
-                inner.unwatch_dir(d, key);
+                unwatch_dir(notify, dirs, d, key);
             }
         }
     }
@@ -279,6 +289,43 @@ struct Inner {
     pending: HashMap<usize, Pending>,
 }
 
+/// Watches one directory for the key being walked.
+type WatchFn<'a> = dyn FnMut(&Path) -> Result<(), WatchError> + 'a;
+
+/// Adds a watch of `dir` for `key`: true when the key did not have it.
+fn watch_dir(
+    notify: &mut notify::RecommendedWatcher,
+    dirs: &mut BTreeMap<PathBuf, BTreeSet<usize>>,
+    dir: &Path,
+    key: usize,
+) -> Result<bool, WatchError> {
+    if let Some(keys) = dirs.get_mut(dir) {
+        return Ok(keys.insert(key));
+    }
+    notify
+        .watch(dir, RecursiveMode::NonRecursive)
+        .map_err(|e| notify_error(dir, e))?;
+    dirs.insert(dir.to_path_buf(), BTreeSet::from([key]));
+    Ok(true)
+}
+
+fn unwatch_dir(
+    notify: &mut notify::RecommendedWatcher,
+    dirs: &mut BTreeMap<PathBuf, BTreeSet<usize>>,
+    dir: &Path,
+    key: usize,
+) {
+    let Some(keys) = dirs.get_mut(dir) else {
+        return;
+    };
+    keys.remove(&key);
+    if keys.is_empty() {
+        dirs.remove(dir);
+        // Fails when the directory is gone (its watch went with it).
+        let _ = notify.unwatch(dir);
+    }
+}
+
 struct Pending {
     first: Instant,
     last: Instant,
@@ -286,30 +333,6 @@ struct Pending {
 }
 
 impl Inner {
-    fn watch_dir(&mut self, dir: &Path, key: usize) -> Result<(), WatchError> {
-        if let Some(keys) = self.dirs.get_mut(dir) {
-            keys.insert(key);
-            return Ok(());
-        }
-        self.notify
-            .watch(dir, RecursiveMode::NonRecursive)
-            .map_err(|e| notify_error(dir, e))?;
-        self.dirs.insert(dir.to_path_buf(), BTreeSet::from([key]));
-        Ok(())
-    }
-
-    fn unwatch_dir(&mut self, dir: &Path, key: usize) {
-        let Some(keys) = self.dirs.get_mut(dir) else {
-            return;
-        };
-        keys.remove(&key);
-        if keys.is_empty() {
-            self.dirs.remove(dir);
-            // Fails when the directory is gone (its watch went with it).
-            let _ = self.notify.unwatch(dir);
-        }
-    }
-
     /// Forget the watches of `gone` and everything under it (deleted or
     /// moved away: inotify dropped or keeps a stale watch for them).
     fn forget_tree(&mut self, gone: &Path) {
@@ -350,13 +373,18 @@ impl Inner {
                 | EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Any))
                 | EventKind::Any
         );
-        if matches!(ev.kind, EventKind::Modify(ModifyKind::Name(RenameMode::Both))) {
+        if matches!(
+            ev.kind,
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both))
+        ) {
             // inotify's backend also reports the From and the To on their own.
             return;
         }
         for path in ev.paths.iter().map(|p| normalize(p)) {
             let is_dir = match ev.kind {
-                EventKind::Create(CreateKind::Folder) | EventKind::Remove(RemoveKind::Folder) => true,
+                EventKind::Create(CreateKind::Folder) | EventKind::Remove(RemoveKind::Folder) => {
+                    true
+                }
                 _ if gone => self.dirs.contains_key(&path),
                 _ => std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()),
             };
@@ -379,13 +407,17 @@ impl Inner {
         now: Instant,
         notices: &mut Vec<Notice>,
     ) {
-        let Some(state) = self.keys.get_mut(&key) else {
+        let Inner {
+            notify, dirs, keys, ..
+        } = self;
+        let Some(state) = keys.get_mut(&key) else {
             return;
         };
-        if path.file_name().is_some_and(|n| n == ".gitignore") && state.rules.use_git {
-            if let Some(dir) = path.parent() {
-                state.rules.reload_gitignore(dir);
-            }
+        if path.file_name().is_some_and(|n| n == ".gitignore")
+            && state.rules.use_git
+            && let Some(dir) = path.parent()
+        {
+            state.rules.reload_gitignore(dir);
         }
         let Some(hit) = state.matches(path, is_dir) else {
             return;
@@ -395,23 +427,13 @@ impl Inner {
             changed.push(path.to_path_buf());
         }
         if is_dir && appeared && hit.enter {
-            // A new directory: watch it (and what is under it), then count
-            // the files already in it (created before the watch existed).
-            let mut found = Vec::new();
-            let dirs = state.walk(path, hit.depth, Some(&mut found));
-            changed.extend(found);
-            for d in dirs {
-                match self.watch_dir(&d, key) {
-                    Ok(()) => {
-                        if let Some(state) = self.keys.get_mut(&key) {
-                            state.dirs.insert(d);
-                        }
-                    }
-                    Err(error) => {
-                        notices.push(Notice::Error { key, error });
-                        break;
-                    }
-                }
+            // A new directory: watch it and what is under it, and count the
+            // files already in it (they may predate the watch).
+            let result = state.walk(path, hit.depth, Some(&mut changed), &mut |d| {
+                watch_dir(notify, dirs, d, key).map(drop)
+            });
+            if let Err(error) = result {
+                notices.push(Notice::Error { key, error });
             }
         }
         for p in changed {
@@ -524,19 +546,15 @@ impl KeyState {
         })
     }
 
-    fn dirs_set(&self, dirs: &[PathBuf]) -> BTreeSet<PathBuf> {
-        dirs.iter().cloned().collect()
-    }
-
-    /// Every directory to watch at start (walks the trees).
-    fn initial_dirs(&mut self) -> Result<Vec<PathBuf>, WatchError> {
-        let mut out = Vec::new();
+    /// Watches every directory it needs at start (walks the trees).
+    fn watch_all(&mut self, watch: &mut WatchFn<'_>) -> Result<(), WatchError> {
         let mut trees = Vec::new();
         for root in &self.roots {
             match root {
                 Root::File(f) => {
                     if let Some(parent) = f.parent() {
-                        out.push(parent.to_path_buf());
+                        watch(parent)?;
+                        self.dirs.insert(parent.to_path_buf());
                     }
                 }
                 Root::Tree { dir, .. } => trees.push(dir.clone()),
@@ -547,27 +565,38 @@ impl KeyState {
                 let cwd = self.cwd.clone();
                 self.rules.load_ancestors(&dir, &cwd);
             }
-            out.extend(self.walk(&dir, 0, None));
+            self.walk(&dir, 0, None, watch)?;
         }
-        out.sort();
-        out.dedup();
-        Ok(out)
+        Ok(())
     }
 
-    /// The directories to watch from `start` (at `depth` below its root),
-    /// skipping ignored ones; with `files`, the files found that match.
-    fn walk(&mut self, start: &Path, depth: usize, mut files: Option<&mut Vec<PathBuf>>) -> Vec<PathBuf> {
+    /// Watches the directories from `start` (at `depth` below its root)
+    /// down, skipping ignored ones, each before it is listed (so a file
+    /// created meanwhile is either listed or reported); with `files`, the
+    /// files found that match.
+    fn walk(
+        &mut self,
+        start: &Path,
+        depth: usize,
+        mut files: Option<&mut Vec<PathBuf>>,
+        watch: &mut WatchFn<'_>,
+    ) -> Result<(), WatchError> {
         let max_depth = self.max_depth_for(start);
-        let mut out = Vec::new();
         let mut stack = vec![(start.to_path_buf(), depth)];
         while let Some((dir, depth)) = stack.pop() {
+            match watch(&dir) {
+                Ok(()) => {}
+                // Gone since it was listed.
+                Err(WatchError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            }
+            self.dirs.insert(dir.clone());
             if self.rules.use_git {
                 self.rules.load_gitignore(&dir);
             }
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
-            out.push(dir.clone());
             for entry in entries.flatten() {
                 let Ok(ft) = entry.file_type() else { continue };
                 let path = dir.join(entry.file_name());
@@ -575,14 +604,14 @@ impl KeyState {
                     if !self.rules.is_ignored(&path, true) && max_depth.is_none_or(|m| depth < m) {
                         stack.push((path, depth + 1));
                     }
-                } else if let Some(files) = files.as_deref_mut() {
-                    if self.matches(&path, false).is_some_and(|h| h.report) {
-                        files.push(path);
-                    }
+                } else if let Some(files) = files.as_deref_mut()
+                    && self.matches(&path, false).is_some_and(|h| h.report)
+                {
+                    files.push(path);
                 }
             }
         }
-        out
+        Ok(())
     }
 
     fn max_depth_for(&self, path: &Path) -> Option<usize> {
@@ -723,7 +752,11 @@ struct Rules {
 impl Rules {
     fn new(cwd: &Path, ignore: &[String], use_git: bool) -> Result<Self, WatchError> {
         let mut b = GitignoreBuilder::new(cwd);
-        for line in DEFAULT_IGNORES.iter().copied().chain(ignore.iter().map(String::as_str)) {
+        for line in DEFAULT_IGNORES
+            .iter()
+            .copied()
+            .chain(ignore.iter().map(String::as_str))
+        {
             b.add_line(None, line).map_err(|e| WatchError::Ignore {
                 pattern: line.to_string(),
                 message: e.to_string(),
@@ -835,4 +868,400 @@ fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::config::WatchAction;
+    use std::fs;
+
+    /// Generous: the machine is shared and busy.
+    const WAIT: Duration = Duration::from_secs(30);
+
+    fn spec(paths: &[&str], debounce_ms: u64) -> WatchSpec {
+        WatchSpec {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+            ignore: Vec::new(),
+            gitignore: true,
+            debounce: Duration::from_millis(debounce_ms),
+            action: WatchAction::Restart,
+        }
+    }
+
+    struct Rig {
+        watcher: Watcher,
+        rx: mpsc::Receiver<Notice>,
+        dir: tempfile::TempDir,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let (tx, rx) = mpsc::channel();
+            let watcher = Watcher::new(move |n| {
+                let _ = tx.send(n);
+            })
+            .unwrap();
+            Rig {
+                watcher,
+                rx,
+                dir: tempfile::tempdir().unwrap(),
+            }
+        }
+
+        fn path(&self, rel: &str) -> PathBuf {
+            self.dir.path().join(rel)
+        }
+
+        fn write(&self, rel: &str) {
+            let p = self.path(rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, b"x").unwrap();
+        }
+
+        fn watch(&self, key: usize, spec: &WatchSpec) {
+            self.watcher.update(key, spec, self.dir.path()).unwrap();
+        }
+
+        /// The next change, waiting for it.
+        fn next(&self) -> WatchEvent {
+            match self.rx.recv_timeout(WAIT) {
+                Ok(Notice::Changed(ev)) => ev,
+                Ok(Notice::Error { key, error }) => panic!("key {key}: {error}"),
+                Err(e) => panic!("no change within {WAIT:?}: {e}"),
+            }
+        }
+
+        /// Proves that nothing else is pending: writes `marker` and expects
+        /// the next event to be that write alone.
+        fn only_marker_next(&self, key: usize, marker: &str) {
+            self.write(marker);
+            let ev = self.next();
+            assert_eq!(
+                ev,
+                WatchEvent {
+                    key,
+                    paths: vec![PathBuf::from(marker)]
+                }
+            );
+        }
+    }
+
+    fn rels(paths: &[&str]) -> Vec<PathBuf> {
+        paths.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn one_write_is_exactly_one_event() {
+        let rig = Rig::new();
+        rig.write("src/main.rs");
+        rig.watch(0, &spec(&["src"], 100));
+        rig.write("src/main.rs");
+        let ev = rig.next();
+        assert_eq!(
+            ev,
+            WatchEvent {
+                key: 0,
+                paths: rels(&["src/main.rs"])
+            }
+        );
+        assert_eq!(ev.describe(), "src/main.rs changed");
+        rig.only_marker_next(0, "src/marker");
+    }
+
+    #[test]
+    fn a_burst_of_fifty_writes_is_one_event() {
+        let rig = Rig::new();
+        fs::create_dir(rig.path("src")).unwrap();
+        rig.watch(3, &spec(&["."], 1000));
+        for i in 0..50 {
+            rig.write(&format!("src/f{}.rs", i % 5));
+        }
+        let ev = rig.next();
+        assert_eq!(ev.key, 3);
+        assert_eq!(ev.paths.len(), 5, "{ev:?}");
+        assert_eq!(ev.describe(), "src/f0.rs and 4 more changed");
+        rig.only_marker_next(3, "marker");
+    }
+
+    #[test]
+    fn ignored_paths_make_no_event_and_are_not_watched() {
+        let rig = Rig::new();
+        for d in [
+            "target/debug/deps",
+            ".git/objects",
+            "node_modules/x",
+            ".mew/logs",
+            "build/out",
+            "secret",
+            "src",
+        ] {
+            fs::create_dir_all(rig.path(d)).unwrap();
+        }
+        fs::write(rig.path(".gitignore"), "secret/\n*.tmp\n").unwrap();
+        let mut s = spec(&["."], 100);
+        s.ignore = vec!["build/".into(), "*.log".into()];
+        rig.watch(0, &s);
+        // The root and src only: nothing under the ignored directories.
+        assert_eq!(rig.watcher.watched_dirs(), 2);
+        for f in [
+            "target/debug/deps/a.o",
+            ".git/objects/x",
+            "node_modules/x/i.js",
+            ".mew/logs/l",
+            "build/out/b",
+            "secret/key",
+            "src/a.tmp",
+            "src/run.log",
+            "b.log",
+        ] {
+            rig.write(f);
+        }
+        rig.only_marker_next(0, "src/marker.rs");
+    }
+
+    #[test]
+    fn gitignore_off_watches_what_it_lists() {
+        let rig = Rig::new();
+        fs::write(rig.path(".gitignore"), "*.tmp\n").unwrap();
+        let mut s = spec(&["."], 100);
+        s.gitignore = false;
+        rig.watch(0, &s);
+        rig.write("a.tmp");
+        assert_eq!(rig.next().paths, rels(&["a.tmp"]));
+    }
+
+    #[test]
+    fn a_nested_gitignore_counts_below_its_directory() {
+        let rig = Rig::new();
+        fs::create_dir_all(rig.path("web/dist")).unwrap();
+        fs::create_dir_all(rig.path("api/dist")).unwrap();
+        fs::write(rig.path("web/.gitignore"), "dist/\n").unwrap();
+        rig.watch(0, &spec(&["web", "api"], 100));
+        rig.write("web/dist/bundle.js");
+        rig.write("api/dist/x");
+        assert_eq!(rig.next().paths, rels(&["api/dist/x"]));
+    }
+
+    #[test]
+    fn a_glob_watches_its_prefix_and_filters() {
+        let rig = Rig::new();
+        fs::create_dir_all(rig.path("src/deep")).unwrap();
+        fs::create_dir_all(rig.path("docs")).unwrap();
+        rig.watch(0, &spec(&["src/**/*.rs"], 100));
+        rig.write("docs/a.rs");
+        rig.write("src/notes.txt");
+        rig.write("src/deep/b.rs");
+        assert_eq!(rig.next().paths, rels(&["src/deep/b.rs"]));
+        rig.only_marker_next(0, "src/marker.rs");
+    }
+
+    #[test]
+    fn a_glob_without_double_star_watches_only_as_deep_as_it_reaches() {
+        let rig = Rig::new();
+        fs::create_dir_all(rig.path("src/deep/er")).unwrap();
+        rig.watch(0, &spec(&["src/*.rs"], 100));
+        assert_eq!(rig.watcher.watched_dirs(), 1);
+        rig.write("src/deep/x.rs");
+        rig.write("src/lib.rs");
+        assert_eq!(rig.next().paths, rels(&["src/lib.rs"]));
+        // `*` does not cross a `/`: `*.rs` is the top level only.
+        rig.watch(0, &spec(&["*.rs"], 100));
+        rig.write("src/lib.rs");
+        rig.only_marker_next(0, "main.rs");
+    }
+
+    #[test]
+    fn a_single_file_survives_a_save_by_rename() {
+        let rig = Rig::new();
+        rig.write("app.toml");
+        rig.write("other");
+        rig.watch(0, &spec(&["app.toml"], 100));
+        rig.write("other");
+        rig.write("app.toml.swp");
+        fs::rename(rig.path("app.toml.swp"), rig.path("app.toml")).unwrap();
+        assert_eq!(rig.next().paths, rels(&["app.toml"]));
+        rig.write("app.toml");
+        assert_eq!(rig.next().paths, rels(&["app.toml"]));
+    }
+
+    #[test]
+    fn files_in_new_directories_are_seen() {
+        let rig = Rig::new();
+        rig.watch(0, &spec(&["."], 100));
+        // Created at once: the files may exist before their directory's watch.
+        rig.write("new/a/b/early.rs");
+        let ev = rig.next();
+        assert!(
+            ev.paths.contains(&PathBuf::from("new/a/b/early.rs")),
+            "{ev:?}"
+        );
+        // Now the watch exists: a later write is seen on its own.
+        rig.write("new/a/b/late.rs");
+        assert_eq!(rig.next().paths, rels(&["new/a/b/late.rs"]));
+        // An ignored new directory is not entered.
+        let before = rig.watcher.watched_dirs();
+        rig.write("new/target/x.o");
+        rig.only_marker_next(0, "marker");
+        assert_eq!(rig.watcher.watched_dirs(), before);
+    }
+
+    #[test]
+    fn a_deleted_directory_is_forgotten_and_can_come_back() {
+        let rig = Rig::new();
+        rig.write("gen/a");
+        rig.watch(0, &spec(&["."], 100));
+        assert_eq!(rig.watcher.watched_dirs(), 2);
+        fs::remove_dir_all(rig.path("gen")).unwrap();
+        let ev = rig.next();
+        assert!(ev.paths.contains(&PathBuf::from("gen")), "{ev:?}");
+        assert_eq!(rig.watcher.watched_dirs(), 1);
+        rig.write("gen/b");
+        assert!(rig.next().paths.contains(&PathBuf::from("gen/b")));
+        rig.write("gen/c");
+        assert_eq!(rig.next().paths, rels(&["gen/c"]));
+    }
+
+    #[test]
+    fn remove_stops_events_and_update_moves_them() {
+        let rig = Rig::new();
+        for d in ["a", "b", "c"] {
+            fs::create_dir(rig.path(d)).unwrap();
+        }
+        rig.watch(0, &spec(&["a"], 100));
+        rig.watch(1, &spec(&["b"], 100));
+        rig.watcher.remove(0);
+        rig.write("a/x");
+        rig.only_marker_next(1, "b/y");
+        // Key 1 moves from b to c: b is no longer watched.
+        rig.watch(1, &spec(&["c"], 100));
+        assert_eq!(rig.watcher.watched_dirs(), 1);
+        rig.write("b/x");
+        rig.only_marker_next(1, "c/y");
+    }
+
+    #[test]
+    fn a_failed_update_keeps_the_old_watch() {
+        let rig = Rig::new();
+        fs::create_dir(rig.path("a")).unwrap();
+        rig.watch(0, &spec(&["a"], 100));
+        let err = rig
+            .watcher
+            .update(0, &spec(&["a", "missing/dir"], 100), rig.dir.path())
+            .unwrap_err();
+        assert!(matches!(err, WatchError::NotFound(_)));
+        assert!(
+            err.to_string().ends_with("missing/dir does not exist"),
+            "{err}"
+        );
+        rig.only_marker_next(0, "a/x");
+    }
+
+    #[test]
+    fn start_reports_each_key_that_cannot_be_watched() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("src")).unwrap();
+        let good = spec(&["src"], 100);
+        let missing = spec(&["nope/**/*.rs"], 100);
+        let mut bad_glob = spec(&["src/[z-a].rs"], 100);
+        bad_glob.debounce = Duration::from_millis(5);
+        let (tx, _rx) = mpsc::channel();
+        let (w, errors) = Watcher::start(
+            [
+                (0, &good, dir.path()),
+                (1, &missing, dir.path()),
+                (2, &bad_glob, dir.path()),
+            ],
+            move |n| {
+                let _ = tx.send(n);
+            },
+        )
+        .unwrap();
+        let keys: Vec<usize> = errors.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, [1, 2], "{errors:?}");
+        assert!(
+            errors[0].1.to_string().contains("nope does not exist"),
+            "{}",
+            errors[0].1
+        );
+        assert!(
+            errors[1]
+                .1
+                .to_string()
+                .starts_with("watch: bad glob `src/[z-a].rs`"),
+            "{}",
+            errors[1].1
+        );
+        assert_eq!(w.watched_dirs(), 1);
+    }
+
+    #[test]
+    fn the_watch_limit_says_what_to_do() {
+        let e = notify_error(
+            Path::new("/x"),
+            notify::Error::new(notify::ErrorKind::MaxFilesWatch),
+        );
+        let text = e.to_string();
+        assert!(text.contains("fs.inotify.max_user_watches"), "{text}");
+        assert!(text.contains("sysctl"), "{text}");
+    }
+
+    #[test]
+    fn a_constant_stream_still_fires() {
+        let rig = Rig::new();
+        rig.watch(0, &spec(&["."], 100));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let stop = Arc::clone(&stop);
+            let path = rig.path("hot");
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                // Every 20 ms (under the 100 ms debounce) for up to the wait.
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && started.elapsed() < WAIT {
+                    fs::write(&path, b"x").unwrap();
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        let ev = rig.next();
+        let still_writing = !writer.is_finished();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().unwrap();
+        assert_eq!(ev.paths, rels(&["hot"]));
+        assert!(still_writing, "the event only came when the stream stopped");
+    }
+
+    #[test]
+    fn the_tokio_channel_gets_the_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let w = Watcher::with_channel(tx).unwrap();
+        w.update(7, &spec(&["."], 50), dir.path()).unwrap();
+        fs::write(dir.path().join("f"), b"x").unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let n = rt
+            .block_on(async { tokio::time::timeout(WAIT, rx.recv()).await })
+            .unwrap();
+        assert!(
+            matches!(n, Some(Notice::Changed(WatchEvent { key: 7, .. }))),
+            "{n:?}"
+        );
+        drop(w);
+        // Dropping the watcher ends its thread, which held the sender.
+        let end = rt
+            .block_on(async { tokio::time::timeout(WAIT, rx.recv()).await })
+            .unwrap();
+        assert!(end.is_none());
+    }
+
+    #[test]
+    fn normalize_is_lexical() {
+        assert_eq!(normalize(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+        assert_eq!(normalize(Path::new("/a/b/")), PathBuf::from("/a/b"));
+    }
 }
