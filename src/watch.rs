@@ -80,6 +80,11 @@ pub enum WatchError {
     #[error("watch: {} does not exist", .0.display())]
     NotFound(PathBuf),
     #[error(
+        "watch: {} was removed or moved away: it is no longer watched (reload to watch it again)",
+        .0.display()
+    )]
+    Gone(PathBuf),
+    #[error(
         "watch: the inotify watch limit is reached ({}); raise it with `sysctl fs.inotify.max_user_watches=524288`, or ignore more directories",
         limit_text()
     )]
@@ -393,6 +398,14 @@ impl Inner {
             }
             let keys: Vec<usize> = self.keys.keys().copied().collect();
             for k in keys {
+                if gone && self.keys[&k].is_root_dir(&path) {
+                    // Its parent is not watched: it cannot be seen coming back.
+                    notices.push(Notice::Error {
+                        key: k,
+                        error: WatchError::Gone(path.clone()),
+                    });
+                    self.mark(k, None, now);
+                }
                 self.handle_path(k, &path, is_dir, appeared, now, notices);
             }
         }
@@ -544,6 +557,12 @@ impl KeyState {
             debounce: spec.debounce,
             dirs: BTreeSet::new(),
         })
+    }
+
+    fn is_root_dir(&self, path: &Path) -> bool {
+        self.roots
+            .iter()
+            .any(|r| matches!(r, Root::Tree { dir, .. } if dir == path))
     }
 
     /// Watches every directory it needs at start (walks the trees).
@@ -1257,6 +1276,28 @@ mod tests {
             .block_on(async { tokio::time::timeout(WAIT, rx.recv()).await })
             .unwrap();
         assert!(end.is_none());
+    }
+
+    #[test]
+    fn a_removed_root_is_reported() {
+        let rig = Rig::new();
+        fs::create_dir(rig.path("gen")).unwrap();
+        rig.watch(0, &spec(&["gen"], 50));
+        fs::remove_dir(rig.path("gen")).unwrap();
+        match rig.rx.recv_timeout(WAIT) {
+            Ok(Notice::Error { key: 0, error }) => {
+                assert!(error.to_string().contains("gen was removed"), "{error}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(rig.next().paths, Vec::<PathBuf>::new());
+        assert_eq!(rig.watcher.watched_dirs(), 0);
+    }
+
+    #[test]
+    fn the_watcher_can_live_in_the_servers_state() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Watcher>();
     }
 
     #[test]
