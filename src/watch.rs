@@ -17,6 +17,20 @@
 //! through its parent directory, so editors that save by rename still count.
 //! A glob (`src/**/*.rs`) watches the directory of its literal prefix
 //! (`src`), as deep as the glob can reach, and filters paths by the glob.
+//!
+//! For the server (its runtime is current-thread: nothing here blocks it,
+//! except `update`, which walks the trees it adds):
+//!
+//! ```text
+//! let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+//! let watcher = Watcher::with_channel(tx)?;        // once, when a process has `watch:`
+//! watcher.update(index, &spec, &cwd)?;             // per process; Err: show it, go on
+//! // in the select loop:
+//! //   Notice::Changed(ev)         → restart ev.key (or its signal), why: ev.describe()
+//! //   Notice::Error { key, error } → show it for that process
+//! watcher.update(index, &new_spec, &cwd)?;         // reload (the old watch stays on Err)
+//! watcher.remove(index);                           // process removed / watch: dropped
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Component, Path, PathBuf};
