@@ -82,16 +82,27 @@ def session_procs(sid: int) -> list[tuple[int, str, list[str]]]:
     return out
 
 
+def is_child(pid: int, comm: str) -> bool:
+    """The process under test (child.sh, then its `sleep`), not the tool."""
+    if comm == "sleep":
+        return True
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(a.endswith(b"child.sh") for a in argv[:2])
+
+
 def session_cpu(sid: int) -> float:
     """user+sys seconds of the tool's own processes (the sleep child excluded)."""
-    return sum((int(f[11]) + int(f[12])) / CLK for _, comm, f in session_procs(sid) if comm != "sleep")
+    return sum((int(f[11]) + int(f[12])) / CLK for pid, comm, f in session_procs(sid) if not is_child(pid, comm))
 
 
 def session_cpu_ns(sid: int) -> int:
     """The same from /proc/PID/task/*/schedstat: nanoseconds, not 10 ms ticks."""
     total = 0
     for pid, comm, _ in session_procs(sid):
-        if comm == "sleep":
+        if is_child(pid, comm):
             continue
         for task in Path(f"/proc/{pid}/task").glob("*"):
             try:
@@ -102,7 +113,7 @@ def session_cpu_ns(sid: int) -> int:
 
 
 def session_rss_kib(sid: int) -> int:
-    return sum(int(f[21]) * PAGE // 1024 for _, comm, f in session_procs(sid) if comm != "sleep")
+    return sum(int(f[21]) * PAGE // 1024 for pid, comm, f in session_procs(sid) if not is_child(pid, comm))
 
 
 def make_tree(root: Path, files: int) -> None:
@@ -198,7 +209,7 @@ def measure(tool: Tool, tree: Path, starts_file: Path, reps: int, settle: float,
         lat.append((s[n] - t0) / 1e6)
     if tool.stream == "loop":
         tool.wait_ready(reps + 1)
-    time.sleep(settle)
+    time.sleep(max(settle, 1.0))
     sid = tool.proc.pid if tool.proc else 0
     c0, n0, t0 = session_cpu(sid), session_cpu_ns(sid), time.monotonic()
     time.sleep(idle_s)
@@ -226,7 +237,7 @@ def main() -> int:
     ap.add_argument("--idle-seconds", type=float, default=30)
     ap.add_argument("--files", type=int, default=10_000)
     ap.add_argument("--mew-cmd", default=DEFAULT_MEW)
-    ap.add_argument("--debounce-ms", default="300,20", help="mew's debounces to measure (comma-separated)")
+    ap.add_argument("--debounce-ms", default="300,20,0", help="mew's debounces to measure (comma-separated)")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--quick", action="store_true", help="5 reps, 5 s idle window")
     a = ap.parse_args()
