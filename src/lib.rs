@@ -28,3 +28,4 @@ pub mod supervisor;
 pub mod sys;
 pub mod terminal;
 pub mod tui;
+pub mod watch;
