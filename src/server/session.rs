@@ -60,10 +60,14 @@ impl PaneSource for Panes {
     }
 
     fn with_screen(&self, name: &str, offset: usize, f: &mut dyn FnMut(&vt100::Screen)) {
-        let Some(i) = self.shared.index_of(name) else {
+        let Some(p) = self
+            .shared
+            .index_of(name)
+            .and_then(|i| self.shared.procs.get(i))
+        else {
             return;
         };
-        let mut lazy = self.shared.procs[i].lock_screen();
+        let mut lazy = p.lock_screen();
         let screen = lazy.screen();
         if offset == 0 {
             f(screen.vt());
@@ -75,8 +79,12 @@ impl PaneSource for Panes {
     }
 
     fn scrollback_len(&self, name: &str) -> usize {
-        match self.shared.index_of(name) {
-            Some(i) => self.shared.procs[i].lock_screen().screen().scrollback_len(),
+        match self
+            .shared
+            .index_of(name)
+            .and_then(|i| self.shared.procs.get(i))
+        {
+            Some(p) => p.lock_screen().screen().scrollback_len(),
             None => 0,
         }
     }
@@ -237,10 +245,7 @@ async fn session_loop(
         let seq = shared.output_seq.load(Ordering::Acquire);
         if seq != last_seq {
             last_seq = seq;
-            if shown
-                .iter()
-                .any(|&(i, seen)| shared.procs[i].seq.load(Ordering::Acquire) != seen)
-            {
+            if shown.iter().any(|&(i, seen)| seq_of(&shared, i) != seen) {
                 dirty = true;
             }
         }
@@ -270,12 +275,15 @@ async fn session_loop(
                 .desired_sizes(&panes)
                 .iter()
                 .filter_map(|(name, _, _)| shared.index_of(name))
-                .map(|i| (i, shared.procs[i].seq.load(Ordering::Acquire)))
+                .map(|i| (i, seq_of(&shared, i)))
                 .collect();
             let bytes = renderer.render(app, &panes);
-            flooding = shown
-                .iter()
-                .any(|&(i, _)| shared.procs[i].lock_screen().flooded());
+            flooding = shown.iter().any(|&(i, _)| {
+                shared
+                    .procs
+                    .get(i)
+                    .is_some_and(|p| p.lock_screen().flooded())
+            });
             // Pace frames by what was sent: an unchanged frame (a key that
             // changes nothing on screen) must not delay the echo after it.
             if !bytes.is_empty() {
@@ -395,6 +403,14 @@ async fn session_loop(
             _ = tick.tick() => { dirty = true; }
         }
     }
+}
+
+/// How many output chunks process `i` has had (0: not in the table).
+fn seq_of(shared: &crate::supervisor::Shared, i: usize) -> u64 {
+    shared
+        .procs
+        .get(i)
+        .map_or(0, |p| p.seq.load(Ordering::Acquire))
 }
 
 /// Carry out one action of the app; `Some` ends the session.

@@ -15,7 +15,7 @@ use tokio::task::AbortHandle;
 use super::machine::{Effect, Input, Machine, Now};
 use super::pty::{Finish, Pty};
 use super::reaper::{self, reaper};
-use super::{Cmd, Event, Handle, LineSink, Options, ProcShared, Shared, output, probe};
+use super::{Cmd, Event, Handle, LineSink, Options, ProcShared, ProcTable, Shared, output, probe};
 use crate::config::{ProbeKind, ResolvedProcess, SpaceConfig};
 use crate::logs::LogWriter;
 use crate::status::{ParticipantStatus, ProcessStatus, SpaceInfo, SpaceStatus, now_millis};
@@ -105,6 +105,46 @@ pub fn spawn_env(rp: &ResolvedProcess, run_id: &str) -> Vec<(String, String)> {
     env
 }
 
+/// The shared state of process `index` (a new screen, its log file opened).
+fn proc_shared(
+    index: usize,
+    rp: &ResolvedProcess,
+    space: &SpaceConfig,
+    opts: &Options,
+) -> Arc<ProcShared> {
+    Arc::new(ProcShared {
+        name: rp.name.as_str().into(),
+        index,
+        screen: Mutex::new(LazyScreen::new(opts.rows, opts.cols, rp.config.scrollback)),
+        log: Mutex::new(LogWriter::open(
+            &space.logs.dir,
+            &rp.name,
+            space.logs.rotate_size,
+            space.logs.keep,
+        )),
+        pty: Mutex::new(None),
+        size: Mutex::new((opts.rows, opts.cols)),
+        seq: std::sync::atomic::AtomicU64::new(0),
+        removed: AtomicBool::new(false),
+    })
+}
+
+/// The token values of `processes`: masked wherever status shows a command.
+fn secrets_of(processes: &[ResolvedProcess]) -> Vec<String> {
+    processes
+        .iter()
+        .flat_map(|p| p.env.iter())
+        .filter(|(k, v)| k.starts_with("MEW_TOKEN_") && !v.is_empty())
+        .map(|(_, v)| v.clone())
+        // Literal `tokens:` values written into args are secrets too.
+        .chain(
+            processes
+                .iter()
+                .flat_map(|p| p.config.tokens.iter().filter(|t| !t.is_empty()).cloned()),
+        )
+        .collect()
+}
+
 static REAPER_STARTED: AtomicBool = AtomicBool::new(false);
 
 pub(crate) fn start(
@@ -131,37 +171,11 @@ pub(crate) fn start(
     let shared_procs: Vec<Arc<ProcShared>> = processes
         .iter()
         .enumerate()
-        .map(|(index, rp)| {
-            Arc::new(ProcShared {
-                name: rp.name.as_str().into(),
-                index,
-                screen: Mutex::new(LazyScreen::new(opts.rows, opts.cols, rp.config.scrollback)),
-                log: Mutex::new(LogWriter::open(
-                    &space.logs.dir,
-                    &rp.name,
-                    space.logs.rotate_size,
-                    space.logs.keep,
-                )),
-                pty: Mutex::new(None),
-                size: Mutex::new((opts.rows, opts.cols)),
-                seq: std::sync::atomic::AtomicU64::new(0),
-            })
-        })
+        .map(|(index, rp)| proc_shared(index, rp, &space, &opts))
         .collect();
     // Token values must never reach status (and so the TUI, `status --json`):
     // an argv built with `${TOKEN}` carries one, so it is masked for display.
-    let secrets: Vec<String> = processes
-        .iter()
-        .flat_map(|p| p.env.iter())
-        .filter(|(k, v)| k.starts_with("MEW_TOKEN_") && !v.is_empty())
-        .map(|(_, v)| v.clone())
-        // Literal `tokens:` values written into args are secrets too.
-        .chain(
-            processes
-                .iter()
-                .flat_map(|p| p.config.tokens.iter().filter(|t| !t.is_empty()).cloned()),
-        )
-        .collect();
+    let secrets = secrets_of(&processes);
     let slots: Vec<Slot> = processes.iter().map(|rp| Slot::new(rp, &secrets)).collect();
     let machine = Machine::new(processes, space.shutdown_timeout, now());
     let placeholder = Arc::new(SpaceStatus {
@@ -178,7 +192,7 @@ pub(crate) fn start(
     });
     let (status_tx, status_rx) = watch::channel(placeholder);
     let shared = Arc::new(Shared {
-        procs: shared_procs,
+        procs: ProcTable::new(shared_procs),
         events,
         output: Notify::new(),
         output_seq: std::sync::atomic::AtomicU64::new(0),
@@ -344,8 +358,8 @@ impl Actor {
                 });
             }
             Effect::Emit { index, event } => {
-                {
-                    let mut log = self.shared.procs[index].lock_log();
+                if let Some(p) = self.shared.procs.get(index) {
+                    let mut log = p.lock_log();
                     log.write_event(event.at, &event.message);
                     log.flush();
                 }
@@ -364,20 +378,48 @@ impl Actor {
                 let rp = &self.machine.procs()[index].rp;
                 self.slots[index] = Slot::new(rp, &self.secrets);
             }
-            Effect::Removed { index } => self.slots[index].cancel_checks(),
-            // The shared process table (screens, logs, PTYs) has a fixed
-            // size for now: nothing sends `Input::Add` to this runtime.
-            Effect::Added { index } => {
-                tracing::error!("process {index} added, but the process table cannot grow yet");
+            Effect::Removed { index } => {
+                self.slots[index].cancel_checks();
+                if let Some(p) = self.shared.procs.get(index) {
+                    p.removed.store(true, Ordering::Release);
+                }
+                self.dirty = true;
             }
+            Effect::Added { index } => self.added(index),
         }
         None
+    }
+
+    /// The machine added process `index` at the end of its table: the
+    /// shared table and the runtime's slots grow with it.
+    fn added(&mut self, index: usize) {
+        let rp = &self.machine.procs()[index].rp;
+        debug_assert_eq!(index, self.shared.procs.len());
+        debug_assert_eq!(index, self.slots.len());
+        for s in secrets_of(std::slice::from_ref(rp)) {
+            if !self.secrets.contains(&s) {
+                self.secrets.push(s);
+            }
+        }
+        self.shared
+            .procs
+            .push(proc_shared(index, rp, &self.space, &self.opts));
+        self.slots.push(Slot::new(rp, &self.secrets));
+        self.dirty = true;
     }
 
     fn spawn(&mut self, i: usize, generation: u64) -> Input {
         let rp = &self.machine.procs()[i].rp;
         let env = spawn_env(rp, &self.opts.run_id);
-        let shared = self.shared.procs[i].clone();
+        let Some(shared) = self.shared.procs.get(i) else {
+            return Input::SpawnFailed {
+                index: i,
+                generation,
+                message: "no such process in the table".into(),
+                exit_code: -1,
+                transient: false,
+            };
+        };
         let (rows, cols) = *shared.size.lock().unwrap_or_else(|e| e.into_inner());
         let slot = &mut self.slots[i];
         slot.cpu_percent = None;
@@ -513,10 +555,9 @@ impl Actor {
         if p.generation != generation {
             return;
         }
-        *self.shared.procs[i]
-            .pty
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = None;
+        if let Some(p) = self.shared.procs.get(i) {
+            *p.pty.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
         let slot = &mut self.slots[i];
         slot.cpu_percent = None;
         slot.rss = None;
@@ -530,6 +571,7 @@ impl Actor {
             .procs()
             .iter()
             .zip(&self.slots)
+            .filter(|(p, _)| !p.removed)
             .map(|(p, slot)| ProcessStatus {
                 name: p.rp.name.clone(),
                 kind: p.rp.kind,
@@ -552,6 +594,7 @@ impl Actor {
         let degraded = self
             .shared
             .procs
+            .live()
             .iter()
             .find_map(|p| p.lock_log().degraded().map(|d| format!("{}: {d}", p.name)));
         let status = SpaceStatus {

@@ -85,13 +85,13 @@ pub(crate) enum Input {
     /// (transitively) that are stopped, failed or never started.
     StartWithDeps(Vec<String>),
     /// A new process joins the space (a reload added it, `scale` grew it).
-    /// Driven by the unit tests only until the shared process table can grow
-    /// (#17); likewise [`Input::Remove`].
-    #[cfg_attr(not(test), allow(dead_code))]
     Add(Box<ResolvedProcess>),
     /// A process leaves the space: it is stopped, then dropped.
-    #[cfg_attr(not(test), allow(dead_code))]
     Remove(String),
+    /// A process gets a new spec that changes nothing of what runs (`watch`,
+    /// `profiles`, `scrollback`, `depends_on`): taken at once, the running
+    /// process is left alone (a changed `depends_on` counts from its next start).
+    Update(Box<ResolvedProcess>),
     /// A process gets a new spec (same name): a running one is stopped and
     /// started again with it.
     Replace(Box<ResolvedProcess>),
@@ -432,6 +432,19 @@ impl Machine {
                 for i in ids {
                     self.replace(i, rp.clone());
                 }
+            }
+            Input::Update(rp) => {
+                let ids = self.resolve(std::slice::from_ref(&rp.name))?;
+                for i in ids {
+                    match &mut self.procs[i].next_spec {
+                        // A restart for a new spec is under way: it takes this one.
+                        Some(next) => *next = rp.clone(),
+                        None => self.procs[i].rp = (*rp).clone(),
+                    }
+                    self.link();
+                    self.dirty = true;
+                }
+                self.schedule();
             }
             Input::Shutdown { force } => self.shutdown(force),
             Input::Spawned {

@@ -881,6 +881,37 @@ fn processes_can_be_added_removed_and_replaced() {
     assert_eq!(w.state("worker-3"), &ProcState::Stopped);
 }
 
+#[test]
+fn an_update_takes_the_new_spec_without_a_restart() {
+    let mut w = World::new("  a:\n    command: x\n  b:\n    command: x\n");
+    w.boot();
+    assert_eq!(w.state("b"), &ProcState::Ready);
+    let mut new_b = w.m.procs()[1].rp.clone();
+    new_b.config.profiles = vec!["dev".into()];
+    new_b.config.depends_on = vec![config::Dependency {
+        name: "a".into(),
+        condition: DependCondition::Started,
+    }];
+    w.input(Input::Update(Box::new(new_b))).unwrap_or_default();
+    w.settle();
+    assert_eq!(w.state("b"), &ProcState::Ready);
+    assert_eq!(w.spawns("b"), 1, "no restart");
+    assert_eq!(w.m.procs()[1].rp.config.profiles, ["dev"]);
+    // The new dependency counts from b's next start: stop a, restart b.
+    w.input(Input::Stop(names(&["a"]))).unwrap_or_default();
+    w.settle();
+    w.input(Input::Restart(names(&["b"]))).unwrap_or_default();
+    w.settle();
+    assert_ne!(w.state("b"), &ProcState::Ready);
+    assert!(
+        w.input(Input::Update(Box::new(w.m.procs()[0].rp.clone())))
+            .is_ok()
+    );
+    let mut ghost = w.m.procs()[0].rp.clone();
+    ghost.name = "ghost".into();
+    assert!(w.input(Input::Update(Box::new(ghost))).is_err());
+}
+
 // ---- properties -------------------------------------------------------------
 
 #[derive(Clone, Debug)]

@@ -254,6 +254,9 @@ pub struct ProcShared {
     /// Counts this process's output chunks: a client redraws only for the
     /// processes it shows.
     pub seq: std::sync::atomic::AtomicU64,
+    /// It has left the space (a reload removed it, `scale` shrank it): its
+    /// index stays taken, no name finds it.
+    pub removed: std::sync::atomic::AtomicBool,
 }
 
 impl ProcShared {
@@ -270,9 +273,62 @@ impl ProcShared {
     }
 }
 
+/// The processes' shared state by index: the machine's indices, append
+/// only (a removed process stays as a tombstone, so indices never move).
+/// It grows when a reload or `scale` adds a process.
+#[derive(Default)]
+pub struct ProcTable(std::sync::RwLock<Vec<Arc<ProcShared>>>);
+
+impl ProcTable {
+    pub fn new(procs: Vec<Arc<ProcShared>>) -> ProcTable {
+        ProcTable(std::sync::RwLock::new(procs))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<ProcShared>>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Process `index`, removed ones included (their output may still drain).
+    pub fn get(&self, index: usize) -> Option<Arc<ProcShared>> {
+        self.read().get(index).cloned()
+    }
+
+    /// Every process in the table, removed ones included.
+    pub fn all(&self) -> Vec<Arc<ProcShared>> {
+        self.read().clone()
+    }
+
+    /// The processes of the space now (removed ones left out).
+    pub fn live(&self) -> Vec<Arc<ProcShared>> {
+        self.read()
+            .iter()
+            .filter(|p| !p.is_removed())
+            .cloned()
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    fn push(&self, p: Arc<ProcShared>) {
+        self.0.write().unwrap_or_else(|e| e.into_inner()).push(p);
+    }
+}
+
+impl ProcShared {
+    pub fn is_removed(&self) -> bool {
+        self.removed.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
 /// State shared by the supervisor and everyone who watches it.
 pub struct Shared {
-    pub procs: Vec<Arc<ProcShared>>,
+    pub procs: ProcTable,
     pub events: broadcast::Sender<Event>,
     /// Woken on every output chunk; renderers wait on it.
     pub output: Notify,
@@ -282,8 +338,12 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The index of the process of the space called `name` (not a removed one).
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.procs.iter().position(|p| &*p.name == name)
+        self.procs
+            .read()
+            .iter()
+            .position(|p| &*p.name == name && !p.is_removed())
     }
 }
 
@@ -359,6 +419,26 @@ impl Handle {
     /// started again with it, with dependents following their conditions.
     pub async fn replace(&self, process: ResolvedProcess) -> Result<(), String> {
         self.ask(|tx| Cmd::Ask(machine::Input::Replace(Box::new(process)), tx))
+            .await
+    }
+
+    /// A new process joins the space; it starts at once if it auto-starts
+    /// (after its dependencies, by their conditions).
+    pub async fn add(&self, process: ResolvedProcess) -> Result<(), String> {
+        self.ask(|tx| Cmd::Ask(machine::Input::Add(Box::new(process)), tx))
+            .await
+    }
+
+    /// A process leaves the space: it is stopped (as `stop` does), then dropped.
+    pub async fn remove(&self, name: String) -> Result<(), String> {
+        self.ask(|tx| Cmd::Ask(machine::Input::Remove(name), tx))
+            .await
+    }
+
+    /// Give a process a new spec that changes nothing of what runs (`watch`,
+    /// `profiles`, `scrollback`, `depends_on`): the running process keeps running.
+    pub async fn update(&self, process: ResolvedProcess) -> Result<(), String> {
+        self.ask(|tx| Cmd::Ask(machine::Input::Update(Box::new(process)), tx))
             .await
     }
 

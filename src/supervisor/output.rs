@@ -34,7 +34,9 @@ pub(super) async fn read_output(
     log_re: Option<Arc<Regex>>,
     tx: mpsc::UnboundedSender<Cmd>,
 ) {
-    let proc = shared.procs[index].clone();
+    let Some(proc) = shared.procs.get(index) else {
+        return;
+    };
     let mut out = Delivery {
         shared: shared.clone(),
         proc: proc.clone(),
