@@ -71,6 +71,9 @@ pub enum Command {
 pub struct ServeArgs {
     #[arg(long)]
     pub port: Option<u16>,
+    /// Reload when a config file changes (`up --watch-config`).
+    #[arg(long)]
+    pub watch_config: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -275,6 +278,11 @@ pub enum SpaceCommand {
     Stop(NamesArgs),
     /// Start stopped processes (no name: every auto-start process).
     Start(NamesArgs),
+    /// Load the config again and apply what changed: start the added processes,
+    /// stop the removed ones, restart the changed ones; the rest keeps running.
+    Reload,
+    /// Run N copies of a process: `mew space scale worker=3` (NAME-k copies).
+    Scale(ScaleArgs),
     /// Stop every process and the space server.
     Down(DownArgs),
     /// List the spaces running on this machine.
@@ -425,6 +433,10 @@ pub struct UpArgs {
     /// Start the space server in the background and return.
     #[arg(short, long, conflicts_with = "no_tui")]
     pub detach: bool,
+    /// Reload the config by itself whenever one of its files changes
+    /// (as `mew space reload` does).
+    #[arg(long)]
+    pub watch_config: bool,
     /// With -d: return only once every auto-start process is ready.
     #[arg(long, requires = "detach")]
     pub wait: bool,
@@ -442,6 +454,14 @@ impl UpArgs {
             UpArgs::augment_args(clap::Command::new("up")).try_get_matches_from(["up"])?;
         UpArgs::from_arg_matches(&matches)
     }
+}
+
+/// `mew space scale NAME=N`.
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// NAME=N: the process and how many copies of it should run.
+    #[arg(value_name = "NAME=N")]
+    pub target: String,
 }
 
 /// What `mew space clean` removes. With no selector: logs and run state.

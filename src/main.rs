@@ -135,6 +135,8 @@ fn space(c: SpaceCommand, args: &SpaceArgs) -> Outcome {
         SpaceCommand::Stop(a) => cmd::control::run(&load(args)?.dir, Action::Stop, a.names),
         SpaceCommand::Start(a) => cmd::control::run(&load(args)?.dir, Action::Start, a.names),
         SpaceCommand::Ls(a) => cmd::ls::run(a.json),
+        SpaceCommand::Reload => cmd::reload::run(args),
+        SpaceCommand::Scale(a) => cmd::scale::run(args, &a.target),
         SpaceCommand::Attach => cmd::attach::run(&load(args)?.dir, false),
     }
 }

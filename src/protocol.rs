@@ -439,6 +439,11 @@ pub enum Request {
         #[serde(default)]
         no_color: bool,
     },
+    /// Load the config again from the files the server started with and
+    /// apply what changed (`mew space reload`).
+    Reload,
+    /// Run `count` copies of process `name` (`mew space scale NAME=N`).
+    Scale { name: String, count: u32 },
 }
 
 /// A successful response.
@@ -452,6 +457,84 @@ pub enum ResponseBody {
     /// The request was accepted; what follows is a stream (follow, attach)
     /// or the server going away (down).
     Accepted,
+    /// The answer to [`Request::Reload`].
+    Reloaded { report: ReloadReport },
+    /// The answer to [`Request::Scale`]: the copies started and stopped.
+    Scaled {
+        started: Vec<String>,
+        stopped: Vec<String>,
+    },
+}
+
+/// What a reload did. With `errors`, nothing was changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// The new config's errors, as `mew space check` prints them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<String>,
+    /// The same errors, one line each (`error: FILE:LINE:COL: message`).
+    #[serde(default)]
+    pub error_lines: Vec<String>,
+    #[serde(default)]
+    pub added: Vec<String>,
+    #[serde(default)]
+    pub removed: Vec<String>,
+    /// Restarted with their new spec: (name, what changed).
+    #[serde(default)]
+    pub restarted: Vec<(String, Vec<String>)>,
+    /// Given their new spec without a restart (`watch`, `profiles` …).
+    #[serde(default)]
+    pub updated: Vec<(String, Vec<String>)>,
+    #[serde(default)]
+    pub unchanged: usize,
+    /// The new config's warnings, one line each.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// What could not be done (a process that could not be added …).
+    #[serde(default)]
+    pub failed: Vec<String>,
+}
+
+impl ReloadReport {
+    /// What changed, a line each: `added: x`, `removed: y`, `restarted: z
+    /// (command, env.PORT)`, `updated: w (watch)`, `unchanged: n`, then
+    /// the failures. Empty lists are left out; `unchanged` always comes.
+    pub fn lines(&self) -> Vec<String> {
+        fn with_fields(list: &[(String, Vec<String>)]) -> String {
+            list.iter()
+                .map(|(n, f)| format!("{n} ({})", f.join(", ")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+        let mut out = Vec::new();
+        if !self.added.is_empty() {
+            out.push(format!("added: {}", self.added.join(", ")));
+        }
+        if !self.removed.is_empty() {
+            out.push(format!("removed: {}", self.removed.join(", ")));
+        }
+        if !self.restarted.is_empty() {
+            out.push(format!("restarted: {}", with_fields(&self.restarted)));
+        }
+        if !self.updated.is_empty() {
+            out.push(format!("updated: {}", with_fields(&self.updated)));
+        }
+        out.push(format!("unchanged: {}", self.unchanged));
+        out.extend(self.failed.iter().map(|f| format!("failed: {f}")));
+        out
+    }
+
+    /// One line for the TUI's footer.
+    pub fn summary(&self) -> String {
+        match self.error_lines.first() {
+            Some(first) if self.error_lines.len() > 1 => format!(
+                "reload: nothing changed, {first} (and {} more: see the notes)",
+                self.error_lines.len() - 1
+            ),
+            Some(first) => format!("reload: nothing changed, {first}"),
+            None => format!("reloaded: {}", self.lines().join("; ")),
+        }
+    }
 }
 
 /// Server → client.

@@ -16,6 +16,8 @@ mod error;
 pub mod gateway;
 pub mod logs;
 pub mod ls;
+pub mod reload;
+pub mod scale;
 pub mod serve;
 pub mod status;
 pub mod up;

@@ -12,6 +12,7 @@ pub fn run(space: &SpaceArgs, args: &ServeArgs) -> Outcome {
         server::ServeOptions {
             port: args.port,
             headless: None,
+            watch_config: args.watch_config,
         },
     ))
 }

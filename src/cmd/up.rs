@@ -55,10 +55,10 @@ pub fn run(up: UpArgs, args: &SpaceArgs) -> Outcome {
             timeout,
             port: up.port,
         };
-        return detached(&cfg, &config_args(&cfg), opts);
+        return detached(&cfg, &serve_args(&cfg, up.watch_config), opts);
     }
     if tui {
-        start_server(&cfg, &config_args(&cfg), up.port)?;
+        start_server(&cfg, &serve_args(&cfg, up.watch_config), up.port)?;
         return super::attach::run(&cfg.dir, true);
     }
     if !up.no_tui && !ci_mode {
@@ -75,8 +75,18 @@ pub fn run(up: UpArgs, args: &SpaceArgs) -> Outcome {
                 abort_on_exit: up.abort_on_exit,
                 envelopes: up.envelopes,
             }),
+            watch_config: up.watch_config,
         },
     ))
+}
+
+/// The config arguments of `__serve`, and `--watch-config` if asked for.
+fn serve_args(cfg: &SpaceConfig, watch_config: bool) -> Vec<OsString> {
+    let mut args = config_args(cfg);
+    if watch_config {
+        args.push("--watch-config".into());
+    }
+    args
 }
 
 struct DetachOptions {

@@ -23,6 +23,7 @@ macro_rules! say {
 
 mod conns;
 mod outbox;
+mod reload;
 mod requests;
 mod session;
 mod startup;
@@ -38,6 +39,7 @@ use crate::config::SpaceConfig;
 use crate::supervisor::Handle;
 
 pub(crate) use outbox::Outbox;
+pub use reload::scale_lines;
 
 // Kept at their old paths for the callers outside the server.
 pub use crate::config::load_cli::{format_diagnostic, load_config};
@@ -48,6 +50,8 @@ pub struct ServeOptions {
     pub port: Option<u16>,
     /// `Some`: run in the foreground with the line printer (`--no-tui`).
     pub headless: Option<HeadlessOptions>,
+    /// `--watch-config`: reload when a config file changes.
+    pub watch_config: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -85,12 +89,12 @@ struct Ctx {
     space_id: String,
     /// `ui.keys` from the config, for every attached client's key map.
     ui_keys: Vec<(String, String)>,
-    /// What the TUI shows of the config: description, warnings, stop timeouts.
-    notes: crate::tui::SpaceNotes,
     /// Set when a client asked the space to go down.
     down_tx: watch::Sender<bool>,
     /// Set once the space is down (all processes gone).
     gone_tx: watch::Sender<bool>,
     /// The server's own participant in the space (the TUI's space view).
     space: Option<Arc<crate::participant::observer::Plan>>,
+    /// Reload and scale: the config the space runs now.
+    devloop: Arc<reload::Devloop>,
 }

@@ -404,6 +404,28 @@ async fn handle_request(
                     .await;
             }))
         }
+        Request::Reload => {
+            let r = match front.ctx().await {
+                Some(ctx) => Ok(ResponseBody::Reloaded {
+                    report: ctx.devloop.reload().await,
+                }),
+                None => Err(stopping()),
+            };
+            out.msg(&respond(r)).await;
+            None
+        }
+        Request::Scale { name, count } => {
+            let r = match front.ctx().await {
+                Some(ctx) => ctx
+                    .devloop
+                    .scale(&name, count)
+                    .await
+                    .map(|(started, stopped)| ResponseBody::Scaled { started, stopped }),
+                None => Err(stopping()),
+            };
+            out.msg(&respond(r)).await;
+            None
+        }
         Request::Attach { .. } => None, // handled by converse
     }
 }

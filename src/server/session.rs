@@ -136,7 +136,7 @@ pub async fn run(
     app.set_color(!att.no_color);
     let (cols, rows) = clamp_size(att.cols, att.rows);
     app.set_size(cols, rows);
-    app.set_notes(ctx.notes.clone());
+    app.set_notes(ctx.devloop.notes());
     let end = serve(&ctx, rd, &tx, &mut app, att, limits).await;
     if end != End::SpaceDown && !app.is_quitting() {
         park(&ctx.space_id, app);
@@ -443,6 +443,16 @@ async fn apply(ctx: &Arc<Ctx>, tx: &Outbox, app: &mut App, action: Action) -> Op
         Action::Start(name) => report(handle.start(vec![name]).await),
         Action::Kill(name) => report(handle.kill(vec![name]).await),
         Action::RestartAll => report(handle.restart(Vec::new()).await),
+        Action::Reload => {
+            let r = ctx.devloop.reload().await;
+            let mut notes = ctx.devloop.notes();
+            if !r.error_lines.is_empty() {
+                // The errors in the notes overlay, until a reload succeeds.
+                notes.warnings = r.error_lines.clone();
+            }
+            app.set_notes(notes);
+            app.note(&r.summary());
+        }
         Action::Detach => return Some(End::Detached),
         Action::Quit => {
             app.quitting();

@@ -114,7 +114,7 @@ fn remove_fifos(space_dir: &Path, fifos: &[config::FifoSpec]) {
     }
 }
 
-fn resolve_context(
+pub(super) fn resolve_context(
     cfg: &SpaceConfig,
     paths: &SpacePaths,
     port: u16,
@@ -192,6 +192,7 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     // The server's own participant: the space view of every attached TUI
     // (it joins when the first one attaches, or now for `--envelopes`).
     let space_view = space_view(&cfg, port);
+    let reload_cfg = cfg.clone();
     let handle = supervisor::start(
         cfg,
         resolved,
@@ -218,14 +219,24 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         started_at: now_millis(),
     });
     let (down_tx, down_rx) = watch::channel(false);
+    let devloop = Arc::new(super::reload::Devloop::new(
+        reload_cfg,
+        paths.clone(),
+        port,
+        handle.clone(),
+        notes,
+    ));
+    if opts.watch_config {
+        tokio::spawn(super::reload::watch_config(devloop.clone()));
+    }
     let ctx = Arc::new(Ctx {
         handle: handle.clone(),
         space_id: space_id.clone(),
         ui_keys,
-        notes,
         down_tx,
         gone_tx,
         space: space_view,
+        devloop,
     });
     let _ = ctx_tx.send(Some(ctx.clone()));
     tracing::info!(space = %space_id, pid = server_pid, "space server running");
@@ -316,7 +327,10 @@ fn start_printer(
 }
 
 /// What the TUI shows of the config: description, warnings, stop timeouts.
-fn space_notes(cfg: &SpaceConfig, warnings: &[config::Diagnostic]) -> crate::tui::SpaceNotes {
+pub(super) fn space_notes(
+    cfg: &SpaceConfig,
+    warnings: &[config::Diagnostic],
+) -> crate::tui::SpaceNotes {
     crate::tui::SpaceNotes {
         description: cfg.description.clone(),
         warnings: cfg

@@ -692,6 +692,10 @@ impl App {
                 }
             }
             Command::RestartAll => self.mode = Mode::Confirm(Confirm::RestartAll),
+            Command::Reload => {
+                self.message = Some("reloading the config".into());
+                out.push(Action::Reload);
+            }
             Command::StopStart => {
                 if let Some(p) = cur {
                     let running = p.state.is_alive()

@@ -41,6 +41,8 @@ pub enum Command {
     Filter,
     /// Group the list: by kind, by profile, not at all.
     Group,
+    /// Load the config again and apply what changed.
+    Reload,
 }
 
 /// Every command with its `ui.keys` name, default keys and help text, in help order.
@@ -94,6 +96,7 @@ pub const COMMANDS: &[(Command, &str, &str, &str)] = &[
     (Command::Merged, "merged", "a", "all output merged"),
     (Command::Filter, "filter", "f", "filter the list"),
     (Command::Group, "group", "G", "group by kind/profile"),
+    (Command::Reload, "reload", "c", "reload the config"),
 ];
 
 impl Command {

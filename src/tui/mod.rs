@@ -83,6 +83,8 @@ pub enum Action {
     Kill(String),
     /// The user confirmed.
     RestartAll,
+    /// Load the config again and apply what changed (`mew space reload`).
+    Reload,
     /// This client leaves; everything keeps running.
     Detach,
     /// Stop the space (the user confirmed). The app is already showing the
