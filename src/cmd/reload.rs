@@ -37,7 +37,9 @@ fn print(report: &ReloadReport) -> ExitCode {
     let mut err = std::io::stderr();
     if let Some(errors) = &report.errors {
         let _ = writeln!(err, "{}", errors.trim_end());
-        let _ = writeln!(err, "mew: the config has errors: nothing was changed");
+        if !errors.contains("nothing was changed") {
+            let _ = writeln!(err, "mew: the config has errors: nothing was changed");
+        }
         return ExitCode::from(USAGE);
     }
     for w in &report.warnings {

@@ -78,8 +78,12 @@ impl Devloop {
                 if error_lines.is_empty() {
                     error_lines = e.to_string().lines().take(1).map(str::to_owned).collect();
                 }
+                // `check`'s report, said of a reload.
+                let text = e
+                    .to_string()
+                    .replace("; nothing was started", "; nothing was changed");
                 return ReloadReport {
-                    errors: Some(e.to_string()),
+                    errors: Some(text),
                     error_lines,
                     ..ReloadReport::default()
                 };
