@@ -573,6 +573,39 @@ mod tests {
     }
 
     #[test]
+    fn a_report_says_what_changed_and_the_footer_gets_one_line() {
+        let r = ReloadReport {
+            added: vec!["new".into()],
+            removed: vec!["gone".into()],
+            restarted: vec![("api".into(), vec!["command".into(), "env.PORT".into()])],
+            unchanged: 2,
+            ..ReloadReport::default()
+        };
+        assert_eq!(
+            r.lines(),
+            [
+                "added: new",
+                "removed: gone",
+                "restarted: api (command, env.PORT)",
+                "unchanged: 2"
+            ]
+        );
+        assert_eq!(
+            r.summary(),
+            "reloaded: added: new; removed: gone; restarted: api (command, env.PORT); unchanged: 2"
+        );
+        let bad = ReloadReport {
+            errors: Some("…".into()),
+            error_lines: vec!["error: /s/space.yaml:3:5: bad".into(), "error: two".into()],
+            ..ReloadReport::default()
+        };
+        assert_eq!(
+            bad.summary(),
+            "reload: nothing changed, error: /s/space.yaml:3:5: bad (and 1 more: see the notes)"
+        );
+    }
+
+    #[test]
     fn scale_lines_say_what_was_done() {
         assert_eq!(
             scale_lines("w", &["w-3".into()], &[]),

@@ -290,3 +290,24 @@ fn watch_config_reloads_when_a_config_file_changes() {
         Some("override")
     );
 }
+
+#[test]
+fn the_tui_key_asks_for_a_reload() {
+    use crate::common::tui::{app, ch, demo, send};
+    let src = demo();
+    let mut app = app(&src, 80, 24);
+    assert_eq!(
+        send(&mut app, &src, [ch('c')]),
+        vec![mew::tui::Action::Reload]
+    );
+    // `ui.keys` can move it like any command.
+    use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+    let mut remapped = mew::tui::App::new(&[("reload".into(), "F6".into())]).unwrap();
+    send(&mut remapped, &src, [Event::Resize(80, 24)]);
+    assert_eq!(send(&mut remapped, &src, [ch('c')]), vec![]);
+    let f6 = Event::Key(KeyEvent::new(KeyCode::F(6), KeyModifiers::NONE));
+    assert_eq!(
+        send(&mut remapped, &src, [f6]),
+        vec![mew::tui::Action::Reload]
+    );
+}
