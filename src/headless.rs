@@ -134,10 +134,20 @@ impl Printer {
     pub fn format(&mut self, item: &Printable, out: &mut Vec<u8>) {
         match item {
             Printable::Lines {
-                process, at, text, ..
+                process,
+                name,
+                at,
+                text,
+                ..
             } => {
+                // A process added since the start (a reload, `scale`) is
+                // not among the labels: it is labelled by its name.
+                let (index, name) = match name {
+                    Some(n) if self.names.get(*process).is_none_or(|m| **m != **n) => (None, &**n),
+                    _ => (Some(*process), ""),
+                };
                 for line in text.split_terminator('\n') {
-                    self.prefix(out, *at, Some(*process), "", false);
+                    self.prefix(out, *at, index, name, false);
                     out.extend_from_slice(line.as_bytes());
                     out.push(b'\n');
                 }
@@ -427,6 +437,7 @@ mod tests {
         p.format(
             &Printable::Lines {
                 process: 0,
+                name: None,
                 at: 0,
                 text: "hello\n".into(),
                 count: 1,
@@ -449,12 +460,40 @@ mod tests {
     }
 
     #[test]
+    fn a_process_added_later_is_labelled_by_its_name() {
+        let mut p = Printer::new(vec!["web".into(), "space".into()], false, false);
+        let mut out = Vec::new();
+        p.format(
+            &Printable::Lines {
+                process: 1,
+                name: Some("new".into()),
+                at: 0,
+                text: "hi\n".into(),
+                count: 1,
+            },
+            &mut out,
+        );
+        p.format(
+            &Printable::Lines {
+                process: 0,
+                name: Some("web".into()),
+                at: 0,
+                text: "ok\n".into(),
+                count: 1,
+            },
+            &mut out,
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), "new   | hi\nweb   | ok\n");
+    }
+
+    #[test]
     fn timestamps_and_colour_are_optional() {
         let mut p = Printer::new(vec!["a".into()], true, true);
         let mut out = Vec::new();
         p.format(
             &Printable::Lines {
                 process: 0,
+                name: None,
                 at: 1_700_000_000_000,
                 text: "x\n".into(),
                 count: 1,

@@ -62,6 +62,10 @@ pub enum Printable {
     /// in `text` (one allocation and one channel message per PTY read).
     Lines {
         process: usize,
+        /// The process's name: a process added after the printer started
+        /// (a reload, `scale`) has no label of its own there. `None`: the
+        /// printer's name for `process` (the `--envelopes` lines).
+        name: Option<Arc<str>>,
         at: Millis,
         text: String,
         count: usize,
@@ -179,10 +183,17 @@ impl LineSink {
     /// Lines that are not a process's output (`--envelopes`), under the
     /// printer's name `process`; the same backpressure as output.
     pub async fn send_text(&self, process: usize, at: Millis, text: String, count: usize) {
-        self.send_lines(process, at, text, count).await;
+        self.send_lines(process, None, at, text, count).await;
     }
 
-    async fn send_lines(&self, process: usize, at: Millis, text: String, count: usize) {
+    async fn send_lines(
+        &self,
+        process: usize,
+        name: Option<Arc<str>>,
+        at: Millis,
+        text: String,
+        count: usize,
+    ) {
         // One PTY read never holds more lines than permits exist (64 KiB).
         let count = count.min(SINK_PERMITS);
         loop {
@@ -212,6 +223,7 @@ impl LineSink {
         }
         let _ = self.tx.send(Printable::Lines {
             process,
+            name,
             at,
             text,
             count,

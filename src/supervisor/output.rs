@@ -185,7 +185,8 @@ impl Delivery {
             // The printer owns the text from here; the next read starts a new buffer.
             Some(sink) => {
                 let text = std::mem::take(&mut lines.text);
-                sink.send_lines(index, at, text, count).await;
+                sink.send_lines(index, Some(proc.name.clone()), at, text, count)
+                    .await;
             }
             None => lines.text.clear(),
         }
