@@ -100,6 +100,7 @@ impl Devloop {
                 };
             }
         };
+        let mut new = new;
         let mut report = ReloadReport {
             unchanged: diff.unchanged.len(),
             warnings: new
@@ -113,6 +114,7 @@ impl Devloop {
         let spec = |name: &str| resolved.iter().find(|rp| rp.name == name).cloned();
         // Dependencies before their dependents: an added process that
         // depends on another added one finds it.
+        let mut not_added: Vec<String> = Vec::new();
         for i in config::start_order(&new) {
             let name = &new.processes[i].name;
             if !diff.added.contains(name) {
@@ -121,9 +123,15 @@ impl Devloop {
             let Some(rp) = spec(name) else { continue };
             match self.handle.add(rp).await {
                 Ok(()) => report.added.push(name.clone()),
-                Err(e) => report.failed.push(format!("{name}: {e}")),
+                // Not running: the next reload tries again (e.g. the old
+                // process of that name was still stopping).
+                Err(e) => {
+                    report.failed.push(format!("{name}: {e}"));
+                    not_added.push(name.clone());
+                }
             }
         }
+        new.processes.retain(|p| !not_added.contains(&p.name));
         for c in &diff.changed {
             let Some(rp) = spec(&c.name) else { continue };
             let done = if c.restart {

@@ -68,8 +68,13 @@ fn names(status: &Value) -> Vec<String> {
 fn wait_status(space: &Space, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
     let mut last = Value::Null;
     let ok = wait_for(W, || {
-        last = status_json(space);
-        cond(&last)
+        // The server may not answer yet (`up --no-tui` just started).
+        let out = mew_run(space, &["space", "status", "--json"]);
+        if out.code() != Some(0) {
+            return false;
+        }
+        last = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
+        !last.is_null() && cond(&last)
     });
     assert!(ok, "{what}: not within {W:?}; last status:\n{last:#}");
     last
@@ -310,4 +315,41 @@ fn the_tui_key_asks_for_a_reload() {
         send(&mut remapped, &src, [f6]),
         vec![mew::tui::Action::Reload]
     );
+}
+
+#[test]
+fn no_tui_watch_config_prints_the_added_process_under_its_name() {
+    use std::process::Stdio;
+    let space = Space::new("processes:\n  a:\n    command: sleep 1000\n");
+    let mut cmd = space.mew();
+    cmd.args([
+        "space",
+        "up",
+        "--no-tui",
+        "--timestamps=false",
+        "--watch-config",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let out = common::Captured::of(child.stdout.take().unwrap());
+    let err = common::Captured::of(child.stderr.take().unwrap());
+    wait_status(&space, "a running", |s| pid_of(s, "a").is_some());
+    write_config(
+        &space,
+        "processes:\n  a:\n    command: sleep 1000\n  late:\n    command: sh -c 'echo hello from late; exec sleep 1000'\n",
+    );
+    let ok = wait_for(W, || out.text().contains("late | hello from late\n"));
+    assert!(ok, "stdout:\n{}\nstderr:\n{}", out.text(), err.text());
+    assert!(
+        err.text()
+            .contains("config reloaded: added: late; unchanged: 1"),
+        "stderr:\n{}",
+        err.text()
+    );
+    let down = mew_run(&space, &["space", "down"]);
+    assert_eq!(down.code(), Some(0), "{}", show(&down));
+    let ended = wait_for(W, || child.try_wait().unwrap().is_some());
+    assert!(ended, "up --no-tui did not end after down");
 }
