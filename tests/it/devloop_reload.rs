@@ -353,3 +353,109 @@ fn no_tui_watch_config_prints_the_added_process_under_its_name() {
     let ended = wait_for(W, || child.try_wait().unwrap().is_some());
     assert!(ended, "up --no-tui did not end after down");
 }
+
+/// A private tmux server (killed on drop) for the TUI key end to end.
+struct Tmux(String);
+
+impl Tmux {
+    fn new() -> Tmux {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Tmux(format!("mew-reload-{}-{n}", std::process::id()))
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("tmux")
+            .arg("-L")
+            .arg(&self.0)
+            .args(["-f", "/dev/null"])
+            .args(args)
+            .env_remove("TMUX")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn wait(&self, what: &str) -> String {
+        let mut screen = String::new();
+        let ok = wait_for(W, || {
+            screen = self.run(&["capture-pane", "-p", "-t", "s"]);
+            screen.contains(what)
+        });
+        assert!(ok, "{what:?} not on the screen within {W:?}:\n{screen}");
+        screen
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .arg("-L")
+            .arg(&self.0)
+            .arg("kill-server")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn the_tui_key_reloads_and_shows_the_result_or_the_errors() {
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no tmux");
+        return;
+    }
+    let space = Space::new("processes:\n  alpha:\n    command: sleep 1000\n");
+    let tmux = Tmux::new();
+    let script = format!(
+        "env -u TMUX -u MEW_SPACE_CONFIG NO_COLOR=1 TEST_MARK={mark} '{mew}' --space-dir '{dir}' space up; exec sleep 600",
+        mark = space.mark,
+        mew = common::MEW,
+        dir = space.path().display(),
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "s",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        &script,
+    ]);
+    tmux.wait("alpha");
+    write_config(
+        &space,
+        "processes:\n  alpha:\n    command: sleep 1000\n  beta:\n    command: sleep 1000\n",
+    );
+    tmux.run(&["send-keys", "-t", "s", "c"]);
+    tmux.wait("reloaded: added: beta; unchanged: 1");
+    wait_status(&space, "beta runs", |s| pid_of(s, "beta").is_some());
+    write_config(
+        &space,
+        "processes:\n  alpha:\n    command: sleep 1000\n    stop_timeout: forever\n",
+    );
+    tmux.run(&["send-keys", "-t", "s", "c"]);
+    let screen = tmux.wait("reload: nothing changed");
+    assert!(screen.contains("space.yaml:4:19"), "{screen}");
+    // The space runs on as it was (the good config back for `status`).
+    write_config(
+        &space,
+        "processes:\n  alpha:\n    command: sleep 1000\n  beta:\n    command: sleep 1000\n",
+    );
+    let s = status_json(&space);
+    assert!(pid_of(&s, "alpha").is_some() && pid_of(&s, "beta").is_some());
+    let down = mew_run(&space, &["space", "down"]);
+    assert_eq!(down.code(), Some(0), "{}", show(&down));
+}
