@@ -9,6 +9,7 @@ cd "$tools" || exit 1
 
 command -v tmux >/dev/null || echo "tmux missing: apt-get install tmux" >&2
 command -v script >/dev/null || echo "script missing: apt-get install bsdutils" >&2
+command -v inotifywait >/dev/null || echo "inotifywait missing (the watch benchmark's baseline): apt-get install inotify-tools" >&2
 
 if [ ! -x "$tools/bin/mprocs" ]; then
     cargo install mprocs --locked --root "$tools" || echo "mprocs: cargo install failed" >&2

@@ -20,6 +20,16 @@ pub fn load_options(space: &SpaceArgs) -> LoadOptions {
     LoadOptions::from(space)
 }
 
+/// Which keys an override file set, for the plan.
+fn overridden(keys: &[crate::config::KeyOrigin]) -> Vec<view::Overridden<'_>> {
+    keys.iter()
+        .map(|o| view::Overridden {
+            key: &o.key,
+            file: o.file.display().to_string(),
+        })
+        .collect()
+}
+
 /// The resolved plan: processes in start order, secrets masked.
 pub struct Plan {
     pub cfg: SpaceConfig,
@@ -448,14 +458,7 @@ pub fn plan_json(plan: &Plan) -> Value {
                 one_shot: p.one_shot,
                 line: p.loc.line,
                 source: shown(cfg.file_of(&p.loc)),
-                overridden: p
-                    .overridden
-                    .iter()
-                    .map(|o| view::Overridden {
-                        key: &o.key,
-                        file: shown(&o.file),
-                    })
-                    .collect(),
+                overridden: overridden(&p.overridden),
                 watch: p.watch.as_ref().map(view::Watch::from),
                 profiles: &p.profiles,
                 replica: p.replica.as_ref(),
@@ -472,14 +475,7 @@ pub fn plan_json(plan: &Plan) -> Value {
             config: shown(&cfg.config_path),
             source: cfg.source,
             sources: cfg.sources.iter().map(|s| shown(s)).collect(),
-            overridden: cfg
-                .overridden
-                .iter()
-                .map(|o| view::Overridden {
-                    key: &o.key,
-                    file: shown(&o.file),
-                })
-                .collect(),
+            overridden: overridden(&cfg.overridden),
         },
         gateway_port: cfg.gateway_port,
         processes,

@@ -283,6 +283,16 @@ pub(crate) fn process_runs(pid: u32) -> bool {
     pid != 0 && i32::try_from(pid).is_ok() && sys::pid_exists(pid) && !is_ending(pid)
 }
 
+/// The kernel's limit of inotify watches per user
+/// (`/proc/sys/fs/inotify/max_user_watches`), for the watcher's messages.
+pub(crate) fn inotify_max_user_watches() -> Option<u64> {
+    fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// `(pid, inode)` of every granted exclusive `flock`, from `/proc/locks`
 /// (`None` when unreadable). Reading it takes no lock, so it cannot race
 /// with a server starting up, unlike a probing `flock`.

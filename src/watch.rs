@@ -112,9 +112,9 @@ pub enum WatchError {
 }
 
 fn limit_text() -> String {
-    match std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches") {
-        Ok(n) => format!("fs.inotify.max_user_watches = {}", n.trim()),
-        Err(_) => "fs.inotify.max_user_watches".to_string(),
+    match crate::procfs::inotify_max_user_watches() {
+        Some(n) => format!("fs.inotify.max_user_watches = {n}"),
+        None => "fs.inotify.max_user_watches".to_string(),
     }
 }
 

@@ -24,17 +24,9 @@ pub async fn until_ready(
     probe: Probe,
     env: Vec<(String, String)>,
     cwd: PathBuf,
-    mut report: impl FnMut(Result<(), String>) -> bool,
+    report: impl FnMut(Result<(), String>) -> bool,
 ) {
-    tokio::time::sleep(probe.initial_delay).await;
-    loop {
-        let result = check(&probe.kind, probe.timeout, &env, &cwd).await;
-        let ready = result.is_ok();
-        if !report(result) || ready {
-            return;
-        }
-        tokio::time::sleep(probe.period).await;
-    }
+    repeat(probe, env, cwd, true, report).await;
 }
 
 /// Check from `initial_delay` on, every `period`, for as long as the task
@@ -43,12 +35,23 @@ pub async fn every_period(
     probe: Probe,
     env: Vec<(String, String)>,
     cwd: PathBuf,
+    report: impl FnMut(Result<(), String>) -> bool,
+) {
+    repeat(probe, env, cwd, false, report).await;
+}
+
+async fn repeat(
+    probe: Probe,
+    env: Vec<(String, String)>,
+    cwd: PathBuf,
+    until_success: bool,
     mut report: impl FnMut(Result<(), String>) -> bool,
 ) {
     tokio::time::sleep(probe.initial_delay).await;
     loop {
         let result = check(&probe.kind, probe.timeout, &env, &cwd).await;
-        if !report(result) {
+        let done = until_success && result.is_ok();
+        if !report(result) || done {
             return;
         }
         tokio::time::sleep(probe.period).await;
