@@ -157,7 +157,9 @@ pub fn plan_with(cfg: SpaceConfig, options: PlanOptions) -> Plan {
     }
 }
 
-pub fn run(space: &SpaceArgs, args: &CheckArgs) -> ExitCode {
+/// `mew space check`: the plan, or the config's error (with `--json`, also
+/// as JSON on stdout).
+pub fn run(space: &SpaceArgs, args: &CheckArgs) -> crate::cmd::Outcome {
     match config::load(&load_options(space)) {
         Ok(cfg) => {
             let options = PlanOptions {
@@ -172,7 +174,7 @@ pub fn run(space: &SpaceArgs, args: &CheckArgs) -> ExitCode {
             } else {
                 print!("{}", plan_text(&plan));
             }
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
             if args.json {
@@ -181,8 +183,7 @@ pub fn run(space: &SpaceArgs, args: &CheckArgs) -> ExitCode {
                     serde_json::to_string_pretty(&error_json(&e)).unwrap_or_default()
                 );
             }
-            eprintln!("{e}");
-            ExitCode::from(e.exit_code())
+            Err(e.into())
         }
     }
 }

@@ -81,17 +81,13 @@ struct Usage {
 }
 
 /// Entry point for `mew space clean`.
-pub fn run(space: &SpaceArgs, args: &CleanArgs) -> ExitCode {
+pub fn run(space: &SpaceArgs, args: &CleanArgs) -> crate::cmd::Outcome {
     let mut out = String::new();
     let result = clean(space, args, &mut out);
     print!("{out}");
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mew: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    result
+        .map(|()| ExitCode::SUCCESS)
+        .map_err(crate::cmd::Error::Failed)
 }
 
 fn clean(space: &SpaceArgs, args: &CleanArgs, out: &mut String) -> Result<(), String> {

@@ -176,26 +176,16 @@ pub(crate) fn input<'a>(
 }
 
 /// `mew space export`.
-pub fn run(space: &SpaceArgs, args: &ExportArgs) -> ExitCode {
-    let cfg = match config::load(&crate::check::load_options(space)) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(e.exit_code());
-        }
-    };
+pub fn run(space: &SpaceArgs, args: &ExportArgs) -> crate::cmd::Outcome {
+    let cfg = config::load(&crate::check::load_options(space))?;
     let (token_ref, render): (TokenRef, fn(&Input<'_>) -> Export) = match args.format {
         ExportFormat::Systemd => (systemd::TOKEN_REF, systemd::render),
         ExportFormat::Compose => (compose::TOKEN_REF, compose::render),
         ExportFormat::Kubernetes => (kubernetes::TOKEN_REF, kubernetes::render),
     };
-    let (inp, warnings) = match input(&cfg, token_ref, args.image.clone(), args.system) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("mew: cannot read or make the space's tokens: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    let (inp, warnings) = input(&cfg, token_ref, args.image.clone(), args.system).map_err(|e| {
+        crate::cmd::Error::Failed(format!("cannot read or make the space's tokens: {e}"))
+    })?;
     for w in cfg.warnings.iter().chain(warnings.iter()) {
         eprintln!("{}", crate::server::format_diagnostic("warning", w));
     }
@@ -218,24 +208,17 @@ pub fn run(space: &SpaceArgs, args: &ExportArgs) -> ExitCode {
             "notes": export.notes,
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        return ExitCode::SUCCESS;
+        return Ok(ExitCode::SUCCESS);
     }
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| cfg.dir.join(".mew").join("export").join(args.format.name()));
-    match write_files(&out, &export.files) {
-        Ok(()) => {
-            for f in &export.files {
-                println!("{}", out.join(&f.path).display());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("mew export: {e}");
-            ExitCode::from(1)
-        }
+    write_files(&out, &export.files).map_err(|e| crate::cmd::Error::said("mew export", 1, e))?;
+    for f in &export.files {
+        println!("{}", out.join(&f.path).display());
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Write every file under `out` (created 0700 when missing): each through

@@ -105,14 +105,11 @@ fn usage(msg: impl Into<String>) -> Fail {
     Fail(2, msg.into())
 }
 
-pub fn run(space: &SpaceArgs, args: &InitArgs) -> ExitCode {
-    match run_inner(space, args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Fail(code, msg)) => {
-            eprintln!("error: {msg}");
-            ExitCode::from(code)
-        }
-    }
+/// `mew init`; a failure is `error: <why>`.
+pub fn run(space: &SpaceArgs, args: &InitArgs) -> crate::cmd::Outcome {
+    run_inner(space, args)
+        .map(|()| ExitCode::SUCCESS)
+        .map_err(|Fail(code, why)| crate::cmd::Error::said("error", code, why))
 }
 
 fn home() -> Option<PathBuf> {

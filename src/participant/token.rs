@@ -23,9 +23,14 @@ use std::process::ExitCode;
 use serde_json::Value;
 
 use crate::cli::{SpaceArgs, TokenCreateArgs};
+use crate::cmd::{Error, Outcome, USAGE};
 use crate::config::escape;
 
-pub fn create(space: &SpaceArgs, args: &TokenCreateArgs) -> ExitCode {
+const WHO: &str = "mew token create";
+
+/// `mew token create`: the token on stdout (and, with `--write`, in the
+/// participant's token file).
+pub fn create(space: &SpaceArgs, args: &TokenCreateArgs) -> Outcome {
     let mut space = space.clone();
     // Upstream spells `--capabilities` `-c`, which is mew's global `--config`.
     let caps_text = match (&args.capabilities, space.config.first()) {
@@ -41,38 +46,28 @@ pub fn create(space: &SpaceArgs, args: &TokenCreateArgs) -> ExitCode {
         }
         (None, _) => None,
     };
-    if let Some(text) = &caps_text
-        && let Err(e) = check_capabilities(text)
-    {
-        eprintln!("mew token create: --capabilities: {e}");
-        return ExitCode::from(2);
+    if let Some(text) = &caps_text {
+        check_capabilities(text)
+            .map_err(|e| Error::said(WHO, USAGE, format!("--capabilities: {e}")))?;
     }
     let id = &args.participant_id;
     if id.is_empty() || id.chars().any(char::is_control) {
-        eprintln!(
-            "mew token create: invalid participant id {:?}",
-            escape(id).as_ref()
-        );
-        return ExitCode::from(2);
+        return Err(Error::said(
+            WHO,
+            USAGE,
+            format!("invalid participant id {:?}", escape(id).as_ref()),
+        ));
     }
-    let token = match new_token() {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("mew token create: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if args.write
-        && let Err((code, e)) = write_for_space(&space, id, &token, args.force)
-    {
-        eprintln!("mew token create: {e}");
-        return ExitCode::from(code);
+    let token = new_token().map_err(|e| Error::said(WHO, 1, e.to_string()))?;
+    if args.write {
+        write_for_space(&space, id, &token, args.force)
+            .map_err(|(code, e)| Error::said(WHO, code, e))?;
     }
     let mut out = io::stdout().lock();
     if writeln!(out, "{token}").and_then(|()| out.flush()).is_err() {
-        return ExitCode::FAILURE;
+        return Ok(ExitCode::FAILURE);
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) use crate::space::new_token;
