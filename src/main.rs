@@ -34,16 +34,14 @@ fn main() -> ExitCode {
     }
     let outcome = match cli.command {
         None => cmd::bare::run(&cli.space),
-        Some(Command::Init(args)) => mew::init::run(&cli.space, &args),
+        Some(Command::Init(args)) => cmd::init::run(&cli.space, &args),
         Some(Command::Serve(args)) => cmd::serve::run(&cli.space, &args),
         Some(Command::Space(c)) => space(c, &cli.space),
         Some(Command::Up(up)) => space(SpaceCommand::Up(up), &cli.space),
         Some(Command::Down(down)) => space(SpaceCommand::Down(down), &cli.space),
         Some(Command::Bridge(BridgeCommand::Start(args))) => mew::participant::bridge::run(args),
         Some(Command::Client(ClientCommand::Connect(args))) => mew::participant::client::run(args),
-        Some(Command::Token(TokenCommand::Create(args))) => {
-            mew::participant::token::create(&cli.space, &args)
-        }
+        Some(Command::Token(TokenCommand::Create(args))) => cmd::token::run(&cli.space, &args),
         Some(Command::Gateway(GatewayCommand::Start(a))) => cmd::gateway::run(&cli.space, a),
     };
     // Every command's error is printed here, and only here.
@@ -111,9 +109,9 @@ fn init_tracing(server: bool) {
 
 fn space(c: SpaceCommand, args: &SpaceArgs) -> Outcome {
     match c {
-        SpaceCommand::Check(a) => mew::check::run(args, &a),
-        SpaceCommand::Export(a) => mew::export::run(args, &a),
-        SpaceCommand::Clean(a) => mew::clean::run(args, &a),
+        SpaceCommand::Check(a) => cmd::check::run(args, &a),
+        SpaceCommand::Export(a) => cmd::export::run(args, &a),
+        SpaceCommand::Clean(a) => cmd::clean::run(args, &a),
         SpaceCommand::Connect(a) => mew::participant::connect::run(&load(args)?, &a),
         SpaceCommand::Up(up) => cmd::up::run(up, args),
         SpaceCommand::Down(a) => cmd::down::run(args, &a),

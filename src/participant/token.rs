@@ -18,57 +18,11 @@ use std::os::unix::fs::{
     DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt,
 };
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use serde_json::Value;
 
-use crate::cli::{SpaceArgs, TokenCreateArgs};
-use crate::cmd::{Error, Outcome, USAGE};
+use crate::cli::SpaceArgs;
 use crate::config::escape;
-
-const WHO: &str = "mew token create";
-
-/// `mew token create`: the token on stdout (and, with `--write`, in the
-/// participant's token file).
-pub fn create(space: &SpaceArgs, args: &TokenCreateArgs) -> Outcome {
-    let mut space = space.clone();
-    // Upstream spells `--capabilities` `-c`, which is mew's global `--config`.
-    let caps_text = match (&args.capabilities, space.config.first()) {
-        (Some(c), _) => Some(c.clone()),
-        (None, Some(cfg)) if cfg.to_string_lossy().trim_start().starts_with('[') => {
-            eprintln!(
-                "mew token create: note: `-c` is `--config` in mew; taking its value as \
-                 --capabilities (write `--capabilities JSON`)"
-            );
-            let text = cfg.to_string_lossy().into_owned();
-            space.config.clear();
-            Some(text)
-        }
-        (None, _) => None,
-    };
-    if let Some(text) = &caps_text {
-        check_capabilities(text)
-            .map_err(|e| Error::said(WHO, USAGE, format!("--capabilities: {e}")))?;
-    }
-    let id = &args.participant_id;
-    if id.is_empty() || id.chars().any(char::is_control) {
-        return Err(Error::said(
-            WHO,
-            USAGE,
-            format!("invalid participant id {:?}", escape(id).as_ref()),
-        ));
-    }
-    let token = new_token().map_err(|e| Error::said(WHO, 1, e.to_string()))?;
-    if args.write {
-        write_for_space(&space, id, &token, args.force)
-            .map_err(|(code, e)| Error::said(WHO, code, e))?;
-    }
-    let mut out = io::stdout().lock();
-    if writeln!(out, "{token}").and_then(|()| out.flush()).is_err() {
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(ExitCode::SUCCESS)
-}
 
 pub(crate) use crate::space::new_token;
 
@@ -91,7 +45,7 @@ pub(crate) fn check_capabilities(text: &str) -> Result<Vec<Value>, String> {
 }
 
 /// Store `token` as `<space>/.mew/tokens/<id>.token`. `Err((exit code, message))`.
-fn write_for_space(
+pub(crate) fn write_for_space(
     space: &SpaceArgs,
     id: &str,
     token: &str,
