@@ -9,15 +9,20 @@
 
 pub mod attach;
 pub mod bare;
+pub mod check;
+pub mod clean;
 pub mod common;
 pub mod control;
 pub mod down;
 mod error;
+pub mod export;
 pub mod gateway;
+pub mod init;
 pub mod logs;
 pub mod ls;
 pub mod serve;
 pub mod status;
+pub mod token;
 pub mod up;
 
 pub use error::{Error, NOT_RUNNING, Outcome, USAGE};
