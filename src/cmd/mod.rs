@@ -4,8 +4,9 @@
 //! `main` prints the error, in one place. Output formatting is kept in pure
 //! functions, apart from the IO.
 //!
-//! Commands with a module of their own elsewhere (`init`, `check`,
-//! `export`, `clean`, the participants, the gateway) keep their `run`.
+//! The participants (`client connect`, `space connect`, `bridge start`) and
+//! the gateway's server keep their entry next to their session code (it
+//! returns an [`Outcome`] too); `cmd/gateway.rs` calls the latter.
 
 pub mod attach;
 pub mod bare;
