@@ -3,11 +3,10 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::process::ExitCode;
 
 use serde_json::Value;
 
-use crate::cli::{CheckArgs, SpaceArgs};
+use crate::cli::SpaceArgs;
 use crate::config::{
     self, ConfigError, ConfigSource, Diagnostic, LoadOptions, Probe, ProbeKind, ProcKind,
     ResolveContext, ResolvedProcess, SpaceConfig, escape,
@@ -154,36 +153,6 @@ pub fn plan_with(cfg: SpaceConfig, options: PlanOptions) -> Plan {
         warnings,
         masked,
         options,
-    }
-}
-
-pub fn run(space: &SpaceArgs, args: &CheckArgs) -> ExitCode {
-    match config::load(&load_options(space)) {
-        Ok(cfg) => {
-            let options = PlanOptions {
-                show_values: args.show_values,
-            };
-            let plan = plan_with(cfg, options);
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&plan_json(&plan)).unwrap_or_default()
-                );
-            } else {
-                print!("{}", plan_text(&plan));
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&error_json(&e)).unwrap_or_default()
-                );
-            }
-            eprintln!("{e}");
-            ExitCode::from(e.exit_code())
-        }
     }
 }
 

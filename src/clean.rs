@@ -42,7 +42,6 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
-use std::process::ExitCode;
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag};
@@ -80,21 +79,8 @@ struct Usage {
     bytes: u64,
 }
 
-/// Entry point for `mew space clean`.
-pub fn run(space: &SpaceArgs, args: &CleanArgs) -> ExitCode {
-    let mut out = String::new();
-    let result = clean(space, args, &mut out);
-    print!("{out}");
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mew: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn clean(space: &SpaceArgs, args: &CleanArgs, out: &mut String) -> Result<(), String> {
+/// `mew space clean`: what it removes (or would) is written to `out`.
+pub(crate) fn clean(space: &SpaceArgs, args: &CleanArgs, out: &mut String) -> Result<(), String> {
     let paths = SpacePaths::new(&space.space_dir).map_err(|e| e.to_string())?;
     let config = crate::config::load(&crate::config::LoadOptions {
         space_dir: paths.dir.clone(),

@@ -34,25 +34,21 @@ fn main() -> ExitCode {
     }
     let outcome = match cli.command {
         None => cmd::bare::run(&cli.space),
-        Some(Command::Init(args)) => Ok(mew::init::run(&cli.space, &args)),
+        Some(Command::Init(args)) => cmd::init::run(&cli.space, &args),
         Some(Command::Serve(args)) => cmd::serve::run(&cli.space, &args),
         Some(Command::Space(c)) => space(c, &cli.space),
         Some(Command::Up(up)) => space(SpaceCommand::Up(up), &cli.space),
         Some(Command::Down(down)) => space(SpaceCommand::Down(down), &cli.space),
-        Some(Command::Bridge(BridgeCommand::Start(args))) => {
-            Ok(mew::participant::bridge::run(args))
-        }
-        Some(Command::Client(ClientCommand::Connect(args))) => {
-            Ok(mew::participant::client::run(args))
-        }
-        Some(Command::Token(TokenCommand::Create(args))) => {
-            Ok(mew::participant::token::create(&cli.space, &args))
-        }
-        Some(Command::Gateway(GatewayCommand::Start(a))) => Ok(cmd::gateway::run(&cli.space, a)),
+        Some(Command::Bridge(BridgeCommand::Start(args))) => mew::participant::bridge::run(args),
+        Some(Command::Client(ClientCommand::Connect(args))) => mew::participant::client::run(args),
+        Some(Command::Token(TokenCommand::Create(args))) => cmd::token::run(&cli.space, &args),
+        Some(Command::Gateway(GatewayCommand::Start(a))) => cmd::gateway::run(&cli.space, a),
     };
     // Every command's error is printed here, and only here.
+    // One write: a process sharing the terminal (the agent running
+    // `mew client connect`) must not get its output inside the message.
     outcome.unwrap_or_else(|e| {
-        let _ = writeln!(std::io::stderr(), "{e}");
+        let _ = std::io::stderr().write_all(format!("{e}\n").as_bytes());
         e.exit_code()
     })
 }
@@ -113,10 +109,10 @@ fn init_tracing(server: bool) {
 
 fn space(c: SpaceCommand, args: &SpaceArgs) -> Outcome {
     match c {
-        SpaceCommand::Check(a) => Ok(mew::check::run(args, &a)),
-        SpaceCommand::Export(a) => Ok(mew::export::run(args, &a)),
-        SpaceCommand::Clean(a) => Ok(mew::clean::run(args, &a)),
-        SpaceCommand::Connect(a) => Ok(mew::participant::connect::run(&load(args)?, &a)),
+        SpaceCommand::Check(a) => cmd::check::run(args, &a),
+        SpaceCommand::Export(a) => cmd::export::run(args, &a),
+        SpaceCommand::Clean(a) => cmd::clean::run(args, &a),
+        SpaceCommand::Connect(a) => mew::participant::connect::run(&load(args)?, &a),
         SpaceCommand::Up(up) => cmd::up::run(up, args),
         SpaceCommand::Down(a) => cmd::down::run(args, &a),
         SpaceCommand::Status(a) => cmd::status::run(&load(args)?.dir, a.json),

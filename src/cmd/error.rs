@@ -30,6 +30,15 @@ pub enum Error {
     /// Anything else (exit 1).
     #[error("mew: {0}")]
     Failed(String),
+    /// A failure in the words of the command that has always said it that
+    /// way: `<who>: <why>` (`mew gateway: …`, `mew token create: …`,
+    /// `error: …` for `init`), with its exit code.
+    #[error("{who}: {why}")]
+    Said {
+        who: &'static str,
+        why: String,
+        code: u8,
+    },
 }
 
 impl Error {
@@ -40,7 +49,17 @@ impl Error {
             Error::Usage(_) => USAGE,
             Error::NotRunning(_) | Error::NothingToFollow => NOT_RUNNING,
             Error::Failed(_) => 1,
+            Error::Said { code, .. } => *code,
         })
+    }
+
+    /// `<who>: <why>`, exit `code`.
+    pub fn said(who: &'static str, code: u8, why: impl Into<String>) -> Error {
+        Error::Said {
+            who,
+            why: why.into(),
+            code,
+        }
     }
 
     /// A failed connection to the space server of `space_dir`.
@@ -86,6 +105,7 @@ mod tests {
                 NOT_RUNNING,
             ),
             (Error::from("lost it".to_string()), "mew: lost it", 1),
+            (Error::said("mew gateway", 2, "bad"), "mew gateway: bad", 2),
         ];
         for (e, text, code) in cases {
             assert_eq!(e.to_string(), text);

@@ -2,11 +2,11 @@
 //! the gateway module does the work).
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
+use super::Outcome;
 use crate::cli::{GatewayStartArgs, SpaceArgs};
 
-pub fn run(space: &SpaceArgs, a: GatewayStartArgs) -> ExitCode {
+pub fn run(space: &SpaceArgs, a: GatewayStartArgs) -> Outcome {
     let space_config = a
         .space_config
         .or_else(|| space.config.first().cloned())

@@ -4,22 +4,28 @@
 //! `main` prints the error, in one place. Output formatting is kept in pure
 //! functions, apart from the IO.
 //!
-//! Commands with a module of their own elsewhere (`init`, `check`,
-//! `export`, `clean`, the participants, the gateway) keep their `run`.
+//! The participants (`client connect`, `space connect`, `bridge start`) and
+//! the gateway's server keep their entry next to their session code (it
+//! returns an [`Outcome`] too); `cmd/gateway.rs` calls the latter.
 
 pub mod attach;
 pub mod bare;
+pub mod check;
+pub mod clean;
 pub mod common;
 pub mod control;
 pub mod down;
 mod error;
+pub mod export;
 pub mod gateway;
+pub mod init;
 pub mod logs;
 pub mod ls;
 pub mod reload;
 pub mod scale;
 pub mod serve;
 pub mod status;
+pub mod token;
 pub mod up;
 
 pub use error::{Error, NOT_RUNNING, Outcome, USAGE};

@@ -12,12 +12,9 @@ pub(crate) mod systemd;
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use serde::Serialize;
-use serde_json::json;
 
-use crate::cli::{ExportArgs, ExportFormat, SpaceArgs};
 use crate::config::{self, ProcKind, ResolveContext, ResolvedProcess, SpaceConfig};
 
 /// The space, resolved for export.
@@ -175,72 +172,9 @@ pub(crate) fn input<'a>(
     ))
 }
 
-/// `mew space export`.
-pub fn run(space: &SpaceArgs, args: &ExportArgs) -> ExitCode {
-    let cfg = match config::load(&crate::check::load_options(space)) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(e.exit_code());
-        }
-    };
-    let (token_ref, render): (TokenRef, fn(&Input<'_>) -> Export) = match args.format {
-        ExportFormat::Systemd => (systemd::TOKEN_REF, systemd::render),
-        ExportFormat::Compose => (compose::TOKEN_REF, compose::render),
-        ExportFormat::Kubernetes => (kubernetes::TOKEN_REF, kubernetes::render),
-    };
-    let (inp, warnings) = match input(&cfg, token_ref, args.image.clone(), args.system) {
-        Ok(x) => x,
-        Err(e) => {
-            eprintln!("mew: cannot read or make the space's tokens: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    for w in cfg.warnings.iter().chain(warnings.iter()) {
-        eprintln!("{}", crate::server::format_diagnostic("warning", w));
-    }
-    let export = render(&inp);
-    for n in &export.notes {
-        let what = match &n.process {
-            Some(p) => format!("{p}.{}", n.key),
-            None => n.key.clone(),
-        };
-        eprintln!(
-            "mew export: `{}` is not translated as is: {}",
-            crate::config::escape(&what),
-            crate::config::escape(&n.instead)
-        );
-    }
-    if args.json {
-        let v = json!({
-            "format": args.format.name(),
-            "files": export.files,
-            "notes": export.notes,
-        });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        return ExitCode::SUCCESS;
-    }
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| cfg.dir.join(".mew").join("export").join(args.format.name()));
-    match write_files(&out, &export.files) {
-        Ok(()) => {
-            for f in &export.files {
-                println!("{}", out.join(&f.path).display());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("mew export: {e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
 /// Write every file under `out` (created 0700 when missing): each through
 /// a temporary file and a rename, never through a symlink, with its mode.
-fn write_files(out: &Path, files: &[File]) -> Result<(), String> {
+pub(crate) fn write_files(out: &Path, files: &[File]) -> Result<(), String> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)

@@ -29,6 +29,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::cmd::Error;
+
 /// Time a client has to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent TCP connections at most (also bounded by the descriptor limit).
@@ -60,8 +62,10 @@ pub(crate) fn space_dir_of(config: &Path) -> PathBuf {
     }
 }
 
-/// `mew gateway start`.
-pub fn run(opts: GatewayOptions) -> ExitCode {
+const WHO: &str = "mew gateway";
+
+/// `mew gateway start`; a failure to start is `mew gateway: <why>`.
+pub fn run(opts: GatewayOptions) -> crate::cmd::Outcome {
     init_tracing(&opts.log_level);
     let config_path =
         std::path::absolute(&opts.space_config).unwrap_or_else(|_| opts.space_config.clone());
@@ -83,10 +87,7 @@ pub fn run(opts: GatewayOptions) -> ExitCode {
             &mut token_for,
         ) {
             Ok(c) => c,
-            Err(e) => {
-                eprintln!("mew gateway: {e}");
-                return ExitCode::from(2);
-            }
+            Err(e) => return Err(Error::said(WHO, 2, e.to_string())),
         }
     } else {
         eprintln!(
@@ -95,20 +96,17 @@ pub fn run(opts: GatewayOptions) -> ExitCode {
         );
         config::GatewayConfig::empty()
     };
-    let journal = match journal::Journal::start(log_dir.clone(), cfg.logging) {
-        Ok(j) => j,
-        Err(e) => {
-            eprintln!(
-                "mew gateway: cannot prepare the log directory {}: {e}",
+    let journal = journal::Journal::start(log_dir.clone(), cfg.logging).map_err(|e| {
+        Error::said(
+            WHO,
+            1,
+            format!(
+                "cannot prepare the log directory {}: {e}",
                 log_dir.display()
-            );
-            return ExitCode::from(1);
-        }
-    };
-    let runtime = match crate::participant::command_runtime("mew gateway") {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+            ),
+        )
+    })?;
+    let runtime = crate::participant::command_runtime(WHO)?;
     let store_dir = tokens_dir.clone();
     let hub_opts = hub::HubOptions {
         port: opts.port,
@@ -117,14 +115,10 @@ pub fn run(opts: GatewayOptions) -> ExitCode {
     let participants = cfg.participants.len();
     let space_id = cfg.space_id.clone();
     let flusher = journal.clone();
-    let code = runtime.block_on(async move {
-        let listeners = match bind(opts.host, opts.port).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("mew gateway: cannot listen on port {}: {e}", opts.port);
-                return ExitCode::from(1);
-            }
-        };
+    let outcome = runtime.block_on(async move {
+        let listeners = bind(opts.host, opts.port)
+            .await
+            .map_err(|e| Error::said(WHO, 1, format!("cannot listen on port {}: {e}", opts.port)))?;
         let hub = Arc::new(Mutex::new(hub::Hub::new(cfg, journal.clone(), hub_opts)));
         if let Ok(mut h) = hub.lock() {
             h.auto_connect();
@@ -165,11 +159,11 @@ pub fn run(opts: GatewayOptions) -> ExitCode {
         }
         // Let connections send their close frames (bounded).
         tokio::time::sleep(Duration::from_millis(100)).await;
-        ExitCode::SUCCESS
+        Ok(ExitCode::SUCCESS)
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
     flusher.sync();
-    code
+    outcome
 }
 
 fn init_tracing(level: &str) {

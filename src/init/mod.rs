@@ -10,7 +10,6 @@ pub(crate) mod vars;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use indexmap::IndexMap;
 
@@ -98,21 +97,11 @@ pub(crate) fn update_gitignore(
     Ok(missing)
 }
 
-/// `mew init`'s failures: the message and the exit code.
-struct Fail(u8, String);
+/// `mew init`'s failures: the exit code and the message.
+pub(crate) struct Fail(pub(crate) u8, pub(crate) String);
 
 fn usage(msg: impl Into<String>) -> Fail {
     Fail(2, msg.into())
-}
-
-pub fn run(space: &SpaceArgs, args: &InitArgs) -> ExitCode {
-    match run_inner(space, args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Fail(code, msg)) => {
-            eprintln!("error: {msg}");
-            ExitCode::from(code)
-        }
-    }
 }
 
 fn home() -> Option<PathBuf> {
@@ -307,7 +296,8 @@ fn space_dir_name(dir: &Path) -> String {
         .unwrap_or_else(|| "space".to_owned())
 }
 
-fn run_inner(space: &SpaceArgs, args: &InitArgs) -> Result<(), Fail> {
+/// `mew init` (its entry, printing the failure, is `cmd::init`).
+pub(crate) fn run(space: &SpaceArgs, args: &InitArgs) -> Result<(), Fail> {
     let dir = &space.space_dir;
     let all = template::discover(dir, home().as_deref());
     if args.list_templates {

@@ -22,8 +22,11 @@ use tokio::time::Instant;
 use super::mcp::{self, Incoming, Server, ServerSpec};
 use super::{Link, LinkEnd, LinkEvent, LinkSender, Reconnect, Target};
 use crate::cli::BridgeStartArgs;
+use crate::cmd::{Error, Outcome, USAGE};
 use crate::gateway::capability;
 
+/// Who says the bridge's failures.
+const WHO: &str = "mew bridge";
 /// The MCP protocol version the bridge asks for (the server may answer with another).
 const MCP_PROTOCOL_VERSION: &str = "2025-06-18";
 /// Requests forwarded to the server and not yet answered, at most.
@@ -52,18 +55,11 @@ struct Config {
     capabilities: Vec<Value>,
 }
 
-pub fn run(args: BridgeStartArgs) -> ExitCode {
-    let config = match Config::from_args(args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("mew bridge: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = match super::command_runtime("mew bridge") {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
+/// `mew bridge start`; a failure to start is `mew bridge: <why>` (from
+/// then on, what happens is the bridge's log on stderr).
+pub fn run(args: BridgeStartArgs) -> Outcome {
+    let config = Config::from_args(args).map_err(|e| Error::said(WHO, USAGE, e))?;
+    let rt = super::command_runtime(WHO)?;
     rt.block_on(bridge(config))
 }
 
@@ -207,12 +203,11 @@ struct Bridge {
     seq: u64,
 }
 
-async fn bridge(config: Config) -> ExitCode {
+async fn bridge(config: Config) -> Outcome {
     let mut sigterm = signal(SignalKind::terminate());
     let mut sigint = signal(SignalKind::interrupt());
     let (Ok(sigterm), Ok(sigint)) = (sigterm.as_mut(), sigint.as_mut()) else {
-        eprintln!("mew bridge: cannot handle signals");
-        return ExitCode::FAILURE;
+        return Err(Error::said(WHO, 1, "cannot handle signals"));
     };
     let me = config.target.participant_id.clone().unwrap_or_default();
     let command = std::iter::once(&config.server.program)
@@ -221,19 +216,19 @@ async fn bridge(config: Config) -> ExitCode {
         .collect::<Vec<_>>()
         .join(" ");
     eprintln!("mew bridge: {me}: starting the MCP server: {command}");
-    let (mut server, mut incoming) = match Server::spawn(&config.server) {
-        Ok(s) => s,
-        Err(e) => {
-            let cwd = config
-                .server
-                .cwd
-                .as_ref()
-                .map(|d| format!(" (in {})", d.display()))
-                .unwrap_or_default();
-            eprintln!("mew bridge: cannot start the MCP server `{command}`{cwd}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let (mut server, mut incoming) = Server::spawn(&config.server).map_err(|e| {
+        let cwd = config
+            .server
+            .cwd
+            .as_ref()
+            .map(|d| format!(" (in {})", d.display()))
+            .unwrap_or_default();
+        Error::said(
+            WHO,
+            1,
+            format!("cannot start the MCP server `{command}`{cwd}: {e}"),
+        )
+    })?;
 
     // Initialize: before joining, as upstream, so the space never sees a
     // bridge that cannot answer.
@@ -248,7 +243,7 @@ async fn bridge(config: Config) -> ExitCode {
             eprintln!("mew bridge: {me}: the MCP server did not initialize: {e}");
             let how = server.stop(STOP_GRACE).await;
             eprintln!("mew bridge: {me}: the MCP server {how}");
-            return ExitCode::FAILURE;
+            return Ok(ExitCode::FAILURE);
         }
     };
 
@@ -338,7 +333,7 @@ async fn bridge(config: Config) -> ExitCode {
             eprintln!("mew bridge: {me}: the gateway link ended: {why}");
             let how = server.stop(STOP_GRACE).await;
             eprintln!("mew bridge: {me}: the MCP server {how}");
-            return ExitCode::FAILURE;
+            return Ok(ExitCode::FAILURE);
         }
     };
     // Send what is queued (the last responses), then close; bounded.
@@ -347,7 +342,7 @@ async fn bridge(config: Config) -> ExitCode {
         while link.next().await.is_some() {}
     })
     .await;
-    code
+    Ok(code)
 }
 
 /// `initialize`, `notifications/initialized`, then learn the tools (and the

@@ -46,6 +46,7 @@ use tokio::sync::mpsc;
 
 use super::{Link, LinkEnd, LinkEvent, LinkSender, Reconnect, Target};
 use crate::cli::ClientConnectArgs;
+use crate::cmd::{Error, Outcome, USAGE};
 use crate::config::escape;
 
 /// The longest input line sent (the gateway's own frame limit).
@@ -57,11 +58,10 @@ pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(3);
 
 const WHO: &str = "mew client";
 
-pub fn run(args: ClientConnectArgs) -> ExitCode {
-    if let Err(e) = check_url(&args.gateway) {
-        say(&format!("{WHO}: --gateway: {e}"));
-        return ExitCode::from(2);
-    }
+/// `mew client connect`; a failure to start is `mew client: <why>` (the
+/// session's own ending is its log's last line).
+pub fn run(args: ClientConnectArgs) -> Outcome {
+    check_url(&args.gateway).map_err(|e| Error::said(WHO, USAGE, format!("--gateway: {e}")))?;
     let Some(token) = super::token_from(args.token.as_deref(), args.participant_id.as_deref())
     else {
         let env = args
@@ -69,16 +69,16 @@ pub fn run(args: ClientConnectArgs) -> ExitCode {
             .as_deref()
             .map(|p| format!(", $MEW_TOKEN or ${}", crate::config::token_env_name(p)))
             .unwrap_or_else(|| ", or $MEW_TOKEN".to_owned());
-        say(&format!("{WHO}: no token: give --token{env}"));
-        return ExitCode::from(2);
+        return Err(Error::said(
+            WHO,
+            USAGE,
+            format!("no token: give --token{env}"),
+        ));
     };
     let (input, source): (Box<dyn Read + Send>, String) = match &args.fifo_in {
         Some(path) => match open_fifo_in(path) {
             Ok(f) => (Box::new(f), shown(path)),
-            Err(e) => {
-                say(&format!("{WHO}: --fifo-in: {e}"));
-                return ExitCode::FAILURE;
-            }
+            Err(e) => return Err(Error::said(WHO, 1, format!("--fifo-in: {e}"))),
         },
         None => (Box::new(io::stdin()), "stdin".to_owned()),
     };
@@ -91,15 +91,15 @@ pub fn run(args: ClientConnectArgs) -> ExitCode {
                 failing: false,
             },
             Err(e) => {
-                say(&format!("{WHO}: --output-file {}: {e}", shown(path)));
-                return ExitCode::FAILURE;
+                return Err(Error::said(
+                    WHO,
+                    1,
+                    format!("--output-file {}: {e}", shown(path)),
+                ));
             }
         },
         (None, Some(path)) => {
-            if let Err(e) = make_fifo(path) {
-                say(&format!("{WHO}: --fifo-out: {e}"));
-                return ExitCode::FAILURE;
-            }
+            make_fifo(path).map_err(|e| Error::said(WHO, 1, format!("--fifo-out: {e}")))?;
             Output::Fifo(FifoOut::start(path.clone()))
         }
         (None, None) => Output::Stdout {
@@ -112,10 +112,7 @@ pub fn run(args: ClientConnectArgs) -> ExitCode {
         participant_id: args.participant_id.clone(),
         token,
     };
-    let rt = match super::command_runtime(WHO) {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
+    let rt = super::command_runtime(WHO)?;
     if from_stdin && io::IsTerminal::is_terminal(&io::stdin()) {
         say(&format!(
             "{WHO}: type JSON envelopes, one per line (e.g. {{\"kind\":\"chat\",\"payload\":{{\"text\":\"hi\"}}}}); `quit` or Ctrl-D ends"
@@ -128,7 +125,7 @@ pub fn run(args: ClientConnectArgs) -> ExitCode {
     });
     // The stdin or FIFO reader thread may still be blocked in `read`.
     rt.shutdown_background();
-    code
+    Ok(code)
 }
 
 /// `ws://…` only: this build has no TLS (use a TLS-terminating proxy for `wss://`).

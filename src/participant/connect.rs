@@ -25,29 +25,22 @@ use tokio::sync::mpsc;
 use super::client::{In, Parsed, begin_close, parse_line, recv, say, spawn_reader, wait_until};
 use super::{LinkEnd, LinkEvent, LinkSender, Target};
 use crate::cli::ConnectArgs;
+use crate::cmd::{Error, Outcome};
 use crate::config::{SpaceConfig, escape};
 
 const WHO: &str = "mew space connect";
 
-pub fn run(cfg: &SpaceConfig, args: &ConnectArgs) -> ExitCode {
-    match prepare(cfg, args) {
-        Ok((target, note)) => {
-            if let Some(n) = note {
-                say(&format!("{WHO}: {n}"));
-            }
-            let rt = match super::command_runtime(WHO) {
-                Ok(rt) => rt,
-                Err(code) => return code,
-            };
-            let code = rt.block_on(session(target));
-            rt.shutdown_background();
-            code
-        }
-        Err((code, e)) => {
-            say(&format!("{WHO}: {e}"));
-            ExitCode::from(code)
-        }
+/// `mew space connect`; a failure to start is `mew space connect: <why>`
+/// (the session's own ending is its log's last line).
+pub fn run(cfg: &SpaceConfig, args: &ConnectArgs) -> Outcome {
+    let (target, note) = prepare(cfg, args).map_err(|(code, e)| Error::said(WHO, code, e))?;
+    if let Some(n) = note {
+        say(&format!("{WHO}: {n}"));
     }
+    let rt = super::command_runtime(WHO)?;
+    let code = rt.block_on(session(target));
+    rt.shutdown_background();
+    Ok(code)
 }
 
 /// Where to connect, as whom; and a note on the choice. `Err((code, why))`.

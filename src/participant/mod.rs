@@ -14,7 +14,6 @@ pub(crate) mod mcp;
 pub(crate) mod observer;
 pub mod token;
 
-use std::process::ExitCode;
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -371,15 +370,14 @@ async fn run(
 
 /// The current-thread runtime a command (`mew gateway start`, `mew bridge
 /// start`, `mew client connect`, `mew space connect`) runs on; without one,
-/// `Err` with the exit code, after saying `<who>: cannot start the runtime: …`.
-pub(crate) fn command_runtime(who: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
+/// `<who>: cannot start the runtime: …` (exit 1).
+pub(crate) fn command_runtime(
+    who: &'static str,
+) -> Result<tokio::runtime::Runtime, crate::cmd::Error> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| {
-            client::say(&format!("{who}: cannot start the runtime: {e}"));
-            ExitCode::FAILURE
-        })
+        .map_err(|e| crate::cmd::Error::said(who, 1, format!("cannot start the runtime: {e}")))
 }
 
 /// The token a participant command uses: `--token`, else `$MEW_TOKEN`, else

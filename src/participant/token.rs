@@ -18,62 +18,11 @@ use std::os::unix::fs::{
     DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt,
 };
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use serde_json::Value;
 
-use crate::cli::{SpaceArgs, TokenCreateArgs};
+use crate::cli::SpaceArgs;
 use crate::config::escape;
-
-pub fn create(space: &SpaceArgs, args: &TokenCreateArgs) -> ExitCode {
-    let mut space = space.clone();
-    // Upstream spells `--capabilities` `-c`, which is mew's global `--config`.
-    let caps_text = match (&args.capabilities, space.config.first()) {
-        (Some(c), _) => Some(c.clone()),
-        (None, Some(cfg)) if cfg.to_string_lossy().trim_start().starts_with('[') => {
-            eprintln!(
-                "mew token create: note: `-c` is `--config` in mew; taking its value as \
-                 --capabilities (write `--capabilities JSON`)"
-            );
-            let text = cfg.to_string_lossy().into_owned();
-            space.config.clear();
-            Some(text)
-        }
-        (None, _) => None,
-    };
-    if let Some(text) = &caps_text
-        && let Err(e) = check_capabilities(text)
-    {
-        eprintln!("mew token create: --capabilities: {e}");
-        return ExitCode::from(2);
-    }
-    let id = &args.participant_id;
-    if id.is_empty() || id.chars().any(char::is_control) {
-        eprintln!(
-            "mew token create: invalid participant id {:?}",
-            escape(id).as_ref()
-        );
-        return ExitCode::from(2);
-    }
-    let token = match new_token() {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("mew token create: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if args.write
-        && let Err((code, e)) = write_for_space(&space, id, &token, args.force)
-    {
-        eprintln!("mew token create: {e}");
-        return ExitCode::from(code);
-    }
-    let mut out = io::stdout().lock();
-    if writeln!(out, "{token}").and_then(|()| out.flush()).is_err() {
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
-}
 
 pub(crate) use crate::space::new_token;
 
@@ -96,7 +45,7 @@ pub(crate) fn check_capabilities(text: &str) -> Result<Vec<Value>, String> {
 }
 
 /// Store `token` as `<space>/.mew/tokens/<id>.token`. `Err((exit code, message))`.
-fn write_for_space(
+pub(crate) fn write_for_space(
     space: &SpaceArgs,
     id: &str,
     token: &str,
