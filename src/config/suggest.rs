@@ -23,6 +23,14 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     if let Some(c) = candidates.iter().find(|c| normalise(c) == w) {
         return Some(c);
     }
+    // A word that is the start of exactly one key (`restart` for
+    // `restart_policy`) means that key.
+    if w.chars().count() >= 4 {
+        let mut starts = candidates.iter().filter(|c| normalise(c).starts_with(&w));
+        if let (Some(c), None) = (starts.next(), starts.next()) {
+            return Some(c);
+        }
+    }
     let limit = if w.chars().count() <= 4 { 1 } else { 2 };
     candidates
         .iter()
@@ -35,6 +43,12 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_start_of_one_key_means_it() {
+        assert_eq!(did_you_mean("restart", KEYS), Some("restart_policy"));
+        assert_eq!(did_you_mean("stop", KEYS), None, "two keys start so");
+    }
 
     const KEYS: &[&str] = &[
         "command",
