@@ -71,6 +71,12 @@ pub enum Command {
 pub struct ServeArgs {
     #[arg(long)]
     pub port: Option<u16>,
+    /// `up NAME…`: start only these (and what they depend on).
+    #[arg(long, value_name = "NAME")]
+    pub only: Vec<String>,
+    /// `up --profile P`.
+    #[arg(long, value_name = "P")]
+    pub profile: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -431,6 +437,14 @@ pub struct UpArgs {
     /// With --wait: give up after this long (e.g. 60s).
     #[arg(long, value_name = "DURATION", requires = "wait")]
     pub timeout: Option<String>,
+    /// Also start the processes with this profile (`profiles:`); repeatable.
+    /// Processes with `profiles:` start only when one of theirs is given.
+    #[arg(long, value_name = "P")]
+    pub profile: Vec<String>,
+    /// Start only these processes and what they depend on (transitively);
+    /// the others are listed and startable with `mew space start`.
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
 }
 
 impl UpArgs {

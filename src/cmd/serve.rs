@@ -12,6 +12,10 @@ pub fn run(space: &SpaceArgs, args: &ServeArgs) -> Outcome {
         server::ServeOptions {
             port: args.port,
             headless: None,
+            part: server::Part {
+                names: args.only.clone(),
+                profiles: args.profile.clone(),
+            },
         },
     ))
 }

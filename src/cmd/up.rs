@@ -39,6 +39,14 @@ pub fn run(up: UpArgs, args: &SpaceArgs) -> Outcome {
             names.join(", ")
         )));
     }
+    // `up NAME…` / `--profile`: an unknown one is a usage error, before
+    // anything is spawned.
+    let part = server::Part {
+        names: up.names.clone(),
+        profiles: up.profile.clone(),
+    };
+    crate::config::select(&cfg, &part.names, &part.profiles)
+        .map_err(|e| Error::Usage(e.to_string()))?;
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let ci_mode = up.exit_code_from.is_some() || up.abort_on_exit || up.envelopes;
     let tui = !up.no_tui && !ci_mode && interactive;
@@ -55,10 +63,10 @@ pub fn run(up: UpArgs, args: &SpaceArgs) -> Outcome {
             timeout,
             port: up.port,
         };
-        return detached(&cfg, &config_args(&cfg), opts);
+        return detached(&cfg, &serve_args(&cfg, &part), opts);
     }
     if tui {
-        start_server(&cfg, &config_args(&cfg), up.port)?;
+        start_server(&cfg, &serve_args(&cfg, &part), up.port)?;
         return super::attach::run(&cfg.dir, true);
     }
     if !up.no_tui && !ci_mode {
@@ -75,8 +83,16 @@ pub fn run(up: UpArgs, args: &SpaceArgs) -> Outcome {
                 abort_on_exit: up.abort_on_exit,
                 envelopes: up.envelopes,
             }),
+            part,
         },
     ))
+}
+
+/// The `__serve` arguments after the subcommand: the config, then the part.
+fn serve_args(cfg: &SpaceConfig, part: &server::Part) -> Vec<OsString> {
+    let mut args = config_args(cfg);
+    args.extend(part.args());
+    args
 }
 
 struct DetachOptions {

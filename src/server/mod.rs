@@ -23,6 +23,7 @@ macro_rules! say {
 
 mod conns;
 mod outbox;
+mod part;
 mod requests;
 mod session;
 mod startup;
@@ -38,6 +39,7 @@ use crate::config::SpaceConfig;
 use crate::supervisor::Handle;
 
 pub(crate) use outbox::Outbox;
+pub use part::Part;
 
 // Kept at their old paths for the callers outside the server.
 pub use crate::config::load_cli::{format_diagnostic, load_config};
@@ -48,6 +50,8 @@ pub struct ServeOptions {
     pub port: Option<u16>,
     /// `Some`: run in the foreground with the line printer (`--no-tui`).
     pub headless: Option<HeadlessOptions>,
+    /// `up NAME…` / `--profile`: what starts (the rest stays idle).
+    pub part: Part,
 }
 
 #[derive(Clone, Debug)]

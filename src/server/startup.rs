@@ -192,6 +192,7 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     // The server's own participant: the space view of every attached TUI
     // (it joins when the first one attaches, or now for `--envelopes`).
     let space_view = space_view(&cfg, port);
+    let watched = resolved.clone();
     let handle = supervisor::start(
         cfg,
         resolved,
@@ -204,6 +205,8 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         },
         sink.clone(),
     );
+    let watching = super::part::watch(&handle, &watched);
+    drop(watched);
     let state = StateWriter::start(
         handle.clone(),
         paths.state.clone(),
@@ -254,6 +257,9 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         down_rx,
     )
     .await;
+    if let Some(w) = watching {
+        w.abort();
+    }
     let _ = ctx.gone_tx.send(true);
     if let Some(sink) = sink {
         sink.close();
@@ -470,7 +476,8 @@ fn prepare(cfg: &SpaceConfig, opts: &ServeOptions) -> Result<Prepared, String> {
             paths.tokens_dir.display()
         )
     })?;
-    let (resolved, warnings) = config::resolve(cfg, &ctx);
+    let (mut resolved, warnings) = config::resolve(cfg, &ctx);
+    super::part::apply(cfg, &mut resolved, &opts.part).map_err(|e| format!("mew: {e}"))?;
     for w in cfg.warnings.iter().chain(warnings.iter()) {
         say!("{}", format_diagnostic("warning", w));
     }
