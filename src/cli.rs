@@ -291,6 +291,18 @@ pub enum SpaceCommand {
     Connect(ConnectArgs),
     /// Translate the space for systemd, docker compose or Kubernetes.
     Export(ExportArgs),
+    /// Run a one-off command with a process's environment, cwd and token, in this terminal.
+    Run(RunArgs),
+}
+
+/// `mew space run NAME [-- CMD…]`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The process whose environment and cwd the command gets.
+    pub name: String,
+    /// The command and its arguments [default: the process's own command].
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -135,6 +135,7 @@ fn space(c: SpaceCommand, args: &SpaceArgs) -> Outcome {
         SpaceCommand::Stop(a) => cmd::control::run(&load(args)?.dir, Action::Stop, a.names),
         SpaceCommand::Start(a) => cmd::control::run(&load(args)?.dir, Action::Start, a.names),
         SpaceCommand::Ls(a) => cmd::ls::run(a.json),
+        SpaceCommand::Run(a) => cmd::run::run(args, a),
         SpaceCommand::Attach => cmd::attach::run(&load(args)?.dir, false),
     }
 }

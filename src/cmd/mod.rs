@@ -16,6 +16,7 @@ mod error;
 pub mod gateway;
 pub mod logs;
 pub mod ls;
+pub mod run;
 pub mod serve;
 pub mod status;
 pub mod up;
