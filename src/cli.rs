@@ -301,7 +301,11 @@ pub struct RunArgs {
     /// The process whose environment and cwd the command gets.
     pub name: String,
     /// The command and its arguments [default: the process's own command].
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     pub command: Vec<String>,
 }
 

@@ -164,7 +164,10 @@ fn start(
     for w in watched {
         match watcher.update(w.index, &w.spec, &w.cwd) {
             Ok(()) => {
-                notes.push((w.name.clone(), format!("watching {}", w.spec.paths.join(", "))));
+                notes.push((
+                    w.name.clone(),
+                    format!("watching {}", w.spec.paths.join(", ")),
+                ));
                 ok.push(w);
             }
             Err(e) => notes.push((w.name.clone(), format!("{e}; not watching"))),

@@ -1166,14 +1166,16 @@ fn a_change_with_a_signal_action_signals_a_running_group_only() {
         .iter()
         .filter(|e| matches!(e, Effect::Signal { signal, .. } if *signal == libc::SIGHUP))
         .collect();
-    assert_eq!(hups, vec![&Effect::Signal {
-        pid,
-        signal: libc::SIGHUP
-    }]);
-    assert!(
-        w.messages("a")
-            .contains(&format!("app.conf changed: sent SIGHUP to process group {pid}"))
+    assert_eq!(
+        hups,
+        vec![&Effect::Signal {
+            pid,
+            signal: libc::SIGHUP
+        }]
     );
+    assert!(w.messages("a").contains(&format!(
+        "app.conf changed: sent SIGHUP to process group {pid}"
+    )));
     assert_eq!(w.state("a"), &ProcState::Ready);
     assert!(hup(&mut w, "nope").is_err());
     // A warning is a line, not a state change.

@@ -19,6 +19,7 @@ mod cli;
 mod config_check;
 mod config_init;
 mod devloop_config;
+mod devloop_part;
 mod dropin;
 mod export_compose;
 mod export_kubernetes;
