@@ -145,7 +145,8 @@ pub struct ProcessStatus {
     #[serde(default)]
     pub healthy: Option<bool>,
     /// Why mew last restarted it for a reason of its own ("src/main.rs
-    /// changed", by `watch:`); absent when it never was.
+    /// changed", by `watch:`); absent when it never was, or when the user
+    /// restarted it since.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_restart_reason: Option<String>,
 }

@@ -242,7 +242,8 @@ pub(crate) struct Proc {
     /// Escapees of its last run are being looked for: it is not started
     /// again until that is done, so a new instance can never be mistaken for one.
     pub escapees_pending: bool,
-    /// Why it was last restarted for a reason (a file changed), for status.
+    /// Why it was last restarted for a reason (a file changed), for status;
+    /// a user restart clears it.
     pub last_restart_reason: Option<String>,
     /// The spec it takes when the current run has ended.
     pub next_spec: Option<Box<ResolvedProcess>>,
@@ -691,9 +692,8 @@ impl Machine {
             {
                 continue;
             }
-            if reason.is_some() {
-                self.procs[i].last_restart_reason = reason.clone();
-            }
+            // A user restart says no reason: the last one is stale.
+            self.procs[i].last_restart_reason = reason.clone();
             self.procs[i].policy = RestartState::default();
             if self.procs[i].state.is_alive() {
                 self.begin_stop(i, Intent::Restart(reason.clone()));

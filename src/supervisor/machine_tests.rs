@@ -1145,6 +1145,10 @@ fn a_change_does_not_start_what_the_user_stopped_and_records_why() {
     w.settle();
     assert_eq!(w.state("a"), &ProcState::Stopped);
     assert_eq!(w.spawns("a"), 2);
+    // A user restart has no reason: the last one is forgotten.
+    w.input(Input::Restart(names(&["a"]))).unwrap_or_default();
+    w.settle();
+    assert_eq!(w.m.procs()[0].last_restart_reason, None);
 }
 
 #[test]

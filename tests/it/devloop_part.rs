@@ -349,3 +349,36 @@ fn run_gives_a_command_the_environment_and_cwd_of_a_process_and_its_exit_code() 
     assert_eq!(out.code(), Some(2), "{}", show(&out));
     assert!(out.stderr.contains("did you mean `api`?"), "{}", show(&out));
 }
+
+#[test]
+fn run_uses_the_running_spaces_port_and_the_participants_token() {
+    let space = Space::new(
+        "participants:\n  human: { tokens: [t] }\n  bot:\n    command: exec sleep 1000\n    env: { SEEN_PORT: \"${PORT}\" }\n    auto_start: false\n    capabilities: [ { kind: chat } ]\n",
+    );
+    ok(&space, &["space", "up", "-d", "--wait", "-p", "0"]);
+    let url = status_json(&space)["gateway_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let port = url.rsplit(':').next().unwrap().to_string();
+    let out = ok(
+        &space,
+        &[
+            "space",
+            "run",
+            "bot",
+            "--",
+            "sh",
+            "-c",
+            "echo \"$SEEN_PORT $MEW_TOKEN_BOT\"",
+        ],
+    );
+    let token = std::fs::read_to_string(space.path().join(".mew/tokens/bot.token")).unwrap();
+    assert_eq!(
+        out.stdout.trim(),
+        format!("{port} {}", token.trim()),
+        "{}",
+        show(&out)
+    );
+    down_clean(&space);
+}
