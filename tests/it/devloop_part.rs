@@ -382,3 +382,26 @@ fn run_uses_the_running_spaces_port_and_the_participants_token() {
     );
     down_clean(&space);
 }
+
+/// The TUI's details view says why mew last restarted the process.
+#[test]
+fn the_tui_details_show_why_it_restarted() {
+    use crate::common::tui::{app, demo, key, render, send};
+    let mut src = demo();
+    let selected = src.status.processes[0].name.clone();
+    src.status.processes[0].last_restart_reason = Some("src/main.rs changed".into());
+    src.status.processes[0].restarts = 3;
+    let mut app = app(&src, 100, 30);
+    assert_eq!(app.selected(), Some(selected.as_str()));
+    send(&mut app, &src, [key(crossterm::event::KeyCode::Tab)]);
+    let term = render(&app, &src, 100, 30);
+    let buf = term.backend().buffer();
+    let mut text = String::new();
+    for y in 0..buf.area.height {
+        for x in 0..buf.area.width {
+            text.push_str(buf[(x, y)].symbol());
+        }
+        text.push('\n');
+    }
+    assert!(text.contains("3 (last: src/main.rs changed)"), "{text}");
+}
