@@ -206,6 +206,9 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         sink.clone(),
     );
     let watching = super::part::watch(&handle, &watched);
+    // A process under `watch:` that ended is started again by a change:
+    // `--no-tui` does not end the space because everything ended.
+    let keep_up = watching.is_some();
     drop(watched);
     let state = StateWriter::start(
         handle.clone(),
@@ -255,6 +258,7 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         opts.headless.as_ref(),
         &mut stdout_closed,
         down_rx,
+        keep_up,
     )
     .await;
     if let Some(w) = watching {
@@ -352,7 +356,9 @@ fn space_notes(cfg: &SpaceConfig, warnings: &[config::Diagnostic]) -> crate::tui
 /// The server's life once everything runs: until the space is down (asked
 /// by a client, a signal, a closed stdout, or, with the line printer, the
 /// processes ending as `--exit-code-from`, `--abort-on-exit` or
-/// `--exit-on-failure` say). Returns the exit code decided on the way.
+/// `--exit-on-failure` say; `keep_up`: not because every process ended,
+/// as a change under `watch:` starts them again). Returns the exit code
+/// decided on the way.
 async fn until_down(
     signals: &mut Signals,
     handle: &Handle,
@@ -360,6 +366,7 @@ async fn until_down(
     headless: Option<&HeadlessOptions>,
     stdout_closed: &mut tokio::sync::oneshot::Receiver<()>,
     mut down_rx: watch::Receiver<bool>,
+    keep_up: bool,
 ) -> Option<u8> {
     let mut stdout_open = headless.is_some();
     let mut code: Option<u8> = None;
@@ -395,7 +402,7 @@ async fn until_down(
                     } else if exit_on_failure && let Some((name, c)) = newly {
                         tracing::info!("{name} failed for good: stopping the space");
                         Some(c)
-                    } else if headless::all_ended(&status.processes) {
+                    } else if !keep_up && headless::all_ended(&status.processes) {
                         Some(tracker.first().map_or(0, |(_, c)| *c))
                     } else {
                         None

@@ -710,6 +710,10 @@ impl Machine {
                         "restart requested",
                     );
                 }
+                // It was not running: its line says why it starts again.
+                if let Some(r) = &reason {
+                    self.note(i, format!("{r}: starting again"));
+                }
             }
         }
         self.schedule();

@@ -405,3 +405,46 @@ fn the_tui_details_show_why_it_restarted() {
     }
     assert!(text.contains("3 (last: src/main.rs changed)"), "{text}");
 }
+
+/// `--no-tui` with a task under `watch:`: the task ending does not end the
+/// space (a change runs it again); `down` does.
+#[test]
+fn a_watched_task_runs_again_on_a_change_and_no_tui_stays_up() {
+    let space = Space::new(
+        "processes:\n  task:\n    command: echo started >> count; echo task-ran\n    one_shot: true\n    watch:\n      paths: [src]\n      debounce: 50ms\n",
+    );
+    write(space.path(), "src/lib.rs", "x");
+    let mut cmd = space.mew();
+    cmd.args(["space", "up", "--no-tui"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    assert!(
+        wait_for(W, || starts(&space) == 1
+            && space.log("task").contains("watching src")
+            && state_of_quiet(&space, "task").as_deref() == Some("exited")),
+        "{}",
+        space.log("task")
+    );
+    write(space.path(), "src/lib.rs", "y");
+    assert!(wait_for(W, || starts(&space) == 2), "{}", space.log("task"));
+    ok(&space, &["space", "down"]);
+    let out = common::wait_output(child, T);
+    assert_eq!(out.code(), Some(0), "{}", show(&out));
+    assert_eq!(out.stdout.matches("task-ran").count(), 2, "{}", show(&out));
+    assert!(out.stdout.contains("src/lib.rs changed"), "{}", show(&out));
+    assert!(space.wait_no_survivors().is_empty());
+}
+
+/// The state of `name`, `None` while the space does not answer yet.
+fn state_of_quiet(space: &Space, name: &str) -> Option<String> {
+    let out = mew_run(space, &["space", "status", "--json"]);
+    let v: Value = serde_json::from_str(&out.stdout).ok()?;
+    v["processes"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name)?["state"]
+        .as_str()
+        .map(str::to_string)
+}
