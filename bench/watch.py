@@ -16,11 +16,17 @@ Usage: python3 bench/watch.py [--reps N] [--idle-seconds S] [--files N]
 The tree: `src/` with N files in N/100 directories, and `target/` (ignored by
 every tool) with as many.
 
---mew-cmd is the command that runs mew's watcher; placeholders: {dir} (the
-tree), {child} (the process to restart), {debounce_ms}. It must print a line
-containing `ready` on stdout once its watches are in place. The default is
-the watcher alone (`examples/watch_latency.rs`); once `watch:` is wired into
-the supervisor, pass a `mew space up --no-tui` command here instead.
+Two mew rows per debounce:
+- `mew space up --no-tui`: the real thing. A space (in its own directory)
+  whose one process is the child, `cwd:` the tree, `watch: { paths: [src],
+  debounce: …ms }`; it is ready when it prints "watching src". --mew-bin is
+  the binary (default: the release build; --no-build leaves it as it is).
+  Stopped with SIGTERM (its children live in sessions of their own).
+- the watcher alone (`examples/watch_latency.rs`), restarting its child
+  itself, or what --mew-cmd says; placeholders: {dir} (the tree), {child}
+  (the process to restart), {debounce_ms}. It must print a line containing
+  `ready` on stdout once its watches are in place. `--mew-cmd none` leaves
+  this row out.
 
 This is a benchmark, not a test: nothing here asserts a time.
 """
@@ -130,8 +136,10 @@ def make_tree(root: Path, files: int) -> None:
 
 
 class Tool:
-    def __init__(self, name: str, argv: list[str], ready: str, stream: str):
+    def __init__(self, name: str, argv: list[str], ready: str, stream: str, graceful: bool = False):
         self.name, self.argv, self.ready, self.stream = name, argv, ready, stream
+        # A mew server: stopped with SIGTERM, so it stops its processes.
+        self.graceful = graceful
         self.proc: subprocess.Popen | None = None
         self.out = WORK / f"{name.replace(' ', '_')}.out"
 
@@ -163,6 +171,14 @@ class Tool:
         if self.proc is None:
             return
         sid = self.proc.pid
+        if self.graceful:
+            os.kill(sid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+                self.proc = None
+                return
+            except subprocess.TimeoutExpired:
+                pass
         for pid, _, _ in session_procs(sid):
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -236,7 +252,8 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--idle-seconds", type=float, default=30)
     ap.add_argument("--files", type=int, default=10_000)
-    ap.add_argument("--mew-cmd", default=DEFAULT_MEW)
+    ap.add_argument("--mew-cmd", default=DEFAULT_MEW, help="the watcher-alone row ('none': left out)")
+    ap.add_argument("--mew-bin", default=str(TARGET / "release" / "mew"), help="the mew of the `space up --no-tui` rows")
     ap.add_argument("--debounce-ms", default="300,20,0", help="mew's debounces to measure (comma-separated)")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--quick", action="store_true", help="5 reps, 5 s idle window")
@@ -245,6 +262,8 @@ def main() -> int:
         a.reps, a.idle_seconds = 5, 5
     if not a.no_build and a.mew_cmd == DEFAULT_MEW:
         subprocess.run(["cargo", "build", "--release", "--example", "watch_latency"], cwd=ROOT, check=True)
+    if not a.no_build and a.mew_bin == str(TARGET / "release" / "mew"):
+        subprocess.run(["cargo", "build", "--release", "--bin", "mew"], cwd=ROOT, check=True)
 
     WORK.mkdir(parents=True, exist_ok=True)
     tree = WORK / "tree"
@@ -259,8 +278,21 @@ def main() -> int:
 
     tools = []
     for d in [int(x) for x in a.debounce_ms.split(",") if x]:
-        cmd = a.mew_cmd.format(dir=shlex.quote(str(tree)), child=shlex.quote(str(child)), debounce_ms=d)
-        tools.append((f"mew (debounce {d} ms)", Tool(f"mew-{d}ms", ["sh", "-c", f"exec {cmd}"], "ready", "mew")))
+        space = WORK / f"space-{d}ms"
+        (space / ".mew").mkdir(parents=True, exist_ok=True)
+        (space / ".mew" / "space.yaml").write_text(
+            "space: { id: watch-bench-%d }\n"
+            "processes:\n"
+            "  child:\n"
+            "    command: %s\n"
+            "    cwd: %s\n"
+            "    watch: { paths: [src], debounce: %dms }\n" % (d, json.dumps(str(child)), json.dumps(str(tree)), d)
+        )
+        up = [a.mew_bin, "--space-dir", str(space), "space", "up", "--no-tui", "--timestamps", "false"]
+        tools.append((f"mew space up --no-tui (debounce {d} ms)", Tool(f"mew-up-{d}ms", up, "watching src", "mew", graceful=True)))
+        if a.mew_cmd != "none":
+            cmd = a.mew_cmd.format(dir=shlex.quote(str(tree)), child=shlex.quote(str(child)), debounce_ms=d)
+            tools.append((f"mew watcher alone (debounce {d} ms)", Tool(f"mew-{d}ms", ["sh", "-c", f"exec {cmd}"], "ready", "mew")))
     if shutil.which("inotifywait"):
         tools.append(("inotifywait loop", Tool("inotifywait", ["sh", str(loop), str(child), str(tree)], "Watches established", "loop")))
     else:

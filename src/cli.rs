@@ -74,6 +74,12 @@ pub struct ServeArgs {
     /// Reload when a config file changes (`up --watch-config`).
     #[arg(long)]
     pub watch_config: bool,
+    /// `up NAME…`: start only these (and what they depend on).
+    #[arg(long, value_name = "NAME")]
+    pub only: Vec<String>,
+    /// `up --profile P`.
+    #[arg(long, value_name = "P")]
+    pub profile: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -293,6 +299,22 @@ pub enum SpaceCommand {
     Connect(ConnectArgs),
     /// Translate the space for systemd, docker compose or Kubernetes.
     Export(ExportArgs),
+    /// Run a one-off command with a process's environment, cwd and token, in this terminal.
+    Run(RunArgs),
+}
+
+/// `mew space run NAME [-- CMD…]`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The process whose environment and cwd the command gets.
+    pub name: String,
+    /// The command and its arguments [default: the process's own command].
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -443,6 +465,14 @@ pub struct UpArgs {
     /// With --wait: give up after this long (e.g. 60s).
     #[arg(long, value_name = "DURATION", requires = "wait")]
     pub timeout: Option<String>,
+    /// Also start the processes with this profile (`profiles:`); repeatable.
+    /// Processes with `profiles:` start only when one of theirs is given.
+    #[arg(long, value_name = "P")]
+    pub profile: Vec<String>,
+    /// Start only these processes and what they depend on (transitively);
+    /// the others are listed and startable with `mew space start`.
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
 }
 
 impl UpArgs {

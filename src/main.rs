@@ -133,6 +133,7 @@ fn space(c: SpaceCommand, args: &SpaceArgs) -> Outcome {
         SpaceCommand::Ls(a) => cmd::ls::run(a.json),
         SpaceCommand::Reload => cmd::reload::run(args),
         SpaceCommand::Scale(a) => cmd::scale::run(args, &a.target),
+        SpaceCommand::Run(a) => cmd::run::run(args, a),
         SpaceCommand::Attach => cmd::attach::run(&load(args)?.dir, false),
     }
 }

@@ -1182,6 +1182,7 @@ mod tests {
                 probe: None,
                 one_shot: false,
                 healthy: None,
+                last_restart_reason: None,
             }],
             participants: vec![],
             logging_degraded: None,

@@ -144,6 +144,11 @@ pub struct ProcessStatus {
     /// before its first verdict for this run (and when not running).
     #[serde(default)]
     pub healthy: Option<bool>,
+    /// Why mew last restarted it for a reason of its own ("src/main.rs
+    /// changed", by `watch:`); absent when it never was, or when the user
+    /// restarted it since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_restart_reason: Option<String>,
 }
 
 impl ProcessStatus {
@@ -167,6 +172,7 @@ impl ProcessStatus {
             probe: None,
             one_shot: false,
             healthy: None,
+            last_restart_reason: None,
         }
     }
 }

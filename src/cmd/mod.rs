@@ -23,6 +23,7 @@ pub mod logs;
 pub mod ls;
 pub mod reload;
 pub mod scale;
+pub mod run;
 pub mod serve;
 pub mod status;
 pub mod token;

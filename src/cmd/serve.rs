@@ -13,6 +13,10 @@ pub fn run(space: &SpaceArgs, args: &ServeArgs) -> Outcome {
             port: args.port,
             headless: None,
             watch_config: args.watch_config,
+            part: server::Part {
+                names: args.only.clone(),
+                profiles: args.profile.clone(),
+            },
         },
     ))
 }

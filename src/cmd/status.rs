@@ -59,6 +59,10 @@ struct ProcessJson<'a> {
     cpu_percent: Option<f64>,
     rss_bytes: Option<u64>,
     command: &'a str,
+    /// Why mew last restarted it for a reason ("src/main.rs changed");
+    /// the key is absent when it never was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_restart_reason: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -83,6 +87,7 @@ impl<'a> ProcessJson<'a> {
             cpu_percent: p.cpu_percent.map(f64::from),
             rss_bytes: p.rss_bytes,
             command: &p.command,
+            last_restart_reason: p.last_restart_reason.as_deref(),
         }
     }
 }
@@ -137,6 +142,14 @@ fn clip(s: &str, max: usize) -> String {
     out
 }
 
+/// The STATE column: the state, and why mew last restarted it.
+fn state_text(p: &ProcessStatus, now: Millis) -> String {
+    match &p.last_restart_reason {
+        Some(why) => format!("{} ({why})", p.state.describe(now)),
+        None => p.state.describe(now),
+    }
+}
+
 /// The human status table.
 fn status_table(s: &SpaceStatus, now: Millis) -> String {
     let mut out = String::new();
@@ -157,7 +170,7 @@ fn status_table(s: &SpaceStatus, now: Millis) -> String {
         rows.push([
             p.name.clone(),
             p.kind.as_str().into(),
-            clip(&p.state.describe(now), STATE_WIDTH),
+            clip(&state_text(p, now), STATE_WIDTH),
             p.pid.map_or("-".into(), |x| x.to_string()),
             uptime,
             p.restarts.to_string(),
@@ -317,5 +330,20 @@ mod tests {
         assert!(web.contains("1m05s"), "{t}");
         let idle = t.lines().find(|l| l.starts_with("idle")).unwrap();
         assert!(!idle.contains('m'), "{t}");
+    }
+
+    #[test]
+    fn why_it_restarted_is_in_the_table_and_the_json_only_when_known() {
+        let mut s = sample();
+        s.processes[0].last_restart_reason = Some("src/main.rs changed".into());
+        let t = status_table(&s, 66_500);
+        let web = t.lines().find(|l| l.starts_with("web")).unwrap();
+        assert!(web.contains("ready (src/main.rs changed)"), "{t}");
+        let doc: serde_json::Value = serde_json::from_str(&status_json(&s, 66_500)).unwrap();
+        assert_eq!(
+            doc["processes"][0]["last_restart_reason"],
+            "src/main.rs changed"
+        );
+        assert!(doc["processes"][1].get("last_restart_reason").is_none());
     }
 }

@@ -26,7 +26,19 @@ const START_DEADLINE: Duration = Duration::from_secs(30);
 
 pub fn run(up: UpArgs, args: &SpaceArgs) -> Outcome {
     let timeout = duration_arg("--timeout", &up.timeout)?;
-    let cfg = load(args)?;
+    let cfg = match load(args) {
+        Ok(cfg) => cfg,
+        // `up -d DIR` (upstream's `-d`) with no config here: say what `-d` is.
+        Err(e) => match upstream_dash_d(&up) {
+            Some(dir) => {
+                return Err(Error::Usage(format!(
+                    "no space config here for `{}`{DASH_D_HELP}",
+                    crate::config::escape(&dir)
+                )));
+            }
+            None => return Err(e),
+        },
+    };
     if let Some(name) = &up.exit_code_from
         && cfg.process(name).is_none()
     {
@@ -38,6 +50,15 @@ pub fn run(up: UpArgs, args: &SpaceArgs) -> Outcome {
             "--exit-code-from: no process `{name}`{hint}; processes: {}",
             names.join(", ")
         )));
+    }
+    // `up NAME…` / `--profile`: an unknown one is a usage error, before
+    // anything is spawned.
+    let part = server::Part {
+        names: up.names.clone(),
+        profiles: up.profile.clone(),
+    };
+    if let Err(e) = crate::config::select(&cfg, &part.names, &part.profiles) {
+        return Err(Error::Usage(selection_error(&e, up.detach)));
     }
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let ci_mode = up.exit_code_from.is_some() || up.abort_on_exit || up.envelopes;
@@ -55,10 +76,10 @@ pub fn run(up: UpArgs, args: &SpaceArgs) -> Outcome {
             timeout,
             port: up.port,
         };
-        return detached(&cfg, &serve_args(&cfg, up.watch_config), opts);
+        return detached(&cfg, &serve_args(&cfg, &part, up.watch_config), opts);
     }
     if tui {
-        start_server(&cfg, &serve_args(&cfg, up.watch_config), up.port)?;
+        start_server(&cfg, &serve_args(&cfg, &part, up.watch_config), up.port)?;
         return super::attach::run(&cfg.dir, true);
     }
     if !up.no_tui && !ci_mode {
@@ -76,13 +97,50 @@ pub fn run(up: UpArgs, args: &SpaceArgs) -> Outcome {
                 envelopes: up.envelopes,
             }),
             watch_config: up.watch_config,
+            part,
         },
     ))
 }
 
-/// The config arguments of `__serve`, and `--watch-config` if asked for.
-fn serve_args(cfg: &SpaceConfig, watch_config: bool) -> Vec<OsString> {
+const DASH_D_HELP: &str = "\nhelp: `-d` means `--detach` in mew (as in docker compose); the upstream MEW CLI's `-d DIR` is `--space-dir DIR` here";
+
+/// The NAME right after a `-d` on the command line, when it is a directory:
+/// upstream's `-d DIR`.
+fn upstream_dash_d(up: &UpArgs) -> Option<String> {
+    if !up.detach {
+        return None;
+    }
+    let args: Vec<String> = std::env::args().collect();
+    args.windows(2)
+        .find(|w| w[0] == "-d" && up.names.contains(&w[1]) && Path::new(&w[1]).is_dir())
+        .map(|w| w[1].clone())
+}
+
+/// What `up NAME…` / `--profile` says for a name or profile it does not
+/// know. A directory given as a name is most likely upstream's `-d DIR`
+/// (mew's `-d` is `--detach`) or a space dir: say so.
+fn selection_error(e: &crate::config::SelectError, detach: bool) -> String {
+    let mut msg = e.to_string();
+    if let crate::config::SelectError::UnknownProcess { name, .. } = e
+        && Path::new(name).is_dir()
+    {
+        if detach {
+            msg.push_str(DASH_D_HELP);
+        } else {
+            msg.push_str(&format!(
+                "\nhelp: `{}` is a directory: to run the space there, use `--space-dir DIR`",
+                crate::config::escape(name)
+            ));
+        }
+    }
+    msg
+}
+
+/// The `__serve` arguments after the subcommand: the config, the part,
+/// and `--watch-config` if asked for.
+fn serve_args(cfg: &SpaceConfig, part: &server::Part, watch_config: bool) -> Vec<OsString> {
     let mut args = config_args(cfg);
+    args.extend(part.args());
     if watch_config {
         args.push("--watch-config".into());
     }

@@ -985,6 +985,13 @@ fn resolve_one(
         probe: resolve_probe("health", &h.probe),
         action: h.action,
     });
+    // `watch:` paths are interpolated like the rest (`${SPACE_DIR}/src`).
+    let mut config = p.clone();
+    if let Some(w) = &mut config.watch {
+        for (i, path) in w.paths.iter_mut().enumerate() {
+            *path = field(&format!("watch.paths[{i}]"), path);
+        }
+    }
     warnings.extend(port_warnings);
     env.push(("MEW_SPACE".to_owned(), cfg.id.clone()));
     env.push(("MEW_SPACE_DIR".to_owned(), cfg.dir.display().to_string()));
@@ -1002,7 +1009,7 @@ fn resolve_one(
         cwd,
         ready,
         health,
-        config: p.clone(),
+        config,
     }
 }
 

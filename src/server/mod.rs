@@ -24,6 +24,7 @@ macro_rules! say {
 mod conns;
 mod outbox;
 mod reload;
+mod part;
 mod requests;
 mod session;
 mod startup;
@@ -40,6 +41,7 @@ use crate::supervisor::Handle;
 
 pub(crate) use outbox::Outbox;
 pub use reload::scale_lines;
+pub use part::Part;
 
 // Kept at their old paths for the callers outside the server.
 pub use crate::config::load_cli::{format_diagnostic, load_config};
@@ -52,6 +54,8 @@ pub struct ServeOptions {
     pub headless: Option<HeadlessOptions>,
     /// `--watch-config`: reload when a config file changes.
     pub watch_config: bool,
+    /// `up NAME…` / `--profile`: what starts (the rest stays idle).
+    pub part: Part,
 }
 
 #[derive(Clone, Debug)]

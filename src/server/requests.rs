@@ -435,7 +435,9 @@ async fn control(handle: &Handle, req: Request) -> Result<Vec<String>, String> {
     match req {
         Request::Restart { names } => handle.restart(names.clone()).await.map(|_| names),
         Request::Stop { names } => handle.stop(names.clone()).await.map(|_| names),
-        Request::Start { names } => handle.start(names.clone()).await.map(|_| names),
+        // A named process starts its stopped dependencies first.
+        Request::Start { names } if names.is_empty() => handle.start(names).await.map(|_| vec![]),
+        Request::Start { names } => handle.start_with_deps(names.clone()).await.map(|_| names),
         _ => Err("not a control request".into()),
     }
 }

@@ -193,6 +193,7 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     // (it joins when the first one attaches, or now for `--envelopes`).
     let space_view = space_view(&cfg, port);
     let reload_cfg = cfg.clone();
+    let watched = resolved.clone();
     let handle = supervisor::start(
         cfg,
         resolved,
@@ -205,6 +206,11 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         },
         sink.clone(),
     );
+    let watching = super::part::watch(&handle, &watched);
+    // A process under `watch:` that ended is started again by a change:
+    // `--no-tui` does not end the space because everything ended.
+    let keep_up = watching.is_some();
+    drop(watched);
     let state = StateWriter::start(
         handle.clone(),
         paths.state.clone(),
@@ -263,8 +269,12 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         opts.headless.as_ref(),
         &mut stdout_closed,
         down_rx,
+        keep_up,
     )
     .await;
+    if let Some(w) = watching {
+        w.abort();
+    }
     let _ = ctx.gone_tx.send(true);
     if let Some(sink) = sink {
         sink.close();
@@ -360,7 +370,9 @@ pub(super) fn space_notes(
 /// The server's life once everything runs: until the space is down (asked
 /// by a client, a signal, a closed stdout, or, with the line printer, the
 /// processes ending as `--exit-code-from`, `--abort-on-exit` or
-/// `--exit-on-failure` say). Returns the exit code decided on the way.
+/// `--exit-on-failure` say; `keep_up`: not because every process ended,
+/// as a change under `watch:` starts them again). Returns the exit code
+/// decided on the way.
 async fn until_down(
     signals: &mut Signals,
     handle: &Handle,
@@ -368,6 +380,7 @@ async fn until_down(
     headless: Option<&HeadlessOptions>,
     stdout_closed: &mut tokio::sync::oneshot::Receiver<()>,
     mut down_rx: watch::Receiver<bool>,
+    keep_up: bool,
 ) -> Option<u8> {
     let mut stdout_open = headless.is_some();
     let mut code: Option<u8> = None;
@@ -403,7 +416,7 @@ async fn until_down(
                     } else if exit_on_failure && let Some((name, c)) = newly {
                         tracing::info!("{name} failed for good: stopping the space");
                         Some(c)
-                    } else if headless::all_ended(&status.processes) {
+                    } else if !keep_up && headless::all_ended(&status.processes) {
                         Some(tracker.first().map_or(0, |(_, c)| *c))
                     } else {
                         None
@@ -484,7 +497,8 @@ fn prepare(cfg: &SpaceConfig, opts: &ServeOptions) -> Result<Prepared, String> {
             paths.tokens_dir.display()
         )
     })?;
-    let (resolved, warnings) = config::resolve(cfg, &ctx);
+    let (mut resolved, warnings) = config::resolve(cfg, &ctx);
+    super::part::apply(cfg, &mut resolved, &opts.part).map_err(|e| format!("mew: {e}"))?;
     for w in cfg.warnings.iter().chain(warnings.iter()) {
         say!("{}", format_diagnostic("warning", w));
     }

@@ -589,6 +589,7 @@ impl Actor {
                 probe: p.probe_msg.clone(),
                 one_shot: p.rp.config.one_shot,
                 healthy: p.healthy,
+                last_restart_reason: p.last_restart_reason.clone(),
             })
             .collect();
         let degraded = self

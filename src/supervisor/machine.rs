@@ -84,6 +84,20 @@ pub(crate) enum Input {
     /// Start processes by name and, first, those of their dependencies
     /// (transitively) that are stopped, failed or never started.
     StartWithDeps(Vec<String>),
+    /// Send `signal` to the group of each named process that runs (not one
+    /// being stopped), for a reason its lifecycle line shows (`watch:` with
+    /// `action: { signal: SIGHUP }`).
+    SignalFor {
+        names: Vec<String>,
+        signal: i32,
+        reason: String,
+    },
+    /// A lifecycle line for a process without a state change (a `watch:`
+    /// that could not be set up or kept up).
+    Warn {
+        name: String,
+        message: String,
+    },
     /// A new process joins the space (a reload added it, `scale` grew it).
     Add(Box<ResolvedProcess>),
     /// A process leaves the space: it is stopped, then dropped.
@@ -228,6 +242,9 @@ pub(crate) struct Proc {
     /// Escapees of its last run are being looked for: it is not started
     /// again until that is done, so a new instance can never be mistaken for one.
     pub escapees_pending: bool,
+    /// Why it was last restarted for a reason (a file changed), for status;
+    /// a user restart clears it.
+    pub last_restart_reason: Option<String>,
     /// The spec it takes when the current run has ended.
     pub next_spec: Option<Box<ResolvedProcess>>,
     /// It leaves the space when the current run has ended.
@@ -253,6 +270,7 @@ impl Proc {
             health_failures: 0,
             healthy: None,
             escapees_pending: false,
+            last_restart_reason: None,
             next_spec: None,
             leaving: false,
             removed: false,
@@ -419,6 +437,20 @@ impl Machine {
             Input::StartWithDeps(names) => {
                 let ids = self.resolve(&names)?;
                 return self.start_with_deps(&ids);
+            }
+            Input::SignalFor {
+                names,
+                signal,
+                reason,
+            } => {
+                for i in self.resolve(&names)? {
+                    self.signal_for(i, signal, &reason);
+                }
+            }
+            Input::Warn { name, message } => {
+                for i in self.resolve(std::slice::from_ref(&name))? {
+                    self.note(i, message.clone());
+                }
             }
             Input::Add(rp) => return self.add(*rp),
             Input::Remove(name) => {
@@ -656,7 +688,8 @@ impl Machine {
     }
 
     /// A restart asked for by the user (`reason: None`), or for a reason
-    /// (a file watcher): then one already pending is not queued again.
+    /// (a file watcher): then one already pending is not queued again, and
+    /// a process the user stopped (or that was never started) stays so.
     fn restart(&mut self, ids: &[usize], reason: Option<String>) -> Result<(), String> {
         if self.shutting_down {
             return Err("the space is shutting down".into());
@@ -665,9 +698,15 @@ impl Machine {
             if self.procs[i].rp.config.disabled {
                 continue;
             }
-            if reason.is_some() && self.restart_pending(i) {
+            if reason.is_some()
+                && (self.restart_pending(i)
+                    || matches!(self.procs[i].state, ProcState::Idle | ProcState::Stopped)
+                    || matches!(self.procs[i].intent, Some(Intent::Stop | Intent::Kill)))
+            {
                 continue;
             }
+            // A user restart says no reason: the last one is stale.
+            self.procs[i].last_restart_reason = reason.clone();
             self.procs[i].policy = RestartState::default();
             if self.procs[i].state.is_alive() {
                 self.begin_stop(i, Intent::Restart(reason.clone()));
@@ -684,10 +723,26 @@ impl Machine {
                         "restart requested",
                     );
                 }
+                // It was not running: its line says why it starts again.
+                if let Some(r) = &reason {
+                    self.note(i, format!("{r}: starting again"));
+                }
             }
         }
         self.schedule();
         Ok(())
+    }
+
+    /// Signal the group of `i` if it runs and is not being stopped.
+    fn signal_for(&mut self, i: usize, signal: i32, reason: &str) {
+        let p = &self.procs[i];
+        if !p.state.is_alive() || matches!(p.state, ProcState::Stopping { .. }) {
+            return;
+        }
+        let Some(pid) = p.pid() else { return };
+        self.effects.push(Effect::Signal { pid, signal });
+        let name = signal_name(signal);
+        self.note(i, format!("{reason}: sent {name} to process group {pid}"));
     }
 
     /// Whether a restart of `i` is already under way: stopping to restart,

@@ -1142,3 +1142,86 @@ proptest! {
         prop_assert_eq!(w.spawns("a"), 1);
     }
 }
+
+#[test]
+fn a_change_does_not_start_what_the_user_stopped_and_records_why() {
+    let mut w = World::new("  a:\n    command: x\n  b:\n    command: x\n    auto_start: false\n");
+    w.boot();
+    let change = |w: &mut World, name: &str| {
+        w.input(Input::RestartFor {
+            names: names(&[name]),
+            reason: "src/main.rs changed".into(),
+        })
+    };
+    // Never started: stays idle.
+    change(&mut w, "b").unwrap_or_default();
+    w.settle();
+    assert_eq!(w.state("b"), &ProcState::Idle);
+    assert_eq!(w.spawns("b"), 0);
+    assert_eq!(w.m.procs()[1].last_restart_reason, None);
+    // Running: restarted, and status knows why.
+    change(&mut w, "a").unwrap_or_default();
+    w.settle();
+    assert_eq!(w.spawns("a"), 2);
+    assert_eq!(
+        w.m.procs()[0].last_restart_reason.as_deref(),
+        Some("src/main.rs changed")
+    );
+    // Stopped by the user: a change leaves it stopped.
+    w.input(Input::Stop(names(&["a"]))).unwrap_or_default();
+    change(&mut w, "a").unwrap_or_default();
+    w.settle();
+    assert_eq!(w.state("a"), &ProcState::Stopped);
+    change(&mut w, "a").unwrap_or_default();
+    w.settle();
+    assert_eq!(w.state("a"), &ProcState::Stopped);
+    assert_eq!(w.spawns("a"), 2);
+    // A user restart has no reason: the last one is forgotten.
+    w.input(Input::Restart(names(&["a"]))).unwrap_or_default();
+    w.settle();
+    assert_eq!(w.m.procs()[0].last_restart_reason, None);
+}
+
+#[test]
+fn a_change_with_a_signal_action_signals_a_running_group_only() {
+    let mut w = World::new("  a:\n    command: x\n  b:\n    command: x\n    auto_start: false\n");
+    w.boot();
+    let (_, pid) = w.live[&0];
+    let hup = |w: &mut World, name: &str| {
+        w.input(Input::SignalFor {
+            names: names(&[name]),
+            signal: libc::SIGHUP,
+            reason: "app.conf changed".into(),
+        })
+    };
+    hup(&mut w, "a").unwrap_or_default();
+    hup(&mut w, "b").unwrap_or_default();
+    let hups: Vec<&Effect> = w
+        .log
+        .iter()
+        .filter(|e| matches!(e, Effect::Signal { signal, .. } if *signal == libc::SIGHUP))
+        .collect();
+    assert_eq!(
+        hups,
+        vec![&Effect::Signal {
+            pid,
+            signal: libc::SIGHUP
+        }]
+    );
+    assert!(w.messages("a").contains(&format!(
+        "app.conf changed: sent SIGHUP to process group {pid}"
+    )));
+    assert_eq!(w.state("a"), &ProcState::Ready);
+    assert!(hup(&mut w, "nope").is_err());
+    // A warning is a line, not a state change.
+    w.input(Input::Warn {
+        name: "b".into(),
+        message: "watch: src does not exist; not watching".into(),
+    })
+    .unwrap_or_default();
+    assert_eq!(w.state("b"), &ProcState::Idle);
+    assert!(
+        w.messages("b")
+            .contains(&"watch: src does not exist; not watching".to_string())
+    );
+}

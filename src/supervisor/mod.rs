@@ -427,6 +427,34 @@ impl Handle {
             .await
     }
 
+    /// Send `signal` to the process group of each named process that runs,
+    /// for a reason its lifecycle line shows (`watch:` with a signal action).
+    pub async fn signal_because(
+        &self,
+        names: Vec<String>,
+        signal: i32,
+        reason: String,
+    ) -> Result<(), String> {
+        self.ask(|tx| {
+            Cmd::Ask(
+                machine::Input::SignalFor {
+                    names,
+                    signal,
+                    reason,
+                },
+                tx,
+            )
+        })
+        .await
+    }
+
+    /// A lifecycle line for `name` (its log, the TUI, `--no-tui`) without a
+    /// state change: a warning about it.
+    pub async fn warn(&self, name: String, message: String) -> Result<(), String> {
+        self.ask(|tx| Cmd::Ask(machine::Input::Warn { name, message }, tx))
+            .await
+    }
+
     /// Give a process (by its name) a new spec: a running one is stopped and
     /// started again with it, with dependents following their conditions.
     pub async fn replace(&self, process: ResolvedProcess) -> Result<(), String> {

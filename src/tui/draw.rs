@@ -578,7 +578,13 @@ impl App {
                     _ => dash(),
                 },
             ),
-            row("restarts", p.restarts.to_string()),
+            row(
+                "restarts",
+                match &p.last_restart_reason {
+                    Some(why) => format!("{} (last: {why})", p.restarts),
+                    None => p.restarts.to_string(),
+                },
+            ),
             row(
                 "exit code",
                 p.exit_code.map_or_else(dash, |c| c.to_string()),

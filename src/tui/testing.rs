@@ -146,5 +146,6 @@ pub fn process(name: &str, state: ProcState, started_at: u64) -> ProcessStatus {
         probe: None,
         one_shot: false,
         healthy: None,
+        last_restart_reason: None,
     }
 }

@@ -20,6 +20,7 @@ mod config_check;
 mod config_init;
 mod devloop_config;
 mod devloop_reload;
+mod devloop_part;
 mod dropin;
 mod export_compose;
 mod export_kubernetes;
