@@ -32,6 +32,10 @@ pub(super) struct Devloop {
     handle: Handle,
     /// What attached TUIs show of the config, kept in step with `cfg`.
     notes: std::sync::Mutex<crate::tui::SpaceNotes>,
+    /// What `up NAME…` / `--profile` selected: kept for the reloaded config.
+    part: super::part::Part,
+    /// The `watch:` task, told what a reload or a scale changed.
+    watch: super::part::WatchControl,
 }
 
 impl Devloop {
@@ -41,6 +45,8 @@ impl Devloop {
         port: u16,
         handle: Handle,
         notes: crate::tui::SpaceNotes,
+        part: super::part::Part,
+        watch: super::part::WatchControl,
     ) -> Devloop {
         Devloop {
             cfg: Mutex::new(cfg),
@@ -48,6 +54,15 @@ impl Devloop {
             port,
             handle,
             notes: std::sync::Mutex::new(notes),
+            part,
+            watch,
+        }
+    }
+
+    /// Tell the watch task that process `name` now runs as `rp` says.
+    fn watch_as(&self, name: &str, rp: &ResolvedProcess) {
+        if let Some(i) = self.handle.shared.index_of(name) {
+            self.watch.set(i, rp);
         }
     }
 
@@ -91,7 +106,10 @@ impl Devloop {
         };
         let diff = config::diff(&cur, &new);
         let (resolved, warnings) = match self.resolve(&new) {
-            Ok(r) => r,
+            Ok((mut resolved, warnings)) => {
+                super::part::apply_again(&new, &mut resolved, &self.part);
+                (resolved, warnings)
+            }
             Err(why) => {
                 return ReloadReport {
                     error_lines: vec![format!("error: {why}")],
@@ -121,8 +139,11 @@ impl Devloop {
                 continue;
             }
             let Some(rp) = spec(name) else { continue };
-            match self.handle.add(rp).await {
-                Ok(()) => report.added.push(name.clone()),
+            match self.handle.add(rp.clone()).await {
+                Ok(()) => {
+                    self.watch_as(name, &rp);
+                    report.added.push(name.clone());
+                }
                 // Not running: the next reload tries again (e.g. the old
                 // process of that name was still stopping).
                 Err(e) => {
@@ -134,6 +155,7 @@ impl Devloop {
         new.processes.retain(|p| !not_added.contains(&p.name));
         for c in &diff.changed {
             let Some(rp) = spec(&c.name) else { continue };
+            self.watch_as(&c.name, &rp);
             let done = if c.restart {
                 self.handle.replace(rp).await
             } else {
@@ -146,8 +168,14 @@ impl Devloop {
             }
         }
         for name in &diff.removed {
+            let index = self.handle.shared.index_of(name);
             match self.handle.remove(name.clone()).await {
-                Ok(()) => report.removed.push(name.clone()),
+                Ok(()) => {
+                    if let Some(i) = index {
+                        self.watch.remove(i);
+                    }
+                    report.removed.push(name.clone());
+                }
                 Err(e) => report.failed.push(format!("{name}: {e}")),
             }
         }
@@ -177,8 +205,9 @@ impl Devloop {
             let Some(rp) = resolved.iter().find(|rp| rp.name == p.name).cloned() else {
                 continue;
             };
-            match self.handle.add(rp).await {
+            match self.handle.add(rp.clone()).await {
                 Ok(()) => {
+                    self.watch_as(&p.name, &rp);
                     started.push(p.name.clone());
                     cur.processes.push(p.clone());
                 }
@@ -186,8 +215,12 @@ impl Devloop {
             }
         }
         for name in &plan.remove {
+            let index = self.handle.shared.index_of(name);
             match self.handle.remove(name.clone()).await {
                 Ok(()) => {
+                    if let Some(i) = index {
+                        self.watch.remove(i);
+                    }
                     stopped.push(name.clone());
                     cur.processes.retain(|p| p.name != *name);
                 }

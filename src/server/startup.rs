@@ -209,7 +209,7 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
     let watching = super::part::watch(&handle, &watched);
     // A process under `watch:` that ended is started again by a change:
     // `--no-tui` does not end the space because everything ended.
-    let keep_up = watching.is_some();
+    let keep_up = watching.any_at_start;
     drop(watched);
     let state = StateWriter::start(
         handle.clone(),
@@ -231,6 +231,8 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         port,
         handle.clone(),
         notes,
+        opts.part.clone(),
+        watching.control(),
     ));
     if opts.watch_config {
         tokio::spawn(super::reload::watch_config(devloop.clone()));
@@ -272,9 +274,7 @@ pub(super) async fn serve(cfg: SpaceConfig, opts: ServeOptions) -> u8 {
         keep_up,
     )
     .await;
-    if let Some(w) = watching {
-        w.abort();
-    }
+    watching.stop();
     let _ = ctx.gone_tx.send(true);
     if let Some(sink) = sink {
         sink.close();

@@ -448,3 +448,94 @@ fn state_of_quiet(space: &Space, name: &str) -> Option<String> {
         .as_str()
         .map(str::to_string)
 }
+
+/// How many times `b` started (a line each in `count-b`).
+fn starts_b(space: &Space) -> usize {
+    std::fs::read_to_string(space.path().join("count-b"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+#[test]
+fn a_reload_starts_and_stops_watching() {
+    let b = "  b:\n    command: echo started >> count-b; exec sleep 1000\n    watch:\n      paths: [src]\n      debounce: 100ms\n";
+    let plain =
+        format!("processes:\n  app:\n    command: echo started >> count; exec sleep 1000\n{b}");
+    let watched = format!(
+        "processes:\n  app:\n    command: echo started >> count; exec sleep 1000\n    watch:\n      paths: [src]\n      debounce: 100ms\n{b}"
+    );
+    let space = Space::new(&plain);
+    write(space.path(), "src/main.rs", "fn main() {}\n");
+    ok(&space, &["space", "up", "-d", "--wait"]);
+    assert!(wait_for(W, || space.log("b").contains("watching src")));
+    let pid = process(&status_json(&space), "app")["pid"].clone();
+
+    // `watch:` added by a reload: the process keeps running (only its watch
+    // changed), and from then on a change restarts it.
+    std::fs::write(space.path().join(".mew/space.yaml"), &watched).unwrap();
+    let out = ok(&space, &["space", "reload"]);
+    assert!(
+        out.stdout.contains("updated: app (watch)"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(process(&status_json(&space), "app")["pid"], pid);
+    assert!(
+        wait_for(W, || space.log("app").contains("watching src")),
+        "{}",
+        space.log("app")
+    );
+    change_and_wait(&space, "src/main.rs", 2);
+
+    // `watch:` removed by a reload: a change restarts `b` (it was seen) but
+    // no longer `app`.
+    std::fs::write(space.path().join(".mew/space.yaml"), &plain).unwrap();
+    let out = ok(&space, &["space", "reload"]);
+    assert!(
+        out.stdout.contains("updated: app (watch)"),
+        "{}",
+        show(&out)
+    );
+    let before = starts_b(&space);
+    write(space.path(), "src/lib.rs", "// changed\n");
+    assert!(
+        wait_for(W, || starts_b(&space) > before
+            && process(&status_json(&space), "b")["state"] == "ready"),
+        "{}",
+        space.log("b")
+    );
+    assert_eq!(starts(&space), 2, "{}", space.log("app"));
+    down_clean(&space);
+}
+
+#[test]
+fn a_reload_keeps_the_part_of_the_space_that_up_started() {
+    let space = Space::new(CHAIN);
+    ok(&space, &["space", "up", "-d", "--wait", "b"]);
+    // A new process outside the selection is added idle; one that `b`
+    // now depends on is started.
+    let grown = CHAIN.replace(
+        "    depends_on: [c]\n",
+        "    depends_on: [c, e]\n    env: {V: \"2\"}\n",
+    ) + "  e:\n    command: exec sleep 1000\n  f:\n    command: exec sleep 1000\n";
+    std::fs::write(space.path().join(".mew/space.yaml"), grown).unwrap();
+    let out = ok(&space, &["space", "reload"]);
+    assert!(out.stdout.contains("added: e, f"), "{}", show(&out));
+    assert!(
+        wait_for(W, || state_of(&space, "b") == "ready"
+            && state_of(&space, "e") == "ready"),
+        "{:?}",
+        states(&space)
+    );
+    let st = states(&space);
+    for (name, state) in &st {
+        let want = if ["b", "c", "e"].contains(&name.as_str()) {
+            "ready"
+        } else {
+            "idle"
+        };
+        assert_eq!(state, want, "{name}: {st:?}");
+    }
+    down_clean(&space);
+}
