@@ -23,8 +23,8 @@ macro_rules! say {
 
 mod conns;
 mod outbox;
-mod reload;
 mod part;
+mod reload;
 mod requests;
 mod session;
 mod startup;
@@ -40,8 +40,8 @@ use crate::config::SpaceConfig;
 use crate::supervisor::Handle;
 
 pub(crate) use outbox::Outbox;
-pub use reload::scale_lines;
 pub use part::Part;
+pub use reload::scale_lines;
 
 // Kept at their old paths for the callers outside the server.
 pub use crate::config::load_cli::{format_diagnostic, load_config};
