@@ -106,13 +106,13 @@ async fn follow(
         .await?;
     }
     let stdout = std::io::stdout();
-    let mut last_at: Millis = 0;
+    let mut seam = Seam::default();
     {
         let mut out = stdout.lock();
         match crate::logs::read_logs(dir, names, tail, since) {
             Ok(records) => {
                 for r in records {
-                    last_at = last_at.max(r.at);
+                    seam.printed(&r.process, r.at);
                     fmt.print(&mut out, &r.process, r.at, r.event, &r.text);
                 }
             }
@@ -124,12 +124,16 @@ async fn follow(
     };
     loop {
         match conn.recv().await? {
-            Some(ServerMsg::Line { process, at, text }) if at >= last_at => {
-                fmt.print(&mut stdout.lock(), &process, at, false, &text);
+            Some(ServerMsg::Line { process, at, text }) => {
+                if seam.is_new(&process, at) {
+                    fmt.print(&mut stdout.lock(), &process, at, false, &text);
+                }
             }
-            Some(ServerMsg::Event { event }) if event.at >= last_at => {
+            Some(ServerMsg::Event { event }) => {
                 let e = &event;
-                fmt.print(&mut stdout.lock(), &e.process, e.at, true, &e.message);
+                if seam.is_new(&e.process, e.at) {
+                    fmt.print(&mut stdout.lock(), &e.process, e.at, true, &e.message);
+                }
             }
             Some(ServerMsg::Resync { dropped }) => {
                 eprintln!("mew: fell behind; {dropped} messages skipped (see the log files)");
@@ -142,5 +146,64 @@ async fn follow(
             Some(_) => {}
             None => return Ok(ExitCode::SUCCESS),
         }
+    }
+}
+
+/// Where the files end and the stream begins, per process. The stream is
+/// subscribed to before the files are read, so a record can come both ways:
+/// what the files showed up to their last time is skipped in the stream,
+/// and at that very millisecond as many records as the files had then (a
+/// process's records come in order both ways; one millisecond may hold
+/// several lines).
+#[derive(Default)]
+struct Seam(std::collections::HashMap<String, (Millis, usize)>);
+
+impl Seam {
+    /// A record of `process` at `at` was printed from the files.
+    fn printed(&mut self, process: &str, at: Millis) {
+        let e = self.0.entry(process.to_owned()).or_insert((at, 0));
+        if at > e.0 {
+            *e = (at, 0);
+        }
+        if at == e.0 {
+            e.1 += 1;
+        }
+    }
+
+    /// Whether a streamed record of `process` at `at` was not printed yet.
+    fn is_new(&mut self, process: &str, at: Millis) -> bool {
+        let Some(e) = self.0.get_mut(process) else {
+            return true;
+        };
+        if at < e.0 {
+            return false;
+        }
+        if at == e.0 && e.1 > 0 {
+            e.1 -= 1;
+            return false;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod seam_tests {
+    use super::Seam;
+
+    #[test]
+    fn the_streams_copy_of_what_the_files_showed_is_skipped_once() {
+        let mut s = Seam::default();
+        s.printed("web", 10);
+        s.printed("web", 12);
+        s.printed("web", 12);
+        // Older, and the two records of 12 the files had: skipped.
+        assert!(!s.is_new("web", 11));
+        assert!(!s.is_new("web", 12));
+        assert!(!s.is_new("web", 12));
+        // A third record at 12 and later ones are new.
+        assert!(s.is_new("web", 12));
+        assert!(s.is_new("web", 13));
+        // Another process's own seam: the files showed nothing of it.
+        assert!(s.is_new("db", 5));
     }
 }

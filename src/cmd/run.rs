@@ -8,12 +8,11 @@
 //! part of a run, and a `down` leaves it alone.
 
 use std::os::unix::process::CommandExt as _;
-use std::process::ExitCode;
 
 use super::common::load;
 use super::{Error, Outcome};
 use crate::cli::{RunArgs, SpaceArgs};
-use crate::config::{self, ProcKind, ResolveContext, SpaceConfig};
+use crate::config::{self, ResolveContext, SpaceConfig};
 use crate::space::{self, SpacePaths};
 
 pub fn run(args: &SpaceArgs, run: RunArgs) -> Outcome {
@@ -51,15 +50,19 @@ pub fn run(args: &SpaceArgs, run: RunArgs) -> Outcome {
         .current_dir(&rp.cwd)
         .exec();
     // Only reached when the exec failed: say why, with a shell's codes.
-    eprintln!(
-        "mew: cannot run `{}` in {}: {err}",
-        config::escape(program),
-        rp.cwd.display()
-    );
-    Ok(ExitCode::from(match err.kind() {
+    let code = match err.kind() {
         std::io::ErrorKind::NotFound => 127,
         _ => 126,
-    }))
+    };
+    Err(Error::said(
+        "mew",
+        code,
+        format!(
+            "cannot run `{}` in {}: {err}",
+            config::escape(program),
+            rp.cwd.display()
+        ),
+    ))
 }
 
 /// The port and the tokens `NAME`'s environment is resolved with: the
@@ -70,18 +73,11 @@ fn context(cfg: &SpaceConfig, paths: &SpacePaths) -> Result<ResolveContext, Erro
         .then(|| space::read_lock_info(paths).and_then(|i| i.gateway_port))
         .flatten()
         .unwrap_or(cfg.gateway_port);
-    let mut tokens = std::collections::HashMap::new();
-    for p in &cfg.processes {
-        if p.kind == ProcKind::Participant {
-            let token = space::load_or_create_token(&paths.tokens_dir, &p.name).map_err(|e| {
-                Error::Failed(format!(
-                    "cannot read the token of `{}` in {}: {e}",
-                    p.name,
-                    paths.tokens_dir.display()
-                ))
-            })?;
-            tokens.insert(p.name.clone(), token);
-        }
-    }
+    let tokens = space::participant_tokens(cfg, &paths.tokens_dir).map_err(|e| {
+        Error::Failed(format!(
+            "cannot read the participants' tokens in {}: {e}",
+            paths.tokens_dir.display()
+        ))
+    })?;
     Ok(ResolveContext { port, tokens })
 }

@@ -13,7 +13,7 @@ use super::conns::{Control, Front};
 use super::state_file::StateWriter;
 use super::{Ctx, HeadlessOptions, ServeOptions};
 use crate::config::load_cli::format_diagnostic;
-use crate::config::{self, ProcKind, ResolveContext, SpaceConfig};
+use crate::config::{self, ResolveContext, SpaceConfig};
 use crate::headless::{self, FailureTracker, Printer};
 use crate::recovery::{lock_space, previous_server_message, recover};
 use crate::signals::Signals;
@@ -119,15 +119,7 @@ pub(super) fn resolve_context(
     paths: &SpacePaths,
     port: u16,
 ) -> std::io::Result<ResolveContext> {
-    let mut tokens = std::collections::HashMap::new();
-    for p in &cfg.processes {
-        if p.kind == ProcKind::Participant {
-            tokens.insert(
-                p.name.clone(),
-                space::load_or_create_token(&paths.tokens_dir, &p.name)?,
-            );
-        }
-    }
+    let tokens = space::participant_tokens(cfg, &paths.tokens_dir)?;
     Ok(ResolveContext { port, tokens })
 }
 

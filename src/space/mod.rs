@@ -44,7 +44,7 @@ pub(crate) use registry::{
 };
 pub(crate) use socket::{bind_socket, check_peer, peer_uid, socket_path_for};
 pub(crate) use state::{ProcessRecord, StateFile, read_state, write_state};
-pub(crate) use tokens::{load_or_create_token, new_token};
+pub(crate) use tokens::{load_or_create_token, new_token, participant_tokens};
 
 /// Write `bytes` to `path` through a 0600 temp file and a rename.
 fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {

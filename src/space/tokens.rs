@@ -45,6 +45,21 @@ pub fn new_token() -> io::Result<String> {
     Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// Every participant's token (made now if it has none yet), by name: what
+/// `${TOKEN}` and `MEW_TOKEN_<ID>` resolve to.
+pub(crate) fn participant_tokens(
+    cfg: &crate::config::SpaceConfig,
+    tokens_dir: &Path,
+) -> io::Result<std::collections::HashMap<String, String>> {
+    let mut tokens = std::collections::HashMap::new();
+    for p in &cfg.processes {
+        if p.kind == crate::config::ProcKind::Participant {
+            tokens.insert(p.name.clone(), load_or_create_token(tokens_dir, &p.name)?);
+        }
+    }
+    Ok(tokens)
+}
+
 pub fn load_or_create_token(tokens_dir: &Path, participant: &str) -> io::Result<String> {
     let env = std::env::var(token_env_name(participant)).ok();
     load_or_create_token_with(tokens_dir, participant, env)
