@@ -173,6 +173,23 @@ impl Output {
 }
 
 /// Run to completion, killing the command if it exceeds `deadline`.
+/// `mew ARGS` in `space`, within a minute.
+pub fn mew_run(space: &Space, args: &[&str]) -> Output {
+    let mut cmd = space.mew();
+    cmd.args(args);
+    run(cmd, Duration::from_secs(60))
+}
+
+/// An output as a failed assertion shows it: the exit code, stdout, stderr.
+pub fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.code(),
+        out.stdout,
+        out.stderr
+    )
+}
+
 pub fn run(mut cmd: Command, deadline: Duration) -> Output {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -9,27 +9,12 @@ use crate::common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Output, Space, run, wait_for};
+use common::{Output, Space, mew_run, show, wait_for};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
 /// How long a condition may take to become true.
 const W: Duration = Duration::from_secs(20);
-
-fn mew_run(space: &Space, args: &[&str]) -> Output {
-    let mut cmd = space.mew();
-    cmd.args(args);
-    run(cmd, T)
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.code(),
-        out.stdout,
-        out.stderr
-    )
-}
 
 fn ok(space: &Space, args: &[&str]) -> Output {
     let out = mew_run(space, args);

@@ -8,27 +8,11 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{Output, Space, run, wait_for};
+use common::{Space, mew_run, show, wait_for};
 use serde_json::Value;
 
-const T: Duration = Duration::from_secs(60);
 /// How long a condition may take to become true (the machine is loaded).
 const W: Duration = Duration::from_secs(30);
-
-fn mew_run(space: &Space, args: &[&str]) -> Output {
-    let mut cmd = space.mew();
-    cmd.args(args);
-    run(cmd, T)
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.code(),
-        out.stdout,
-        out.stderr
-    )
-}
 
 fn up_wait(space: &Space, extra: &[&str]) {
     let mut args = vec!["space", "up", "-d", "--wait"];

@@ -12,27 +12,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Output, Space, run, wait_for};
+use common::{Output, Space, mew_run, run, show, wait_for};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(60);
 /// How long a condition may take to become true.
 const W: Duration = Duration::from_secs(20);
-
-fn mew_run(space: &Space, args: &[&str]) -> Output {
-    let mut cmd = space.mew();
-    cmd.args(args);
-    run(cmd, T)
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        out.code(),
-        out.stdout,
-        out.stderr
-    )
-}
 
 /// `up -d --wait`, asserting success.
 fn up_wait(space: &Space) -> Output {
@@ -1153,7 +1138,15 @@ fn a_client_claiming_a_huge_terminal_cannot_take_the_server_down() {
     s.write_all(&msg_frame(&attach)).unwrap();
     // It gets frames (drawn at the clamped size), then claims another huge size.
     let mut buf = [0u8; 65536];
-    let n = s.read(&mut buf).unwrap();
+    // The error's kind names the cause if this ever fails again (it failed
+    // once under load, with the message lost).
+    let n = s.read(&mut buf).unwrap_or_else(|e| {
+        panic!(
+            "no first frame: {e} ({:?})\n{}",
+            e.kind(),
+            space.log("mew-server")
+        )
+    });
     assert!(n > 0);
     s.write_all(&msg_frame(
         &serde_json::json!({"type": "resize", "cols": 65535, "rows": 1}),
