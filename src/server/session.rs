@@ -380,7 +380,7 @@ async fn session_loop(
                 for _ in 0..4096 {
                     match next {
                         Ok(crate::supervisor::Event::Line { process, text, .. }) => {
-                            app.push_line(&process, &text);
+                            app.push_line(process, text);
                         }
                         Ok(_) | Err(TryRecvError::Lagged(_)) => {}
                         Err(TryRecvError::Empty) => break,

@@ -33,8 +33,10 @@ pub(crate) const MERGED_LINES: usize = 10_000;
 pub(crate) struct MergedLine {
     /// Counts every line pushed: a stable id while older lines go.
     pub seq: u64,
-    pub process: String,
-    pub text: String,
+    /// Shared with the supervisor's line: a line costs each attached
+    /// client a reference, not a copy.
+    pub process: std::sync::Arc<str>,
+    pub text: std::sync::Arc<str>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -52,20 +54,25 @@ pub(crate) struct Merged {
 impl App {
     /// One captured output line of `process` (the server calls this for
     /// every line, whether the view is open or not).
-    pub fn push_line(&mut self, process: &str, text: &str) {
+    pub fn push_line(
+        &mut self,
+        process: impl Into<std::sync::Arc<str>>,
+        text: impl Into<std::sync::Arc<str>>,
+    ) {
+        let (process, text) = (process.into(), text.into());
         let m = &mut self.merged;
         let seq = m.next_seq;
         m.next_seq += 1;
         m.lines.push_back(MergedLine {
             seq,
-            process: process.to_owned(),
-            text: text.to_owned(),
+            process: process.clone(),
+            text,
         });
         if m.lines.len() > MERGED_LINES {
             m.lines.pop_front();
         }
         // A view scrolled into the past stays on the same lines.
-        if m.offset > 0 && self.shown_in_merged(process) {
+        if m.offset > 0 && self.shown_in_merged(&process) {
             self.merged.offset += 1;
         }
     }

@@ -1064,7 +1064,7 @@ fn merged_demo(app: &mut App) {
             1 => ("worker", format!("job {i} done")),
             _ => ("web", format!("compiled bundle #{i}")),
         };
-        app.push_line(name, &text);
+        app.push_line(name, text);
     }
 }
 
@@ -1212,7 +1212,7 @@ fn merged_view_keeps_the_last_10000_lines_and_a_scrolled_view_stays_put() {
     let src = demo();
     let mut app = app(&src, 80, 24);
     for i in 0..10_050 {
-        app.push_line("api", &format!("line {i}"));
+        app.push_line("api", format!("line {i}"));
     }
     send(&mut app, &src, [ch('a'), key(KeyCode::Home)]);
     let t = render(&app, &src, 80, 24);
