@@ -173,6 +173,23 @@ impl Output {
 }
 
 /// Run to completion, killing the command if it exceeds `deadline`.
+/// `mew ARGS` run in `dir` (its working directory), with the variables a
+/// config reads from the environment (`MEW_SPACE_CONFIG`, `PORT`) cleared.
+pub fn mew_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(MEW)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("MEW_SPACE_CONFIG")
+        .env_remove("PORT")
+        .output()
+        .expect("run mew")
+}
+
+/// Captured bytes as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
 /// `mew ARGS` in `space`, within a minute.
 pub fn mew_run(space: &Space, args: &[&str]) -> Output {
     let mut cmd = space.mew();

@@ -1,27 +1,14 @@
 //! `mew space check` on fixture spaces: the real binary, exit codes, messages.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use crate::common::{mew_in, text};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/config")
         .join(name)
-}
-
-/// Run `mew ARGS` inside `dir` with a clean MEW environment.
-fn mew_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mew"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("MEW_SPACE_CONFIG")
-        .env_remove("PORT")
-        .output()
-        .expect("run mew")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// Check a fixture that must fail: exit 2, nothing on stdout, every `want` on stderr.

@@ -1,20 +1,8 @@
 //! `mew init`: the real binary writing into temporary directories.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn mew_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mew"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("MEW_SPACE_CONFIG")
-        .output()
-        .expect("run mew")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use crate::common::{mew_in, text};
 
 #[test]
 fn init_writes_the_demo_and_gitignore() {

@@ -3,7 +3,8 @@
 //! and `watch:`, and their errors at `file:line:col`.
 
 use std::path::Path;
-use std::process::{Command, Output};
+
+use crate::common::{mew_in, text};
 
 fn space(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -15,20 +16,6 @@ fn space(files: &[(&str, &str)]) -> tempfile::TempDir {
         std::fs::write(p, text).expect("write");
     }
     dir
-}
-
-fn mew_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mew"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("MEW_SPACE_CONFIG")
-        .env_remove("PORT")
-        .output()
-        .expect("run mew")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 fn check_json(dir: &Path, args: &[&str]) -> serde_json::Value {
